@@ -1,0 +1,188 @@
+"""The one schema module: record field names, validation and JSONL I/O.
+
+Every record is a plain dict; its field names are spelled here once and
+imported everywhere else. Readers stop at the first bad line with
+`path:line: what is wrong`; writers never leave a partial file behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import IO, Literal
+
+# --- field names -----------------------------------------------------------
+ID = "id"
+LEVEL = "level"
+INPUT = "input"
+EXPLICIT = "explicit"
+IMPLICIT = "implicit"
+KEY_PHRASES = "key_phrases"
+RAW = "raw"
+MODEL = "model"
+TEMPLATE = "template"
+REFERENCE_ID = "reference_id"
+SAMPLING_WEIGHT = "sampling_weight"
+INCLUSION_PROB = "inclusion_prob"
+STATUS = "status"
+ERROR = "error"
+USAGE = "usage"
+REQUEST_KEY = "request_key"
+ASPECT = "aspect"
+VALUE = "value"
+RATIONALE = "rationale"
+
+ITEM_ID = "item_id"
+NAME = "name"
+ORIGINAL_NAME = "original_name"
+CATEGORY = "category"
+ATTRIBUTES = "attributes"
+STATS = "stats"
+EXPOSURES = "exposures"
+CLICKS = "clicks"
+USER_ID = "user_id"
+HISTORY = "history"
+PROFILE = "profile"
+LABEL = "label"
+TS = "ts"
+ANNOTATOR = "annotator"
+
+Level = Literal["item", "user"]
+Status = Literal["ok", "parse_error", "truncated", "api_error"]
+Kind = Literal["item", "user", "interaction", "knowledge", "gold"]
+LEVELS: tuple[str, ...] = ("item", "user")
+STATUSES: tuple[str, ...] = ("ok", "parse_error", "truncated", "api_error")
+
+# Required fields and their JSON types, per record kind.
+_REQUIRED: dict[str, dict[str, type | tuple[type, ...]]] = {
+    "item": {ITEM_ID: (str, int), NAME: str},
+    "user": {USER_ID: (str, int), HISTORY: list},
+    "interaction": {USER_ID: (str, int), ITEM_ID: (str, int), LABEL: int},
+    "knowledge": {ID: (str, int), LEVEL: str, INPUT: str, KEY_PHRASES: list, RAW: str, STATUS: str},
+    "gold": {ID: (str, int), LEVEL: str, KEY_PHRASES: list},
+}
+_OPTIONAL: dict[str, dict[str, type | tuple[type, ...]]] = {
+    "item": {CATEGORY: str, ATTRIBUTES: dict, STATS: dict},
+    "user": {PROFILE: dict},
+    "interaction": {},
+    "knowledge": {EXPLICIT: list, IMPLICIT: list},
+    "gold": {EXPLICIT: list, IMPLICIT: list, INPUT: str},
+}
+
+
+class RecordError(ValueError):
+    """Bad input, with the file and line it came from."""
+
+
+def _type_name(t: type | tuple[type, ...]) -> str:
+    types = t if isinstance(t, tuple) else (t,)
+    names = {str: "string", int: "integer", list: "list", dict: "object", float: "number"}
+    return " or ".join(names.get(x, x.__name__) for x in types)
+
+
+def check_record(row: object, kind: Kind) -> str | None:
+    """Return what is wrong with `row` as a `kind` record, or None when it is valid."""
+    if not isinstance(row, dict):
+        return f"expected a JSON object, got {type(row).__name__}"
+    for field, t in _REQUIRED[kind].items():
+        if field not in row:
+            return f"missing field '{field}' for a {kind} record"
+        value = row[field]
+        if isinstance(value, bool) or not isinstance(value, t):
+            return f"field '{field}' must be a {_type_name(t)}, got {json.dumps(value)[:60]}"
+    for field, t in _OPTIONAL[kind].items():
+        if row.get(field) is not None and not isinstance(row[field], t):
+            return f"field '{field}' must be a {_type_name(t)}, got {json.dumps(row[field])[:60]}"
+    if LEVEL in _REQUIRED[kind] and row[LEVEL] not in LEVELS:
+        return f"field 'level' must be one of {LEVELS}, got {row[LEVEL]!r}"
+    if kind == "interaction" and row[LABEL] not in (0, 1):
+        return f"field 'label' must be 0 or 1, got {row[LABEL]!r}"
+    if kind in ("knowledge", "gold") and not all(isinstance(p, str) for p in row[KEY_PHRASES]):
+        return "field 'key_phrases' must be a list of strings"
+    return None
+
+
+def iter_jsonl(path: str | Path) -> Iterator[tuple[int, object]]:
+    """Yield (line number, parsed value) for each non-blank line; bad JSON raises RecordError."""
+    path = Path(path)
+    if not path.exists():
+        raise RecordError(f"{path}: no such file")
+    with path.open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield lineno, json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise RecordError(f"{path}:{lineno}: malformed JSON ({exc.msg} at column {exc.colno})") from None
+
+
+def read_records(path: str | Path, kind: Kind) -> list[dict]:
+    """Read and validate a whole JSONL file of `kind` records; the first bad line raises RecordError."""
+    rows = []
+    for lineno, row in iter_jsonl(path):
+        problem = check_record(row, kind)
+        if problem:
+            raise RecordError(f"{path}:{lineno}: {problem}")
+        rows.append(row)
+    return rows
+
+
+def record_id(row: dict) -> str:
+    """The id of any record as a string (knowledge/gold `id`, item `item_id`, user `user_id`)."""
+    for field in (ID, ITEM_ID, USER_ID):
+        if field in row:
+            return str(row[field])
+    raise KeyError("record has no id field")
+
+
+def dumps(row: dict) -> str:
+    """One JSONL line (no trailing newline), UTF-8 kept readable."""
+    return json.dumps(row, ensure_ascii=False, separators=(",", ":"))
+
+
+def write_jsonl(path: str | Path, rows: Iterable[dict]) -> int:
+    """Write rows atomically (temp file, fsync, rename); return how many were written."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    n = 0
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            for row in rows:
+                fh.write(dumps(row) + "\n")
+                n += 1
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return n
+
+
+def write_json(path: str | Path, obj: object) -> None:
+    """Write a JSON document atomically (configs, metrics, summaries)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(obj, fh, ensure_ascii=False, indent=2, default=str)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def append_line(fh: IO[str], row: dict) -> None:
+    """Append one record durably: a whole line, flushed and fsynced."""
+    fh.write(dumps(row) + "\n")
+    fh.flush()
+    os.fsync(fh.fileno())

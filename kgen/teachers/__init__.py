@@ -1,0 +1,1 @@
+"""Teacher backends: `openai`, `vllm`, `transformers`, behind one small interface."""

@@ -1,1 +1,33 @@
-"""Teacher backends: `openai`, `vllm`, `transformers`, behind one small interface."""
+"""Teacher backends: `openai`, `vllm`, `transformers`, behind one small interface (see base.py)."""
+
+from __future__ import annotations
+
+from kgen.models import EMBEDDED_LLM
+from kgen.teachers.base import Teacher
+
+DEFAULT_TEACHER = f"transformers:{EMBEDDED_LLM}"
+BACKENDS = ("openai", "vllm", "transformers")
+
+
+def parse_teacher(spec: str | None) -> tuple[str, str]:
+    """'backend:model' -> (backend, model); None gives the embedded teacher."""
+    backend, sep, model = (spec or DEFAULT_TEACHER).partition(":")
+    if not sep or not model or backend not in BACKENDS:
+        raise ValueError(f"teacher must be 'backend:model' with backend one of {', '.join(BACKENDS)}; got {spec!r}")
+    return backend, model
+
+
+def make_teacher(spec: str | None, batch_size: int = 8, concurrency: int = 16) -> Teacher:
+    """Build the named backend; each heavy dependency is imported only when its backend is chosen."""
+    backend, model = parse_teacher(spec)
+    if backend == "openai":
+        from kgen.teachers.openai_backend import OpenAITeacher
+
+        return OpenAITeacher(model, concurrency=concurrency)
+    if backend == "vllm":
+        from kgen.teachers.vllm_backend import VLLMTeacher
+
+        return VLLMTeacher(model, batch_size=max(batch_size, 64))
+    from kgen.teachers.transformers_backend import TransformersTeacher
+
+    return TransformersTeacher(model, batch_size=batch_size)

@@ -1,0 +1,130 @@
+"""From a model's raw answer to explicit/implicit aspects and key phrases.
+
+Tolerant of what real models write: markdown bullets, numbering, bold,
+Chinese punctuation, a missing rationale, key features on the next lines,
+a missing `Key Features` line (then the aspect values stand in), and
+chatter or a second invented example after the answer.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Literal
+
+from kgen.records import ASPECT, RATIONALE, VALUE
+
+_CJK_PUNCT = str.maketrans({"：": ":", "，": ",", "、": ",", "；": ";", "。": ". ", "（": "(", "）": ")", "“": '"', "”": '"'})
+_BULLET = re.compile(r"^\s*(?:[-*•·+>]+|\d{1,2}[.)](?!\d)|[a-z][.)]\s|#+)\s*", re.IGNORECASE)
+_EMPHASIS = re.compile(r"\*\*|__|`")
+_SECTION = re.compile(r"^(explicit|implicit)(?:\s+(?:information|info|features|key features))?\s*:?\s*(.*)$", re.IGNORECASE)
+_KEY_FEATURES = re.compile(r"^(?:final\s+)?key\s*(?:features|phrases|words)\s*:?\s*(.*)$|^keywords\s*:?\s*(.*)$", re.IGNORECASE)
+_ASPECT = re.compile(r"^([A-Za-z][\w &/'()\-]{0,40}?)\s*:\s*(.*)$")
+_SKIP = re.compile(r"^(thought process|output|answer)\s*:?\s*$", re.IGNORECASE)
+_NEW_EXAMPLE = re.compile(r"^(product name|purchase history|user)\s*:", re.IGNORECASE)
+# A value ends at the first full stop that is followed by space (so "1.25L" and "e.g" inside stay whole).
+_VALUE_END = re.compile(r"(?<!\be\.g)(?<!\bi\.e)\.(?:\s+|$)")
+
+
+@dataclass
+class ParsedAnswer:
+    """The structured content of one answer."""
+
+    explicit: list[dict] = field(default_factory=list)
+    implicit: list[dict] = field(default_factory=list)
+    key_phrases: list[str] = field(default_factory=list)
+    status: Literal["ok", "parse_error"] = "ok"
+    error: str | None = None
+    key_phrases_from: Literal["key_features", "aspects", "none"] = "key_features"
+
+
+def _clean_line(line: str) -> str:
+    line = _EMPHASIS.sub("", line.translate(_CJK_PUNCT))
+    return _BULLET.sub("", line).strip()
+
+
+def split_phrases(text: str) -> list[str]:
+    """Split a key-feature list on commas/semicolons, trimming quotes and end punctuation."""
+    parts = re.split(r"[,;]\s*|\s+\|\s+", text.translate(_CJK_PUNCT))
+    phrases = (_EMPHASIS.sub("", p).strip().strip("\"'").rstrip(".").strip() for p in parts)
+    return dedupe([p for p in phrases if p])
+
+
+def dedupe(phrases: list[str]) -> list[str]:
+    """Drop repeats (case-insensitive), keeping first occurrences in order."""
+    seen: set[str] = set()
+    out = []
+    for phrase in phrases:
+        if phrase.casefold() not in seen:
+            seen.add(phrase.casefold())
+            out.append(phrase)
+    return out
+
+
+def parse_aspect(text: str) -> dict | None:
+    """`Aspect: Value. Rationale` -> {"aspect", "value", "rationale"}; None if it is no aspect line."""
+    match = _ASPECT.match(text)
+    if not match:
+        return None
+    aspect, rest = match.group(1).strip(), match.group(2).strip()
+    end = _VALUE_END.search(rest)
+    value, rationale = (rest[: end.start()], rest[end.end():]) if end else (rest, "")
+    return {ASPECT: aspect, VALUE: value.strip().strip("\"'"), RATIONALE: rationale.strip()}
+
+
+def parse_answer(raw: str) -> ParsedAnswer:
+    """Parse a raw answer; status is parse_error only when no key phrase can be found at all."""
+    sections: dict[str, list[dict]] = {"explicit": [], "implicit": []}
+    current, key_lines, in_key_block = "explicit", [], False
+    for line in raw.splitlines():
+        text = _clean_line(line)
+        if not text:
+            in_key_block = in_key_block and not key_lines
+            continue
+        if key_lines and _NEW_EXAMPLE.match(text):
+            break  # the model started inventing another example
+        key = _KEY_FEATURES.match(text)
+        if key:
+            rest = (key.group(1) or key.group(2) or "").strip()
+            key_lines, in_key_block = ([rest] if rest else []), True
+            continue
+        if in_key_block:
+            if _SECTION.match(text) or (_ASPECT.match(text) and key_lines):
+                break
+            key_lines.append(text)
+            continue
+        if _SKIP.match(text) or _NEW_EXAMPLE.match(text):
+            continue
+        section = _SECTION.match(text)
+        if section:
+            current, text = section.group(1).lower(), section.group(2).strip()
+            if not text:
+                continue
+        aspect = parse_aspect(text)
+        if aspect and aspect[VALUE]:
+            sections[current].append(aspect)
+        elif sections[current] and not sections[current][-1][RATIONALE]:
+            sections[current][-1][RATIONALE] = text  # a rationale on its own line
+    return _finish(sections["explicit"], sections["implicit"], key_lines)
+
+
+def _finish(explicit: list[dict], implicit: list[dict], key_lines: list[str]) -> ParsedAnswer:
+    phrases = split_phrases(", ".join(key_lines))
+    if phrases:
+        return ParsedAnswer(explicit, implicit, phrases)
+    fallback = dedupe([p for a in explicit + implicit for p in split_phrases(a[VALUE])])
+    if fallback:
+        return ParsedAnswer(explicit, implicit, fallback, key_phrases_from="aspects")
+    return ParsedAnswer(explicit, implicit, [], "parse_error", "no key features line and no aspect lines", "none")
+
+
+def format_answer(explicit: list[dict], implicit: list[dict], key_phrases: list[str]) -> str:
+    """The canonical answer text; parse_answer(format_answer(...)) gives the same fields back."""
+
+    def aspect_line(a: dict) -> str:
+        value = a[VALUE].rstrip(".")
+        return f"{a[ASPECT]}: {value}. {a[RATIONALE]}".rstrip()
+
+    lines = ["Explicit Information:", *map(aspect_line, explicit), "Implicit Information:", *map(aspect_line, implicit)]
+    lines.append("Key Features: " + ", ".join(key_phrases))
+    return "\n".join(lines)

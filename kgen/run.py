@@ -1,0 +1,191 @@
+"""Resumable, failure-isolated generation runs.
+
+Each request is keyed by its content (rendered messages + model + sampling
+settings). Answers are appended to the output one fsynced line at a time, so a
+run killed at any moment loses at most the rows in flight; on restart a torn
+last line is dropped, failed rows (api_error) are retried, and every finished
+row is skipped. The output never holds two rows for one key.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import time
+from collections import Counter
+from contextlib import contextmanager
+from pathlib import Path
+
+from tqdm import tqdm
+
+from kgen import records as R
+from kgen.parse import parse_answer
+from kgen.teachers.base import Completion, GenerationSettings, Teacher
+
+MESSAGES = "messages"
+RETRY_STATUSES = ("api_error",)
+
+
+def request_key(messages: list[dict], model: str, settings: GenerationSettings) -> str:
+    """Content hash of one request: the same prompt, model and settings always give the same key."""
+    blob = json.dumps({"messages": messages, "model": model, "settings": settings.to_dict()}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:32]
+
+
+def knowledge_record(task: dict, key: str, model: str, completion: Completion) -> dict:
+    """One knowledge record from a task and the model's answer (parsed; raw text always kept)."""
+    parsed = parse_answer(completion.text) if completion.status != "api_error" else None
+    status = completion.status
+    if parsed is not None and parsed.status == "parse_error" and status == "ok":
+        status = "parse_error"
+    row = {
+        R.ID: task[R.ID],
+        R.LEVEL: task[R.LEVEL],
+        R.INPUT: task[R.INPUT],
+        R.EXPLICIT: parsed.explicit if parsed else [],
+        R.IMPLICIT: parsed.implicit if parsed else [],
+        R.KEY_PHRASES: parsed.key_phrases if parsed else [],
+        R.RAW: completion.text,
+        R.MODEL: model,
+        R.TEMPLATE: task[R.TEMPLATE],
+        R.REFERENCE_ID: task.get(R.REFERENCE_ID),
+        R.STATUS: status,
+        R.USAGE: {"prompt_tokens": completion.prompt_tokens, "completion_tokens": completion.completion_tokens},
+        R.REQUEST_KEY: key,
+    }
+    if task.get(R.SAMPLING_WEIGHT) is not None:
+        row[R.SAMPLING_WEIGHT] = task[R.SAMPLING_WEIGHT]
+    error = completion.error or (parsed.error if parsed else None)
+    if error:
+        row[R.ERROR] = error
+    return row
+
+
+def reparse_record(row: dict) -> dict:
+    """Parse a stored record's raw text again (a changed parser never needs the model)."""
+    if row[R.STATUS] in ("api_error", "truncated"):
+        keep = row[R.STATUS]
+    else:
+        keep = None
+    parsed = parse_answer(row[R.RAW])
+    out = {**row, R.EXPLICIT: parsed.explicit, R.IMPLICIT: parsed.implicit, R.KEY_PHRASES: parsed.key_phrases}
+    out[R.STATUS] = keep or parsed.status
+    out.pop(R.ERROR, None)
+    if parsed.error and keep != "api_error":
+        out[R.ERROR] = parsed.error
+    elif row.get(R.ERROR) and keep:
+        out[R.ERROR] = row[R.ERROR]
+    return out
+
+
+def _read_existing(path: Path) -> tuple[list[dict], bool]:
+    """Finished rows already in the output, and whether the file needs rewriting (torn line or failures)."""
+    if not path.exists():
+        return [], False
+    kept, dirty = [], False
+    with path.open(encoding="utf-8") as fh:
+        for line in fh:
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                dirty = True  # a line torn by a kill mid-write; it is redone
+                continue
+            if not isinstance(row, dict) or R.REQUEST_KEY not in row:
+                raise R.RecordError(f"{path}: holds rows without '{R.REQUEST_KEY}'; it is not a kgen output")
+            if row[R.STATUS] in RETRY_STATUSES:
+                dirty = True
+                continue
+            kept.append(row)
+    return kept, dirty or (path.stat().st_size > 0 and not line.endswith("\n"))
+
+
+@contextmanager
+def _locked(path: Path):
+    """Hold an exclusive lock beside the output so two runs never append to one file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise R.RecordError(f"{path}: another run is writing this output") from None
+        yield
+
+
+def plan(tasks: list[dict], model: str, settings: GenerationSettings, existing: list[dict]) -> tuple[list[dict], list[str]]:
+    """Tasks still to run (with their keys set), and ids whose stored row was made by a different request."""
+    done = {row[R.REQUEST_KEY] for row in existing}
+    stored_by_id = {(row[R.LEVEL], str(row[R.ID])): row[R.REQUEST_KEY] for row in existing}
+    todo, stale = [], []
+    for task in tasks:
+        key = request_key(task[MESSAGES], model, settings)
+        if key in done:
+            continue
+        if (task[R.LEVEL], str(task[R.ID])) in stored_by_id:
+            stale.append(str(task[R.ID]))
+        todo.append({**task, R.REQUEST_KEY: key})
+    return todo, stale
+
+
+def generate_records(
+    tasks: list[dict],
+    teacher: Teacher,
+    settings: GenerationSettings,
+    output: Path,
+    desc: str = "generate",
+    replace_stale: bool = False,
+) -> dict:
+    """Run every task not already in `output`, appending one record per answer; return a summary."""
+    output = Path(output)
+    with _locked(output):
+        existing, dirty = _read_existing(output)
+        todo, stale = plan(tasks, teacher.model, settings, existing)
+        if stale and not replace_stale:
+            raise R.RecordError(
+                f"{output}: {len(stale)} ids (e.g. {stale[0]}) already have records made with another "
+                "prompt, model or settings; write to a new output or pass --replace-stale"
+            )
+        if stale:
+            stale_keys = {(t[R.LEVEL], str(t[R.ID])) for t in todo}
+            existing = [r for r in existing if (r[R.LEVEL], str(r[R.ID])) not in stale_keys]
+            dirty = True
+        if dirty:
+            R.write_jsonl(output, existing)  # atomic: drops torn lines, failures to retry, stale rows
+        counts = _run(todo, teacher, settings, output, desc)
+    return {
+        "tasks": len(tasks),
+        "skipped_done": len(tasks) - len(todo),
+        "replaced_stale": len(stale),
+        **counts,
+    }
+
+
+def _run(todo: list[dict], teacher: Teacher, settings: GenerationSettings, output: Path, desc: str) -> dict:
+    status: Counter[str] = Counter()
+    tokens = prompt_tokens = 0
+    start = time.perf_counter()
+    bar = tqdm(total=len(todo), desc=desc, unit="row", dynamic_ncols=True)
+    with output.open("a", encoding="utf-8") as fh:
+        prompts = [t[MESSAGES] for t in todo]
+        for index, completion in teacher.complete(prompts, settings):
+            task = todo[index]
+            row = knowledge_record(task, task[R.REQUEST_KEY], teacher.model, completion)
+            R.append_line(fh, row)
+            status[row[R.STATUS]] += 1
+            tokens += completion.completion_tokens
+            prompt_tokens += completion.prompt_tokens
+            elapsed = max(time.perf_counter() - start, 1e-9)
+            failures = sum(n for s, n in status.items() if s != "ok")
+            bar.set_postfix(tok_s=f"{tokens / elapsed:.1f}", failures=failures, refresh=False)
+            bar.update(1)
+    bar.close()
+    elapsed = time.perf_counter() - start
+    return {
+        "generated": sum(status.values()),
+        "status": dict(status),
+        "completion_tokens": tokens,
+        "prompt_tokens": prompt_tokens,
+        "seconds": round(elapsed, 2),
+        "rows_per_s": round(sum(status.values()) / elapsed, 3) if todo else 0.0,
+        "tokens_per_s": round(tokens / elapsed, 2) if todo else 0.0,
+    }

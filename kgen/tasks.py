@@ -1,0 +1,59 @@
+"""From input files to generation tasks: validated rows, rendered inputs, chosen references, messages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from kgen import records as R
+from kgen.inputs import item_input, user_input
+from kgen.prompting import STUDENT_TEMPLATES, TEACHER_TEMPLATES, build_messages
+from kgen.reference import ANSWER, TextEncoder, load_pool, pick_examples
+from kgen.run import MESSAGES
+
+
+def load_inputs(level: str, path: Path, items_path: Path | None = None, limit: int | None = None) -> list[tuple[str, str, dict]]:
+    """(id, input text, row) per input row; a bad row stops with `path:line: problem` before any model call."""
+    kind = "item" if level == "item" else "user"
+    items_by_id = {}
+    if level == "user":
+        if items_path is None:
+            raise ValueError("--items is needed with --level user, to render each user's history")
+        items_by_id = {str(r[R.ITEM_ID]): r for r in R.read_records(items_path, "item")}
+    out = []
+    for lineno, row in R.iter_jsonl(path):
+        problem = R.check_record(row, kind)
+        if problem:
+            raise R.RecordError(f"{path}:{lineno}: {problem}")
+        try:
+            text = item_input(row) if level == "item" else user_input(row, items_by_id)
+        except ValueError as exc:
+            raise R.RecordError(f"{path}:{lineno}: {exc}") from None
+        out.append((R.record_id(row), text, row))
+        if limit is not None and len(out) >= limit:
+            break
+    return out
+
+
+def teacher_tasks(level: str, inputs: list[tuple[str, str, dict]], encoder: TextEncoder, pool_path: Path | None = None) -> list[dict]:
+    """Teacher tasks: the one-shot template with each input's most similar pool example."""
+    pool = load_pool(level, pool_path)
+    examples = pick_examples([text for _, text, _ in inputs], pool, encoder)
+    tasks = []
+    for (rid, text, row), ex in zip(inputs, examples):
+        template = TEACHER_TEMPLATES[level]
+        task = _task(rid, level, text, template, build_messages(template, text, {R.INPUT: ex[R.INPUT], ANSWER: ex[ANSWER]}))
+        task[R.REFERENCE_ID] = ex[R.ID]
+        if row.get(R.SAMPLING_WEIGHT) is not None:
+            task[R.SAMPLING_WEIGHT] = row[R.SAMPLING_WEIGHT]
+        tasks.append(task)
+    return tasks
+
+
+def student_tasks(level: str, inputs: list[tuple[str, str, dict]]) -> list[dict]:
+    """Student tasks: the short template, no reference example."""
+    template = STUDENT_TEMPLATES[level]
+    return [_task(rid, level, text, template, build_messages(template, text)) for rid, text, _ in inputs]
+
+
+def _task(rid: str, level: str, text: str, template: str, messages: list[dict]) -> dict:
+    return {R.ID: rid, R.LEVEL: level, R.INPUT: text, R.TEMPLATE: template, R.REFERENCE_ID: None, MESSAGES: messages}

@@ -1,0 +1,105 @@
+"""Local batched generation with transformers: the embedded default teacher."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import torch
+
+from kgen.models import resolve_llm
+from kgen.teachers.base import Completion, GenerationSettings, Messages
+
+_DONE_MARK = "key features"
+
+
+def key_features_done(text: str) -> bool:
+    """True once the text holds a `Key Features:` line with content, ended by a newline."""
+    at = text.lower().rfind(_DONE_MARK)
+    if at < 0:
+        return False
+    listed = text[at:].split(":", 1)[-1]
+    return "\n" in listed.lstrip() and listed.strip() != ""
+
+
+class StopAfterKeyFeatures:
+    """Stop a row once its `Key Features:` line is complete, instead of letting it ramble to the limit.
+
+    Returns a (B,) bool tensor, so finished rows stop while the rest of the batch goes on.
+    """
+
+    def __init__(self, tokenizer, prompt_len: int):
+        self.tokenizer, self.prompt_len = tokenizer, prompt_len
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs) -> torch.BoolTensor:
+        texts = self.tokenizer.batch_decode(input_ids[:, self.prompt_len:], skip_special_tokens=True)
+        done = [key_features_done(text) for text in texts]
+        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+
+
+class TransformersTeacher:
+    """A causal LM from a hub id, a local folder, or the embedded SmolLM2 alias."""
+
+    def __init__(self, model: str, batch_size: int = 8, dtype: str | None = None, stop_after_key_features: bool = True):
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        path = resolve_llm(model)
+        self.model = f"transformers:{model}"
+        self.batch_size, self.stop_early = batch_size, stop_after_key_features
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        torch_dtype = getattr(torch, dtype) if dtype else (torch.bfloat16 if self.device == "cuda" else torch.float32)
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.tokenizer.padding_side = "left"  # decoder-only: pad on the left so new tokens line up
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.lm = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype).to(self.device).eval()
+
+    def complete(self, prompts: Sequence[Messages], settings: GenerationSettings) -> Iterator[tuple[int, Completion]]:
+        """Yield each prompt's answer, batch by batch (prompts of similar length batched together)."""
+        order = sorted(range(len(prompts)), key=lambda i: len(str(prompts[i])))
+        for start in range(0, len(order), self.batch_size):
+            batch = order[start : start + self.batch_size]
+            try:
+                answers = self._generate([prompts[i] for i in batch], settings)
+            except (RuntimeError, ValueError) as exc:  # e.g. out of memory, a prompt over the context length
+                answers = [Completion("", "api_error", error=f"{type(exc).__name__}: {exc}")] * len(batch)
+            yield from zip(batch, answers)
+
+    @torch.inference_mode()
+    def _generate(self, batch: list[Messages], settings: GenerationSettings) -> list[Completion]:
+        enc = self.tokenizer.apply_chat_template(
+            batch, add_generation_prompt=True, padding=True, return_tensors="pt", return_dict=True
+        ).to(self.device)
+        prompt_len = enc["input_ids"].shape[1]
+        torch.manual_seed(settings.seed)
+        sampling = settings.temperature > 0
+        out = self.lm.generate(
+            **enc,
+            max_new_tokens=settings.max_new_tokens,
+            do_sample=sampling,
+            temperature=settings.temperature if sampling else None,
+            top_p=settings.top_p if sampling else None,
+            top_k=None,
+            pad_token_id=self.tokenizer.pad_token_id,
+            stopping_criteria=[StopAfterKeyFeatures(self.tokenizer, prompt_len)] if self.stop_early else None,
+        )
+        return [self._completion(row[prompt_len:], mask, settings) for row, mask in zip(out, enc["attention_mask"])]
+
+    def _completion(self, new_tokens: torch.Tensor, prompt_mask: torch.Tensor, settings: GenerationSettings) -> Completion:
+        pad, eos = self.tokenizer.pad_token_id, self.tokenizer.eos_token_id
+        # Rows that finished early are padded to the batch's length; count only real tokens.
+        real = new_tokens[new_tokens != pad] if pad != eos else new_tokens[: _first_eos(new_tokens, eos) + 1]
+        text = self.tokenizer.decode(real, skip_special_tokens=True).strip()
+        hit_limit = len(real) >= settings.max_new_tokens and not key_features_done(text + "\n")
+        return Completion(text, "truncated" if hit_limit else "ok", int(prompt_mask.sum()), len(real))
+
+    def close(self) -> None:
+        del self.lm
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+def _first_eos(tokens: torch.Tensor, eos: int) -> int:
+    hits = (tokens == eos).nonzero()
+    return int(hits[0]) if len(hits) else len(tokens) - 1

@@ -1,0 +1,39 @@
+"""A deterministic in-process teacher for logic tests (no model, no network)."""
+
+from __future__ import annotations
+
+import time
+
+from kgen.teachers.base import Completion
+
+ANSWER = """Explicit Information:
+Type: {name}. The name states it.
+Implicit Information:
+Occasion: Gift. Small home goods are common gifts.
+Key Features: {name}, Gift"""
+
+
+class FakeTeacher:
+    """Answers from the last user message; scripted failures and delays by input text."""
+
+    def __init__(self, fail_on: set[str] = frozenset(), delay: float = 0.0, model: str = "fake:teacher"):
+        self.model, self.fail_on, self.delay, self.calls = model, set(fail_on), delay, 0
+
+    def complete(self, prompts, settings):
+        for i, messages in enumerate(prompts):
+            self.calls += 1
+            time.sleep(self.delay)
+            name = messages[-1]["content"].rsplit(":", 1)[-1].strip()
+            if name in self.fail_on:
+                yield i, Completion("", "api_error", error="HTTP 500: scripted")
+            else:
+                yield i, Completion(ANSWER.format(name=name), "ok", 10, 20)
+
+    def close(self) -> None:
+        pass
+
+
+def task(i: int, level: str = "item") -> dict:
+    """A minimal generation task whose answer names `name-i`."""
+    return {"id": f"x{i}", "level": level, "input": f"name-{i}", "template": "item", "reference_id": "pool-1",
+            "messages": [{"role": "user", "content": f"Product Name: name-{i}"}]}

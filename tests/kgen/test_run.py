@@ -1,0 +1,98 @@
+"""Resumable, failure-isolated runs: content keys, retries of failures, SIGKILL safety."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from fake_teacher import FakeTeacher, task
+
+from kgen.records import RecordError, read_records
+from kgen.run import generate_records, reparse_record, request_key
+from kgen.teachers.base import GenerationSettings
+
+SETTINGS = GenerationSettings(max_new_tokens=64)
+
+
+def test_one_record_per_task_with_failures_recorded(tmp_path):
+    out = tmp_path / "k.jsonl"
+    summary = generate_records([task(i) for i in range(5)], FakeTeacher(fail_on={"name-2"}), SETTINGS, out)
+    rows = read_records(out, "knowledge")
+    assert [r["id"] for r in sorted(rows, key=lambda r: r["id"])] == [f"x{i}" for i in range(5)]
+    by_id = {r["id"]: r for r in rows}
+    assert by_id["x2"]["status"] == "api_error" and "500" in by_id["x2"]["error"]
+    assert by_id["x0"]["key_phrases"] == ["name-0", "Gift"] and by_id["x0"]["reference_id"] == "pool-1"
+    assert summary["status"] == {"ok": 4, "api_error": 1}
+
+
+def test_rerun_skips_done_and_retries_failures(tmp_path):
+    out = tmp_path / "k.jsonl"
+    tasks = [task(i) for i in range(5)]
+    generate_records(tasks, FakeTeacher(fail_on={"name-2"}), SETTINGS, out)
+    again = FakeTeacher()
+    summary = generate_records(tasks, again, SETTINGS, out)
+    assert again.calls == 1 and summary["skipped_done"] == 4
+    rows = read_records(out, "knowledge")
+    assert len(rows) == 5 and all(r["status"] == "ok" for r in rows)
+
+
+def test_key_depends_on_content_model_and_settings():
+    messages = task(0)["messages"]
+    base = request_key(messages, "m", SETTINGS)
+    assert base == request_key(json.loads(json.dumps(messages)), "m", SETTINGS)
+    assert base != request_key(messages, "other", SETTINGS)
+    assert base != request_key(messages, "m", GenerationSettings(max_new_tokens=65))
+    assert base != request_key([{"role": "user", "content": "Product Name: name-1"}], "m", SETTINGS)
+
+
+def test_changed_prompt_for_a_stored_id_is_refused_unless_replacing(tmp_path):
+    out = tmp_path / "k.jsonl"
+    generate_records([task(0)], FakeTeacher(), SETTINGS, out)
+    changed = {**task(0), "messages": [{"role": "user", "content": "Product Name: other"}]}
+    with pytest.raises(RecordError, match="another prompt"):
+        generate_records([changed], FakeTeacher(), SETTINGS, out)
+    generate_records([changed], FakeTeacher(), SETTINGS, out, replace_stale=True)
+    rows = read_records(out, "knowledge")
+    assert len(rows) == 1 and rows[0]["key_phrases"][0] == "other"
+
+
+def test_torn_last_line_is_dropped_and_redone(tmp_path):
+    out = tmp_path / "k.jsonl"
+    tasks = [task(i) for i in range(3)]
+    generate_records(tasks[:2], FakeTeacher(), SETTINGS, out)
+    with out.open("a") as fh:
+        fh.write('{"id": "x2", "level": "it')  # what a kill mid-write leaves
+    generate_records(tasks, FakeTeacher(), SETTINGS, out)
+    assert sorted(r["id"] for r in read_records(out, "knowledge")) == ["x0", "x1", "x2"]
+
+
+def test_reparse_keeps_raw_and_updates_fields(tmp_path):
+    out = tmp_path / "k.jsonl"
+    generate_records([task(0)], FakeTeacher(), SETTINGS, out)
+    row = read_records(out, "knowledge")[0]
+    stale = {**row, "key_phrases": [], "status": "parse_error"}
+    assert reparse_record(stale)["key_phrases"] == row["key_phrases"]
+    assert reparse_record(stale)["status"] == "ok"
+
+
+@pytest.mark.parametrize("kill_after", [0.3, 0.9])
+def test_sigkill_halfway_then_rerun_gives_exactly_one_record_per_input(tmp_path, kill_after):
+    out, n = tmp_path / "k.jsonl", 60
+    script = Path(__file__).with_name("kill_target.py")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
+    proc = subprocess.Popen([sys.executable, script, str(out), str(n)], env=env, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while time.time() < deadline and (not out.exists() or out.read_text().count("\n") < n * kill_after * 0.5):
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    written = out.read_text().count("\n")
+    assert 0 < written < n, "the kill should land halfway through the run"
+    subprocess.run([sys.executable, script, str(out), str(n)], env=env, check=True, stderr=subprocess.DEVNULL)
+    lines = out.read_text().splitlines()
+    ids = [json.loads(line)["id"] for line in lines]  # every line is whole JSON
+    assert sorted(ids) == sorted(f"x{i}" for i in range(n))

@@ -6,7 +6,7 @@ import json
 import sys
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 import typer
 
@@ -25,16 +25,6 @@ def fail(message: str) -> None:
     raise typer.Exit(1)
 
 
-def run_info_path(output: Path) -> Path:
-    """Where a run writes its resolved config and metrics: beside its output."""
-    return output.with_name(output.stem + ".run.json")
-
-
-def _check_level(level: str) -> None:
-    if level not in R.LEVELS:
-        fail(f"--level must be item or user, got {level!r}")
-
-
 @app.command()
 def sample(
     input: InputOpt,
@@ -47,9 +37,11 @@ def sample(
     seed: int = 0,
 ) -> None:
     """Stratified, importance-weighted sampling without replacement."""
+    from kgen.generate import run_info_path
     from kgen.sample import SampleConfig, sample_rows
 
-    _check_level(level)
+    if level not in R.LEVELS:
+        fail(f"--level must be item or user, got {level!r}")
     try:
         config = SampleConfig(n=n, by=by, allocation=allocation, weight=weight, seed=seed)  # type: ignore[arg-type]
         rows = R.read_records(input, "item" if level == "item" else "user")
@@ -82,44 +74,17 @@ def generate(
     replace_stale: Annotated[bool, typer.Option(help="Replace stored rows made with another prompt/model/settings.")] = False,
 ) -> None:
     """Generate knowledge records with a teacher; resumable, keyed by request content."""
-    summary = generate_knowledge(
-        level=level, input=input, output=output, teacher=teacher, items=items, limit=limit, batch_size=batch_size,
-        concurrency=concurrency, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed,
-        pool=pool, embedder=embedder, replace_stale=replace_stale,
-    )
-    typer.echo(json.dumps(summary["metrics"], indent=2))
-
-
-def generate_knowledge(level: str, input: Path, output: Path, teacher: str | None = None, **opts) -> dict:
-    """Library entry of `kgen generate`: validate inputs, build tasks, run, write the run JSON."""
-    from sentence_transformers import SentenceTransformer
-
-    from kgen.models import resolve_embedder
-    from kgen.tasks import load_inputs, teacher_tasks
-    from kgen.teachers import make_teacher, parse_teacher
+    from kgen.generate import GenerateConfig, generate_knowledge
     from kgen.teachers.base import GenerationSettings
-    from kgen.run import generate_records
 
-    _check_level(level)
     try:
-        parse_teacher(teacher)
-        settings = GenerationSettings(opts.get("max_new_tokens", 320), opts.get("temperature", 0.0),
-                                      opts.get("top_p", 1.0), opts.get("seed", 0))
-        inputs = load_inputs(level, input, opts.get("items"), opts.get("limit"))
-        encoder = SentenceTransformer(resolve_embedder(opts.get("embedder")), device="cpu")
-        tasks = teacher_tasks(level, inputs, encoder, opts.get("pool"))
-        del encoder
-        model = make_teacher(teacher, batch_size=opts.get("batch_size", 8), concurrency=opts.get("concurrency", 16))
-        metrics = generate_records(tasks, model, settings, output, desc=f"{level} knowledge",
-                                   replace_stale=opts.get("replace_stale", False))
+        settings = GenerationSettings(max_new_tokens, temperature, top_p, seed)
+        config = GenerateConfig(level, input, output, teacher, items, limit, batch_size, concurrency, settings,
+                                pool, embedder, replace_stale)
+        info = generate_knowledge(config)
     except (R.RecordError, ValueError, ImportError) as exc:
         fail(str(exc))
-    config = {"level": level, "input": str(input), "output": str(output), "teacher": model.model,
-              "settings": settings.to_dict(), **{k: (str(v) if isinstance(v, Path) else v) for k, v in opts.items()}}
-    info = {"config": config, "metrics": metrics}
-    R.write_json(run_info_path(output), info)
-    model.close()
-    return info
+    typer.echo(json.dumps(info["metrics"], indent=2))
 
 
 @app.command()
@@ -139,10 +104,6 @@ def reparse(
     before = {s: sum(r[R.STATUS] == s for r in rows) for s in R.STATUSES}
     after = {s: sum(r[R.STATUS] == s for r in out) for s in R.STATUSES}
     typer.echo(f"re-parsed {len(out)} records -> {output}\nstatus before {before}\nstatus after  {after}")
-
-
-def main() -> None:  # pragma: no cover
-    app()
 
 
 if __name__ == "__main__":  # pragma: no cover

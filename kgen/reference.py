@@ -54,7 +54,7 @@ def select_references(
 
 def pick_examples(inputs: list[str], pool: list[dict], encoder: TextEncoder, near_duplicate: float = 0.95) -> list[dict]:
     """The chosen pool example for each input (embedding the pool once, all inputs in one batch)."""
-    norm = lambda s: " ".join(s.casefold().split())  # noqa: E731
+    norm = lambda s: " ".join(s.casefold().split())
     same = np.array([[norm(t) == norm(ex[INPUT]) for ex in pool] for t in inputs], dtype=bool).reshape(len(inputs), len(pool))
     pool_emb = encoder.encode([ex[INPUT] for ex in pool], convert_to_numpy=True, batch_size=64)
     input_emb = encoder.encode(inputs, convert_to_numpy=True, batch_size=64)

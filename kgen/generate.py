@@ -1,0 +1,69 @@
+"""`kgen generate` as a library call: validate inputs, pick references, run the teacher, write the run JSON."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from kgen import records as R
+from kgen.run import generate_records
+from kgen.teachers import make_teacher, parse_teacher
+from kgen.teachers.base import GenerationSettings
+
+
+@dataclass
+class GenerateConfig:
+    """Everything one generation run depends on; written beside its output."""
+
+    level: str
+    input: Path
+    output: Path
+    teacher: str | None = None  # backend:model; None = the embedded SmolLM2-135M-Instruct
+    items: Path | None = None  # item records, to render user histories
+    limit: int | None = None
+    batch_size: int = 8
+    concurrency: int = 16
+    settings: GenerationSettings = field(default_factory=lambda: GenerationSettings(max_new_tokens=320))
+    pool: Path | None = None
+    embedder: str | None = None
+    replace_stale: bool = False
+
+    def __post_init__(self) -> None:
+        if self.level not in R.LEVELS:
+            raise ValueError(f"level must be item or user, got {self.level!r}")
+        if self.limit is not None and self.limit < 1:
+            raise ValueError(f"limit must be >= 1, got {self.limit}")
+        if self.batch_size < 1 or self.concurrency < 1:
+            raise ValueError(f"batch_size and concurrency must be >= 1, got {self.batch_size}, {self.concurrency}")
+        parse_teacher(self.teacher)
+
+    def to_dict(self) -> dict:
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
+
+
+def run_info_path(output: Path) -> Path:
+    """Where a run writes its resolved config and metrics: beside its output."""
+    output = Path(output)
+    return output.with_name(output.stem + ".run.json")
+
+
+def generate_knowledge(config: GenerateConfig) -> dict:
+    """Run one teacher generation; bad input raises RecordError before any model is loaded."""
+    from sentence_transformers import SentenceTransformer
+
+    from kgen.models import resolve_embedder
+    from kgen.tasks import load_inputs, teacher_tasks
+
+    inputs = load_inputs(config.level, config.input, config.items, config.limit)
+    encoder = SentenceTransformer(resolve_embedder(config.embedder), device="cpu")
+    tasks = teacher_tasks(config.level, inputs, encoder, config.pool)
+    del encoder
+    teacher = make_teacher(config.teacher, batch_size=config.batch_size, concurrency=config.concurrency)
+    try:
+        metrics = generate_records(tasks, teacher, config.settings, config.output,
+                                   desc=f"{config.level} knowledge", replace_stale=config.replace_stale)
+    finally:
+        teacher.close()
+    info = {"config": {**config.to_dict(), "teacher": teacher.model}, "metrics": metrics}
+    R.write_json(run_info_path(config.output), info)
+    return info

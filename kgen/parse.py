@@ -43,11 +43,14 @@ def _clean_line(line: str) -> str:
     return _BULLET.sub("", line).strip()
 
 
+MAX_PHRASE_WORDS = 6  # longer "phrases" are sentences a model ran on with, not key features
+
+
 def split_phrases(text: str) -> list[str]:
     """Split a key-feature list on commas/semicolons, trimming quotes and end punctuation."""
     parts = re.split(r"[,;]\s*|\s+\|\s+", text.translate(_CJK_PUNCT))
     phrases = (_EMPHASIS.sub("", p).strip().strip("\"'").rstrip(".").strip() for p in parts)
-    return dedupe([p for p in phrases if p])
+    return dedupe([p for p in phrases if p and len(p.split()) <= MAX_PHRASE_WORDS])
 
 
 def dedupe(phrases: list[str]) -> list[str]:

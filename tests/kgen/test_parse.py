@@ -99,3 +99,8 @@ def test_format_answer_round_trips():
     parsed = parse_answer(COSTA)
     again = parse_answer(format_answer(parsed.explicit, parsed.implicit, parsed.key_phrases))
     assert again == parsed
+
+
+def test_run_on_sentences_are_not_key_phrases():
+    raw = "Key Features: Cakestand, Professional Grade, 3. The 3. The product name specifically mentions it is a Cakestand"
+    assert parse_answer(raw).key_phrases == ["Cakestand", "Professional Grade"]

@@ -40,15 +40,19 @@ class TransformersTeacher:
     """A causal LM from a hub id, a local folder, or the embedded SmolLM2 alias."""
 
     def __init__(self, model: str, batch_size: int = 8, dtype: str | None = None, stop_after_key_features: bool = True):
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        path = resolve_llm(model)
         self.model = f"transformers:{model}"
-        self.batch_size, self.stop_early = batch_size, stop_after_key_features
+        self.name, self.dtype, self.batch_size, self.stop_early = model, dtype, batch_size, stop_after_key_features
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
-        torch_dtype = getattr(torch, dtype) if dtype else (torch.bfloat16 if self.device == "cuda" else torch.float32)
+        self.lm = self.tokenizer = None  # loaded on first use: a resumed run with nothing left loads nothing
+
+    def _load(self) -> None:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        path = resolve_llm(self.name)
+        default = torch.bfloat16 if self.device == "cuda" else torch.float32
+        torch_dtype = getattr(torch, self.dtype) if self.dtype else default
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         self.tokenizer.padding_side = "left"  # decoder-only: pad on the left so new tokens line up
         if self.tokenizer.pad_token is None:
@@ -57,6 +61,8 @@ class TransformersTeacher:
 
     def complete(self, prompts: Sequence[Messages], settings: GenerationSettings) -> Iterator[tuple[int, Completion]]:
         """Yield each prompt's answer, batch by batch (prompts of similar length batched together)."""
+        if prompts and self.lm is None:
+            self._load()
         order = sorted(range(len(prompts)), key=lambda i: len(str(prompts[i])))
         for start in range(0, len(order), self.batch_size):
             batch = order[start : start + self.batch_size]
@@ -95,7 +101,7 @@ class TransformersTeacher:
         return Completion(text, "truncated" if hit_limit else "ok", int(prompt_mask.sum()), len(real))
 
     def close(self) -> None:
-        del self.lm
+        self.lm = None
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
 

@@ -1,0 +1,286 @@
+"""The openai teacher against a real HTTP server on 127.0.0.1 that scripts faults (tests/fake_openai_server.py)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections import Counter
+
+import pytest
+
+from fake_openai_server import OK, FakeOpenAIServer, Reply, answer_text
+from kgen.teachers.base import GenerationSettings
+from kgen.teachers.openai_backend import (
+    PLACEHOLDER_KEY,
+    OpenAITeacher,
+    parse_retry_after,
+    resolve_api_key,
+    retry_delay,
+)
+
+SETTINGS = GenerationSettings(max_new_tokens=64, temperature=0.7, top_p=0.9, seed=11)
+
+
+def user(content: str) -> list[dict[str, str]]:
+    return [{"role": "system", "content": "You describe products."}, {"role": "user", "content": content}]
+
+
+def make_teacher(server: FakeOpenAIServer, **overrides) -> OpenAITeacher:
+    """A teacher with short timeouts and backoffs, so fault tests stay fast."""
+    options = dict(api_key="sk-test", timeout=2.0, max_retries=3, backoff_base=0.01, backoff_max=0.5, concurrency=4)
+    return OpenAITeacher("fake-model", base_url=server.base_url, **{**options, **overrides})
+
+
+def run_all(teacher: OpenAITeacher, contents: list[str]) -> dict:
+    """Every (index -> Completion), checking that each index came exactly once."""
+    pairs = list(teacher.complete([user(c) for c in contents], SETTINGS))
+    indices = [i for i, _ in pairs]
+    assert sorted(indices) == list(range(len(contents))), f"lost or duplicated answers: {sorted(indices)}"
+    return dict(pairs)
+
+
+def teacher_threads() -> set[threading.Thread]:
+    """Threads the backend may start: its loop thread and the loop's executor (not the fake server's)."""
+    return {t for t in threading.enumerate() if t.name.startswith(("kgen-openai", "asyncio_"))}
+
+
+# ---- pure helpers ----------------------------------------------------------------------------------------------
+
+
+def test_retry_delay_uses_full_jitter_under_the_cap():
+    assert retry_delay(0, None, base=0.5, cap=30, u=0.0) == 0.0
+    assert retry_delay(3, None, base=0.5, cap=30, u=1.0) == 4.0  # 0.5 * 2**3
+    assert retry_delay(3, None, base=0.5, cap=30, u=0.25) == 1.0
+    assert retry_delay(10, None, base=0.5, cap=30, u=1.0) == 30  # 512 s capped
+    delays = {retry_delay(2, None, base=1.0, cap=30) for _ in range(50)}
+    assert all(0 <= d <= 4 for d in delays) and len(delays) > 1
+
+
+def test_retry_delay_prefers_the_servers_retry_after_capped():
+    assert retry_delay(0, 2.5, base=0.5, cap=30, u=0.0) == 2.5
+    assert retry_delay(0, 120.0, base=0.5, cap=30, u=0.0) == 30
+
+
+def test_parse_retry_after_reads_ms_seconds_and_http_dates():
+    assert parse_retry_after({"retry-after-ms": "250", "retry-after": "9"}) == 0.25
+    assert parse_retry_after({"retry-after": "1.5"}) == 1.5
+    assert parse_retry_after({"retry-after": "-3"}) == 0.0
+    now = 1_700_000_000.0  # 2023-11-14 22:13:20 GMT
+    assert parse_retry_after({"retry-after": "Tue, 14 Nov 2023 22:13:25 GMT"}, now=now) == 5.0
+    assert parse_retry_after({"retry-after": "soon"}) is None
+    assert parse_retry_after({}) is None
+
+
+def test_resolve_api_key_uses_a_placeholder_only_for_servers_other_than_openai(monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    assert resolve_api_key("sk-given", None) == "sk-given"
+    assert resolve_api_key(None, "http://127.0.0.1:8000/v1") == PLACEHOLDER_KEY
+    with pytest.raises(ValueError, match="OPENAI_API_KEY"):
+        resolve_api_key(None, None)
+    with pytest.raises(ValueError, match="OPENAI_API_KEY"):
+        resolve_api_key(None, "https://api.openai.com/v1")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-env")
+    assert resolve_api_key(None, None) == "sk-env"
+
+
+@pytest.mark.parametrize(
+    "option, value", [("concurrency", 0), ("max_retries", -1), ("timeout", 0), ("backoff_max", 0.1)]
+)
+def test_bad_settings_are_rejected_naming_the_value(option, value):
+    with pytest.raises(ValueError, match=f"{option} must be .*{value}"):
+        OpenAITeacher("m", base_url="http://127.0.0.1:1/v1", api_key="k", backoff_base=0.5, **{option: value})
+
+
+# ---- over HTTP ---------------------------------------------------------------------------------------------------
+
+
+def test_answers_carry_text_usage_and_the_request_carries_the_settings():
+    with FakeOpenAIServer() as server:
+        teacher = make_teacher(server)
+        answers = run_all(teacher, ["COSTA coffee beans 200g", "red mug"])
+    assert teacher.model == "openai:fake-model"
+    for i, content in enumerate(["COSTA coffee beans 200g", "red mug"]):
+        assert answers[i].status == "ok" and answers[i].error is None
+        assert answers[i].text == answer_text(content)
+        assert answers[i].prompt_tokens == 3 + len(content.split())  # the server counts words of every message
+        assert answers[i].completion_tokens == len(answer_text(content).split())
+    call = server.calls_for("red mug")[0]
+    assert call.body["model"] == "fake-model"
+    assert call.body["messages"] == user("red mug")
+    sent = {name: call.body[name] for name in ("temperature", "top_p", "max_tokens", "seed")}
+    assert sent == {"temperature": 0.7, "top_p": 0.9, "max_tokens": 64, "seed": 11}
+    assert call.headers["authorization"] == "Bearer sk-test"
+
+
+def test_no_prompts_yield_nothing():
+    with FakeOpenAIServer() as server:
+        assert list(make_teacher(server).complete([], SETTINGS)) == []
+    assert server.calls == []
+
+
+def test_a_local_server_without_any_key_gets_the_placeholder(monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with FakeOpenAIServer() as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)  # the client reads it when base_url is None
+        teacher = OpenAITeacher("fake-model", timeout=2.0)
+        answers = dict(teacher.complete([user("hello")], SETTINGS))
+    assert answers[0].status == "ok"
+    assert server.calls[0].headers["authorization"] == f"Bearer {PLACEHOLDER_KEY}"
+
+
+@pytest.mark.parametrize(
+    "replies",
+    [
+        [Reply(429, {"retry-after": "0.05"}), OK],
+        [Reply(500), Reply(503), OK],
+        [Reply(502), Reply(429), Reply(504), OK],
+    ],
+    ids=["429", "500-503", "502-429-504"],
+)
+def test_transient_faults_are_retried_until_the_answer_comes(replies):
+    with FakeOpenAIServer({"flaky": replies}) as server:
+        answers = run_all(make_teacher(server), ["flaky", "steady"])
+    assert answers[0].status == "ok" and answers[0].text == answer_text("flaky")
+    assert [c.status for c in server.calls_for("flaky")] == [r.status for r in replies]
+    assert len(server.calls_for("steady")) == 1
+
+
+def test_retries_stop_after_max_retries_and_record_the_last_error():
+    with FakeOpenAIServer({"down": [Reply(503)]}) as server:
+        answers = run_all(make_teacher(server, max_retries=2), ["down", "up"])
+    assert answers[0].status == "api_error" and answers[0].text == ""
+    assert "503" in answers[0].error and "after 3 attempts" in answers[0].error
+    assert len(server.calls_for("down")) == 3
+    assert answers[1].status == "ok"
+
+
+@pytest.mark.parametrize("status", [400, 401, 404, 422])
+def test_client_errors_are_recorded_at_once_without_retry(status):
+    with FakeOpenAIServer({"bad": [Reply(status)]}) as server:
+        answers = run_all(make_teacher(server), ["bad", "good"])
+    assert answers[0].status == "api_error"
+    assert f"HTTP {status}" in answers[0].error and "scripted failure" in answers[0].error
+    assert len(server.calls_for("bad")) == 1
+    assert answers[1].status == "ok"
+
+
+def test_a_timeout_is_retried():
+    with FakeOpenAIServer({"slow once": [Reply(delay=1.0), OK]}) as server:
+        answers = run_all(make_teacher(server, timeout=0.3), ["slow once"])
+    assert answers[0].status == "ok" and answers[0].text == answer_text("slow once")
+    assert len(server.calls_for("slow once")) == 2
+
+
+def test_a_timeout_that_persists_is_recorded():
+    with FakeOpenAIServer({"hung": [Reply(delay=1.0)]}) as server:
+        answers = run_all(make_teacher(server, timeout=0.2, max_retries=1), ["hung"])
+    assert answers[0].status == "api_error" and "timed out" in answers[0].error
+    assert len(server.calls_for("hung")) == 2
+
+
+def test_connection_errors_are_retried_then_recorded():
+    with socket.socket() as sock:  # a port that was free a moment ago: nothing listens there
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    teacher = OpenAITeacher("m", base_url=f"http://127.0.0.1:{port}/v1", api_key="k", max_retries=2, backoff_base=0.01)
+    answers = dict(teacher.complete([user("anyone there?")], SETTINGS))
+    assert answers[0].status == "api_error"
+    assert "connection error" in answers[0].error and "after 3 attempts" in answers[0].error
+
+
+def test_finish_reason_length_is_truncated_with_the_text_kept():
+    with FakeOpenAIServer({"long": [Reply(finish_reason="length")]}) as server:
+        answers = run_all(make_teacher(server), ["long"])
+    assert answers[0].status == "truncated" and answers[0].text == answer_text("long")
+    assert answers[0].completion_tokens > 0
+
+
+@pytest.mark.parametrize("header", [{"retry-after": "0.3"}, {"retry-after-ms": "300"}])
+def test_retry_after_is_honoured(header):
+    """Plain backoff here would wait at most 0.01 s; the server asked for 0.3 s."""
+    with FakeOpenAIServer({"limited": [Reply(429, header), OK]}) as server:
+        answers = run_all(make_teacher(server, backoff_base=0.001, backoff_max=5.0), ["limited"])
+    first, retry = server.calls_for("limited")
+    assert answers[0].status == "ok"
+    assert retry.started - first.started >= 0.3
+
+
+def test_concurrency_never_exceeds_the_bound():
+    contents = [f"item {i}" for i in range(12)]
+    script = {c: [Reply(delay=0.15)] for c in contents}
+    script["item 0"] = [Reply(503), Reply(delay=0.15)]  # a retry must not sneak past the bound
+    with FakeOpenAIServer(script) as server:
+        answers = run_all(make_teacher(server, concurrency=3), contents)
+    assert all(a.status == "ok" for a in answers.values())
+    assert 2 <= server.max_in_flight <= 3  # requests did overlap, and never more than 3 at once
+
+
+def test_answers_are_yielded_as_they_finish():
+    contents = ["slow", "fast 1", "fast 2", "fast 3", "fast 4"]
+    with FakeOpenAIServer({"slow": [Reply(delay=1.0)]}) as server:
+        order = [i for i, _ in make_teacher(server, concurrency=5).complete([user(c) for c in contents], SETTINGS)]
+    assert sorted(order) == [0, 1, 2, 3, 4]
+    assert order[-1] == 0  # the slow prompt came first but did not hold back the fast ones
+
+
+def test_stopping_early_cancels_requests_in_flight_and_leaves_no_thread():
+    contents = [f"item {i}" for i in range(10)]
+    before = teacher_threads()
+    with FakeOpenAIServer({c: [Reply(delay=0.3)] for c in contents}) as server:
+        answers = make_teacher(server, concurrency=2).complete([user(c) for c in contents], SETTINGS)
+        index, first = next(answers)
+        answers.close()
+        assert teacher_threads() <= before
+        calls_at_close = len(server.calls)
+        time.sleep(0.5)  # were anything still running, it would send more requests by now
+        assert len(server.calls) == calls_at_close < len(contents)
+    assert first.status == "ok"
+
+
+def test_an_error_in_the_consumer_leaves_no_thread():
+    before = teacher_threads()
+    with FakeOpenAIServer({"item 1": [Reply(delay=0.5)]}) as server:
+        teacher = make_teacher(server)
+        with pytest.raises(RuntimeError, match="disk full"):
+            for _ in teacher.complete([user("item 0"), user("item 1")], SETTINGS):
+                raise RuntimeError("disk full")
+    assert teacher_threads() <= before
+
+
+def test_fifty_prompts_with_mixed_faults_lose_nothing():
+    faults = {
+        0: ([OK], "ok"),
+        1: ([Reply(429, {"retry-after": "0.05"}), OK], "ok"),
+        2: ([Reply(500), Reply(503), OK], "ok"),
+        3: ([Reply(finish_reason="length")], "truncated"),
+        4: ([Reply(400)], "api_error"),
+        5: ([Reply(503)], "api_error"),  # never recovers: 1 + max_retries calls
+        6: ([Reply(delay=1.0), OK], "ok"),  # a timeout, then an answer
+    }
+    contents = [f"product {i}" for i in range(50)]
+    with FakeOpenAIServer({c: faults[i % 7][0] for i, c in enumerate(contents)}) as server:
+        answers = run_all(make_teacher(server, concurrency=8, max_retries=2, timeout=0.5), contents)
+    for i, content in enumerate(contents):
+        replies, expected = faults[i % 7]
+        assert answers[i].status == expected, (i, answers[i])
+        if expected != "api_error":
+            assert answers[i].text == answer_text(content)
+        calls = {4: 1, 5: 3}.get(i % 7, len(replies))
+        assert len(server.calls_for(content)) == calls, (i, content)
+    assert Counter(a.status for a in answers.values()) == {"ok": 29, "truncated": 7, "api_error": 14}
+
+
+def test_a_bug_inside_the_backend_is_raised_not_hung_on(monkeypatch):
+    import kgen.teachers.openai_backend as backend
+
+    def broken(response):
+        raise KeyError("a mapping bug")
+
+    monkeypatch.setattr(backend, "completion_from_response", broken)
+    before = teacher_threads()
+    with FakeOpenAIServer() as server:
+        with pytest.raises(KeyError, match="a mapping bug"):
+            list(make_teacher(server).complete([user("a"), user("b")], SETTINGS))
+    assert teacher_threads() <= before

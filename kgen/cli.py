@@ -49,7 +49,7 @@ def sample(
     except (R.RecordError, ValueError) as exc:
         fail(str(exc))
     R.write_jsonl(output, picked)
-    strata = sorted({str(r.get("stratum")) for r in picked})
+    strata = sorted({str(r.get(R.STRATUM)) for r in picked})
     R.write_json(run_info_path(output), {"config": {**asdict(config), "input": str(input), "level": level},
                                          "metrics": {"population": len(rows), "picked": len(picked), "strata": len(strata)}})
     typer.echo(f"picked {len(picked)} of {len(rows)} rows across {len(strata)} strata -> {output}")

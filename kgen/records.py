@@ -49,6 +49,8 @@ PROFILE = "profile"
 LABEL = "label"
 TS = "ts"
 ANNOTATOR = "annotator"
+GUIDELINE = "guideline"
+STRATUM = "stratum"
 
 Level = Literal["item", "user"]
 Status = Literal["ok", "parse_error", "truncated", "api_error"]
@@ -144,6 +146,13 @@ def dumps(row: dict) -> str:
     return json.dumps(row, ensure_ascii=False, separators=(",", ":"))
 
 
+def _umask_mode() -> int:
+    # mkstemp creates files 0600; outputs should get the usual permissions of a new file.
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def write_jsonl(path: str | Path, rows: Iterable[dict]) -> int:
     """Write rows atomically (temp file, fsync, rename); return how many were written."""
     path = Path(path)
@@ -157,6 +166,7 @@ def write_jsonl(path: str | Path, rows: Iterable[dict]) -> int:
                 n += 1
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, _umask_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -175,6 +185,7 @@ def write_json(path: str | Path, obj: object) -> None:
             fh.write("\n")
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, _umask_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

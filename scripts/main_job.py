@@ -67,7 +67,7 @@ def prepare_sample(cfg: MainConfig) -> dict[str, Path]:
              "picked_users": data / "picked_users.jsonl"}
     R.write_jsonl(paths["picked_items"], picked_items)
     R.write_jsonl(paths["picked_users"], picked_users)
-    strata = sorted({r["stratum"] for r in picked_items})
+    strata = sorted({r[R.STRATUM] for r in picked_items})
     print(f"picked {len(picked_items)} items over {len(strata)} categories, {len(picked_users)} users")
     return paths
 

@@ -1,0 +1,40 @@
+"""Rendering items and users into the text a model reads."""
+
+from __future__ import annotations
+
+import pytest
+
+from kgen.inputs import item_input, user_input
+
+ITEMS = {str(i): {"item_id": str(i), "name": f"Item {i}"} for i in range(30)}
+
+
+def test_item_input_is_the_cleaned_name():
+    assert item_input({"item_id": "85123A", "name": "White Hanging Heart T-Light Holder"}) == "White Hanging Heart T-Light Holder"
+
+
+def test_user_input_exact_format_with_profile():
+    user = {"user_id": "u1", "history": ["1", "2"], "profile": {"country": "United Kingdom", "age": 30}}
+    assert user_input(user, ITEMS) == (
+        "Purchase history (oldest first):\n1. Item 1\n2. Item 2\nProfile: age=30, country=United Kingdom"
+    )
+
+
+def test_user_input_without_profile_has_no_profile_line():
+    assert user_input({"user_id": "u1", "history": ["3"]}, ITEMS) == "Purchase history (oldest first):\n1. Item 3"
+
+
+def test_user_input_keeps_the_last_max_history_items():
+    user = {"user_id": "u1", "history": [str(i) for i in range(25)]}
+    lines = user_input(user, ITEMS).split("\n")
+    assert lines[1] == "1. Item 5" and lines[-1] == "20. Item 24" and len(lines) == 21
+    assert user_input(user, ITEMS, max_history=2).split("\n")[1:] == ["1. Item 23", "2. Item 24"]
+
+
+def test_integer_history_ids_match_string_item_ids():
+    assert user_input({"user_id": 7, "history": [4]}, ITEMS).endswith("1. Item 4")
+
+
+def test_missing_history_item_names_user_and_item():
+    with pytest.raises(ValueError, match=r"user u42.*'nope'"):
+        user_input({"user_id": "u42", "history": ["1", "nope"]}, ITEMS)

@@ -20,7 +20,8 @@ def test_embedded_teacher_writes_one_record_per_row(tmp_path, level, n):
     src = SAMPLE / ("items.jsonl" if level == "item" else "users.jsonl")
     cmd = [sys.executable, "-m", "kgen.cli", "generate", "--level", level, "-i", str(src), "-o", str(out),
            "--items", str(SAMPLE / "items.jsonl"), "--limit", str(n), "--max-new-tokens", "96", "--batch-size", "4"]
-    subprocess.run(cmd, check=True, cwd=ROOT, capture_output=True, timeout=600)
+    first = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr[-3000:]
     rows = read_records(out, "knowledge")
     assert len(rows) == n and len({r["id"] for r in rows}) == n
     for row in rows:
@@ -32,5 +33,6 @@ def test_embedded_teacher_writes_one_record_per_row(tmp_path, level, n):
     info = json.loads(out.with_name(f"{level}.run.json").read_text())
     assert info["metrics"]["generated"] == n and info["config"]["level"] == level
     # Running again finds everything done and calls no model.
-    again = subprocess.run(cmd, check=True, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
     assert '"skipped_done": %d' % n in again.stdout

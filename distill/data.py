@@ -1,0 +1,195 @@
+"""From knowledge records to a TRL prompt/completion SFT dataset, with augmentation and a split by id."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import shutil
+import tempfile
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from distill.augment import Dictionary, load_dictionary, shuffle_answer, substitute
+from kgen import records as R
+from kgen.parse import ParsedAnswer, format_answer
+from kgen.prompting import STUDENT_TEMPLATES, build_messages
+from prompts import PROMPTS_DIR
+
+AUGMENTATIONS = ("shuffle", "dictionary")
+DEFAULT_DICTIONARY = PROMPTS_DIR / "synonyms.tsv"
+SOURCE = "source"  # which augmentation produced an example: original, shuffle or dictionary
+SPLITS = ("train", "validation")
+# A shuffle that lands on an order already produced is drawn again, at most this many times.
+_MAX_DRAWS = 8
+
+
+@dataclass
+class DataConfig:
+    """Settings of `distill build-data`."""
+
+    knowledge: list[Path]
+    output: Path
+    augment: tuple[str, ...] = ()
+    shuffle_factor: int = 2
+    dictionary_factor: int = 1
+    dictionary: Path = DEFAULT_DICTIONARY
+    val_fraction: float = 0.1
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        self.knowledge = [Path(p) for p in self.knowledge]
+        self.output, self.dictionary = Path(self.output), Path(self.dictionary)
+        self.augment = tuple(self.augment)
+        if not self.knowledge:
+            raise ValueError("at least one --knowledge file is needed")
+        unknown = [a for a in self.augment if a not in AUGMENTATIONS]
+        if unknown:
+            raise ValueError(f"--augment: unknown augmentation {unknown[0]!r}; choose from {', '.join(AUGMENTATIONS)}")
+        for name in ("shuffle_factor", "dictionary_factor"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0 <= self.val_fraction < 1:
+            raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        return {k: ([str(p) for p in v] if k == "knowledge" else str(v) if isinstance(v, Path) else v) for k, v in out.items()}
+
+
+def read_ok_records(paths: list[Path]) -> tuple[list[dict], Counter]:
+    """Knowledge records with status ok, and how many were skipped per status."""
+    kept, skipped = [], Counter()
+    for path in paths:
+        for row in R.read_records(path, "knowledge"):
+            if row[R.STATUS] == "ok" and row[R.KEY_PHRASES]:
+                kept.append(row)
+            else:
+                skipped[row[R.STATUS] if row[R.STATUS] != "ok" else "ok_without_key_phrases"] += 1
+    return kept, skipped
+
+
+def split_score(level: str, rid: str, seed: int) -> float:
+    """A stable number in [0, 1) per (level, id); below val_fraction means validation."""
+    digest = hashlib.sha256(f"{seed}\t{level}\t{rid}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def validation_keys(keys: list[tuple[str, str]], val_fraction: float, seed: int) -> set[tuple[str, str]]:
+    """The (level, id) keys in validation; at least one when val_fraction > 0 and two or more ids exist."""
+    if val_fraction == 0:
+        return set()
+    scores = {k: split_score(*k, seed) for k in set(keys)}
+    picked = {k for k, s in scores.items() if s < val_fraction}
+    # Hashing keeps each id's split stable as data grows; on tiny data it may pick none, so take the lowest.
+    if not picked and len(scores) >= 2:
+        picked = {min(scores, key=scores.get)}
+    return picked
+
+
+def answer_of(row: dict) -> ParsedAnswer:
+    """The parsed fields stored on a knowledge record."""
+    return ParsedAnswer(list(row.get(R.EXPLICIT) or []), list(row.get(R.IMPLICIT) or []), list(row[R.KEY_PHRASES]))
+
+
+def example(row: dict, answer: ParsedAnswer, source: str) -> dict:
+    """One conversational prompt/completion example: the student's short prompt, the canonical answer text."""
+    template = STUDENT_TEMPLATES[row[R.LEVEL]]
+    text = format_answer(answer.explicit, answer.implicit, answer.key_phrases)
+    return {
+        "prompt": build_messages(template, row[R.INPUT]),
+        "completion": [{"role": "assistant", "content": text}],
+        R.ID: str(row[R.ID]),
+        R.LEVEL: row[R.LEVEL],
+        SOURCE: source,
+    }
+
+
+def augmented_answers(row: dict, config: DataConfig, dictionary: Dictionary | None, rng: random.Random) -> list[tuple[str, ParsedAnswer]]:
+    """The original answer and its distinct augmentations, each tagged with the augmentation that made it."""
+    original = answer_of(row)
+    seen = {format_answer(original.explicit, original.implicit, original.key_phrases)}
+    out = [("original", original)]
+
+    def keep(source: str, answer: ParsedAnswer) -> bool:
+        text = format_answer(answer.explicit, answer.implicit, answer.key_phrases)
+        if text in seen:
+            return False
+        seen.add(text)
+        out.append((source, answer))
+        return True
+
+    if "shuffle" in config.augment:
+        for _ in range(config.shuffle_factor):
+            any(keep("shuffle", ParsedAnswer(*shuffle_answer(original, rng))) for _ in range(_MAX_DRAWS))
+    if "dictionary" in config.augment and dictionary:
+        for _ in range(config.dictionary_factor):
+            any(keep("dictionary", substitute(original, dictionary, rng, row[R.INPUT])) for _ in range(_MAX_DRAWS))
+    return out
+
+
+def build_examples(rows: list[dict], config: DataConfig, dictionary: Dictionary | None) -> dict[str, list[dict]]:
+    """Examples per split; every example of one (level, id) lands in the same split."""
+    rng = random.Random(config.seed)
+    val = validation_keys([(r[R.LEVEL], str(r[R.ID])) for r in rows], config.val_fraction, config.seed)
+    splits: dict[str, list[dict]] = {s: [] for s in SPLITS}
+    for row in rows:
+        split = "validation" if (row[R.LEVEL], str(row[R.ID])) in val else "train"
+        splits[split] += [example(row, answer, source) for source, answer in augmented_answers(row, config, dictionary, rng)]
+    return splits
+
+
+def count_stats(n_source: int, skipped: Counter, splits: dict[str, list[dict]]) -> dict:
+    """The counts written to stats.json."""
+    produced = Counter(ex[SOURCE] for rows in splits.values() for ex in rows)
+    return {
+        "source_records": n_source,
+        "used_records": n_source - sum(skipped.values()),
+        "skipped_by_status": dict(skipped),
+        "originals": produced["original"],
+        "produced_by_shuffle": produced["shuffle"],
+        "produced_by_dictionary": produced["dictionary"],
+        "train_examples": len(splits["train"]),
+        "validation_examples": len(splits["validation"]),
+        "train_ids": len({(e[R.LEVEL], e[R.ID]) for e in splits["train"]}),
+        "validation_ids": len({(e[R.LEVEL], e[R.ID]) for e in splits["validation"]}),
+    }
+
+
+def _features():
+    from datasets import Features, List, Value
+
+    turn = {"role": Value("string"), "content": Value("string")}
+    return Features({"prompt": List(turn), "completion": List(turn), R.ID: Value("string"),
+                     R.LEVEL: Value("string"), SOURCE: Value("string")})
+
+
+def save_splits(splits: dict[str, list[dict]], output: Path) -> None:
+    """Save as a DatasetDict folder, written beside and renamed so a killed run leaves no half dataset."""
+    from datasets import Dataset, DatasetDict
+
+    features = _features()
+    # from_dict with empty columns keeps the schema of an empty split (from_list([]) would lose it).
+    data = DatasetDict({s: Dataset.from_dict({k: [r[k] for r in rows] for k in features}, features=features)
+                        for s, rows in splits.items()})
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}-"))
+    # An empty split would be saved with zero shards, which load_from_disk cannot read back; give it one.
+    data.save_to_disk(str(tmp), num_shards={s: 1 for s, rows in splits.items() if not rows})
+    if output.exists():
+        shutil.rmtree(output)
+    tmp.rename(output)
+
+
+def build_data(config: DataConfig) -> dict:
+    """Read knowledge, augment, split by id, save dataset + build_config.json + stats.json; return the stats."""
+    rows, skipped = read_ok_records(config.knowledge)
+    if not rows:
+        raise ValueError(f"no usable knowledge records in {', '.join(map(str, config.knowledge))} (skipped: {dict(skipped)})")
+    dictionary = load_dictionary(config.dictionary) if "dictionary" in config.augment else None
+    splits = build_examples(rows, config, dictionary)
+    stats = count_stats(len(rows) + sum(skipped.values()), skipped, splits)
+    save_splits(splits, config.output)
+    R.write_json(config.output / "build_config.json", config.to_dict())
+    R.write_json(config.output / "stats.json", stats)
+    return stats

@@ -1,0 +1,157 @@
+"""Student SFT with TRL: full fine-tuning or LoRA, loss on the teacher's answer tokens only (the paper's eq. 1).
+
+The same code runs on one CPU and under `accelerate launch` on GPUs: the
+trainer places the model, bf16 is used only when CUDA is there, and files are
+written by the main process only.
+"""
+
+from __future__ import annotations
+
+import resource
+import sys
+from pathlib import Path
+
+from distill.train_config import TrainConfig
+from kgen import records as R
+from kgen.models import resolve_llm
+
+TRAIN_COLUMNS = ["prompt", "completion"]
+
+
+def load_splits(data: str | Path):
+    """The train and validation splits written by `distill build-data` (prompt/completion columns only)."""
+    from datasets import load_from_disk
+
+    path = Path(data)
+    if not (path / "dataset_dict.json").exists():
+        raise R.RecordError(f"{path}: not a dataset folder from `distill build-data` (no dataset_dict.json)")
+    splits = load_from_disk(str(path))
+    if len(splits["train"]) == 0:
+        raise ValueError(f"{path}: the train split is empty")
+    train = splits["train"].select_columns(TRAIN_COLUMNS)
+    val = splits["validation"].select_columns(TRAIN_COLUMNS) if "validation" in splits else None
+    return train, (val if val is not None and len(val) else None)
+
+
+def lora_config(config: TrainConfig):
+    """The peft LoraConfig of a run."""
+    from peft import LoraConfig
+
+    return LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+                      target_modules=list(config.lora_target_modules), task_type="CAUSAL_LM")
+
+
+def sft_config(config: TrainConfig, has_eval: bool):
+    """TRL's SFTConfig for a run: completion-only loss, step checkpoints, bf16 only on CUDA, no reporting."""
+    import torch
+    from trl import SFTConfig
+
+    cuda = torch.cuda.is_available()
+    # transformers 5.2x renamed gradient_checkpointing (TRL defaults it to True) to activation_checkpointing.
+    renamed = "activation_checkpointing" in SFTConfig.__dataclass_fields__
+    checkpointing = {"activation_checkpointing" if renamed else "gradient_checkpointing": config.gradient_checkpointing}
+    return SFTConfig(
+        output_dir=config.output,
+        num_train_epochs=config.epochs,
+        max_steps=config.max_steps,
+        learning_rate=config.learning_rate,
+        lr_scheduler_type=config.lr_scheduler,
+        warmup_steps=config.warmup_ratio,  # a float below 1 is a ratio of the total steps
+        weight_decay=config.weight_decay,
+        per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=config.eval_batch_size,
+        gradient_accumulation_steps=config.grad_accum,
+        **checkpointing,
+        completion_only_loss=True,  # labels are -100 on the prompt: only the teacher's answer is learned
+        max_length=config.max_length,
+        seed=config.seed,
+        bf16=cuda,
+        fp16=False,
+        logging_steps=config.logging_steps,
+        save_strategy="steps",
+        save_steps=config.save_steps,
+        save_total_limit=config.save_total_limit,
+        eval_strategy="steps" if has_eval else "no",
+        eval_steps=config.eval_steps,
+        report_to="none",
+        include_num_input_tokens_seen="non_padding",
+        model_init_kwargs={"dtype": "float32"},  # master weights in fp32; bf16 autocast on CUDA
+        dataset_num_proc=None,
+    )
+
+
+def load_tokenizer(path: str):
+    """The student's tokenizer, with a pad token."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def build_trainer(config: TrainConfig, train, val):
+    """An SFTTrainer for the run; the model is loaded by TRL from the resolved path."""
+    from trl import SFTTrainer
+
+    path = resolve_llm(config.student)
+    return SFTTrainer(
+        model=path,
+        args=sft_config(config, has_eval=val is not None),
+        train_dataset=train,
+        eval_dataset=val,
+        processing_class=load_tokenizer(path),
+        peft_config=lora_config(config) if config.lora else None,
+    )
+
+
+def last_checkpoint(output: str | Path) -> str | None:
+    """The newest checkpoint-N folder in the output, if any."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    return get_last_checkpoint(str(output)) if Path(output).is_dir() else None
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MiB."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024, 1)  # bytes on macOS, KiB on Linux
+
+
+def run_metrics(trainer, train_output, eval_metrics: dict, resumed_from: str | None) -> dict:
+    """The figures written to metrics.json."""
+    import torch
+
+    runtime = train_output.metrics.get("train_runtime", 0.0)
+    tokens = trainer.state.num_input_tokens_seen - getattr(trainer, "_initial_num_input_tokens_seen", 0)
+    metrics = {
+        "train_loss": train_output.training_loss,
+        "eval_loss": eval_metrics.get("eval_loss"),
+        "global_step": trainer.state.global_step,
+        "epoch": trainer.state.epoch,
+        "train_runtime_s": round(runtime, 2),
+        "train_tokens": int(tokens),
+        "tokens_per_s": round(tokens / runtime, 2) if runtime else None,
+        "samples_per_s": train_output.metrics.get("train_samples_per_second"),
+        "peak_rss_mb": peak_rss_mb(),
+        "resumed_from": resumed_from,
+        "trainable_params": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
+    }
+    if torch.cuda.is_available():
+        metrics["peak_cuda_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    return metrics
+
+
+def train(config: TrainConfig) -> dict:
+    """Train the student; save model or adapter, tokenizer, train_config.json and metrics.json; return the metrics."""
+    train_split, val_split = load_splits(config.data)
+    trainer = build_trainer(config, train_split, val_split)
+    resume = last_checkpoint(config.output) if config.resume else None
+    output = trainer.train(resume_from_checkpoint=resume)
+    eval_metrics = trainer.evaluate() if val_split is not None else {}
+    metrics = run_metrics(trainer, output, eval_metrics, resume)
+    trainer.save_model(config.output)  # the adapter alone with LoRA; the tokenizer goes with it
+    if trainer.is_world_process_zero():
+        R.write_json(Path(config.output) / "train_config.json", {**config.to_dict(), "student_path": resolve_llm(config.student)})
+        R.write_json(Path(config.output) / "metrics.json", metrics)
+    return metrics

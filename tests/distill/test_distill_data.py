@@ -1,0 +1,114 @@
+"""`distill build-data`: examples, augmentation counts, the split by id, and what is written."""
+
+from collections import defaultdict
+
+import pytest
+from distill_samples import many_rows, read_json
+from typer.testing import CliRunner
+
+from distill.cli import app
+from distill.data import DataConfig, build_data, validation_keys
+from kgen.parse import parse_answer
+from kgen.prompting import build_messages
+from kgen.records import write_jsonl
+
+SYNONYMS = "Gift\tPresent\nHome Decor\tInterior Decoration\nChristmas Decoration\tChristmas Ornament\nWhite\tIvory\n"
+
+
+@pytest.fixture
+def synonyms(tmp_path):
+    path = tmp_path / "syn.tsv"
+    path.write_text(SYNONYMS)
+    return path
+
+
+def load(folder):
+    from datasets import load_from_disk
+
+    return load_from_disk(str(folder))
+
+
+def test_build_data_counts_and_splits_by_id(tmp_path, knowledge_file, synonyms):
+    out = tmp_path / "sft"
+    config = DataConfig([knowledge_file], out, ("shuffle", "dictionary"), 2, 1, synonyms, 0.25, 0)
+    stats = build_data(config)
+    # 12 ok + 1 parse_error + 1 api_error; each ok record: 1 original + 2 distinct shuffles;
+    # a synonym exists for 8 of them (85123A: Gift/Home Decor, 84879: Gift/Christmas Decoration; 22423: none).
+    assert stats["source_records"] == 14 and stats["skipped_by_status"] == {"parse_error": 1, "api_error": 1}
+    assert (stats["originals"], stats["produced_by_shuffle"], stats["produced_by_dictionary"]) == (12, 24, 8)
+    data = load(out)
+    assert len(data["train"]) + len(data["validation"]) == 44
+    assert (len(data["train"]), len(data["validation"])) == (stats["train_examples"], stats["validation_examples"])
+    split_of = defaultdict(set)
+    for split in ("train", "validation"):
+        for ex in data[split]:
+            split_of[(ex["level"], ex["id"])].add(split)
+    assert len(split_of) == 12 and all(len(s) == 1 for s in split_of.values())  # no id in both splits
+    assert stats["validation_ids"] >= 1 and stats["train_ids"] + stats["validation_ids"] == 12
+    assert read_json(out / "build_config.json")["augment"] == ["shuffle", "dictionary"]
+    assert read_json(out / "stats.json") == stats
+
+
+def test_examples_are_the_short_student_prompt_and_the_canonical_answer(tmp_path, knowledge_file, synonyms):
+    out = tmp_path / "sft"
+    build_data(DataConfig([knowledge_file], out, ("shuffle", "dictionary"), 2, 1, synonyms, 0.25, 0))
+    data = load(out)
+    rows = {r["id"]: r for r in many_rows(12)}
+    for ex in data["train"]:
+        row = rows[ex["id"]]
+        assert ex["prompt"] == build_messages("student_item", row["input"])
+        answer = ex["completion"][0]
+        assert answer["role"] == "assistant"
+        parsed = parse_answer(answer["content"])
+        assert parsed.status == "ok" and parsed.key_phrases_from == "key_features"
+        if ex["source"] == "original":
+            assert parsed.key_phrases == row["key_phrases"] and parsed.explicit == row["explicit"]
+        if ex["source"] == "shuffle":
+            assert sorted(parsed.key_phrases) == sorted(row["key_phrases"])
+        if ex["source"] == "dictionary":
+            assert parsed.explicit == row["explicit"] and parsed.key_phrases != row["key_phrases"]
+
+
+def test_the_split_of_an_id_does_not_change_when_data_grows():
+    few = [("item", f"i{n}") for n in range(200)]
+    more = few + [("item", f"j{n}") for n in range(300)]
+    val_few, val_more = validation_keys(few, 0.1, 0), validation_keys(more, 0.1, 0)
+    assert val_few == {k for k in val_more if k in set(few)}
+    assert 0.04 < len(val_more) / len(more) < 0.16
+    assert validation_keys(few, 0.1, 1) != val_few  # the seed matters
+
+
+def test_tiny_data_still_gets_one_validation_id_and_zero_fraction_none():
+    assert len(validation_keys([("item", "a"), ("item", "b")], 0.01, 0)) == 1
+    assert validation_keys([("item", "a"), ("item", "b")], 0.0, 0) == set()
+
+
+def test_no_augmentation_and_no_validation(tmp_path, knowledge_file):
+    out = tmp_path / "sft"
+    stats = build_data(DataConfig([knowledge_file], out, (), val_fraction=0.0))
+    assert (stats["originals"], stats["produced_by_shuffle"], stats["produced_by_dictionary"]) == (12, 0, 0)
+    data = load(out)
+    assert len(data["train"]) == 12 and len(data["validation"]) == 0
+
+
+def test_bad_config_and_no_usable_records(tmp_path):
+    with pytest.raises(ValueError, match="unknown augmentation 'synonyms'"):
+        DataConfig([tmp_path / "k.jsonl"], tmp_path / "sft", ("synonyms",))
+    with pytest.raises(ValueError, match="val_fraction must be in \\[0, 1\\), got 1.5"):
+        DataConfig([tmp_path / "k.jsonl"], tmp_path / "sft", val_fraction=1.5)
+    bad = tmp_path / "k.jsonl"
+    write_jsonl(bad, [{**many_rows(1)[0], "status": "truncated"}])
+    with pytest.raises(ValueError, match="no usable knowledge records"):
+        build_data(DataConfig([bad], tmp_path / "sft"))
+
+
+def test_cli_build_data_and_its_one_line_errors(tmp_path, knowledge_file, synonyms):
+    runner = CliRunner()
+    out = tmp_path / "sft"
+    result = runner.invoke(app, ["build-data", "-k", str(knowledge_file), "--augment", "shuffle",
+                                 "--shuffle-factor", "1", "--dictionary", str(synonyms), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert read_json(out / "stats.json")["produced_by_shuffle"] == 12
+    result = runner.invoke(app, ["build-data", "-k", str(tmp_path / "missing.jsonl"), "-o", str(out)])
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines() == [f"error: {tmp_path / 'missing.jsonl'}: no such file"]

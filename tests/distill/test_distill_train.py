@@ -1,0 +1,131 @@
+"""`distill train` on a tiny random Llama: the loss mask, every parameter learning, LoRA, resume, config."""
+
+import pytest
+import torch
+from distill_samples import read_json
+
+from distill.data import DataConfig, build_data
+from distill.train import build_trainer, load_splits, train
+from distill.train_config import TrainConfig, resolve_config
+from kgen.records import RecordError
+
+
+@pytest.fixture
+def sft_dir(tmp_path, knowledge_file):
+    out = tmp_path / "sft"
+    build_data(DataConfig([knowledge_file], out, ("shuffle",), shuffle_factor=1, val_fraction=0.25))
+    return out
+
+
+def tiny_config(sft_dir, tiny_model, output, **overrides) -> TrainConfig:
+    values = dict(data=str(sft_dir), output=str(output), student=str(tiny_model), max_steps=1, batch_size=2,
+                  learning_rate=1e-3, warmup_ratio=0.0, lr_scheduler="constant", logging_steps=1, save_steps=100,
+                  eval_steps=100, max_length=512)
+    return TrainConfig(**{**values, **overrides})
+
+
+def trainable(model) -> dict[str, torch.Tensor]:
+    return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def test_the_loss_covers_exactly_the_completion_tokens(sft_dir, tiny_model, tmp_path):
+    train_split, _ = load_splits(sft_dir)
+    trainer = build_trainer(tiny_config(sft_dir, tiny_model, tmp_path / "run"), train_split, None)
+    tokenizer = trainer.processing_class
+    rows = [trainer.train_dataset[i] for i in range(3)]
+    for row, source in zip(rows, train_split.select(range(3))):
+        ids, labels = row["input_ids"], row["labels"]
+        learned = [i for i, label in enumerate(labels) if label != -100]
+        start = learned[0]
+        assert learned == list(range(start, len(ids)))  # one contiguous block up to the end
+        assert [labels[i] for i in learned] == [ids[i] for i in learned]
+        # The prompt part is the chat-rendered student prompt up to the assistant header, nothing of the answer;
+        # the learned part is the teacher's answer and the end-of-turn marker, nothing of the prompt.
+        prompt_text = tokenizer.apply_chat_template(source["prompt"], add_generation_prompt=True, tokenize=False)
+        assert tokenizer.decode(ids[:start]) == prompt_text
+        assert tokenizer.decode(ids[start:]) == source["completion"][0]["content"] + "<|im_end|>\n"
+    # The collator keeps that mask and pads labels with -100.
+    batch = trainer.data_collator(rows)
+    for b, row in enumerate(rows):
+        n = len(row["input_ids"])
+        assert batch["labels"][b, :n].tolist() == row["labels"]
+        assert (batch["labels"][b, n:] == -100).all() and (batch["attention_mask"][b, n:] == 0).all()
+
+
+def test_one_full_fine_tuning_step_changes_every_parameter(sft_dir, tiny_model, tmp_path):
+    train_split, val = load_splits(sft_dir)
+    trainer = build_trainer(tiny_config(sft_dir, tiny_model, tmp_path / "run"), train_split, val)
+    before = trainable(trainer.model)
+    assert len(before) == 2 * 9 + 2  # 2 layers x 9 tensors, final norm, (tied) embeddings
+    trainer.train()
+    assert trainer.state.global_step == 1
+    unchanged = [n for n, p in trainer.model.named_parameters() if n in before and torch.equal(p, before[n])]
+    assert unchanged == []
+
+
+def test_lora_changes_every_adapter_parameter_and_nothing_else(sft_dir, tiny_model, tmp_path):
+    # lora_B starts at zero, so lora_A gets no gradient on the first step; after two steps both have moved.
+    train_split, val = load_splits(sft_dir)
+    trainer = build_trainer(tiny_config(sft_dir, tiny_model, tmp_path / "run", lora=True, max_steps=2), train_split, val)
+    params = dict(trainer.model.named_parameters())
+    before = trainable(trainer.model)
+    frozen = {n: p.detach().clone() for n, p in params.items() if not p.requires_grad}
+    assert before and all("lora_A" in n or "lora_B" in n for n in before)
+    assert len(before) == 2 * 7 * 2  # 2 layers x 7 projections x (A, B)
+    trainer.train()
+    assert [n for n in before if torch.equal(params[n], before[n])] == []
+    assert [n for n in frozen if not torch.equal(params[n], frozen[n])] == []
+
+
+def test_train_saves_model_config_metrics_and_resumes_from_the_last_checkpoint(sft_dir, tiny_model, tmp_path):
+    out = tmp_path / "run"
+    first = train(tiny_config(sft_dir, tiny_model, out, lora=True, max_steps=2, save_steps=1))
+    assert first["global_step"] == 2 and first["resumed_from"] is None
+    assert first["eval_loss"] is not None and first["peak_rss_mb"] > 0 and first["train_tokens"] > 0
+    for name in ("adapter_config.json", "adapter_model.safetensors", "tokenizer.json", "train_config.json",
+                 "metrics.json", "checkpoint-2"):
+        assert (out / name).exists(), name
+    assert read_json(out / "train_config.json")["lora"] is True
+    second = train(tiny_config(sft_dir, tiny_model, out, lora=True, max_steps=3, save_steps=1))
+    assert second["resumed_from"].endswith("checkpoint-2") and second["global_step"] == 3
+    assert read_json(out / "metrics.json")["global_step"] == 3
+    fresh = train(tiny_config(sft_dir, tiny_model, out, lora=True, max_steps=1, save_steps=1, resume=False))
+    assert fresh["resumed_from"] is None and fresh["global_step"] == 1
+
+
+def test_config_defaults_then_yaml_then_flags(tmp_path):
+    yaml_file = tmp_path / "cfg.yaml"
+    yaml_file.write_text("data: sft\noutput: runs/a\nlora: true\nbatch_size: 4\nepochs: 2\n")
+    config = resolve_config(yaml_file, {"batch_size": 2, "epochs": None, "output": "runs/b"})
+    assert (config.data, config.output, config.batch_size, config.epochs) == ("sft", "runs/b", 2, 2)
+    assert config.learning_rate == 2e-4 and config.lora_r == 16  # LoRA's default rate; defaults fill the rest
+    assert TrainConfig(data="d", output="o").learning_rate == 5e-5  # full fine-tuning's
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"batch_size": 0}, "batch_size must be > 0, got 0"),
+    ({"lora_dropout": 1.5}, "lora_dropout must be in \\[0, 1\\), got 1.5"),
+    ({"max_steps": 0}, "max_steps must be -1 \\(use epochs\\) or > 0, got 0"),
+    ({"lr_scheduler": "cyclic"}, "lr_scheduler must be one of .*got 'cyclic'"),
+    ({"epochs": 0}, "epochs must be > 0 when max_steps is not set, got 0"),
+])
+def test_config_names_the_bad_value(values, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(data="d", output="o", **values)
+
+
+def test_yaml_errors_name_the_file(tmp_path):
+    bad = tmp_path / "cfg.yaml"
+    bad.write_text("data: sft\nlearning_rte: 0.1\n")
+    with pytest.raises(RecordError, match="cfg.yaml: unknown key 'learning_rte'"):
+        resolve_config(bad, {})
+    bad.write_text("data: [sft\n")
+    with pytest.raises(RecordError, match="cfg.yaml:2: malformed YAML"):
+        resolve_config(bad, {})
+    with pytest.raises(ValueError, match="output is required"):
+        resolve_config(None, {"data": "sft"})
+
+
+def test_load_splits_refuses_a_folder_that_is_no_dataset(tmp_path):
+    with pytest.raises(RecordError, match="not a dataset folder"):
+        load_splits(tmp_path)

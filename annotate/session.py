@@ -1,0 +1,218 @@
+"""One annotator's browser session: open items, apply commands, save, navigate. No Gradio here.
+
+`handle(store, user, state, command)` is the whole protocol the page speaks:
+it applies the command, saves through the store (conflicts reported, never
+overwritten) and returns the new state and a `Reply` to render.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from annotate import render
+from annotate.actions import EDIT_OPS, OP, Outcome, apply_edit
+from annotate.phrases import initial_doc, pending_count, suggestions
+from annotate.store import Store, item_key
+from kgen import records as R
+
+NAV_OPS: tuple[str, ...] = ("next", "prev", "goto", "reload", "open")
+UNDO_DEPTH = 100
+
+
+class AccessError(ValueError):
+    """The user asked for an item that is not in their queue."""
+
+
+@dataclass
+class SessionState:
+    """What one open page knows: the item, the version it is based on, its document and undo stack."""
+
+    key: str | None = None
+    version: int = 0
+    status: str = "pending"
+    doc: dict | None = None
+    undo: list[dict] = field(default_factory=list)
+    cursor: int = 0
+    renders: int = 0
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What to tell the annotator after a command."""
+
+    message: str = ""
+    level: str = "info"
+    cursor_set: int | None = None
+
+
+def resume_key(store: Store, user: str) -> str | None:
+    """Where an annotator picks up: their most recently edited draft, else their first pending item."""
+    queue = store.queue(user)
+    drafts = {a.key: a.updated_at for a in store.annotations(annotator=user) if a.status == "draft"}
+    if drafts:
+        return max(drafts, key=drafts.get)
+    for key, status in queue:
+        if status == "pending":
+            return key
+    return queue[0][0] if queue else None
+
+
+def open_item(store: Store, user: str, key: str) -> SessionState:
+    """Load an item of the user's queue: their saved work, or the teacher's phrases if none."""
+    if not store.is_assigned(key, user):
+        raise AccessError(f"item {key} is not in {user}'s queue")
+    saved = store.annotation(key, user)
+    if saved:
+        return SessionState(key, saved.version, saved.status, saved.doc)
+    return SessionState(key, 0, "pending", initial_doc(store.item(key) or {}))
+
+
+def _neighbour(queue: list[tuple[str, str]], key: str | None, step: int) -> str | None:
+    """The item before/after `key` in queue order (no wrap-around); None at either end."""
+    keys = [k for k, _ in queue]
+    i = keys.index(key) + step if key in keys else 0
+    return keys[i] if 0 <= i < len(keys) else None
+
+
+def _next_unfinished(queue: list[tuple[str, str]], key: str | None) -> str | None:
+    """The first item after `key` (wrapping around) that is not submitted; None when all are."""
+    keys = [k for k, _ in queue]
+    start = keys.index(key) if key in keys else -1
+    for offset in range(1, len(keys) + 1):
+        k, status = queue[(start + offset) % len(keys)]
+        if status != "submitted":
+            return k
+    return None
+
+
+def _save(store: Store, user: str, state: SessionState, doc: dict, status: str, action: str,
+          payload: dict) -> tuple[SessionState, Reply | None]:
+    """Save a new document over the state's version; a conflict leaves the state as it was."""
+    result = store.save(state.key, user, doc, state.version, status, action, payload)
+    if result.conflict:
+        return state, Reply(f"Not saved: this item was changed in another tab or session (now v{result.version}, "
+                            f"you had v{state.version}). Press r to load the latest version.", "error")
+    undo = (state.undo + [state.doc])[-UNDO_DEPTH:] if action != "undo" else state.undo
+    return SessionState(state.key, result.version, status, doc, undo, state.cursor, state.renders), None
+
+
+def _edit(store: Store, user: str, state: SessionState, command: dict) -> tuple[SessionState, Reply]:
+    outcome: Outcome = apply_edit(state.doc, command)
+    if outcome.doc is None:
+        return state, Reply(outcome.message, outcome.level, outcome.cursor)
+    status = "flagged" if state.status == "flagged" else "draft"
+    new, problem = _save(store, user, state, outcome.doc, status, command[OP], command)
+    if problem:
+        return state, problem
+    note = " (re-opened: submit again with Enter)" if state.status == "submitted" else ""
+    return new, Reply(f"{outcome.message} · saved v{new.version}{note}", outcome.level, outcome.cursor)
+
+
+def _undo(store: Store, user: str, state: SessionState) -> tuple[SessionState, Reply]:
+    if not state.undo:
+        return state, Reply("nothing to undo in this session")
+    previous = state.undo[-1]
+    status = "flagged" if state.status == "flagged" else "draft"
+    new, problem = _save(store, user, state, previous, status, "undo", {OP: "undo"})
+    if problem:
+        return state, problem
+    new.undo = state.undo[:-1]
+    return new, Reply(f"undone · saved v{new.version}")
+
+
+def _submit(store: Store, user: str, state: SessionState) -> tuple[SessionState, Reply]:
+    left = pending_count(state.doc)
+    if left:
+        return state, Reply(f"{left} phrase(s) still pending: decide each (a / x) or accept all with Shift+A", "warn")
+    new, problem = _save(store, user, state, state.doc, "submitted", "submit", {OP: "submit"})
+    if problem:
+        return state, problem
+    following = _next_unfinished(store.queue(user), state.key)
+    if following is None:
+        return new, Reply(f"submitted v{new.version} · every item in your queue is submitted", "info")
+    return open_item(store, user, following), Reply(f"submitted {state.key.split(':', 1)[1]} · next item", cursor_set=0)
+
+
+def _status(store: Store, user: str, state: SessionState, op: str) -> tuple[SessionState, Reply]:
+    """Save a draft (keeping a flag), or flag / unflag the item."""
+    if op == "draft":
+        status, action, text = ("flagged" if state.status == "flagged" else "draft"), "draft", "draft saved"
+    elif state.status == "flagged":
+        status, action, text = "draft", "unflag", "flag removed"
+    else:
+        status, action, text = "flagged", "flag", "flagged for review"
+    new, problem = _save(store, user, state, state.doc, status, action, {OP: op})
+    return (state, problem) if problem else (new, Reply(f"{text} · v{new.version}"))
+
+
+def _navigate(store: Store, user: str, state: SessionState, command: dict) -> tuple[SessionState, Reply]:
+    op = command[OP]
+    if op in ("reload", "open"):
+        key = state.key if op == "reload" else (resume_key(store, user))
+    elif op == "goto":
+        key = str(command.get("target") or "")
+    else:
+        key = _neighbour(store.queue(user), state.key, 1 if op == "next" else -1)
+        if key is None:
+            return state, Reply(f"this is the {'last' if op == 'next' else 'first'} item in your queue")
+    if key is None:
+        return state, Reply("your queue is empty", "warn")
+    try:
+        new = open_item(store, user, key)
+    except AccessError as exc:
+        return state, Reply(str(exc), "error")
+    return new, Reply("reloaded the latest saved version" if op == "reload" else "", cursor_set=0)
+
+
+def handle(store: Store, user: str, state: SessionState, command: dict) -> tuple[SessionState, Reply]:
+    """Apply one command from the page; the returned state replaces the old one."""
+    op = command.get(OP)
+    cursor = command.get("cursor")
+    if isinstance(cursor, int) and not isinstance(cursor, bool):
+        state.cursor = max(cursor, 0)
+    if state.key is None and op not in NAV_OPS:
+        return state, Reply("no item is open", "warn")
+    if op not in NAV_OPS and command.get("key") not in (None, state.key):
+        return state, Reply("ignored a key press meant for the previous item", "warn")
+    if op in NAV_OPS:
+        return _navigate(store, user, state, command)
+    if op in EDIT_OPS:
+        return _edit(store, user, state, command)
+    if op == "undo":
+        return _undo(store, user, state)
+    if op == "submit":
+        return _submit(store, user, state)
+    if op in ("draft", "flag"):
+        return _status(store, user, state, op)
+    return state, Reply(f"unknown command {op!r}", "error")
+
+
+def screen(store: Store, user: str, state: SessionState, reply: Reply, labels: dict[str, str]) -> tuple[str, str, str, str]:
+    """(main, message, queue, reasoning) HTML for a state; `labels` names each item in the queue list."""
+    state.renders += 1
+    if state.key is None:
+        empty = '<div id="ann-main" class="ann-main" data-rows="0"><p class="ann-empty">No items are assigned to you.</p></div>'
+        return empty, render.message(reply.message, reply.level), "", ""
+    record = store.item(state.key) or {}
+    queue = store.queue(user)
+    keys = [k for k, _ in queue]
+    rows = len(state.doc["rows"])
+    cursor = reply.cursor_set if reply.cursor_set is not None else state.cursor
+    state.cursor = min(max(cursor, 0), max(rows - 1, 0))
+    used = suggestions(a.doc for a in store.annotations(annotator=user))
+    main = render.main_screen(
+        record, state.doc, version=state.version, status=state.status, cursor=state.cursor,
+        done=sum(1 for _, s in queue if s == "submitted"), total=len(queue),
+        position=keys.index(state.key) + 1 if state.key in keys else 0, user=user, suggestions=used,
+        cursor_set=state.cursor if reply.cursor_set is not None else None, render_id=state.renders,
+    )
+    return main, render.message(reply.message, reply.level), render.queue_panel(queue, labels, state.key), render.reasoning(record)
+
+
+def item_labels(records: list[dict]) -> dict[str, str]:
+    """A short label per item key: the first line of its input."""
+    out = {}
+    for record in records:
+        lines = str(record.get(R.INPUT, "")).strip().splitlines()
+        out[item_key(record)] = (lines[0] if lines else "")[:60]
+    return out

@@ -1,0 +1,91 @@
+"""Helpers of the annotation tests: a small knowledge file, a served app in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from kgen import records as R
+from kgen.parse import parse_answer
+
+ROOT = Path(__file__).resolve().parents[2]
+POOL = ROOT / "prompts" / "pool_items.jsonl"
+XSS_NAME = 'Mug <script>alert(1)</script> with <b>bold</b> "quotes" & <img src=x onerror=alert(2)>'
+XSS_PHRASE = "<b>bold</b>"
+ACCOUNTS = {"alice": "pw-alice", "bob": "pw-bob", "carol": "pw-carol"}
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--no-first-run", "--disable-sync"]
+# UCI Online Retail style StockCodes.
+IDS = ["85123A", "71053", "84406B", "22423", "47566", "84879", "22720", "21212", "85099B", "22086", "84029E", "20725",
+       "22457", "21034"]
+
+
+def knowledge_records(n_pool: int = 5) -> list[dict]:
+    """Knowledge records made from the shipped reference answers, plus one full of HTML and script."""
+    rows = []
+    for i, line in enumerate(POOL.read_text(encoding="utf-8").splitlines()[:n_pool]):
+        ref = json.loads(line)
+        parsed = parse_answer(ref["answer"])
+        item_id = IDS[i] if i < len(IDS) else f"9{i:04d}"
+        rows.append({R.ID: item_id, R.LEVEL: "item", R.INPUT: ref["input"], R.EXPLICIT: parsed.explicit,
+                     R.IMPLICIT: parsed.implicit, R.KEY_PHRASES: parsed.key_phrases, R.RAW: ref["answer"],
+                     R.MODEL: "fake-teacher", R.STATUS: "ok"})
+    raw = (f"Explicit Information:\nType: Mug. The name says <script>alert(3)</script> mug.\n"
+           f"Implicit Information:\nStyle: Bold. It says {XSS_PHRASE}.\nKey Features: Mug, {XSS_PHRASE}, Gift")
+    rows.append({R.ID: "X<1>", R.LEVEL: "item", R.INPUT: XSS_NAME,
+                 R.EXPLICIT: [{R.ASPECT: "Type", R.VALUE: "Mug", R.RATIONALE: "<script>alert(3)</script>"}],
+                 R.IMPLICIT: [{R.ASPECT: "Style", R.VALUE: XSS_PHRASE, R.RATIONALE: "bold"}],
+                 R.KEY_PHRASES: ["Mug", XSS_PHRASE, "Gift"], R.RAW: raw, R.MODEL: "fake-teacher", R.STATUS: "ok"})
+    return rows
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, proc: subprocess.Popen | None = None, timeout: float = 180.0) -> None:
+    """Wait until something listens on the port (generous: the CPU is shared)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}: {proc.stderr.read() if proc.stderr else ''}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    raise TimeoutError(f"nothing listens on port {port} after {timeout}s")
+
+
+def serve_command(knowledge: Path, db: Path, port: int, *extra: str) -> list[str]:
+    """The `annotate serve` command line with the test accounts (carol reviews)."""
+    auth = [arg for user, pw in ACCOUNTS.items() for arg in ("--auth", f"{user}:{pw}")]
+    return [sys.executable, "-m", "annotate", "serve", "--input", str(knowledge), "--db", str(db), "--port", str(port),
+            *auth, "--reviewer", "carol", *extra]
+
+
+def start_server(knowledge: Path, db: Path, *extra: str) -> tuple[subprocess.Popen, str]:
+    """`annotate serve` in a subprocess; returns (process, url) once it listens."""
+    port = free_port()
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(serve_command(knowledge, db, port, *extra), cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    wait_for_port(port, proc)
+    return proc, f"http://127.0.0.1:{port}/"
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

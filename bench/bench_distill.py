@@ -64,15 +64,17 @@ def run_cli(args: list[str]) -> tuple[float, float]:
     return wall, round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1)
 
 
-def bench_train(tmp: Path, n: int, batch_size: int, epochs: float) -> tuple[dict, Path]:
+def bench_train(tmp: Path, n: int, batch_size: int, epochs: float, checkpointing: bool) -> tuple[dict, Path]:
     """(a): figures of one `distill train --lora` run, and the run folder."""
     knowledge, sft, run = tmp / "knowledge.jsonl", tmp / "sft", tmp / "student"
     written = pool_knowledge(n, knowledge)
     build_data(DataConfig([knowledge], sft, augment=(), val_fraction=0.0))
     wall, peak = run_cli(["train", "--data", str(sft), "-o", str(run), "--lora", "--epochs", str(epochs),
-                          "--batch-size", str(batch_size), "--save-steps", "1000", "--no-resume"])
+                          "--batch-size", str(batch_size), "--save-steps", "1000", "--no-resume",
+                          "--gradient-checkpointing" if checkpointing else "--no-gradient-checkpointing"])
     metrics = json.loads((run / "metrics.json").read_text())
-    return {"examples": written, "batch_size": batch_size, "epochs": epochs, "wall_s": round(wall, 1),
+    return {"examples": written, "batch_size": batch_size, "epochs": epochs, "gradient_checkpointing": checkpointing,
+            "wall_s": round(wall, 1),
             "peak_rss_mb": peak, "train_runtime_s": metrics["train_runtime_s"], "tokens_per_s": metrics["tokens_per_s"],
             "train_tokens": metrics["train_tokens"], "steps": metrics["global_step"],
             "train_loss": round(metrics["train_loss"], 4)}, run
@@ -108,18 +110,20 @@ def main() -> None:
     p.add_argument("--train-examples", type=int, default=32)
     p.add_argument("--train-batch-size", type=int, default=8)
     p.add_argument("--epochs", type=float, default=1.0)
-    p.add_argument("--gen-items", type=int, default=16)
+    p.add_argument("--gradient-checkpointing", action="store_true", help="Recompute activations: less memory, more time.")
+    p.add_argument("--gen-items", type=int, default=16, help="0 skips the generation benchmark.")
     p.add_argument("--gen-batch-size", type=int, default=8)
     p.add_argument("--max-new-tokens", type=int, default=256)
     p.add_argument("--note", default="", help="Free text stored with the figures (e.g. what else ran).")
     a = p.parse_args()
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
-        train_figures, run = bench_train(Path(tmp), a.train_examples, a.train_batch_size, a.epochs)
+        train_figures, run = bench_train(Path(tmp), a.train_examples, a.train_batch_size, a.epochs,
+                                          a.gradient_checkpointing)
         print(f"train: {train_figures['wall_s']} s wall, peak RSS {train_figures['peak_rss_mb']} MiB, "
               f"{train_figures['tokens_per_s']} tokens/s", flush=True)
-        gen = bench_generation(Path(tmp), run, a.gen_items, a.gen_batch_size, a.max_new_tokens)
-    for who in ("teacher", "student"):
+        gen = bench_generation(Path(tmp), run, a.gen_items, a.gen_batch_size, a.max_new_tokens) if a.gen_items else None
+    for who in ("teacher", "student") if gen else ():
         g = gen[who]
         print(f"{who}: {g['items_per_s']} items/s, {g['tokens_per_s']} tokens/s, prompt {g['prompt_tokens_mean']} "
               f"tokens, answer {g['completion_tokens_mean']} tokens, status {g['status']}")

@@ -50,6 +50,9 @@ def sft_config(config: TrainConfig, has_eval: bool):
     # transformers 5.2x renamed gradient_checkpointing (TRL defaults it to True) to activation_checkpointing.
     renamed = "activation_checkpointing" in SFTConfig.__dataclass_fields__
     checkpointing = {"activation_checkpointing" if renamed else "gradient_checkpointing": config.gradient_checkpointing}
+    # Batches of similar lengths waste less compute and memory on padding (answers vary from 100 to 500 tokens).
+    grouping = ({"train_sampling_strategy": "group_by_length"} if "train_sampling_strategy" in SFTConfig.__dataclass_fields__
+                else {"group_by_length": True})
     return SFTConfig(
         output_dir=config.output,
         num_train_epochs=config.epochs,
@@ -62,6 +65,7 @@ def sft_config(config: TrainConfig, has_eval: bool):
         per_device_eval_batch_size=config.eval_batch_size,
         gradient_accumulation_steps=config.grad_accum,
         **checkpointing,
+        **grouping,
         completion_only_loss=True,  # labels are -100 on the prompt: only the teacher's answer is learned
         max_length=config.max_length,
         seed=config.seed,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from contextlib import contextmanager
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Literal
@@ -153,17 +154,15 @@ def _umask_mode() -> int:
     return 0o666 & ~mask
 
 
-def write_jsonl(path: str | Path, rows: Iterable[dict]) -> int:
-    """Write rows atomically (temp file, fsync, rename); return how many were written."""
+@contextmanager
+def atomic_writer(path: str | Path) -> Iterator[IO[str]]:
+    """A text handle on a temp file beside `path`; fsynced and renamed over it on success, removed on failure."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    n = 0
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            for row in rows:
-                fh.write(dumps(row) + "\n")
-                n += 1
+            yield fh
             fh.flush()
             os.fsync(fh.fileno())
         os.chmod(tmp, _umask_mode())
@@ -171,25 +170,23 @@ def write_jsonl(path: str | Path, rows: Iterable[dict]) -> int:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_jsonl(path: str | Path, rows: Iterable[dict]) -> int:
+    """Write rows atomically (temp file, fsync, rename); return how many were written."""
+    n = 0
+    with atomic_writer(path) as fh:
+        for row in rows:
+            fh.write(dumps(row) + "\n")
+            n += 1
     return n
 
 
 def write_json(path: str | Path, obj: object) -> None:
     """Write a JSON document atomically (configs, metrics, summaries)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(obj, fh, ensure_ascii=False, indent=2, default=str)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, _umask_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_writer(path) as fh:
+        json.dump(obj, fh, ensure_ascii=False, indent=2, default=str)
+        fh.write("\n")
 
 
 def append_line(fh: IO[str], row: dict) -> None:

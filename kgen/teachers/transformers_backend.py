@@ -12,13 +12,33 @@ from kgen.teachers.base import Completion, GenerationSettings, Messages
 _DONE_MARK = "key features"
 
 
-def key_features_done(text: str) -> bool:
-    """True once the text holds a `Key Features:` line with content, ended by a newline."""
+def _key_features_tail(text: str) -> str | None:
+    """What follows the last `Key Features:` mark, or None without one."""
     at = text.lower().rfind(_DONE_MARK)
-    if at < 0:
+    return None if at < 0 else text[at:].split(":", 1)[-1]
+
+
+def _repeats(listed: str) -> bool:
+    """True when an unfinished Key Features line lists one phrase twice: small models then loop to the limit."""
+    finished = [p.strip().casefold() for p in listed.split(",")[:-1]]  # the last piece may still be growing
+    finished = [p for p in finished if p]
+    return len(finished) != len(set(finished))
+
+
+def key_features_done(text: str) -> bool:
+    """True once the text holds a `Key Features:` line with content, ended by a newline or starting to repeat."""
+    listed = _key_features_tail(text)
+    if listed is None or listed.strip() == "":
         return False
-    listed = text[at:].split(":", 1)[-1]
-    return "\n" in listed.lstrip() and listed.strip() != ""
+    return "\n" in listed.lstrip() or _repeats(listed)
+
+
+def cut_repetition(text: str) -> str:
+    """Drop what follows the last comma of an unfinished Key Features line that began to repeat itself."""
+    listed = _key_features_tail(text)
+    if listed is None or "\n" in listed.lstrip() or not _repeats(listed):
+        return text
+    return text[: text.rfind(",")]
 
 
 class StopAfterKeyFeatures:
@@ -96,9 +116,11 @@ class TransformersTeacher:
         pad, eos = self.tokenizer.pad_token_id, self.tokenizer.eos_token_id
         # Rows that finished early are padded to the batch's length; count only real tokens.
         real = new_tokens[new_tokens != pad] if pad != eos else new_tokens[: _first_eos(new_tokens, eos) + 1]
-        text = self.tokenizer.decode(real, skip_special_tokens=True).strip()
-        hit_limit = len(real) >= settings.max_new_tokens and not key_features_done(text + "\n")
-        return Completion(text, "truncated" if hit_limit else "ok", int(prompt_mask.sum()), len(real))
+        text = self.tokenizer.decode(real, skip_special_tokens=True)
+        ended = len(real) > 0 and int(real[-1]) == eos
+        # At the limit, an answer is whole only if the model ended it or its Key Features line was complete.
+        hit_limit = len(real) >= settings.max_new_tokens and not ended and not key_features_done(text)
+        return Completion(cut_repetition(text).strip(), "truncated" if hit_limit else "ok", int(prompt_mask.sum()), len(real))
 
     def close(self) -> None:
         self.lm = None

@@ -6,7 +6,7 @@ from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
 from kgen.models import materialize_embedded
 from kgen.teachers.base import GenerationSettings
-from kgen.teachers.transformers_backend import TransformersTeacher, key_features_done
+from kgen.teachers.transformers_backend import TransformersTeacher, cut_repetition, key_features_done
 
 
 @pytest.fixture(scope="module")
@@ -50,3 +50,13 @@ def test_key_features_done():
     assert key_features_done("Type: Mug. x\nKey Features: Mug, Gift\n")
     assert not key_features_done("Key Features:\n")
     assert key_features_done("Key Features:\n  Mug, Gift\n")
+    # A line that starts listing a phrase again is as good as finished: small models loop there to the limit.
+    assert key_features_done("Key Features: Blue, Dog, Dog,")
+    assert not key_features_done("Key Features: Blue, Dog, Do")
+    assert not key_features_done("Key Features: Dog, dogs,")
+
+
+def test_cut_repetition_keeps_whole_phrases_only():
+    assert cut_repetition("Type: Toy. x\nKey Features: Blue, Dog, Dog, B") == "Type: Toy. x\nKey Features: Blue, Dog, Dog"
+    assert cut_repetition("Key Features: Blue, Dog, Fish, Bl") == "Key Features: Blue, Dog, Fish, Bl"  # no repeat: kept
+    assert cut_repetition("Key Features: Blue, Blue\nMore") == "Key Features: Blue, Blue\nMore"  # finished line: kept

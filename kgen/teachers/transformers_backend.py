@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Sequence
 
 import torch
@@ -41,8 +42,26 @@ def cut_repetition(text: str) -> str:
     return text[: text.rfind(",")]
 
 
+_LOOP_WINDOW, _LOOP_MAX_PERIOD = 96, 32  # characters
+_NUMBERING = re.compile(r"^\s*(?:\d+[.)]|[-*\u2022])\s*")
+
+
+def looping(text: str) -> bool:
+    """True when greedy decoding has fallen into a loop and would run to the token limit.
+
+    Either the last 96 characters repeat with a period of at most 32 ("Blue, Blue, Blue, ", "4444"), or the last
+    three finished lines are the same line once list numbering is dropped ("31. Kit", "32. Kit", "33. Kit").
+    """
+    tail = text[-_LOOP_WINDOW:]
+    if len(tail) == _LOOP_WINDOW and any(tail[p:] == tail[:-p] for p in range(1, _LOOP_MAX_PERIOD + 1)):
+        return True
+    lines = [_NUMBERING.sub("", line).strip() for line in text.split("\n")[:-1]]
+    lines = [line for line in lines if line]
+    return len(lines) >= 3 and lines[-1] == lines[-2] == lines[-3]
+
+
 class StopAfterKeyFeatures:
-    """Stop a row once its `Key Features:` line is complete, instead of letting it ramble to the limit.
+    """Stop a row once its `Key Features:` line is complete, or once it loops, instead of running to the limit.
 
     Returns a (B,) bool tensor, so finished rows stop while the rest of the batch goes on.
     """
@@ -52,7 +71,7 @@ class StopAfterKeyFeatures:
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs) -> torch.BoolTensor:
         texts = self.tokenizer.batch_decode(input_ids[:, self.prompt_len:], skip_special_tokens=True)
-        done = [key_features_done(text) for text in texts]
+        done = [key_features_done(text) or looping(text) for text in texts]
         return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
 
 
@@ -117,10 +136,10 @@ class TransformersTeacher:
         # Rows that finished early are padded to the batch's length; count only real tokens.
         real = new_tokens[new_tokens != pad] if pad != eos else new_tokens[: _first_eos(new_tokens, eos) + 1]
         text = self.tokenizer.decode(real, skip_special_tokens=True)
-        ended = len(real) > 0 and int(real[-1]) == eos
-        # At the limit, an answer is whole only if the model ended it or its Key Features line was complete.
-        hit_limit = len(real) >= settings.max_new_tokens and not ended and not key_features_done(text)
-        return Completion(cut_repetition(text).strip(), "truncated" if hit_limit else "ok", int(prompt_mask.sum()), len(real))
+        # Stopped by the limit or by a loop, an answer is whole only if its Key Features line was complete. (Whether
+        # the model itself ended can't be read off the tokens: rows stopped early are padded, often with EOS.)
+        cut_off = (len(real) >= settings.max_new_tokens or looping(text)) and not key_features_done(text)
+        return Completion(cut_repetition(text).strip(), "truncated" if cut_off else "ok", int(prompt_mask.sum()), len(real))
 
     def close(self) -> None:
         self.lm = None

@@ -1,12 +1,15 @@
 """The transformers backend on a tiny random model: batching, ordering, truncation, early stop."""
 
+import json
+
 import pytest
 import torch
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
 from kgen.models import materialize_embedded
 from kgen.teachers.base import GenerationSettings
-from kgen.teachers.transformers_backend import TransformersTeacher, cut_repetition, key_features_done
+from kgen.teachers.transformers_backend import TransformersTeacher, cut_repetition, key_features_done, looping
+from prompts import PROMPTS_DIR
 
 
 @pytest.fixture(scope="module")
@@ -60,3 +63,17 @@ def test_cut_repetition_keeps_whole_phrases_only():
     assert cut_repetition("Type: Toy. x\nKey Features: Blue, Dog, Dog, B") == "Type: Toy. x\nKey Features: Blue, Dog, Dog"
     assert cut_repetition("Key Features: Blue, Dog, Fish, Bl") == "Key Features: Blue, Dog, Fish, Bl"  # no repeat: kept
     assert cut_repetition("Key Features: Blue, Blue\nMore") == "Key Features: Blue, Blue\nMore"  # finished line: kept
+
+
+def test_looping_catches_the_loops_small_models_fall_into():
+    start = "Explicit Information:\nType: Bag. The name says bag.\n"
+    assert looping(start + "Style: " + "Custom, " * 20)
+    assert looping(start + "Volume: 4." + "4" * 120)
+    assert looping(start + "The product is a gift.\n" * 3)
+    assert looping(start + "".join(f"{n}. Feltcraft Girl Nicole Kit\n" for n in range(30, 33)))
+    # Real answers, and answers still short, are not loops.
+    pool = [json.loads(line)["answer"] for line in (PROMPTS_DIR / "pool_items.jsonl").open()]
+    pool += [json.loads(line)["answer"] for line in (PROMPTS_DIR / "pool_users.jsonl").open()]
+    for answer in pool:
+        assert not any(looping(answer[:end]) for end in range(1, len(answer) + 1, 7))
+    assert not looping("Custom, Custom, Custom")

@@ -8,7 +8,7 @@
    the untrained student, LoRA-train it, and score it again;
 4. print teacher and student key-phrase F1 against the sample gold.
 
-`--scale N` multiplies every size; the default finishes in about 15 minutes on
+`--scale N` multiplies every size; the default finishes in about 10 minutes on
 2 CPU cores. Re-running resumes: finished generations are skipped.
 """
 
@@ -206,7 +206,7 @@ def print_summary(m: dict, cfg: MainConfig) -> None:
 
 def parse_args() -> MainConfig:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--scale", type=int, default=1, help="multiply every size (default 1: ~15 min on 2 CPU cores)")
+    p.add_argument("--scale", type=int, default=1, help="multiply every size (default 1: ~10 min on 2 CPU cores)")
     p.add_argument("--out", type=Path, default=MainConfig.out)
     p.add_argument("--teacher", default=None, help="backend:model (default: the embedded SmolLM2-135M-Instruct)")
     p.add_argument("--student", default=EMBEDDED_LLM, help="student base: hub id, path, or the embedded alias")

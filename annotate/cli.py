@@ -10,16 +10,11 @@ import typer
 from annotate.assign import AssignConfig
 from annotate.store import Store
 from kgen import records as R
+from kgen.cli_errors import fail, one_line_errors
 
 app = typer.Typer(help="Gold key phrases: the annotation app, its export and agreement.", no_args_is_help=True)
 
 DbOpt = Annotated[Path, typer.Option("--db", help="The annotation database (SQLite).")]
-
-
-def fail(message: str) -> None:
-    """One line to stderr, exit 1."""
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(1)
 
 
 def _existing_db(db: Path) -> Store:
@@ -44,7 +39,7 @@ def serve(
     """Serve the annotation app (log-in required) on --host:--port."""
     from annotate.prepare import check_roles, parse_account, prepare_store, read_accounts_file, read_knowledge
 
-    try:
+    with one_line_errors():
         config = AssignConfig(per_item=per_item, double_share=double_share, seed=seed)
         accounts = [parse_account(a) for a in auth or []] + (read_accounts_file(auth_file) if auth_file else [])
         annotators = check_roles(accounts, reviewer or [])
@@ -54,8 +49,6 @@ def serve(
         records = read_knowledge(input) if input else []
         store = Store(db)
         summary = prepare_store(store, records, annotators, config)
-    except (R.RecordError, ValueError) as exc:
-        fail(str(exc))
     if not summary["items"]:
         fail(f"{db} holds no items: give --input knowledge.jsonl")
     note = " (assignment settings differ from the stored ones: only new items follow them)" if summary["config_changed"] else ""

@@ -9,19 +9,13 @@ from typing import Annotated
 
 import typer
 
-from kgen import records as R
+from kgen.cli_errors import one_line_errors
 
 app = typer.Typer(help="Distillation: build SFT data, train the student, generate, export, embed, score.",
                   no_args_is_help=True)
 
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Trained student folder (full model or LoRA adapter), a hub id or the embedded alias.")]
 OutputDirOpt = Annotated[Path, typer.Option("--output", "-o", help="Output folder.")]
-
-
-def fail(message: str) -> None:
-    """One line to stderr, exit 1."""
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(1)
 
 
 def _split_list(text: str | None) -> list[str]:
@@ -42,12 +36,10 @@ def build_data(
     """Build the student's SFT dataset (prompt/completion, split by id) from ok knowledge records."""
     from distill.data import DEFAULT_DICTIONARY, DataConfig, build_data as run
 
-    try:
+    with one_line_errors():
         config = DataConfig(knowledge, output, tuple(_split_list(augment)), shuffle_factor, dictionary_factor,
                             dictionary or DEFAULT_DICTIONARY, val_fraction, seed)
         stats = run(config)
-    except (R.RecordError, ValueError) as exc:
-        fail(str(exc))
     typer.echo(json.dumps(stats, indent=2))
     typer.echo(f"-> {output}")
 
@@ -88,11 +80,9 @@ def train(
         "save_steps": save_steps, "eval_steps": eval_steps, "logging_steps": logging_steps, "seed": seed,
         "gradient_checkpointing": gradient_checkpointing, "resume": resume,
     }  # None = not given, so the YAML file or the default applies
-    try:
+    with one_line_errors():
         cfg = resolve_config(config, flags)
         metrics = run(cfg)
-    except (R.RecordError, ValueError) as exc:
-        fail(str(exc))
     typer.echo(json.dumps(metrics, indent=2))
     typer.echo(f"-> {cfg.output}")
 
@@ -115,12 +105,10 @@ def generate(
     """Generate knowledge records with the student's short prompt (same parser and records as the teacher)."""
     from distill.generate import GenerateConfig, generate_student
 
-    try:
+    with one_line_errors():
         config = GenerateConfig(model, level, input, output, items, ids, limit, batch_size, max_new_tokens,
                                 temperature, seed, replace_stale)
         info = generate_student(config)
-    except (R.RecordError, ValueError) as exc:
-        fail(str(exc))
     metrics = info["metrics"]
     if metrics["missing_ids"]:
         typer.echo(f"warning: {len(metrics['missing_ids'])} requested ids not in {input}, e.g. {metrics['missing_ids'][0]}", err=True)
@@ -136,10 +124,8 @@ def export(
     """Write a merged Hugging Face model folder (LoRA folded in) that AutoModelForCausalLM loads."""
     from distill.export import export_model
 
-    try:
+    with one_line_errors():
         config = export_model(model, output)
-    except (R.RecordError, ValueError, OSError) as exc:
-        fail(str(exc))
     typer.echo(json.dumps(config, indent=2))
     typer.echo(f"-> {output}")
 
@@ -157,10 +143,8 @@ def embed(
     """Item and user embedding tables (mean-pooled last hidden states) as parquet: id, vector."""
     from distill.embed import EmbedConfig, embed_tables
 
-    try:
+    with one_line_errors():
         summary = embed_tables(EmbedConfig(model, items, output, users, batch_size, max_length, max_history))
-    except (R.RecordError, ValueError, OSError) as exc:
-        fail(str(exc))
     typer.echo(f"{summary['counts']} vectors of dim {summary['dim']} -> {output}")
 
 

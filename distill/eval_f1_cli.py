@@ -8,16 +8,11 @@ from typing import Annotated
 import typer
 
 from kgen import records as R
+from kgen.cli_errors import fail, one_line_errors
 from kgen.models import EMBEDDED_EMBEDDER
 
 F1_JSON = "f1.json"
 PER_ITEM_JSONL = "per_item.jsonl"
-
-
-def _fail(message: str) -> None:
-    """One line to stderr, exit 1."""
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(1)
 
 
 def _default_output(pred: Path) -> Path:
@@ -45,23 +40,21 @@ def eval_f1(
 ) -> None:
     """Key-phrase F1 (macro headline, micro, tau sweep, many-to-one, exact) with bootstrap 95% intervals."""
     from eval.calibrate import calibrate_tau
-    from eval.embedder import Embedder, EmbedderError
+    from eval.embedder import Embedder
     from eval.f1_report import DEFAULT_TAU, evaluate_f1, format_report
 
     if tau is not None and calibrate is not None:
-        _fail("give --tau or --calibrate, not both")
-    try:
+        fail("give --tau or --calibrate, not both")
+    with one_line_errors():  # EmbedderError is a ValueError
         pred_rows = R.read_records(pred, "knowledge")
         gold_rows = R.read_records(gold, "gold")
         encoder = Embedder(embedder, show_progress=True)
         calibration = calibrate_tau(calibrate, encoder) if calibrate else None
         chosen_tau = calibration["tau"] if calibration else (DEFAULT_TAU if tau is None else tau)
         report = evaluate_f1(pred_rows, gold_rows, encoder, tau=chosen_tau, n_boot=n_boot, seed=seed, level=level)
-    except (R.RecordError, EmbedderError, ValueError) as exc:
-        _fail(str(exc))
     counts = report["counts"]
     if counts["n_items_scored"] == 0:
-        _fail(f"{gold}: no gold records to score" + (f" at level {level}" if level else ""))
+        fail(f"{gold}: no gold records to score" + (f" at level {level}" if level else ""))
     if counts["n_missing_predictions"] == counts["n_items_scored"]:
         typer.echo(f"warning: no record in {pred} has the (level, id) of a gold record", err=True)
     per_item = report.pop("per_item")

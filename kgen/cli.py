@@ -11,18 +11,13 @@ from typing import Annotated
 import typer
 
 from kgen import records as R
+from kgen.cli_errors import fail, one_line_errors
 
 app = typer.Typer(help="Knowledge generation: sampling, teacher runs, re-parsing.", no_args_is_help=True)
 
 InputOpt = Annotated[Path, typer.Option("--input", "-i", help="Input JSONL (items or users).")]
 OutputOpt = Annotated[Path, typer.Option("--output", "-o", help="Output JSONL.")]
 LevelOpt = Annotated[str, typer.Option(help="item or user.")]
-
-
-def fail(message: str) -> None:
-    """One line to stderr, exit 1."""
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(1)
 
 
 @app.command()
@@ -42,12 +37,10 @@ def sample(
 
     if level not in R.LEVELS:
         fail(f"--level must be item or user, got {level!r}")
-    try:
+    with one_line_errors():
         config = SampleConfig(n=n, by=by, allocation=allocation, weight=weight, seed=seed)  # type: ignore[arg-type]
         rows = R.read_records(input, "item" if level == "item" else "user")
         picked = sample_rows(rows, config)
-    except (R.RecordError, ValueError) as exc:
-        fail(str(exc))
     R.write_jsonl(output, picked)
     strata = sorted({str(r.get(R.STRATUM)) for r in picked})
     R.write_json(run_info_path(output), {"config": {**asdict(config), "input": str(input), "level": level},
@@ -77,13 +70,11 @@ def generate(
     from kgen.generate import GenerateConfig, generate_knowledge
     from kgen.teachers.base import GenerationSettings
 
-    try:
+    with one_line_errors():
         settings = GenerationSettings(max_new_tokens, temperature, top_p, seed)
         config = GenerateConfig(level, input, output, teacher, items, limit, batch_size, concurrency, settings,
                                 pool, embedder, replace_stale)
         info = generate_knowledge(config)
-    except (R.RecordError, ValueError, ImportError) as exc:
-        fail(str(exc))
     typer.echo(json.dumps(info["metrics"], indent=2))
 
 
@@ -95,10 +86,8 @@ def reparse(
     """Re-parse stored answers with the current parser; no model is called."""
     from kgen.run import reparse_record
 
-    try:
+    with one_line_errors():
         rows = R.read_records(input, "knowledge")
-    except R.RecordError as exc:
-        fail(str(exc))
     out = [reparse_record(r) for r in rows]
     R.write_jsonl(output, out)
     before = {s: sum(r[R.STATUS] == s for r in rows) for s in R.STATUSES}

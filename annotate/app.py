@@ -24,6 +24,7 @@ import gradio as gr  # noqa: E402
 
 from annotate import render  # noqa: E402
 from annotate.gold import gold_records, item_state  # noqa: E402
+from annotate.ordering import CommandOrder  # noqa: E402
 from annotate.phrases import check_doc, pending_count  # noqa: E402
 from annotate.review import UNION, candidates, chosen_by, initial_choice, review_list, save_gold  # noqa: E402
 from annotate.session import AccessError, Reply, SessionState, handle, item_labels, open_item, resume_key, screen  # noqa: E402
@@ -83,6 +84,7 @@ class AnnotateApp:
         self.store = store
         self.reviewers = set(reviewers)
         self.sessions = Sessions()
+        self.order = CommandOrder()
         self.labels = item_labels(store.items())
 
     # --- the annotation page --------------------------------------------------
@@ -101,10 +103,14 @@ class AnnotateApp:
     def on_command(self, text: str, request: gr.Request):
         """One command from the page's keyboard or buttons."""
         user = current_user(request)
+        commands = self.order.arrive(request.session_hash, _parse_command(text))
+        if not commands:  # it came before a command typed earlier: it runs when that one arrives
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip()
         state = self.sessions.get(request.session_hash, user)
         if state is None:  # the server restarted under an open page
             state, _ = handle(self.store, user, SessionState(), {"op": "open"})
-        state, reply = handle(self.store, user, state, _parse_command(text))
+        for command in commands:
+            state, reply = handle(self.store, user, state, command)
         self.sessions.put(request.session_hash, user, state)
         return self._render(user, state, reply)
 
@@ -241,7 +247,7 @@ def launch(store: Store, accounts: list[tuple[str, str]], reviewers: list[str], 
            port: int = 7860, block: bool = True, quiet: bool = False) -> tuple[gr.Blocks, str]:
     """Serve the app with log-in; returns (blocks, local url) when `block` is False."""
     demo = build_blocks(AnnotateApp(store, reviewers))
-    demo.queue(default_concurrency_limit=1)  # one page command at a time keeps each page's commands in order
+    demo.queue(default_concurrency_limit=1)  # one page command at a time; CommandOrder puts them in typed order
     _, url, _ = demo.launch(
         server_name=host, server_port=port, auth=accounts, auth_message="Gold key phrases: log in to annotate.",
         prevent_thread_lock=not block, quiet=quiet, share=False, run_history=False, footer_links=["api"],

@@ -4,7 +4,7 @@
 (() => {
   if (window.__annInstalled) return;
   window.__annInstalled = true;
-  const S = { cursor: 0, mode: "add", editRow: null, queue: [], render: null, key: null };
+  const S = { cursor: 0, mode: "add", editRow: null, queue: [], render: null, key: null, seq: 0 };
   window.__annTake = () => S.queue.shift() || "{}";
   window.__annState = S; // read by the browser tests
 
@@ -18,6 +18,7 @@
   function send(command) {
     const m = main();
     command.cursor = S.cursor;
+    command.seq = S.seq++; // requests may overtake each other; the server runs commands in this order
     if (m && m.dataset.key) command.key = m.dataset.key;
     S.queue.push(JSON.stringify(command));
     const run = document.getElementById("ann-run");

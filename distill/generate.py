@@ -7,7 +7,7 @@ from pathlib import Path
 
 from distill.export import adapter_base, fingerprint, is_adapter, merge_adapter, student_path
 from kgen import records as R
-from kgen.generate import run_info_path
+from kgen.generate import check_level_and_limit, run_info_path
 from kgen.teachers.transformers_backend import TransformersTeacher
 
 
@@ -32,10 +32,7 @@ class GenerateConfig:
         self.input, self.output = Path(self.input), Path(self.output)
         self.items = Path(self.items) if self.items else None
         self.ids = Path(self.ids) if self.ids else None
-        if self.level not in R.LEVELS:
-            raise ValueError(f"level must be item or user, got {self.level!r}")
-        if self.limit is not None and self.limit < 1:
-            raise ValueError(f"limit must be >= 1, got {self.limit}")
+        check_level_and_limit(self.level, self.limit)
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
 

@@ -11,6 +11,14 @@ from kgen.teachers import make_teacher, parse_teacher
 from kgen.teachers.base import GenerationSettings
 
 
+def check_level_and_limit(level: str, limit: int | None) -> None:
+    """The checks a teacher run and a student run share."""
+    if level not in R.LEVELS:
+        raise ValueError(f"level must be item or user, got {level!r}")
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be >= 1, got {limit}")
+
+
 @dataclass
 class GenerateConfig:
     """Everything one generation run depends on; written beside its output."""
@@ -29,10 +37,7 @@ class GenerateConfig:
     replace_stale: bool = False
 
     def __post_init__(self) -> None:
-        if self.level not in R.LEVELS:
-            raise ValueError(f"level must be item or user, got {self.level!r}")
-        if self.limit is not None and self.limit < 1:
-            raise ValueError(f"limit must be >= 1, got {self.limit}")
+        check_level_and_limit(self.level, self.limit)
         if self.batch_size < 1 or self.concurrency < 1:
             raise ValueError(f"batch_size and concurrency must be >= 1, got {self.batch_size}, {self.concurrency}")
         parse_teacher(self.teacher)

@@ -24,7 +24,7 @@ import gradio as gr  # noqa: E402
 
 from annotate import render  # noqa: E402
 from annotate.gold import gold_records, item_state  # noqa: E402
-from annotate.ordering import CommandOrder  # noqa: E402
+from annotate.ordering import PageCommands  # noqa: E402
 from annotate.phrases import check_doc, pending_count  # noqa: E402
 from annotate.review import UNION, candidates, chosen_by, initial_choice, review_list, save_gold  # noqa: E402
 from annotate.session import AccessError, Reply, SessionState, handle, item_labels, open_item, resume_key, screen  # noqa: E402
@@ -69,12 +69,13 @@ def current_user(request: gr.Request | None) -> str:
     return str(user)
 
 
-def _parse_command(text: str) -> dict:
+def _parse_commands(text: str) -> list[dict]:
+    """The page's batch of commands (a JSON list); anything else is no command."""
     try:
-        command = json.loads(text or "{}")
+        commands = json.loads(text or "[]")
     except json.JSONDecodeError:
-        return {"op": None}
-    return command if isinstance(command, dict) else {"op": None}
+        return []
+    return [c for c in commands if isinstance(c, dict)] if isinstance(commands, list) else []
 
 
 class AnnotateApp:
@@ -84,35 +85,33 @@ class AnnotateApp:
         self.store = store
         self.reviewers = set(reviewers)
         self.sessions = Sessions()
-        self.order = CommandOrder()
+        self.commands = PageCommands()
         self.labels = item_labels(store.items())
 
     # --- the annotation page --------------------------------------------------
-    def _render(self, user: str, state: SessionState, reply: Reply) -> tuple[str, str, str, str]:
-        return screen(self.store, user, state, reply, self.labels)
-
     def on_load(self, request: gr.Request):
         """A page opened (or reloaded): resume at the user's next item."""
         user = current_user(request)
         state, reply = handle(self.store, user, SessionState(), {"op": "open"})
         self.sessions.put(request.session_hash, user, state)
+        _, ack, answer = self.commands.take(request.session_hash, [])
         is_reviewer = user in self.reviewers
         tabs = gr.Tabs(selected="review" if is_reviewer and state.key is None else "annotate")
-        return (*self._render(user, state, reply), gr.Tab(visible=is_reviewer), tabs, *self._review_choices(user))
+        return (*screen(self.store, user, state, reply, self.labels, answer=answer, ack=ack),
+                gr.Tab(visible=is_reviewer), tabs, *self._review_choices(user))
 
     def on_command(self, text: str, request: gr.Request):
-        """One command from the page's keyboard or buttons."""
+        """The commands typed on the page since its last request, run in order (see annotate.ordering)."""
         user = current_user(request)
-        commands = self.order.arrive(request.session_hash, _parse_command(text))
-        if not commands:  # it came before a command typed earlier: it runs when that one arrives
-            return gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        commands, ack, answer = self.commands.take(request.session_hash, _parse_commands(text))
         state = self.sessions.get(request.session_hash, user)
         if state is None:  # the server restarted under an open page
             state, _ = handle(self.store, user, SessionState(), {"op": "open"})
+        reply = Reply()
         for command in commands:
             state, reply = handle(self.store, user, state, command)
         self.sessions.put(request.session_hash, user, state)
-        return self._render(user, state, reply)
+        return screen(self.store, user, state, reply, self.labels, answer=answer, ack=ack)
 
     # --- the public API -------------------------------------------------------
     def api_load_item(self, key: str = "", request: gr.Request = None) -> dict:
@@ -232,7 +231,7 @@ def build_blocks(app: AnnotateApp) -> gr.Blocks:
         hidden = {"api_visibility": "private", "show_progress": "hidden"}
         demo.load(app.on_load, None, [main, msg, queue, raw, review_tab, tabs, rv_item, rv_summary], **hidden)
         run.click(app.on_command, [cmd], [main, msg, queue, raw], js="(c) => [window.__annTake ? window.__annTake() : c]",
-                  trigger_mode="multiple", **hidden)
+                  trigger_mode="multiple", **hidden)  # the page keeps one request in flight: see annotate.ordering
         rv_refresh.click(app.on_review_refresh, None, [rv_item, rv_summary], **hidden)
         rv_item.change(app.on_review_open, [rv_item], [rv_body, rv_source, rv_pick, rv_reason, rv_msg], **hidden)
         rv_source.change(app.on_review_source, [rv_item, rv_source], [rv_pick], **hidden)
@@ -247,7 +246,7 @@ def launch(store: Store, accounts: list[tuple[str, str]], reviewers: list[str], 
            port: int = 7860, block: bool = True, quiet: bool = False) -> tuple[gr.Blocks, str]:
     """Serve the app with log-in; returns (blocks, local url) when `block` is False."""
     demo = build_blocks(AnnotateApp(store, reviewers))
-    demo.queue(default_concurrency_limit=1)  # one page command at a time; CommandOrder puts them in typed order
+    demo.queue(default_concurrency_limit=1)  # one page request at a time: saves never race
     _, url, _ = demo.launch(
         server_name=host, server_port=port, auth=accounts, auth_message="Gold key phrases: log in to annotate.",
         prevent_thread_lock=not block, quiet=quiet, share=False, run_history=False, footer_links=["api"],

@@ -1,53 +1,51 @@
-"""Commands of one page, run in the order they were typed.
+"""The commands of one page: each runs once, in the order it was typed.
 
-Every key press on the page is its own request, and two requests sent a
-millisecond apart can reach the server in either order: "accept all" then
-"submit" must never run as "submit" (refused: rows pending) then "accept all".
-The page numbers its commands (`seq`, from 0 at each page load); one that
-arrives early is held until those before it have run. A gap not filled within
-`gap_s` seconds (a request lost with a dropped connection) is skipped when the
-next command arrives, so a page never stays frozen.
+The page numbers its commands (`seq`, from 0 at each page load) and keeps one
+request in flight: what is typed meanwhile waits on the page and goes with the
+next request. Two requests in flight could be answered in either order, and
+the page would then draw the older answer over the newer (seen in the browser
+tests: "accept all" then "submit" ran, but the page showed the item before the
+submit). A request whose answer never comes is sent again with all it held;
+the commands it repeats are dropped here. Every answer carries `ack`, the last
+command run for the page, so the page knows what it may forget, and `answer`,
+the answer's number, so the page can tell an old answer from a new one.
 """
 
 from __future__ import annotations
 
 import threading
-import time
 from collections import OrderedDict
 
 
-class CommandOrder:
-    """Per-page sequence numbers and the commands held until their turn."""
+def _seq(command: dict) -> int | None:
+    seq = command.get("seq")
+    return seq if isinstance(seq, int) and not isinstance(seq, bool) and seq >= 0 else None
 
-    def __init__(self, gap_s: float = 5.0, capacity: int = 10_000):
-        self.gap_s, self.capacity = gap_s, capacity
-        self._pages: OrderedDict[str, tuple[int, dict[int, tuple[float, dict]]]] = OrderedDict()
+
+class PageCommands:
+    """Per page: the last command run and the number of answers given, least recently used pages forgotten first."""
+
+    def __init__(self, capacity: int = 10_000):
+        self.capacity = capacity
+        self._pages: OrderedDict[str, tuple[int, int]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def arrive(self, page: str, command: dict, now: float | None = None) -> list[dict]:
-        """The commands of `page` that may run now, in order: none, this one, or this one and those it unblocked."""
-        seq = command.get("seq")
-        if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
-            return [command]  # an unnumbered command (an older page script) runs as it comes
-        now = time.monotonic() if now is None else now
+    def take(self, page: str, commands: list[dict]) -> tuple[list[dict], int, int]:
+        """(the commands not run yet, in typed order; the page's ack after them; this answer's number).
+
+        Unnumbered commands are dropped: the page numbers every command it sends.
+        A page this server does not know (a restart under an open page) is taken where it is.
+        """
+        numbered = sorted((c for c in commands if _seq(c) is not None), key=_seq)
         with self._lock:
-            expected, held = self._pages.pop(page, (None, {}))
-            if seq == 0 or expected is None:  # a fresh page, or a server that restarted under an open one
-                expected, held = seq, {}
-            if seq < expected or seq in held:
-                ready = []  # a repeat of a command already run or held
-            else:
-                held[seq] = (now, command)
-                ready = []
-                while held:
-                    if expected in held:
-                        ready.append(held.pop(expected)[1])
-                        expected += 1
-                    elif now - min(t for t, _ in held.values()) > self.gap_s:
-                        expected = min(held)  # give up on the missing one
-                    else:
-                        break
-            self._pages[page] = (expected, held)
+            ack, answers = self._pages.pop(page, (-1, 0))
+            fresh = []
+            for command in numbered:
+                if command["seq"] > ack:
+                    fresh.append(command)
+                    ack = command["seq"]
+            answers += 1
+            self._pages[page] = (ack, answers)
             while len(self._pages) > self.capacity:
                 self._pages.popitem(last=False)
-        return ready
+        return fresh, ack, answers

@@ -85,7 +85,7 @@ def _progress(done: int, total: int) -> str:
 
 
 def main_screen(record: dict, doc: dict, *, version: int, status: str, cursor: int, done: int, total: int,
-                position: int, user: str, suggestions: list[str], cursor_set: int | None, render_id: int) -> str:
+                position: int, user: str, suggestions: list[str], cursor_set: int | None, answer: int, ack: int) -> str:
     """The item card: header, input text with explicit phrases marked, phrase rows, suggestion list."""
     explicit = [r[PHRASE] for r in doc[ROWS] if r[TYPE] == R.EXPLICIT and r[DECISION] != "reject"]
     teacher = f'teacher {esc(record.get(R.MODEL) or "?")} · answer {esc(record.get(R.STATUS, "?"))}'
@@ -93,7 +93,7 @@ def main_screen(record: dict, doc: dict, *, version: int, status: str, cursor: i
     kept = len(final_phrases(doc))
     pending = sum(1 for r in doc[ROWS] if r[DECISION] == "pending")
     attrs = (f'data-key="{esc(f"{record[R.LEVEL]}:{record[R.ID]}")}" data-version="{version}" '
-             f'data-rows="{len(doc[ROWS])}" data-render="{render_id}"'
+             f'data-rows="{len(doc[ROWS])}" data-answer="{answer}" data-ack="{ack}"'
              + (f' data-cursor-set="{cursor_set}"' if cursor_set is not None else ""))
     return (
         f'<div id="ann-main" class="ann-main" {attrs}>'

@@ -33,7 +33,6 @@ class SessionState:
     doc: dict | None = None
     undo: list[dict] = field(default_factory=list)
     cursor: int = 0
-    renders: int = 0
 
 
 @dataclass(frozen=True)
@@ -93,7 +92,7 @@ def _save(store: Store, user: str, state: SessionState, doc: dict, status: str, 
         return state, Reply(f"Not saved: this item was changed in another tab or session (now v{result.version}, "
                             f"you had v{state.version}). Press r to load the latest version.", "error")
     undo = (state.undo + [state.doc])[-UNDO_DEPTH:] if action != "undo" else state.undo
-    return SessionState(state.key, result.version, status, doc, undo, state.cursor, state.renders), None
+    return SessionState(state.key, result.version, status, doc, undo, state.cursor), None
 
 
 def _edit(store: Store, user: str, state: SessionState, command: dict) -> tuple[SessionState, Reply]:
@@ -167,6 +166,8 @@ def _navigate(store: Store, user: str, state: SessionState, command: dict) -> tu
 def handle(store: Store, user: str, state: SessionState, command: dict) -> tuple[SessionState, Reply]:
     """Apply one command from the page; the returned state replaces the old one."""
     op = command.get(OP)
+    if op == "show":  # draw the page again, nothing else
+        return state, Reply()
     cursor = command.get("cursor")
     if isinstance(cursor, int) and not isinstance(cursor, bool):
         state.cursor = max(cursor, 0)
@@ -187,11 +188,15 @@ def handle(store: Store, user: str, state: SessionState, command: dict) -> tuple
     return state, Reply(f"unknown command {op!r}", "error")
 
 
-def screen(store: Store, user: str, state: SessionState, reply: Reply, labels: dict[str, str]) -> tuple[str, str, str, str]:
-    """(main, message, queue, reasoning) HTML for a state; `labels` names each item in the queue list."""
-    state.renders += 1
+def screen(store: Store, user: str, state: SessionState, reply: Reply, labels: dict[str, str], *, answer: int,
+           ack: int) -> tuple[str, str, str, str]:
+    """(main, message, queue, reasoning) HTML for a state; `labels` names each item in the queue list.
+
+    `answer` numbers the page's answers and `ack` is its last command run (see annotate.ordering).
+    """
     if state.key is None:
-        empty = '<div id="ann-main" class="ann-main" data-rows="0"><p class="ann-empty">No items are assigned to you.</p></div>'
+        empty = (f'<div id="ann-main" class="ann-main" data-rows="0" data-answer="{answer}" data-ack="{ack}">'
+                 '<p class="ann-empty">No items are assigned to you.</p></div>')
         return empty, render.message(reply.message, reply.level), "", ""
     record = store.item(state.key) or {}
     queue = store.queue(user)
@@ -204,7 +209,7 @@ def screen(store: Store, user: str, state: SessionState, reply: Reply, labels: d
         record, state.doc, version=state.version, status=state.status, cursor=state.cursor,
         done=sum(1 for _, s in queue if s == "submitted"), total=len(queue),
         position=keys.index(state.key) + 1 if state.key in keys else 0, user=user, suggestions=used,
-        cursor_set=state.cursor if reply.cursor_set is not None else None, render_id=state.renders,
+        cursor_set=state.cursor if reply.cursor_set is not None else None, answer=answer, ack=ack,
     )
     return main, render.message(reply.message, reply.level), render.queue_panel(queue, labels, state.key), render.reasoning(record)
 

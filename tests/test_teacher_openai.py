@@ -167,15 +167,15 @@ def test_client_errors_are_recorded_at_once_without_retry(status):
 
 
 def test_a_timeout_is_retried():
-    with FakeOpenAIServer({"slow once": [Reply(delay=1.0), OK]}) as server:
-        answers = run_all(make_teacher(server, timeout=0.3), ["slow once"])
+    with FakeOpenAIServer({"slow once": [Reply(delay=4.0), OK]}) as server:
+        answers = run_all(make_teacher(server, timeout=1.0), ["slow once"])
     assert answers[0].status == "ok" and answers[0].text == answer_text("slow once")
     assert len(server.calls_for("slow once")) == 2
 
 
 def test_a_timeout_that_persists_is_recorded():
-    with FakeOpenAIServer({"hung": [Reply(delay=1.0)]}) as server:
-        answers = run_all(make_teacher(server, timeout=0.2, max_retries=1), ["hung"])
+    with FakeOpenAIServer({"hung": [Reply(delay=4.0)]}) as server:
+        answers = run_all(make_teacher(server, timeout=1.0, max_retries=1), ["hung"])
     assert answers[0].status == "api_error" and "timed out" in answers[0].error
     assert len(server.calls_for("hung")) == 2
 
@@ -257,11 +257,11 @@ def test_fifty_prompts_with_mixed_faults_lose_nothing():
         3: ([Reply(finish_reason="length")], "truncated"),
         4: ([Reply(400)], "api_error"),
         5: ([Reply(503)], "api_error"),  # never recovers: 1 + max_retries calls
-        6: ([Reply(delay=1.0), OK], "ok"),  # a timeout, then an answer
+        6: ([Reply(delay=5.0), OK], "ok"),  # a timeout, then an answer
     }
     contents = [f"product {i}" for i in range(50)]
     with FakeOpenAIServer({c: faults[i % 7][0] for i, c in enumerate(contents)}) as server:
-        answers = run_all(make_teacher(server, concurrency=8, max_retries=2, timeout=0.5), contents)
+        answers = run_all(make_teacher(server, concurrency=8, max_retries=2, timeout=1.5), contents)
     for i, content in enumerate(contents):
         replies, expected = faults[i % 7]
         assert answers[i].status == expected, (i, answers[i])

@@ -1,12 +1,15 @@
 // Keyboard and click handling of the annotation page. The page state that matters lives on the
-// server; here we only keep the row cursor and queue commands for the hidden "run" button, whose
-// event takes them in order through window.__annTake (so no key press is lost or reordered).
+// server; here we keep the row cursor and the commands typed. One request is in flight at a time
+// (see annotate/ordering.py): commands typed meanwhile wait and go together with the next one, which
+// the hidden "run" button's event takes through window.__annTake. Each answer says the last command
+// it ran (data-ack) and its own number (data-answer).
 (() => {
   if (window.__annInstalled) return;
   window.__annInstalled = true;
-  const S = { cursor: 0, mode: "add", editRow: null, queue: [], render: null, key: null, seq: 0 };
-  window.__annTake = () => S.queue.shift() || "{}";
-  window.__annState = S; // read by the browser tests
+  const RESEND_MS = 20000; // an answer this late is taken as lost: send the same commands again
+  const S = { cursor: 0, mode: "add", editRow: null, waiting: [], sent: [], sentAt: 0, seq: 0, ack: -1, answer: -1, redrawn: null, key: null };
+  window.__annTake = () => JSON.stringify(S.sent);
+  window.__annState = S; // for debugging in the browser console
 
   const main = () => document.getElementById("ann-main");
   const rows = () => Array.from(document.querySelectorAll("#ann-main tr.ann-row"));
@@ -18,12 +21,26 @@
   function send(command) {
     const m = main();
     command.cursor = S.cursor;
-    command.seq = S.seq++; // requests may overtake each other; the server runs commands in this order
+    command.seq = S.seq++;
     if (m && m.dataset.key) command.key = m.dataset.key;
-    S.queue.push(JSON.stringify(command));
+    S.waiting.push(command);
+    flush();
+  }
+
+  function post() {
+    S.sentAt = Date.now();
     const run = document.getElementById("ann-run");
     if (run) run.click();
   }
+
+  function flush() {
+    if (S.sent.length || !S.waiting.length) return; // the next request goes when this one is answered
+    S.sent = S.waiting;
+    S.waiting = [];
+    post();
+  }
+
+  setInterval(() => { if (S.sent.length && Date.now() - S.sentAt > RESEND_MS) post(); }, 1000);
 
   function paint(scroll) {
     const rs = rows();
@@ -150,16 +167,25 @@
     else send({ op });
   });
 
-  // Each server render carries a number; on a new one, take the cursor it sets (new item, added row).
+  // On each new answer: forget the commands it ran, take the cursor it sets (new item, added row), send
+  // what waited. An answer older than one already drawn (only after a resend) is drawn over at once.
   new MutationObserver(() => {
     const m = main();
-    if (!m || m.dataset.render === S.render) return;
-    S.render = m.dataset.render;
+    const answer = m ? Number(m.dataset.answer) : NaN;
+    if (!Number.isFinite(answer) || answer === S.answer) return;
+    if (answer < S.answer) {
+      if (S.redrawn !== answer) { S.redrawn = answer; send({ op: "show" }); }
+      return;
+    }
+    S.answer = answer;
+    S.ack = Math.max(S.ack, Number(m.dataset.ack));
+    S.sent = S.sent.filter((c) => c.seq > S.ack);
     if (m.dataset.key !== S.key) {
       S.key = m.dataset.key;
       if (S.mode === "edit") leaveBox();
     }
     if (m.dataset.cursorSet !== undefined) S.cursor = Number(m.dataset.cursorSet);
     paint(m.dataset.cursorSet !== undefined);
+    flush();
   }).observe(document.documentElement, { childList: true, subtree: true });
 })();

@@ -1,5 +1,6 @@
 """Must show 2: the app in a real browser (Debian's chromium through Playwright), keyboard first."""
 
+import json
 import re
 
 import pytest
@@ -112,6 +113,39 @@ def test_keyboard_only_annotation_survives_a_reload(served, browser):
     assert page.evaluate("() => localStorage.length") == 0
     assert page.evaluate("async () => (await indexedDB.databases()).length") == 0
     assert page.request.get(url + "gradio_api/runs").status == 404
+
+
+def test_keys_typed_while_a_request_is_in_flight_go_together_in_the_next(served, browser):
+    """One request in flight per page: two answers in flight could be drawn in the wrong order."""
+    url, store = served
+    page = open_page(browser, url, "bob")
+    key = f"item:{IDS[0]}"
+    wait_main(page, "key", key)
+    batches, held = [], []
+
+    def hold(route):
+        batch = json.loads(route.request.post_data_json["data"][0])
+        batches.append([(c["op"], c["seq"]) for c in batch])
+        if len(batches) == 1:
+            held.append(route)  # the first request hangs until released below
+        else:
+            route.continue_()
+
+    page.route("**/gradio_api/queue/join*", hold)
+    keys(page, "a")
+    for _ in range(TIMEOUT_MS // 50):  # until the request reaches the network (the route runs while Playwright waits)
+        if held:
+            break
+        page.wait_for_timeout(50)
+    keys(page, "x", "a")
+    page.wait_for_function("() => window.__annState.waiting.length === 2")  # the two later keys wait on the page
+    assert batches == [[("accept", 0)]]
+    held[0].continue_()
+    wait_main(page, "version", 3)
+    assert batches == [[("accept", 0)], [("reject", 1), ("accept", 2)]]
+    assert decisions(page)[:3] == ["✓ accepted", "✗ rejected", "✓ accepted"]
+    assert [r["decision"] for r in store.annotation(key, "bob").doc["rows"][:3]] == ["accept", "reject", "accept"]
+    page.unroute("**/gradio_api/queue/join*")
 
 
 def test_two_users_on_one_item_and_the_reviewer(served, browser):

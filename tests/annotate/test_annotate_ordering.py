@@ -1,11 +1,11 @@
-"""Commands of a page run in the order typed, whatever order their requests arrive in."""
+"""The commands of a page run once each, in typed order, however its requests are repeated."""
 
 import json
 from types import SimpleNamespace
 
 from annotate.app import AnnotateApp
 from annotate.assign import AssignConfig
-from annotate.ordering import CommandOrder
+from annotate.ordering import PageCommands
 from annotate.prepare import prepare_store
 from annotate.store import Store, item_key
 from annotate_helpers import knowledge_records
@@ -15,73 +15,67 @@ def cmd(seq, op="accept"):
     return {"op": op, "seq": seq}
 
 
-def ops(commands):
-    return [c["seq"] for c in commands]
+def seqs(taken):
+    commands, ack, _ = taken
+    return [c["seq"] for c in commands], ack
 
 
-def test_in_order_commands_run_at_once():
-    order = CommandOrder()
-    assert [ops(order.arrive("p", cmd(i), now=0)) for i in range(3)] == [[0], [1], [2]]
+def test_a_batch_runs_in_typed_order_and_acks_its_last_command():
+    pages = PageCommands()
+    assert seqs(pages.take("p", [cmd(1), cmd(0), cmd(2)])) == ([0, 1, 2], 2)
+    assert seqs(pages.take("p", [cmd(3)])) == ([3], 3)
 
 
-def test_an_early_command_waits_for_the_one_before_it():
-    order = CommandOrder()
-    assert ops(order.arrive("p", cmd(0), now=0)) == [0]
-    assert order.arrive("p", cmd(2, "submit"), now=0.01) == []  # "submit" overtook "accept all"
-    assert ops(order.arrive("p", cmd(1, "accept_all"), now=0.02)) == [1, 2]
+def test_a_resent_batch_runs_only_what_did_not_run():
+    pages = PageCommands()
+    pages.take("p", [cmd(0), cmd(1)])
+    assert seqs(pages.take("p", [cmd(0), cmd(1)])) == ([], 1)  # the answer was lost, the page sent it again
+    assert seqs(pages.take("p", [cmd(1), cmd(2), cmd(2), cmd(3)])) == ([2, 3], 3)
 
 
-def test_repeats_are_dropped_and_pages_are_separate():
-    order = CommandOrder()
-    assert ops(order.arrive("p", cmd(0), now=0)) == [0]
-    assert ops(order.arrive("q", cmd(0), now=0)) == [0]
-    assert ops(order.arrive("p", cmd(1), now=0.2)) == [1]
-    assert order.arrive("p", cmd(1), now=0.3) == []  # run already
-    assert order.arrive("p", cmd(3), now=0.4) == []
-    assert order.arrive("p", cmd(3), now=0.5) == []  # held already
-    assert ops(order.arrive("p", cmd(2), now=0.6)) == [2, 3]
-
-
-def test_a_page_that_counts_from_zero_again_starts_afresh():
-    order = CommandOrder()
-    for i in range(3):
-        order.arrive("p", cmd(i), now=0)
-    assert order.arrive("p", cmd(5), now=0) == []
-    assert ops(order.arrive("p", cmd(0), now=1)) == [0]  # the held 5 belonged to the old count
-    assert ops(order.arrive("p", cmd(1), now=1)) == [1]
-
-
-def test_a_lost_command_is_skipped_after_the_gap():
-    order = CommandOrder(gap_s=5)
-    order.arrive("p", cmd(0), now=0)
-    assert order.arrive("p", cmd(2), now=1) == []
-    assert order.arrive("p", cmd(3), now=2) == []
-    assert ops(order.arrive("p", cmd(4), now=7)) == [2, 3, 4]  # 1 never came
+def test_answers_are_numbered_per_page_and_pages_are_separate():
+    pages = PageCommands()
+    assert pages.take("p", [])[1:] == (-1, 1)  # the page load: nothing run yet
+    assert pages.take("p", [cmd(0)])[1:] == (0, 2)
+    assert pages.take("q", [cmd(0), cmd(1)])[1:] == (1, 1)
+    assert pages.take("p", [cmd(0)])[1:] == (0, 3)
 
 
 def test_a_restarted_server_takes_the_page_where_it_is():
-    order = CommandOrder()
-    assert ops(order.arrive("p", cmd(41), now=0)) == [41]
-    assert ops(order.arrive("p", cmd(42), now=0)) == [42]
+    assert seqs(PageCommands().take("p", [cmd(41), cmd(42)])) == ([41, 42], 42)
 
 
-def test_unnumbered_commands_run_as_they_come():
-    order = CommandOrder()
-    assert order.arrive("p", {"op": "next"}) == [{"op": "next"}]
-    assert order.arrive("p", {"op": "next", "seq": "x"}) == [{"op": "next", "seq": "x"}]
+def test_unnumbered_commands_are_dropped():
+    pages = PageCommands()
+    assert seqs(pages.take("p", [{"op": "next"}, {"op": "next", "seq": "1"}, {"op": "next", "seq": True},
+                                 {"op": "next", "seq": -1}])) == ([], -1)
 
 
-def test_the_app_runs_accept_all_then_submit_even_when_submit_arrives_first(tmp_path):
+def test_forgets_the_least_recently_used_page_beyond_capacity():
+    pages = PageCommands(capacity=2)
+    pages.take("a", [cmd(5)])
+    pages.take("b", [cmd(5)])
+    pages.take("a", [])
+    pages.take("c", [cmd(5)])
+    assert seqs(pages.take("a", [cmd(5)])) == ([], 5)
+    assert seqs(pages.take("b", [cmd(5)])) == ([5], 5)  # forgotten: taken where it is
+
+
+def test_the_app_runs_a_batch_once_and_answers_with_ack_and_number(tmp_path):
     store = Store(tmp_path / "gold.sqlite")
     prepare_store(store, knowledge_records(), ["alice"], AssignConfig(per_item=1))
     app = AnnotateApp(store, reviewers=[])
     page = SimpleNamespace(username="alice", session_hash="page-1")
-    app.on_load(page)
+    loaded = app.on_load(page)[0]
+    assert 'data-answer="1" data-ack="-1"' in loaded
     first = item_key(knowledge_records()[0])
-    send = lambda seq, op: app.on_command(json.dumps({"op": op, "seq": seq, "key": first, "cursor": 0, "row": 0}), page)
-    send(0, "accept")
-    held = send(2, "submit")  # overtook "accept all"
-    assert store.annotation(first, "alice").status == "draft"
-    assert not any(isinstance(out, str) for out in held)  # gr.skip(): the page is not re-rendered yet
-    send(1, "accept_all")
+    batch = json.dumps([{"op": op, "seq": seq, "key": first, "cursor": 0, "row": 0}
+                        for seq, op in [(0, "accept"), (1, "accept_all"), (2, "submit")]])
+    main = app.on_command(batch, page)[0]
     assert store.annotation(first, "alice").status == "submitted"
+    assert store.annotation(first, "alice").version == 3
+    assert 'data-answer="2" data-ack="2"' in main and f'data-key="{first}"' not in main  # on to the next item
+    again = app.on_command(batch, page)[0]  # the same request again: nothing runs twice
+    assert store.annotation(first, "alice").version == 3
+    assert 'data-answer="3" data-ack="2"' in again
+    assert 'data-answer="4"' in app.on_command("not json", page)[0]

@@ -71,7 +71,7 @@ def test_main_screen_escapes_every_model_string():
     record = {**RECORD, R.ID: evil, R.INPUT: evil, R.MODEL: evil, R.KEY_PHRASES: [evil]}
     doc = initial_doc(record)
     html = main_screen(record, doc, version=0, status="pending", cursor=0, done=0, total=1, position=1,
-                       user="alice", suggestions=[evil, 'a"b'], cursor_set=None, render_id=1)
+                       user="alice", suggestions=[evil, 'a"b'], cursor_set=None, answer=1, ack=-1)
     assert "<img" not in html
     assert esc(evil) in html and 'value="a&quot;b"' in html
 

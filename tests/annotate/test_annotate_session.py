@@ -123,14 +123,22 @@ def test_annotators_do_not_see_each_other(store):
     bob = opened(store, "bob")
     assert all(r["phrase"] != "Alice Only Phrase" for r in bob.doc["rows"])
     main, _, _, _ = screen(store, "bob", bob, handle(store, "bob", bob, {"op": "reload"})[1],
-                           item_labels(store.items()))
+                           item_labels(store.items()), answer=1, ack=-1)
     assert "Alice Only Phrase" not in main  # not even as a suggestion
 
 
 def test_screen_shows_progress_and_escapes_the_queue(store):
     state = opened(store)
     state, reply = run(store, "alice", state, {"op": "accept_all"}, {"op": "submit"})
-    main, message, queue, raw = screen(store, "alice", state, reply, item_labels(store.items()))
+    main, message, queue, raw = screen(store, "alice", state, reply, item_labels(store.items()), answer=2, ack=1)
+    assert 'data-answer="2" data-ack="1"' in main
     assert "<b>1</b> / 6 done" in main
     assert "<script>" not in queue and "&lt;script&gt;" in queue and XSS_NAME not in queue
     assert "submitted" in message
+
+
+def test_show_draws_the_page_again_and_changes_nothing(store):
+    state = opened(store)
+    state, _ = run(store, "alice", state, {"op": "accept", "row": 0})
+    again, reply = handle(store, "alice", state, {"op": "show", "key": "item:someone-else"})
+    assert again is state and reply.message == "" and store.annotation(state.key, "alice").version == 1

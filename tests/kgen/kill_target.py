@@ -11,4 +11,4 @@ from kgen.teachers.base import GenerationSettings  # noqa: E402
 
 if __name__ == "__main__":
     n = int(sys.argv[2])
-    generate_records([task(i) for i in range(n)], FakeTeacher(delay=0.02), GenerationSettings(), Path(sys.argv[1]))
+    generate_records([task(i) for i in range(n)], FakeTeacher(delay=0.05), GenerationSettings(), Path(sys.argv[1]))

@@ -40,16 +40,34 @@ class ParsedAnswer:
 
 def _clean_line(line: str) -> str:
     line = _EMPHASIS.sub("", line.translate(_CJK_PUNCT))
+    return strip_list_marker(line)
+
+
+def strip_list_marker(line: str) -> str:
+    """A line without its bullet, numbering ("3.", "b)") or markdown heading marks."""
     return _BULLET.sub("", line).strip()
 
 
 MAX_PHRASE_WORDS = 6  # longer "phrases" are sentences a model ran on with, not key features
+MAX_LABEL_WORDS = 3
+
+
+def _phrase(part: str) -> str:
+    """One key feature as written -> the phrase, without quotes, end full stop, list marker or a label.
+
+    Small models write labels into the list: "Type: Coffee Beans" is "Coffee Beans", and a heading such as
+    "Purchase History:" is no phrase at all. No phrase of the prompts' examples or of the gold holds a colon.
+    """
+    text = _clean_line(part).strip("\"'").rstrip(".").strip()
+    label = _ASPECT.match(text)
+    if label and len(label.group(1).split()) <= MAX_LABEL_WORDS:
+        text = label.group(2).strip().strip("\"'").rstrip(".").strip()
+    return text
 
 
 def split_phrases(text: str) -> list[str]:
-    """Split a key-feature list on commas/semicolons, trimming quotes and end punctuation."""
-    parts = re.split(r"[,;]\s*|\s+\|\s+", text.translate(_CJK_PUNCT))
-    phrases = (_EMPHASIS.sub("", p).strip().strip("\"'").rstrip(".").strip() for p in parts)
+    """Split a key-feature list on commas/semicolons into phrases (see `_phrase`), at most 6 words each."""
+    phrases = (_phrase(p) for p in re.split(r"[,;]\s*|\s+\|\s+", text.translate(_CJK_PUNCT)))
     return dedupe([p for p in phrases if p and len(p.split()) <= MAX_PHRASE_WORDS])
 
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Sequence
 
 import torch
 
 from kgen.models import resolve_llm
+from kgen.parse import strip_list_marker
 from kgen.teachers.base import Completion, GenerationSettings, Messages
 
 _DONE_MARK = "key features"
@@ -43,7 +43,6 @@ def cut_repetition(text: str) -> str:
 
 
 _LOOP_WINDOW, _LOOP_MAX_PERIOD = 96, 32  # characters
-_NUMBERING = re.compile(r"^\s*(?:\d+[.)]|[-*\u2022])\s*")
 
 
 def looping(text: str) -> bool:
@@ -55,7 +54,7 @@ def looping(text: str) -> bool:
     tail = text[-_LOOP_WINDOW:]
     if len(tail) == _LOOP_WINDOW and any(tail[p:] == tail[:-p] for p in range(1, _LOOP_MAX_PERIOD + 1)):
         return True
-    lines = [_NUMBERING.sub("", line).strip() for line in text.split("\n")[:-1]]
+    lines = [strip_list_marker(line) for line in text.split("\n")[:-1]]
     lines = [line for line in lines if line]
     return len(lines) >= 3 and lines[-1] == lines[-2] == lines[-3]
 

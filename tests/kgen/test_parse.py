@@ -95,6 +95,16 @@ def test_split_phrases_dedupes_and_trims():
     assert split_phrases('"Gift", gift, Tea Light. ; ,LED') == ["Gift", "Tea Light", "LED"]
 
 
+def test_labels_numbering_and_headings_in_the_list_are_not_phrases():
+    # as the 135M model wrote them in the demo run (runs/main/knowledge/*.jsonl)
+    listed = "Type: Black Skull, Sizes: Small, 1. 60 Teatime Fairy Cake Cases, Purchase History:, Value: 100%"
+    assert split_phrases(listed) == ["Black Skull", "Small", "60 Teatime Fairy Cake Cases", "100%"]
+    assert split_phrases("1.25L, 2 Pack, e.g. Gifts") == ["1.25L", "2 Pack", "e.g. Gifts"]  # no list marker there
+    assert split_phrases("A Very Long Label Here: Red") == ["A Very Long Label Here: Red"]  # no label of 5 words
+    answer = parse_answer("Explicit Information:\nType: Mug. Named.\nKey Features: Type: Mug, Gift Ideas:")
+    assert answer.key_phrases == ["Mug"]
+
+
 def test_format_answer_round_trips():
     parsed = parse_answer(COSTA)
     again = parse_answer(format_answer(parsed.explicit, parsed.implicit, parsed.key_phrases))

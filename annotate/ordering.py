@@ -8,12 +8,14 @@ tests: "accept all" then "submit" ran, but the page showed the item before the
 submit). A request whose answer never comes is sent again with all it held;
 the commands it repeats are dropped here. Every answer carries `ack`, the last
 command run for the page, so the page knows what it may forget, and `answer`,
-the answer's number, so the page can tell an old answer from a new one.
+a number that grows with every answer, across pages and server restarts (it
+starts from the clock), so the page can tell an old answer from a new one.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 
 
@@ -23,11 +25,12 @@ def _seq(command: dict) -> int | None:
 
 
 class PageCommands:
-    """Per page: the last command run and the number of answers given, least recently used pages forgotten first."""
+    """Per page: the last command run, least recently used pages forgotten first; and the answers' numbers."""
 
     def __init__(self, capacity: int = 10_000):
         self.capacity = capacity
-        self._pages: OrderedDict[str, tuple[int, int]] = OrderedDict()
+        self._pages: OrderedDict[str, int] = OrderedDict()
+        self._answer = 0
         self._lock = threading.Lock()
 
     def take(self, page: str, commands: list[dict]) -> tuple[list[dict], int, int]:
@@ -38,14 +41,14 @@ class PageCommands:
         """
         numbered = sorted((c for c in commands if _seq(c) is not None), key=_seq)
         with self._lock:
-            ack, answers = self._pages.pop(page, (-1, 0))
+            ack = self._pages.pop(page, -1)
             fresh = []
             for command in numbered:
                 if command["seq"] > ack:
                     fresh.append(command)
                     ack = command["seq"]
-            answers += 1
-            self._pages[page] = (ack, answers)
+            self._answer = answer = max(self._answer + 1, time.time_ns() // 1000)  # microseconds: exact in JS
+            self._pages[page] = ack
             while len(self._pages) > self.capacity:
                 self._pages.popitem(last=False)
-        return fresh, ack, answers
+        return fresh, ack, answer

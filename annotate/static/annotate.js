@@ -7,6 +7,8 @@
   if (window.__annInstalled) return;
   window.__annInstalled = true;
   const RESEND_MS = 20000; // an answer this late is taken as lost: send the same commands again
+  const SLOW_MS = 3000; // then the page says it is waiting for the server
+  const SYNC_LABEL = { idle: "✓ up to date", busy: "sending…", slow: "waiting for the server…" };
   const S = { cursor: 0, mode: "add", editRow: null, waiting: [], sent: [], sentAt: 0, seq: 0, ack: -1, answer: -1, redrawn: null, key: null };
   window.__annTake = () => JSON.stringify(S.sent);
   window.__annState = S; // for debugging in the browser console
@@ -25,6 +27,7 @@
     if (m && m.dataset.key) command.key = m.dataset.key;
     S.waiting.push(command);
     flush();
+    showSync();
   }
 
   function post() {
@@ -40,7 +43,18 @@
     post();
   }
 
-  setInterval(() => { if (S.sent.length && Date.now() - S.sentAt > RESEND_MS) post(); }, 1000);
+  // What the annotator sees of this: up to date, sending, or waiting for a slow (or gone) server.
+  function showSync() {
+    const el = document.getElementById("ann-sync");
+    if (!el) return;
+    const state = !(S.sent.length + S.waiting.length) ? "idle" : Date.now() - S.sentAt > SLOW_MS ? "slow" : "busy";
+    if (el.dataset.state !== state) { el.dataset.state = state; el.textContent = SYNC_LABEL[state]; }
+  }
+
+  setInterval(() => {
+    if (S.sent.length && Date.now() - S.sentAt > RESEND_MS) post();
+    showSync();
+  }, 1000);
 
   function paint(scroll) {
     const rs = rows();
@@ -187,5 +201,6 @@
     if (m.dataset.cursorSet !== undefined) S.cursor = Number(m.dataset.cursorSet);
     paint(m.dataset.cursorSet !== undefined);
     flush();
+    showSync();
   }).observe(document.documentElement, { childList: true, subtree: true });
 })();

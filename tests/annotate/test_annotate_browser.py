@@ -144,8 +144,14 @@ def test_keys_typed_while_a_request_is_in_flight_go_together_in_the_next(served,
     keys(page, "x", "a")
     page.wait_for_function("() => window.__annState.waiting.length === 2")  # the two later keys wait on the page
     assert batches == [[("accept", 0)]]
+    sync = page.locator("#ann-sync")
+    assert sync.get_attribute("data-state") in ("busy", "slow")
+    expect(sync).to_have_attribute("data-state", "slow", timeout=TIMEOUT_MS)
+    assert sync.inner_text() == "waiting for the server…"
     held[0].continue_()
     wait_main(page, "version", 3)
+    expect(sync).to_have_attribute("data-state", "idle", timeout=TIMEOUT_MS)
+    assert sync.inner_text() == "✓ up to date"
     assert batches == [[("accept", 0)], [("reject", 1), ("accept", 2)]]
     assert decisions(page)[:3] == ["✓ accepted", "✗ rejected", "✓ accepted"]
     assert [r["decision"] for r in store.annotation(key, "bob").doc["rows"][:3]] == ["accept", "reject", "accept"]

@@ -11,7 +11,7 @@
   const SYNC_LABEL = { idle: "✓ up to date", busy: "sending…", slow: "waiting for the server…" };
   const S = { cursor: 0, mode: "add", editRow: null, waiting: [], sent: [], sentAt: 0, seq: 0, ack: -1, answer: -1, redrawn: null, key: null };
   window.__annTake = () => JSON.stringify(S.sent);
-  window.__annState = S; // for debugging in the browser console
+  window.__annState = S; // read by the browser tests (and handy in the console)
 
   const main = () => document.getElementById("ann-main");
   const rows = () => Array.from(document.querySelectorAll("#ann-main tr.ann-row"));

@@ -58,11 +58,12 @@ def _phrase(part: str) -> str:
     Small models write labels into the list: "Type: Coffee Beans" is "Coffee Beans", and a heading such as
     "Purchase History:" is no phrase at all. No phrase of the prompts' examples or of the gold holds a colon.
     """
-    text = _clean_line(part).strip("\"'").rstrip(".").strip()
+    def tidy(text: str) -> str:
+        return text.strip().strip("\"'").rstrip(".").strip()
+
+    text = tidy(_clean_line(part))
     label = _ASPECT.match(text)
-    if label and len(label.group(1).split()) <= MAX_LABEL_WORDS:
-        text = label.group(2).strip().strip("\"'").rstrip(".").strip()
-    return text
+    return tidy(label.group(2)) if label and len(label.group(1).split()) <= MAX_LABEL_WORDS else text
 
 
 def split_phrases(text: str) -> list[str]:

@@ -24,7 +24,7 @@ import gradio as gr  # noqa: E402
 
 from annotate import render  # noqa: E402
 from annotate.gold import gold_records, item_state  # noqa: E402
-from annotate.ordering import PageCommands  # noqa: E402
+from annotate.ordering import AnswerNumbers, fresh_commands  # noqa: E402
 from annotate.phrases import check_doc, pending_count  # noqa: E402
 from annotate.review import UNION, candidates, chosen_by, initial_choice, review_list, save_gold  # noqa: E402
 from annotate.session import AccessError, Reply, SessionState, handle, item_labels, open_item, resume_key, screen  # noqa: E402
@@ -36,26 +36,29 @@ SYSTEM_FONTS = ("ui-sans-serif", "system-ui", "Segoe UI", "Roboto", "Helvetica N
 
 
 class Sessions:
-    """Per-page state keyed by Gradio's session hash (one per page load), least recently used dropped first."""
+    """Per-page state keyed by Gradio's session hash (one per page load), least recently used dropped first.
+
+    A page's entry is its user, its SessionState and its ack, the last command run (see annotate.ordering).
+    """
 
     def __init__(self, capacity: int = MAX_SESSIONS):
-        self._states: OrderedDict[str, tuple[str, SessionState]] = OrderedDict()
+        self._states: OrderedDict[str, tuple[str, SessionState, int]] = OrderedDict()
         self._lock = threading.Lock()
         self.capacity = capacity
 
-    def get(self, session: str, user: str) -> SessionState | None:
-        """The state of a page, only for the user who opened it."""
+    def get(self, session: str, user: str) -> tuple[SessionState | None, int]:
+        """(the state of a page, its ack), only for the user who opened it; (None, -1) for a page not known."""
         with self._lock:
             entry = self._states.get(session)
             if entry is None or entry[0] != user:
-                return None
+                return None, -1
             self._states.move_to_end(session)
-            return entry[1]
+            return entry[1], entry[2]
 
-    def put(self, session: str, user: str, state: SessionState) -> None:
-        """Remember a page's state."""
+    def put(self, session: str, user: str, state: SessionState, ack: int = -1) -> None:
+        """Remember a page's state and ack."""
         with self._lock:
-            self._states[session] = (user, state)
+            self._states[session] = (user, state, ack)
             self._states.move_to_end(session)
             while len(self._states) > self.capacity:
                 self._states.popitem(last=False)
@@ -85,7 +88,7 @@ class AnnotateApp:
         self.store = store
         self.reviewers = set(reviewers)
         self.sessions = Sessions()
-        self.commands = PageCommands()
+        self.answers = AnswerNumbers()
         self.labels = item_labels(store.items())
 
     # --- the annotation page --------------------------------------------------
@@ -94,24 +97,23 @@ class AnnotateApp:
         user = current_user(request)
         state, reply = handle(self.store, user, SessionState(), {"op": "open"})
         self.sessions.put(request.session_hash, user, state)
-        _, ack, answer = self.commands.take(request.session_hash, [])
         is_reviewer = user in self.reviewers
         tabs = gr.Tabs(selected="review" if is_reviewer and state.key is None else "annotate")
-        return (*screen(self.store, user, state, reply, self.labels, answer=answer, ack=ack),
+        return (*screen(self.store, user, state, reply, self.labels, answer=self.answers.next(), ack=-1),
                 gr.Tab(visible=is_reviewer), tabs, *self._review_choices(user))
 
     def on_command(self, text: str, request: gr.Request):
         """The commands typed on the page since its last request, run in order (see annotate.ordering)."""
         user = current_user(request)
-        commands, ack, answer = self.commands.take(request.session_hash, _parse_commands(text))
-        state = self.sessions.get(request.session_hash, user)
+        state, ack = self.sessions.get(request.session_hash, user)
+        commands, ack = fresh_commands(_parse_commands(text), ack)
         if state is None:  # the server restarted under an open page
             state, _ = handle(self.store, user, SessionState(), {"op": "open"})
         reply = Reply()
         for command in commands:
             state, reply = handle(self.store, user, state, command)
-        self.sessions.put(request.session_hash, user, state)
-        return screen(self.store, user, state, reply, self.labels, answer=answer, ack=ack)
+        self.sessions.put(request.session_hash, user, state, ack)
+        return screen(self.store, user, state, reply, self.labels, answer=self.answers.next(), ack=ack)
 
     # --- the public API -------------------------------------------------------
     def api_load_item(self, key: str = "", request: gr.Request = None) -> dict:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import OrderedDict
 
 
 def _seq(command: dict) -> int | None:
@@ -24,31 +23,29 @@ def _seq(command: dict) -> int | None:
     return seq if isinstance(seq, int) and not isinstance(seq, bool) and seq >= 0 else None
 
 
-class PageCommands:
-    """Per page: the last command run, least recently used pages forgotten first; and the answers' numbers."""
+def fresh_commands(commands: list[dict], ack: int) -> tuple[list[dict], int]:
+    """(the commands after `ack` not run yet, in typed order; the page's ack after them).
 
-    def __init__(self, capacity: int = 10_000):
-        self.capacity = capacity
-        self._pages: OrderedDict[str, int] = OrderedDict()
-        self._answer = 0
+    Unnumbered commands are dropped: the page numbers every command it sends. A page the server
+    does not know (a restart under an open page) comes with ack -1 and is taken where it is.
+    """
+    fresh = []
+    for command in sorted((c for c in commands if _seq(c) is not None), key=_seq):
+        if command["seq"] > ack:
+            fresh.append(command)
+            ack = command["seq"]
+    return fresh, ack
+
+
+class AnswerNumbers:
+    """Numbers for the answers, growing across pages and server restarts: they start from the clock."""
+
+    def __init__(self):
+        self._last = 0
         self._lock = threading.Lock()
 
-    def take(self, page: str, commands: list[dict]) -> tuple[list[dict], int, int]:
-        """(the commands not run yet, in typed order; the page's ack after them; this answer's number).
-
-        Unnumbered commands are dropped: the page numbers every command it sends.
-        A page this server does not know (a restart under an open page) is taken where it is.
-        """
-        numbered = sorted((c for c in commands if _seq(c) is not None), key=_seq)
+    def next(self) -> int:
+        """A number above every one given before (microseconds: exact in a JS number)."""
         with self._lock:
-            ack = self._pages.pop(page, -1)
-            fresh = []
-            for command in numbered:
-                if command["seq"] > ack:
-                    fresh.append(command)
-                    ack = command["seq"]
-            self._answer = answer = max(self._answer + 1, time.time_ns() // 1000)  # microseconds: exact in JS
-            self._pages[page] = ack
-            while len(self._pages) > self.capacity:
-                self._pages.popitem(last=False)
-        return fresh, ack, answer
+            self._last = max(self._last + 1, time.time_ns() // 1000)
+            return self._last

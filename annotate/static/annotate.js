@@ -9,7 +9,7 @@
   const RESEND_MS = 20000; // an answer this late is taken as lost: send the same commands again
   const SLOW_MS = 3000; // then the page says it is waiting for the server
   const SYNC_LABEL = { idle: "✓ up to date", busy: "sending…", slow: "waiting for the server…" };
-  const S = { cursor: 0, mode: "add", editRow: null, waiting: [], sent: [], sentAt: 0, seq: 0, ack: -1, answer: -1, redrawn: null, key: null };
+  const S = { cursor: 0, mode: "add", editRow: null, waiting: [], sent: [], sentAt: 0, seq: 0, answer: -1, redrawn: null, key: null };
   window.__annTake = () => JSON.stringify(S.sent);
   window.__annState = S; // read by the browser tests (and handy in the console)
 
@@ -27,7 +27,6 @@
     if (m && m.dataset.key) command.key = m.dataset.key;
     S.waiting.push(command);
     flush();
-    showSync();
   }
 
   function post() {
@@ -37,10 +36,12 @@
   }
 
   function flush() {
-    if (S.sent.length || !S.waiting.length) return; // the next request goes when this one is answered
-    S.sent = S.waiting;
-    S.waiting = [];
-    post();
+    if (!S.sent.length && S.waiting.length) { // else the next request goes when this one is answered
+      S.sent = S.waiting;
+      S.waiting = [];
+      post();
+    }
+    showSync();
   }
 
   // What the annotator sees of this: up to date, sending, or waiting for a slow (or gone) server.
@@ -191,9 +192,8 @@
       if (S.redrawn !== answer) { S.redrawn = answer; send({ op: "show" }); }
       return;
     }
-    S.answer = answer;
-    S.ack = Math.max(S.ack, Number(m.dataset.ack));
-    S.sent = S.sent.filter((c) => c.seq > S.ack);
+    S.answer = answer; // answers only grow, and so does their ack
+    S.sent = S.sent.filter((c) => c.seq > Number(m.dataset.ack));
     if (m.dataset.key !== S.key) {
       S.key = m.dataset.key;
       if (S.mode === "edit") leaveBox();
@@ -201,6 +201,5 @@
     if (m.dataset.cursorSet !== undefined) S.cursor = Number(m.dataset.cursorSet);
     paint(m.dataset.cursorSet !== undefined);
     flush();
-    showSync();
   }).observe(document.documentElement, { childList: true, subtree: true });
 })();

@@ -4,10 +4,11 @@ import json
 import re
 from types import SimpleNamespace
 
-from annotate.app import AnnotateApp
+from annotate.app import AnnotateApp, Sessions
 from annotate.assign import AssignConfig
-from annotate.ordering import PageCommands
+from annotate.ordering import AnswerNumbers, fresh_commands
 from annotate.prepare import prepare_store
+from annotate.session import SessionState
 from annotate.store import Store, item_key
 from annotate_helpers import knowledge_records
 
@@ -17,50 +18,46 @@ def cmd(seq, op="accept"):
 
 
 def seqs(taken):
-    commands, ack, _ = taken
+    commands, ack = taken
     return [c["seq"] for c in commands], ack
 
 
 def test_a_batch_runs_in_typed_order_and_acks_its_last_command():
-    pages = PageCommands()
-    assert seqs(pages.take("p", [cmd(1), cmd(0), cmd(2)])) == ([0, 1, 2], 2)
-    assert seqs(pages.take("p", [cmd(3)])) == ([3], 3)
+    assert seqs(fresh_commands([cmd(1), cmd(0), cmd(2)], -1)) == ([0, 1, 2], 2)
+    assert seqs(fresh_commands([cmd(3)], 2)) == ([3], 3)
 
 
 def test_a_resent_batch_runs_only_what_did_not_run():
-    pages = PageCommands()
-    pages.take("p", [cmd(0), cmd(1)])
-    assert seqs(pages.take("p", [cmd(0), cmd(1)])) == ([], 1)  # the answer was lost, the page sent it again
-    assert seqs(pages.take("p", [cmd(1), cmd(2), cmd(2), cmd(3)])) == ([2, 3], 3)
-
-
-def test_answers_grow_across_pages_and_server_restarts():
-    pages = PageCommands()
-    load = pages.take("p", [])
-    assert load[:2] == ([], -1)  # the page load: nothing run yet
-    numbers = [load[2], pages.take("p", [cmd(0)])[2], pages.take("q", [cmd(0)])[2], pages.take("p", [cmd(0)])[2]]
-    assert numbers == sorted(set(numbers))
-    assert PageCommands().take("p", [cmd(1)])[2] > numbers[-1]  # a restarted server still counts up: from the clock
+    assert seqs(fresh_commands([cmd(0), cmd(1)], 1)) == ([], 1)  # the answer was lost, the page sent it again
+    assert seqs(fresh_commands([cmd(1), cmd(2), cmd(2), cmd(3)], 1)) == ([2, 3], 3)
 
 
 def test_a_restarted_server_takes_the_page_where_it_is():
-    assert seqs(PageCommands().take("p", [cmd(41), cmd(42)])) == ([41, 42], 42)
+    assert seqs(fresh_commands([cmd(41), cmd(42)], -1)) == ([41, 42], 42)
 
 
 def test_unnumbered_commands_are_dropped():
-    pages = PageCommands()
-    assert seqs(pages.take("p", [{"op": "next"}, {"op": "next", "seq": "1"}, {"op": "next", "seq": True},
-                                 {"op": "next", "seq": -1}])) == ([], -1)
+    junk = [{"op": "next"}, {"op": "next", "seq": "1"}, {"op": "next", "seq": True}, {"op": "next", "seq": -1}]
+    assert seqs(fresh_commands(junk, -1)) == ([], -1)
 
 
-def test_forgets_the_least_recently_used_page_beyond_capacity():
-    pages = PageCommands(capacity=2)
-    pages.take("a", [cmd(5)])
-    pages.take("b", [cmd(5)])
-    pages.take("a", [])
-    pages.take("c", [cmd(5)])
-    assert seqs(pages.take("a", [cmd(5)])) == ([], 5)
-    assert seqs(pages.take("b", [cmd(5)])) == ([5], 5)  # forgotten: taken where it is
+def test_answers_grow_and_a_restarted_server_still_counts_up():
+    answers = AnswerNumbers()
+    numbers = [answers.next() for _ in range(4)]
+    assert numbers == sorted(set(numbers))
+    assert AnswerNumbers().next() > numbers[-1]  # from the clock
+
+
+def test_sessions_keep_state_and_ack_per_page_and_forget_the_least_recently_used():
+    sessions = Sessions(capacity=2)
+    a, b, c = SessionState(key="item:a"), SessionState(key="item:b"), SessionState(key="item:c")
+    sessions.put("a", "alice", a, 5)
+    sessions.put("b", "alice", b, 7)
+    assert sessions.get("a", "alice") == (a, 5)
+    assert sessions.get("a", "bob") == (None, -1)  # only for the user who opened the page
+    sessions.put("c", "alice", c)
+    assert sessions.get("b", "alice") == (None, -1)  # forgotten: a restart, as far as the page is concerned
+    assert sessions.get("a", "alice") == (a, 5) and sessions.get("c", "alice") == (c, -1)
 
 
 def test_the_app_runs_a_batch_once_and_answers_with_ack_and_number(tmp_path):

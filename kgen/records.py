@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from contextlib import contextmanager
 from collections.abc import Iterable, Iterator
@@ -147,11 +148,15 @@ def dumps(row: dict) -> str:
     return json.dumps(row, ensure_ascii=False, separators=(",", ":"))
 
 
-def _umask_mode() -> int:
-    # mkstemp creates files 0600; outputs should get the usual permissions of a new file.
+def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
-    return 0o666 & ~mask
+    return mask
+
+
+def _umask_mode() -> int:
+    # mkstemp creates files 0600; outputs should get the usual permissions of a new file.
+    return 0o666 & ~_umask()
 
 
 @contextmanager
@@ -194,3 +199,31 @@ def append_line(fh: IO[str], row: dict) -> None:
     fh.write(dumps(row) + "\n")
     fh.flush()
     os.fsync(fh.fileno())
+
+
+@contextmanager
+def atomic_folder(path: str | Path) -> Iterator[Path]:
+    """A temp folder beside `path` to fill; on success it takes the place of `path`, on failure it is removed.
+
+    A folder cannot be renamed over a non-empty one, so the old folder is moved aside first and removed
+    after the swap: a reader sees the old or the new whole folder, never a half-written one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}-"))
+    try:
+        yield tmp
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; give the usual folder mode
+        old = tmp.with_name(f"{tmp.name}-old")
+        if path.exists():
+            path.rename(old)
+        try:
+            tmp.rename(path)
+        except BaseException:
+            if old.exists():
+                old.rename(path)
+            raise
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,320 @@
+"""`ctr prepare`: a raw dataset -> items.jsonl, users.jsonl, samples.parquet and card.json.
+
+Each dataset has a loader (ctr/prepare_movielens.py, ctr/prepare_retail.py, ctr/prepare_sample.py) that
+reads and validates everything into a `RawData`; the steps after it are shared: a global time split,
+per-sample behaviour histories, train-only statistics, the card, and one atomic write of the folder.
+docs/ctr_data.md states the protocol; the contract with the trainer is in the same file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from kgen import records as R
+
+FORMAT = "ctr-prepare/1"  # card.json key that marks a folder this command wrote (and may replace)
+SPLITS = ("train", "val", "test")
+DATASETS = ("ml-1m", "ml-100k", "online-retail", "sample")
+SPLIT, HISTORY_COL = "split", R.HISTORY
+SAMPLES_FILE, CARD_FILE = "samples.parquet", "card.json"
+
+Log = Callable[[str], None]
+
+
+@dataclass(kw_only=True)
+class PrepareConfig:
+    """Everything `ctr prepare` needs; options of another dataset are ignored (and not recorded)."""
+
+    dataset: str
+    raw: Path
+    output: Path
+    max_history: int = 50
+    split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    seed: int = 0
+    # MovieLens
+    ratings: str | None = None  # file name or glob inside raw; default ratings.dat*, then ratings*.dat*
+    max_user: int | None = None  # keep users with id <= max_user (ml-1m-partial: 2998)
+    click_threshold: int = 4  # rating >= this is a click
+    # Online Retail
+    negatives: int = 1  # sampled negatives per purchased line
+    min_item_baskets: int = 10  # items bought in fewer baskets are dropped
+    max_users: int | None = 1500  # customers drawn uniformly (seeded); None = all
+
+    def __post_init__(self) -> None:
+        self.raw, self.output = Path(self.raw), Path(self.output)
+        self.split_fractions = tuple(float(f) for f in self.split_fractions)  # type: ignore[assignment]
+        if self.dataset not in DATASETS:
+            raise ValueError(f"dataset must be one of {', '.join(DATASETS)}, got {self.dataset!r}")
+        if self.max_history < 1:
+            raise ValueError(f"max_history must be >= 1, got {self.max_history}")
+        fr = self.split_fractions
+        if len(fr) != 3 or min(fr) < 0 or fr[0] <= 0 or abs(sum(fr) - 1) > 1e-9:
+            raise ValueError(f"split_fractions must be 3 non-negative numbers summing to 1 (train > 0), got {fr}")
+        for name in ("negatives", "min_item_baskets", "click_threshold"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("max_user", "max_users"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1 or unset, got {getattr(self, name)}")
+
+    def relevant(self) -> dict:
+        """The settings this dataset uses, JSON-ready (for card.json)."""
+        used = {"ml-1m": {"ratings", "max_user", "click_threshold"}, "ml-100k": {"max_user", "click_threshold"},
+                "online-retail": {"negatives", "min_item_baskets", "max_users"}, "sample": set()}[self.dataset]
+        common = {"dataset", "raw", "output", "max_history", "split_fractions", "seed"}
+        return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items() if k in common | used}
+
+
+@dataclass(kw_only=True)
+class RawData:
+    """A dataset read and validated, before splitting: what each loader returns."""
+
+    items: pd.DataFrame  # index item_id (str): name, category, attributes (dict), [original_name], item fields
+    users: pd.DataFrame  # index user_id (str): profile (dict), user fields
+    events: pd.DataFrame  # user_id, item_id (str), label (int8), ts (int64); row order breaks ts ties
+    fields: dict[str, list[str]]  # {"user": [...], "item": [...]}: single-valued string columns
+    protocol: dict[str, object]  # click, sample and negative rules of this dataset
+    sources: list[Path]
+    title: str  # how results on it are named, e.g. "ML-1M (users 1-2998)"
+    notes: dict[str, object] = field(default_factory=dict)  # loader counts (dropped rows, ...)
+
+
+# --- the output folder -------------------------------------------------------
+
+def check_output(output: Path) -> None:
+    """Refuse a path that is a file, or a non-empty folder that an earlier `ctr prepare` did not write."""
+    if output.exists() and not output.is_dir():
+        raise ValueError(f"{output}: exists and is not a folder")
+    if not output.exists() or not any(output.iterdir()):
+        return
+    card = output / CARD_FILE
+    try:
+        ours = json.loads(card.read_text(encoding="utf-8")).get("format") == FORMAT
+    except (OSError, ValueError, AttributeError):
+        ours = False
+    if not ours:
+        raise ValueError(f"{output}: not empty and not a `ctr prepare` output (no {CARD_FILE} with format "
+                         f"{FORMAT!r}); choose an empty or new folder")
+
+
+# --- split and histories (pure) ------------------------------------------------
+
+def time_cutoffs(ts: np.ndarray, fractions: tuple[float, float, float]) -> tuple[int, int]:
+    """The last ts of train and of val: the ts at the 80% (90%) rank of all samples; a ts is never split."""
+    s = np.sort(ts)
+    n = len(s)
+    ranks = [max(int(round(n * fractions[0])) - 1, 0), max(int(round(n * (fractions[0] + fractions[1]))) - 1, 0)]
+    return int(s[ranks[0]]), int(s[ranks[1]])
+
+
+def assign_splits(ts: np.ndarray, cutoffs: tuple[int, int]) -> np.ndarray:
+    """'train' up to the first cut-off (inclusive), 'val' up to the second, 'test' after."""
+    return np.array(SPLITS, dtype=object)[(ts > cutoffs[0]).astype(int) + (ts > cutoffs[1])]
+
+
+def history_slices(user: np.ndarray, ts: np.ndarray, click: np.ndarray,
+                   max_history: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per sample, the slice [start, end) of `clicks` (row numbers sorted by user, ts, row) holding that user's
+    clicks with ts strictly before the sample's, the last max_history of them.
+
+    user: (N,) int codes, ts: (N,) int64, click: (N,) bool. Returns clicks (C,), start (N,), end (N,).
+    One sorted key user * span + ts makes this two binary searches instead of a scan per row.
+    """
+    t0 = int(ts.min()) if len(ts) else 0
+    span = int(ts.max()) - t0 + 2 if len(ts) else 1
+    if (int(user.max()) + 1 if len(user) else 0) * span >= 2**62:
+        raise ValueError("timestamps span too wide to key by user and time")
+    key = user.astype(np.int64) * span + (ts - t0)
+    rows = np.flatnonzero(click)
+    clicks = rows[np.lexsort((rows, ts[rows], user[rows]))]
+    ckey = key[clicks]
+    end = np.searchsorted(ckey, key, side="left")  # first click of this user at ts >= the sample's ts
+    first = np.searchsorted(ckey, user.astype(np.int64) * span, side="left")  # the user's first click
+    return clicks, np.maximum(first, end - max_history), end
+
+
+def gather_slices(start: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Offsets (N+1,) and flat positions (sum(end-start),) listing start[i]..end[i]-1 for each i in order."""
+    lengths = end - start
+    offsets = np.zeros(len(start) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    flat = np.arange(offsets[-1], dtype=np.int64) - np.repeat(offsets[:-1] - start, lengths)
+    return offsets, flat
+
+
+def history_array(events: pd.DataFrame, max_history: int) -> pa.ListArray:
+    """list<string> per event: the user's clicked item ids strictly before its ts, oldest first, last max_history."""
+    user, _ = pd.factorize(events[R.USER_ID])
+    item, item_ids = pd.factorize(events[R.ITEM_ID])
+    clicks, start, end = history_slices(user, events[R.TS].to_numpy(np.int64),
+                                        events[R.LABEL].to_numpy() == 1, max_history)
+    offsets, flat = gather_slices(start, end)
+    values = pa.array(np.asarray(item_ids, dtype=object), pa.string()).take(pa.array(item[clicks][flat]))
+    return pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), values)
+
+
+# --- records and card ------------------------------------------------------------
+
+def item_records(items: pd.DataFrame, samples: pd.DataFrame) -> list[dict]:
+    """kgen item records of the items that occur in any split; stats counted on train samples only."""
+    train = samples[samples[SPLIT] == "train"]
+    exposures = train.groupby(R.ITEM_ID).size()
+    clicks = train.groupby(R.ITEM_ID)[R.LABEL].sum()
+    used = items.loc[items.index.isin(set(samples[R.ITEM_ID]))]
+    rows = []
+    for item_id, row in used.iterrows():
+        rec = {R.ITEM_ID: item_id, R.NAME: row[R.NAME]}
+        for key in (R.ORIGINAL_NAME, R.CATEGORY, R.ATTRIBUTES):
+            if key in row and isinstance(row[key], (str, dict)) and row[key]:
+                rec[key] = row[key]
+        rec[R.STATS] = {R.EXPOSURES: int(exposures.get(item_id, 0)), R.CLICKS: int(clicks.get(item_id, 0))}
+        rows.append(rec)
+    return rows
+
+
+def user_records(users: pd.DataFrame, samples: pd.DataFrame, max_history: int) -> list[dict]:
+    """kgen user records of the users in any split; history = their train clicks, oldest first, last max_history."""
+    train_clicks = samples[(samples[SPLIT] == "train") & (samples[R.LABEL] == 1)]  # samples are in time order
+    history = train_clicks.groupby(R.USER_ID, sort=False)[R.ITEM_ID].agg(list)
+    used = users.loc[users.index.isin(set(samples[R.USER_ID]))]
+    return [{R.USER_ID: user_id, R.HISTORY: history.get(user_id, [])[-max_history:], R.PROFILE: profile}
+            for user_id, profile in used[R.PROFILE].items()]
+
+
+def split_counts(samples: pd.DataFrame) -> dict[str, dict]:
+    """Samples, positives, positive rate, users, items and time range per split, plus ids unseen in train."""
+    train = samples[samples[SPLIT] == "train"]
+    seen = {"users": set(train[R.USER_ID]), "items": set(train[R.ITEM_ID])}
+    out = {}
+    for name in SPLITS:
+        part = samples[samples[SPLIT] == name]
+        users, items = set(part[R.USER_ID]), set(part[R.ITEM_ID])
+        out[name] = {
+            "samples": len(part), "positives": int(part[R.LABEL].sum()),
+            "positive_rate": round(float(part[R.LABEL].mean()), 4) if len(part) else None,
+            "users": len(users), "items": len(items),
+            "first_ts": int(part[R.TS].min()) if len(part) else None,
+            "last_ts": int(part[R.TS].max()) if len(part) else None,
+        }
+        if name != "train":
+            out[name] |= {"users_not_in_train": len(users - seen["users"]),
+                          "items_not_in_train": len(items - seen["items"]),
+                          "samples_with_item_not_in_train": int((~part[R.ITEM_ID].isin(seen["items"])).sum())}
+    return out
+
+
+def length_quantiles(lengths: np.ndarray) -> dict[str, float]:
+    """min, p10, p25, p50, p75, p90, max and mean of the history lengths."""
+    if not len(lengths):
+        return {}
+    qs = {"min": 0, "p10": 10, "p25": 25, "p50": 50, "p75": 75, "p90": 90, "max": 100}
+    return {k: float(np.percentile(lengths, q)) for k, q in qs.items()} | {"mean": round(float(lengths.mean()), 2)}
+
+
+def file_source(path: Path) -> dict:
+    """path, sha256 and size of one input file."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return {"path": str(path.resolve()), "sha256": digest.hexdigest(), "bytes": path.stat().st_size}
+
+
+def _iso(ts: int) -> str:
+    return pd.Timestamp(ts, unit="s").isoformat()
+
+
+def build_card(raw: RawData, config: PrepareConfig, samples: pd.DataFrame, cutoffs: tuple[int, int],
+               lengths: np.ndarray) -> dict:
+    """card.json: protocol, fields, counts per split, history lengths, sources and config."""
+    fr = [round(100 * f) for f in config.split_fractions]
+    protocol = dict(raw.protocol) | {
+        "history_rule": "the user's clicked items with ts strictly before the sample's ts (never the sample itself, "
+                        "a later item or one clicked in the same second), oldest first, the last max_history kept; "
+                        "earlier val/test clicks count for later val/test samples (they are in the past then)",
+        "max_history": config.max_history,
+        "split_rule": f"global time cut-off: the samples sorted by ts, train = the first {fr[0]}%, val = the next "
+                      f"{fr[1]}%, test = the rest, extended so that one timestamp never falls in two splits "
+                      f"(train ts <= {cutoffs[0]} = {_iso(cutoffs[0])}, val ts <= {cutoffs[1]} = "
+                      f"{_iso(cutoffs[1])}); one split for every model; no future behaviour reaches a training row",
+        "unseen_rule": "users and items that first appear after the train cut-off have no train statistics and "
+                       "are unknown (OOV) to train-only vocabularies; their rows are kept",
+        "train_only": "items.jsonl stats and users.jsonl histories use the train split only",
+        "seed": config.seed,
+    }
+    return {
+        "format": FORMAT, "dataset": config.dataset, "title": raw.title, "protocol": protocol,
+        "fields": raw.fields, "max_history": config.max_history,
+        "splits": split_counts(samples), "history_length_quantiles": length_quantiles(lengths),
+        "cutoffs": {"train_last_ts": cutoffs[0], "val_last_ts": cutoffs[1]},
+        "loader": raw.notes, "sources": [file_source(p) for p in raw.sources], "config": config.relevant(),
+    }
+
+
+# --- the whole step --------------------------------------------------------------
+
+def build_samples(raw: RawData, config: PrepareConfig) -> tuple[pd.DataFrame, pa.Table, tuple[int, int]]:
+    """Events in time order with split and fields; the same as an Arrow table with the history column."""
+    events = raw.events.reset_index(drop=True)
+    events = events.iloc[np.argsort(events[R.TS].to_numpy(), kind="stable")].reset_index(drop=True)
+    cutoffs = time_cutoffs(events[R.TS].to_numpy(), config.split_fractions)
+    events[SPLIT] = assign_splits(events[R.TS].to_numpy(), cutoffs)
+    for f in raw.fields["user"]:
+        events[f] = events[R.USER_ID].map(raw.users[f]).fillna("").astype(str)
+    for f in raw.fields["item"]:
+        events[f] = events[R.ITEM_ID].map(raw.items[f]).fillna("").astype(str)
+    history = history_array(events, config.max_history)
+    columns = [R.USER_ID, R.ITEM_ID, R.LABEL, R.TS, SPLIT, *raw.fields["user"], *raw.fields["item"]]
+    schema = {R.LABEL: pa.int8(), R.TS: pa.int64()}
+    arrays = {c: pa.array(events[c].to_numpy(), schema.get(c, pa.string())) for c in columns}
+    table = pa.table({**{c: arrays[c] for c in columns[:5]}, HISTORY_COL: history,
+                      **{c: arrays[c] for c in columns[5:]}})
+    return events, table, cutoffs
+
+
+def prepare(config: PrepareConfig, log: Log = print) -> dict:
+    """Read and validate the raw data, build everything in memory, then write the folder in one swap."""
+    check_output(config.output)
+    t = time.time()
+    raw = load(config, log)
+    log(f"read {len(raw.events):,} events, {len(raw.users):,} users, {len(raw.items):,} items "
+        f"({time.time() - t:.1f}s)")
+    t = time.time()
+    samples, table, cutoffs = build_samples(raw, config)
+    lengths = np.diff(table.column(HISTORY_COL).combine_chunks().offsets.to_numpy())
+    log(f"built {len(samples):,} samples with histories ({time.time() - t:.1f}s)")
+    items, users = item_records(raw.items, samples), user_records(raw.users, samples, config.max_history)
+    card = build_card(raw, config, samples, cutoffs, lengths)
+    check_output(config.output)  # it may have appeared while we were reading
+    with R.atomic_folder(config.output) as tmp:
+        R.write_jsonl(tmp / "items.jsonl", items)
+        R.write_jsonl(tmp / "users.jsonl", users)
+        pq.write_table(table, tmp / SAMPLES_FILE, compression="zstd")
+        R.write_json(tmp / CARD_FILE, card)
+    log(f"wrote {config.output}")
+    return card
+
+
+def load(config: PrepareConfig, log: Log) -> RawData:
+    """The dataset's loader (imported here so each stays in its own module)."""
+    if config.dataset in ("ml-1m", "ml-100k"):
+        from ctr.prepare_movielens import load_ml1m, load_ml100k
+
+        return (load_ml1m if config.dataset == "ml-1m" else load_ml100k)(config, log)
+    if config.dataset == "online-retail":
+        from ctr.prepare_retail import load_retail
+
+        return load_retail(config, log)
+    from ctr.prepare_sample import load_sample
+
+    return load_sample(config, log)

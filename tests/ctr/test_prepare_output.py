@@ -1,0 +1,109 @@
+"""The output folder of `ctr prepare`: refused when foreign, replaced whole, never half-written; the CLI; the sample."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from prepare_files import assert_no_leak, ml1m_folder, read_output, train_histories, train_stats, write_text
+from typer.testing import CliRunner
+
+from ctr.cli import app
+from ctr.prepare import PrepareConfig, assign_splits, history_slices, prepare, time_cutoffs
+
+ROOT = Path(__file__).resolve().parents[2]
+runner = CliRunner()
+
+
+def test_foreign_non_empty_folder_is_refused_and_left_intact(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    (out / "card.json").write_text('{"dataset": "something else"}')
+    result = runner.invoke(app, ["prepare", "--dataset", "ml-1m", "--raw", str(ml1m_folder(tmp_path / "raw")),
+                                 "-o", str(out)])
+    assert result.exit_code == 1 and "not a `ctr prepare` output" in result.output
+    assert sorted(p.name for p in out.iterdir()) == ["card.json", "notes.txt"]
+    assert (out / "notes.txt").read_text() == "mine"
+
+
+def test_earlier_output_is_replaced_whole_and_a_failed_run_keeps_it(tmp_path):
+    raw, out = ml1m_folder(tmp_path / "raw"), tmp_path / "out"
+    config = PrepareConfig(dataset="ml-1m", raw=raw, output=out)
+    prepare(config, log=lambda m: None)
+    (out / "stale.txt").write_text("from before")
+    prepare(config, log=lambda m: None)
+    assert not (out / "stale.txt").exists()  # a new folder took the old one's place
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    write_text(raw / "ratings.dat", ["1::1::5::100", "1::2::x::100"])
+    with pytest.raises(ValueError, match=r"ratings\.dat:2: rating must be an integer"):
+        prepare(config, log=lambda m: None)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "raw"]  # no temp folder left behind
+
+
+def test_cli_end_to_end_in_a_subprocess(tmp_path):
+    raw, out = ml1m_folder(tmp_path / "raw", gz=True), tmp_path / "out"
+    cmd = [sys.executable, "-m", "ctr.cli", "prepare", "--dataset", "ml-1m", "--raw", str(raw), "-o", str(out),
+           "--max-history", "4", "--split", "0.7,0.15,0.15"]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["title"] == "ML-1M"
+    samples, card, _, _ = read_output(out)
+    assert card["max_history"] == 4 and card["config"]["split_fractions"] == [0.7, 0.15, 0.15]
+    assert_no_leak(samples, max_history=4)
+    write_text(raw / "movies.dat.gz", ["1::Toy Story (1995)::Animation", "2::Heat (1995)"])
+    bad = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 1
+    assert bad.stderr.strip().splitlines()[-1] == (
+        f"error: {raw / 'movies.dat.gz'}:2: expected 3 fields separated by '::', got 2: '2::Heat (1995)'")
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--split", "0.8,0.3"], "split_fractions must be 3 non-negative numbers"),
+    (["--max-history", "0"], "max_history must be >= 1"),
+    (["--dataset", "ml-20m"], "dataset must be one of"),
+])
+def test_bad_options_are_one_line_errors(tmp_path, args, message):
+    base = {"--dataset": "ml-1m", "--raw": str(tmp_path), "-o": str(tmp_path / "out")}
+    flat = [x for k, v in base.items() if k not in args for x in (k, v)] + args
+    result = runner.invoke(app, ["prepare", *flat])
+    assert result.exit_code == 1 and message in result.output
+
+
+def test_bundled_sample_histories_rebuilt_and_stats_recounted(tmp_path):
+    card = prepare(PrepareConfig(dataset="sample", raw=ROOT / "data/sample", output=tmp_path / "out"),
+                   log=lambda m: None)
+    samples, _, items, users = read_output(tmp_path / "out")
+    assert len(samples) == 24167 == sum(s["samples"] for s in card["splits"].values())
+    assert_no_leak(samples, max_history=50)
+    stats = train_stats(samples)
+    given = {json.loads(line)["item_id"]: json.loads(line)["stats"]
+             for line in (ROOT / "data/sample/items.jsonl").read_text().splitlines()}
+    for item in items:
+        assert item["stats"] == stats.get(item["item_id"], {"exposures": 0, "clicks": 0})
+        assert item["stats"]["clicks"] < given[item["item_id"]]["clicks"]  # whole-period counts are not reused
+    assert {u["user_id"]: u["history"] for u in users} == train_histories(samples, 50)
+    last_train = samples.loc[samples["split"] == "train", "ts"].max()
+    assert (samples.loc[samples["split"] != "train", "ts"] > last_train).all()
+
+
+def test_history_slices_by_hand():
+    user = np.array([0, 0, 1, 0, 0, 1])
+    ts = np.array([10, 10, 5, 20, 30, 5])
+    click = np.array([True, True, True, False, True, True])
+    clicks, start, end = history_slices(user, ts, click, max_history=2)
+    got = [clicks[s:e].tolist() for s, e in zip(start, end)]
+    # rows 0 and 1 share ts 10: neither sees the other; row 4 sees the last 2 of rows 0, 1 (row 3 is no click)
+    assert got == [[], [], [], [0, 1], [0, 1], []]
+
+
+def test_time_cutoffs_never_split_a_timestamp():
+    ts = np.array([1, 2, 2, 2, 2, 3, 4, 5, 6, 7])
+    cut = time_cutoffs(ts, (0.3, 0.3, 0.4))
+    assert cut == (2, 3)  # the ts at the 30% and 60% ranks; the tie at 2 goes to train whole
+    assert assign_splits(ts, cut).tolist() == ["train"] * 5 + ["val"] + ["test"] * 4

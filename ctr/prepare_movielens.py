@@ -192,29 +192,39 @@ def _title(base: str, events: pd.DataFrame, config: PrepareConfig) -> str:
 
 # --- the two formats -------------------------------------------------------------
 
+def read_ids(table: pd.DataFrame, path: Path, what: str) -> np.ndarray:
+    """Column 0 as positive, unique integer ids."""
+    ids = int_column(table, 0, path, what, lo=1)
+    unique_ids(table, ids, path, what)
+    return ids
+
+
+def with_ratings(title: str, items: pd.DataFrame, users: pd.DataFrame, item_path: Path, user_path: Path,
+                 ratings_path: Path, sep: str, config: PrepareConfig, log: Log) -> RawData:
+    """Read and check the ratings against the items and users; the RawData of either format."""
+    log(f"{ratings_path}: reading ratings")
+    ratings = read_table(ratings_path, sep, 4)
+    events, notes = rating_events(ratings, ratings_path, users, items, config, user_path.name, item_path.name)
+    return RawData(items=items, users=users, events=events, fields={"user": USER_FIELDS, "item": ITEM_FIELDS},
+                   protocol=movielens_protocol(config), sources=[item_path, user_path, ratings_path],
+                   title=_title(title, events, config), notes=notes)
+
+
 def load_ml1m(config: PrepareConfig, log: Log) -> RawData:
     """movies.dat (id::title::genres), users.dat (id::gender::age::occupation::zip), ratings (user::movie::rating::ts)."""
     ratings_path = find_ratings(config.raw, config.ratings)
     movies_path, users_path = find_file(config.raw, "movies.dat"), find_file(config.raw, "users.dat")
     movies = read_table(movies_path, "::", 3)
-    movie_ids = int_column(movies, 0, movies_path, "movie id", lo=1)
-    unique_ids(movies, movie_ids, movies_path, "movie id")
     titles = [t.strip() for t in movies[1]]
     genres = [[g for g in s.strip().split("|") if g] for s in movies[2]]
-    items = movie_frame(movie_ids, titles, genres, [split_title(t)[1] for t in titles])
-    users_t = read_table(users_path, "::", 5)
-    user_ids = int_column(users_t, 0, users_path, "user id", lo=1)
-    unique_ids(users_t, user_ids, users_path, "user id")
-    ages = int_column(users_t, 2, users_path, "age group")
-    occ = int_column(users_t, 3, users_path, "occupation", lo=0, hi=len(OCCUPATIONS_1M) - 1)
-    users = user_frame(user_ids, [g.strip() for g in users_t[1]], [AGE_GROUPS.get(int(a), str(a)) for a in ages],
-                       [OCCUPATIONS_1M[o] for o in occ], list(users_t[4]))
-    log(f"{ratings_path}: reading ratings")
-    ratings = read_table(ratings_path, "::", 4)
-    events, notes = rating_events(ratings, ratings_path, users, items, config, users_path.name, movies_path.name)
-    return RawData(items=items, users=users, events=events, fields={"user": USER_FIELDS, "item": ITEM_FIELDS},
-                   protocol=movielens_protocol(config), sources=[movies_path, users_path, ratings_path],
-                   title=_title("ML-1M", events, config), notes=notes)
+    items = movie_frame(read_ids(movies, movies_path, "movie id"), titles, genres, [split_title(t)[1] for t in titles])
+    table = read_table(users_path, "::", 5)
+    ages = int_column(table, 2, users_path, "age group")
+    occ = int_column(table, 3, users_path, "occupation", lo=0, hi=len(OCCUPATIONS_1M) - 1)
+    users = user_frame(read_ids(table, users_path, "user id"), [g.strip() for g in table[1]],
+                       [AGE_GROUPS.get(int(a), str(a)) for a in ages], [OCCUPATIONS_1M[o] for o in occ],
+                       list(table[4]))
+    return with_ratings("ML-1M", items, users, movies_path, users_path, ratings_path, "::", config, log)
 
 
 def _year_100k(title: str, release: str) -> int | None:
@@ -233,22 +243,14 @@ def load_ml100k(config: PrepareConfig, log: Log) -> RawData:
     """u.item (id|title|release|video release|url|19 genre flags), u.user (id|age|gender|occupation|zip), u.data (tab)."""
     item_path, user_path, data_path = (find_file(config.raw, n) for n in ("u.item", "u.user", "u.data"))
     movies = read_table(item_path, "|", 5 + len(GENRES_100K))
-    movie_ids = int_column(movies, 0, item_path, "movie id", lo=1)
-    unique_ids(movies, movie_ids, item_path, "movie id")
     flags = np.stack([int_column(movies, 5 + g, item_path, f"genre flag {name}", lo=0, hi=1)
                       for g, name in enumerate(GENRES_100K)], axis=1)  # (M, 19)
     genres = [[GENRES_100K[g] for g in np.flatnonzero(row) if g] for row in flags]  # 'unknown' is no genre
     titles = [t.strip() for t in movies[1]]
-    items = movie_frame(movie_ids, titles, genres, [_year_100k(t, r) for t, r in zip(titles, movies[2])])
-    users_t = read_table(user_path, "|", 5)
-    user_ids = int_column(users_t, 0, user_path, "user id", lo=1)
-    unique_ids(users_t, user_ids, user_path, "user id")
-    ages = int_column(users_t, 1, user_path, "age", lo=0, hi=150)
-    users = user_frame(user_ids, [g.strip() for g in users_t[2]], [_age_group(int(a)) for a in ages],
-                       [o.strip() for o in users_t[3]], list(users_t[4]))
-    log(f"{data_path}: reading ratings")
-    ratings = read_table(data_path, "\t", 4)
-    events, notes = rating_events(ratings, data_path, users, items, config, user_path.name, item_path.name)
-    return RawData(items=items, users=users, events=events, fields={"user": USER_FIELDS, "item": ITEM_FIELDS},
-                   protocol=movielens_protocol(config), sources=[item_path, user_path, data_path],
-                   title=_title("ML-100K", events, config), notes=notes)
+    items = movie_frame(read_ids(movies, item_path, "movie id"), titles, genres,
+                        [_year_100k(t, r) for t, r in zip(titles, movies[2])])
+    table = read_table(user_path, "|", 5)
+    ages = int_column(table, 1, user_path, "age", lo=0, hi=150)
+    users = user_frame(read_ids(table, user_path, "user id"), [g.strip() for g in table[2]],
+                       [_age_group(int(a)) for a in ages], [o.strip() for o in table[3]], list(table[4]))
+    return with_ratings("ML-100K", items, users, item_path, user_path, data_path, "\t", config, log)

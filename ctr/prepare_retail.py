@@ -146,6 +146,8 @@ def load_retail(config: PrepareConfig, log: Log) -> RawData:
                           else "all customers") + "; every positive and every sampled negative is one sample",
         "negative_rule": NEGATIVE_RULE.format(k=config.negatives),
         "cleaning": "as data/sample/README.md: no cancellations, returns, anonymous, free or non-product lines",
+        "repeats": "a customer may buy an item again, so a history may hold an item twice, and a target (positive "
+                   "or negative) may be in its own history from an earlier basket: a real repeat-purchase signal",
     }
     notes = {"clean_purchase_lines": len(lines), "clean_items": len(catalog), "kept_items": len(kept),
              "clean_users": int(lines["user_id"].nunique()), "drawn_users": int(events[R.USER_ID].nunique())}

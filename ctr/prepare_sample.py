@@ -92,6 +92,9 @@ def load_sample(config: PrepareConfig, log: Log) -> RawData:
                          "the data; an item the user buys later is therefore never a negative; AUC on this set "
                          "ranks purchases against sampled items, it is not impression AUC",
         "dropped": "users.jsonl histories and items.jsonl stats of the input (whole period) are not used",
+        "caveat": "because a negative is never an item the user ever bought, a target already in the user's "
+                  "history is always a positive here; target attention (DIN) can exploit this, so AUC on this "
+                  "set is optimistic; use it for demos and tests, not for claims",
     }
     return RawData(items=items, users=users, events=events,
                    fields={"user": ["country"], "item": [R.CATEGORY, "price_band"]}, protocol=protocol,

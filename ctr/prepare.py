@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -87,6 +87,25 @@ class RawData:
     sources: list[Path]
     title: str  # how results on it are named, e.g. "ML-1M (users 1-2998)"
     notes: dict[str, object] = field(default_factory=dict)  # loader counts (dropped rows, ...)
+
+
+# --- checks of input rows (each stops at the first bad row with path:line) ----------
+
+def stop_at_first(bad: np.ndarray, lines: Sequence[int], path: Path, problem: Callable[[int], str]) -> None:
+    """Raise RecordError `path:line: problem(i)` for the first True of `bad` (row i is on line lines[i])."""
+    if np.any(bad):
+        i = int(np.flatnonzero(bad)[0])
+        raise R.RecordError(f"{path}:{lines[i]}: {problem(i)}")
+
+
+def check_unique(ids: Sequence, lines: Sequence[int], path: Path, what: str) -> None:
+    """Stop at the first id seen before."""
+    stop_at_first(pd.Series(ids).duplicated().to_numpy(), lines, path, lambda i: f"{what} {ids[i]} appears twice")
+
+
+def check_known(ids: Sequence, known: pd.Index, lines: Sequence[int], path: Path, what: str, where: str) -> None:
+    """Stop at the first id that is not in `known`."""
+    stop_at_first(~pd.Index(ids).isin(known), lines, path, lambda i: f"{what} {ids[i]} is not in {where}")
 
 
 # --- the output folder -------------------------------------------------------
@@ -170,7 +189,7 @@ def item_records(items: pd.DataFrame, samples: pd.DataFrame) -> list[dict]:
     train = samples[samples[SPLIT] == "train"]
     exposures = train.groupby(R.ITEM_ID).size()
     clicks = train.groupby(R.ITEM_ID)[R.LABEL].sum()
-    used = items.loc[items.index.isin(set(samples[R.ITEM_ID]))]
+    used = items.loc[items.index.isin(samples[R.ITEM_ID].unique())]
     rows = []
     for item_id, row in used.iterrows():
         rec = {R.ITEM_ID: item_id, R.NAME: row[R.NAME]}
@@ -186,30 +205,30 @@ def user_records(users: pd.DataFrame, samples: pd.DataFrame, max_history: int) -
     """kgen user records of the users in any split; history = their train clicks, oldest first, last max_history."""
     train_clicks = samples[(samples[SPLIT] == "train") & (samples[R.LABEL] == 1)]  # samples are in time order
     history = train_clicks.groupby(R.USER_ID, sort=False)[R.ITEM_ID].agg(list)
-    used = users.loc[users.index.isin(set(samples[R.USER_ID]))]
+    used = users.loc[users.index.isin(samples[R.USER_ID].unique())]
     return [{R.USER_ID: user_id, R.HISTORY: history.get(user_id, [])[-max_history:], R.PROFILE: profile}
             for user_id, profile in used[R.PROFILE].items()]
 
 
 def split_counts(samples: pd.DataFrame) -> dict[str, dict]:
     """Samples, positives, positive rate, users, items and time range per split, plus ids unseen in train."""
-    train = samples[samples[SPLIT] == "train"]
-    seen = {"users": set(train[R.USER_ID]), "items": set(train[R.ITEM_ID])}
+    train = samples[SPLIT].to_numpy() == "train"
+    seen = {c: samples[c].isin(samples.loc[train, c].unique()).to_numpy() for c in (R.USER_ID, R.ITEM_ID)}
     out = {}
     for name in SPLITS:
-        part = samples[samples[SPLIT] == name]
-        users, items = set(part[R.USER_ID]), set(part[R.ITEM_ID])
+        mask = samples[SPLIT].to_numpy() == name
+        part = samples[mask]
         out[name] = {
             "samples": len(part), "positives": int(part[R.LABEL].sum()),
             "positive_rate": round(float(part[R.LABEL].mean()), 4) if len(part) else None,
-            "users": len(users), "items": len(items),
+            "users": part[R.USER_ID].nunique(), "items": part[R.ITEM_ID].nunique(),
             "first_ts": int(part[R.TS].min()) if len(part) else None,
             "last_ts": int(part[R.TS].max()) if len(part) else None,
         }
         if name != "train":
-            out[name] |= {"users_not_in_train": len(users - seen["users"]),
-                          "items_not_in_train": len(items - seen["items"]),
-                          "samples_with_item_not_in_train": int((~part[R.ITEM_ID].isin(seen["items"])).sum())}
+            out[name] |= {"users_not_in_train": part.loc[~seen[R.USER_ID][mask], R.USER_ID].nunique(),
+                          "items_not_in_train": part.loc[~seen[R.ITEM_ID][mask], R.ITEM_ID].nunique(),
+                          "samples_with_item_not_in_train": int((~seen[R.ITEM_ID][mask]).sum())}
     return out
 
 

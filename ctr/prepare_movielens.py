@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from kgen import records as R
-from ctr.prepare import Log, PrepareConfig, RawData
+from ctr.prepare import Log, PrepareConfig, RawData, check_known, check_unique, stop_at_first
 
 GENRES_100K = ("unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary",
                "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller",
@@ -50,11 +50,8 @@ def read_table(path: Path, sep: str, n_fields: int) -> pd.DataFrame:
     lines = lines[lines.str.strip() != ""]
     parts = lines.str.split(sep, regex=False)
     counts = parts.str.len().to_numpy()
-    bad = np.flatnonzero(counts != n_fields)
-    if len(bad):
-        i = bad[0]
-        raise R.RecordError(f"{path}:{lines.index[i] + 1}: expected {n_fields} fields separated by {sep!r}, "
-                            f"got {counts[i]}: {lines.iloc[i][:80]!r}")
+    stop_at_first(counts != n_fields, lines.index + 1, path,
+                  lambda i: f"expected {n_fields} fields separated by {sep!r}, got {counts[i]}: {lines.iloc[i][:80]!r}")
     table = pd.DataFrame(parts.tolist(), columns=range(n_fields), dtype=object) if len(parts) else \
         pd.DataFrame(columns=range(n_fields), dtype=object)
     table["line"] = lines.index.to_numpy() + 1
@@ -66,31 +63,11 @@ def int_column(table: pd.DataFrame, col: int, path: Path, what: str, lo: int | N
     """Column `col` as int64; a non-integer or out-of-range value stops with its path:line."""
     text = table[col].astype(str).str.strip()
     ok = text.str.fullmatch(r"-?\d{1,18}").to_numpy(dtype=bool)
-    if not ok.all():
-        i = np.flatnonzero(~ok)[0]
-        raise R.RecordError(f"{path}:{table['line'].iloc[i]}: {what} must be an integer, got {text.iloc[i][:40]!r}")
+    stop_at_first(~ok, table["line"].to_numpy(), path, lambda i: f"{what} must be an integer, got {text.iloc[i][:40]!r}")
     values = text.astype(np.int64).to_numpy()
     out = (values < lo if lo is not None else False) | (values > hi if hi is not None else False)
-    if np.any(out):
-        i = np.flatnonzero(out)[0]
-        raise R.RecordError(f"{path}:{table['line'].iloc[i]}: {what} must be in {lo}..{hi}, got {values[i]}")
+    stop_at_first(out, table["line"].to_numpy(), path, lambda i: f"{what} must be in {lo}..{hi}, got {values[i]}")
     return values
-
-
-def unique_ids(table: pd.DataFrame, ids: np.ndarray, path: Path, what: str) -> None:
-    """Stop at the first repeated id."""
-    dup = pd.Series(ids).duplicated().to_numpy()
-    if dup.any():
-        i = np.flatnonzero(dup)[0]
-        raise R.RecordError(f"{path}:{table['line'].iloc[i]}: {what} {ids[i]} appears twice")
-
-
-def known_ids(table: pd.DataFrame, ids: np.ndarray, known: pd.Index, path: Path, what: str, where: str) -> None:
-    """Stop at the first id that is not in `known`."""
-    missing = ~pd.Index(ids).isin(known)
-    if missing.any():
-        i = np.flatnonzero(missing)[0]
-        raise R.RecordError(f"{path}:{table['line'].iloc[i]}: {what} {ids[i]} is not in {where}")
 
 
 # --- files of a folder ----------------------------------------------------------
@@ -158,13 +135,12 @@ def rating_events(table: pd.DataFrame, path: Path, users: pd.DataFrame, items: p
     item = int_column(table, 1, path, "movie id", lo=1)
     rating = int_column(table, 2, path, "rating", lo=1, hi=5)
     ts = int_column(table, 3, path, "timestamp", lo=0)
-    known_ids(table, user.astype(str), users.index, path, "user", user_file)
-    known_ids(table, item.astype(str), items.index, path, "movie", item_file)
+    lines = table["line"].to_numpy()
+    check_known(user.astype(str), users.index, lines, path, "user", user_file)
+    check_known(item.astype(str), items.index, lines, path, "movie", item_file)
     # A second rating of the same movie would put the target in its own history.
     again = pd.DataFrame({"u": user, "i": item}).duplicated().to_numpy()
-    if again.any():
-        i = np.flatnonzero(again)[0]
-        raise R.RecordError(f"{path}:{table['line'].iloc[i]}: user {user[i]} rated movie {item[i]} twice")
+    stop_at_first(again, lines, path, lambda i: f"user {user[i]} rated movie {item[i]} twice")
     keep = user <= config.max_user if config.max_user else np.ones(len(user), dtype=bool)
     events = pd.DataFrame({R.USER_ID: user[keep].astype(str), R.ITEM_ID: item[keep].astype(str),
                            R.LABEL: (rating[keep] >= config.click_threshold).astype(np.int8),
@@ -195,7 +171,7 @@ def _title(base: str, events: pd.DataFrame, config: PrepareConfig) -> str:
 def read_ids(table: pd.DataFrame, path: Path, what: str) -> np.ndarray:
     """Column 0 as positive, unique integer ids."""
     ids = int_column(table, 0, path, what, lo=1)
-    unique_ids(table, ids, path, what)
+    check_unique(ids, table["line"].to_numpy(), path, what)
     return ids
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from kgen import records as R
-from ctr.prepare import Log, PrepareConfig, RawData
+from ctr.prepare import Log, PrepareConfig, RawData, check_known, check_unique
 from ctr.retail import price_band
 
 
@@ -33,25 +33,11 @@ def read_checked(path: Path, kind: R.Kind) -> tuple[list[dict], list[int]]:
     return rows, lines
 
 
-def _unique(ids: list[str], lines: list[int], path: Path, what: str) -> None:
-    dup = pd.Series(ids).duplicated().to_numpy()
-    if dup.any():
-        i = int(np.flatnonzero(dup)[0])
-        raise R.RecordError(f"{path}:{lines[i]}: {what} {ids[i]} appears twice")
-
-
-def _known(ids: pd.Series, known: pd.Index, lines: list[int], path: Path, what: str, where: Path) -> None:
-    missing = ~ids.isin(known).to_numpy()
-    if missing.any():
-        i = int(np.flatnonzero(missing)[0])
-        raise R.RecordError(f"{path}:{lines[i]}: {what} {ids.iloc[i]} is not in {where.name}")
-
-
 def sample_items(path: Path) -> pd.DataFrame:
     """Items without their whole-period stats; fields category and price band."""
     rows, lines = read_checked(path, "item")
     ids = [str(r[R.ITEM_ID]) for r in rows]
-    _unique(ids, lines, path, "item_id")
+    check_unique(ids, lines, path, "item_id")
     prices = [(r.get(R.ATTRIBUTES) or {}).get("unit_price") for r in rows]
     return pd.DataFrame({
         R.NAME: [r[R.NAME] for r in rows], R.ORIGINAL_NAME: [r.get(R.ORIGINAL_NAME, "") for r in rows],
@@ -64,7 +50,7 @@ def sample_users(path: Path) -> pd.DataFrame:
     """Users without their whole-period histories; field country."""
     rows, lines = read_checked(path, "user")
     ids = [str(r[R.USER_ID]) for r in rows]
-    _unique(ids, lines, path, "user_id")
+    check_unique(ids, lines, path, "user_id")
     profiles = [r.get(R.PROFILE) or {} for r in rows]
     return pd.DataFrame({R.PROFILE: profiles, "country": [str(p.get("country", "")) for p in profiles]},
                         index=pd.Index(ids, name=R.USER_ID))
@@ -78,8 +64,8 @@ def load_sample(config: PrepareConfig, log: Log) -> RawData:
     events = pd.DataFrame({R.USER_ID: [str(r[R.USER_ID]) for r in rows], R.ITEM_ID: [str(r[R.ITEM_ID]) for r in rows],
                            R.LABEL: np.array([r[R.LABEL] for r in rows], dtype=np.int8),
                            R.TS: np.array([r[R.TS] for r in rows], dtype=np.int64)})
-    _known(events[R.USER_ID], users.index, lines, paths["interactions"], "user", paths["users"])
-    _known(events[R.ITEM_ID], items.index, lines, paths["interactions"], "item", paths["items"])
+    for column, known, name in ((R.USER_ID, users.index, "users"), (R.ITEM_ID, items.index, "items")):
+        check_known(events[column].to_numpy(), known, lines, paths["interactions"], column, paths[name].name)
     log(f"{paths['interactions']}: {len(events):,} interactions")
     build = config.raw / "build.json"
     notes = {"build": json.loads(build.read_text(encoding="utf-8")).get("args")} if build.is_file() else {}

@@ -107,3 +107,20 @@ def test_time_cutoffs_never_split_a_timestamp():
     cut = time_cutoffs(ts, (0.3, 0.3, 0.4))
     assert cut == (2, 3)  # the ts at the 30% and 60% ranks; the tie at 2 goes to train whole
     assert assign_splits(ts, cut).tolist() == ["train"] * 5 + ["val"] + ["test"] * 4
+
+
+@pytest.mark.parametrize(("line", "problem"), [
+    ('{"user_id": "u1", "item_id": "a", "label": 1}', "field 'ts' must be an integer (unix seconds), got null"),
+    ('{"user_id": "u1", "item_id": "zz", "label": 0, "ts": 5}', "item_id zz is not in items.jsonl"),
+    ('{"user_id": "u1", "item_id": "a", "label": 2, "ts": 5}', "field 'label' must be 0 or 1, got 2"),
+])
+def test_sample_format_bad_interaction_named_by_path_and_line(tmp_path, line, problem):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    write_text(raw / "items.jsonl", ['{"item_id": "a", "name": "Mug"}', '{"item_id": "b", "name": "Jug"}'])
+    write_text(raw / "users.jsonl", ['{"user_id": "u1", "history": ["a"], "profile": {"country": "France"}}'])
+    path = write_text(raw / "interactions.jsonl", ['{"user_id": "u1", "item_id": "a", "label": 1, "ts": 3}', line])
+    with pytest.raises(ValueError) as err:
+        prepare(PrepareConfig(dataset="sample", raw=raw, output=tmp_path / "out"), log=lambda m: None)
+    assert str(err.value) == f"{path}:2: {problem}"
+    assert not (tmp_path / "out").exists()

@@ -284,6 +284,8 @@ def build_card(raw: RawData, config: PrepareConfig, samples: pd.DataFrame, cutof
 
 def build_samples(raw: RawData, config: PrepareConfig) -> tuple[pd.DataFrame, pa.Table, tuple[int, int]]:
     """Events in time order with split and fields; the same as an Arrow table with the history column."""
+    if raw.events.empty:
+        raise ValueError(f"{config.raw}: no samples left to prepare (see --max-user / --max-users)")
     events = raw.events.reset_index(drop=True)
     events = events.iloc[np.argsort(events[R.TS].to_numpy(), kind="stable")].reset_index(drop=True)
     cutoffs = time_cutoffs(events[R.TS].to_numpy(), config.split_fractions)

@@ -57,40 +57,36 @@ def pick_users(lines: pd.DataFrame, max_users: int | None, rng: np.random.Genera
     return lines[lines["user_id"].isin(set(users))]
 
 
-def month_negatives(baskets: list[np.ndarray], k: np.ndarray, pool: np.ndarray, weight: np.ndarray,
-                    rng: np.random.Generator) -> list[np.ndarray]:
-    """For each basket, k[b] pool items drawn without replacement with prob ~ weight, none of the basket's own.
+def month_negatives(basket: np.ndarray, item: np.ndarray, k: np.ndarray, weight: np.ndarray,
+                    rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """For each basket b, k[b] pool items drawn without replacement with prob ~ weight, none of the basket's own.
 
-    Gumbel top-k: the k largest of log(weight) + Gumbel noise are a weighted draw without replacement.
-    baskets: item positions in `pool` per basket; keys are (B, P).
+    basket, item: (L,) the basket number and pool position of each purchased line; k: (B,); weight: (P,).
+    Returns (basket number, pool position) of each drawn item. Gumbel top-k: the k largest of
+    log(weight) + Gumbel noise are a weighted draw without replacement.
     """
-    keys = np.log(weight)[None, :] + rng.gumbel(size=(len(baskets), len(pool)))
-    rows = np.repeat(np.arange(len(baskets)), [len(b) for b in baskets])
-    keys[rows, np.concatenate(baskets) if baskets else []] = -np.inf
+    keys = np.log(weight)[None, :] + rng.gumbel(size=(len(k), len(weight)))  # (B, P)
+    keys[basket, item] = -np.inf
     order = np.argsort(-keys, axis=1, kind="stable")  # (B, P), best first
-    k = np.minimum(k, len(pool) - np.array([len(b) for b in baskets]))
-    return [pool[order[b, :k[b]]] for b in range(len(baskets))]
+    k = np.minimum(k, len(weight) - np.bincount(basket, minlength=len(k)))
+    rows, cols = np.nonzero(np.arange(len(weight))[None, :] < k[:, None])  # the first k[b] of each row
+    return rows, order[rows, cols]
 
 
 def sample_negatives(pos: pd.DataFrame, sold: pd.DataFrame, negatives: int, rng: np.random.Generator,
                      log: Log) -> pd.DataFrame:
     """Negative events for the baskets of `pos`, month by month (months in order, so the draw is seeded)."""
     out = []
-    for month, basket_lines in pos.groupby("month", sort=True):
+    for month, lines in pos.groupby("month", sort=True):
         month_sold = sold[sold["month"] == month].groupby("StockCode").size()  # baskets per item that month
-        pool, weight = month_sold.index.to_numpy(), month_sold.to_numpy(dtype=float)
-        where = pd.Series(np.arange(len(pool)), index=pool)
-        groups = basket_lines.groupby("InvoiceNo", sort=True)
-        firsts = groups.first()
-        baskets = [where[g].to_numpy() for g in groups["StockCode"].agg(list)]
-        drawn = month_negatives(baskets, negatives * firsts["n"].to_numpy(), pool, weight, rng)
-        sizes = [len(d) for d in drawn]
-        out.append(pd.DataFrame({
-            "user_id": np.repeat(firsts["user_id"].to_numpy(), sizes),
-            "StockCode": np.concatenate(drawn) if drawn else np.array([], dtype=object),
-            "ts": np.repeat(firsts["ts"].to_numpy(), sizes), "InvoiceNo": np.repeat(firsts.index.to_numpy(), sizes),
-        }))
-        log(f"  {month}: {len(baskets):,} baskets, {sum(sizes):,} negatives")
+        pool = month_sold.index
+        basket, invoices = pd.factorize(lines["InvoiceNo"], sort=True)
+        firsts = lines.groupby("InvoiceNo", sort=True).first()  # one row per basket, in `invoices` order
+        b, drawn = month_negatives(basket, pool.get_indexer(lines["StockCode"]), negatives * firsts["n"].to_numpy(),
+                                   month_sold.to_numpy(dtype=float), rng)
+        out.append(pd.DataFrame({"user_id": firsts["user_id"].to_numpy()[b], "StockCode": pool.to_numpy()[drawn],
+                                 "ts": firsts["ts"].to_numpy()[b], "InvoiceNo": np.asarray(invoices)[b]}))
+        log(f"  {month}: {len(invoices):,} baskets, {len(b):,} negatives")
     return pd.concat(out, ignore_index=True)
 
 

@@ -176,7 +176,7 @@ PRICE_BANDS = ((1.0, "under 1"), (2.0, "1-2"), (5.0, "2-5"), (10.0, "5-10"))
 def price_band(prices: list[float | None]) -> list[str]:
     """Each unit price's band label ('under 1', '1-2', '2-5', '5-10', '10+'); a missing price gives ''."""
     def band(p: float | None) -> str:
-        if p is None or p != p:
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or p != p:
             return ""
         return next((label for edge, label in PRICE_BANDS if p < edge), "10+")
     return [band(p) for p in prices]

@@ -81,3 +81,9 @@ def test_missing_column_is_refused(tmp_path, parquet):
     with pytest.raises(ValueError, match="missing column"):
         run(parquet, tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_price_bands_fixed_edges():
+    from ctr.retail import price_band
+
+    assert price_band([0.5, 1.0, 2.95, 7, 12.5, None, float("nan")]) == ["under 1", "1-2", "2-5", "5-10", "10+", "", ""]

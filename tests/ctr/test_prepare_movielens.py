@@ -139,3 +139,14 @@ def test_ml100k_bad_genre_flag(tmp_path):
     write_text(raw / "u.item", ["1|Toy Story (1995)|01-Jan-1995||http://x|0|2|0|0|0|0|0|0|0|0|0|0|0|0|0|0|0|0|0"])
     with pytest.raises(RecordError, match=r"u\.item:1: genre flag Action must be in 0\.\.1, got 2"):
         run("ml-100k", raw, tmp_path / "out")
+
+
+def test_cut_gzip_and_utf8_bom(tmp_path):
+    raw = ml1m_folder(tmp_path / "raw", gz=True)
+    data = (raw / "ratings.dat.gz").read_bytes()
+    (raw / "ratings.dat.gz").write_bytes(data[: len(data) // 2])
+    with pytest.raises(RecordError, match=r"ratings\.dat\.gz: not a complete gzip file"):
+        run("ml-1m", raw, tmp_path / "out")
+    write_text(raw / "ratings.dat.gz", ["\ufeff1::1::5::100", "2::1::3::200"], encoding="utf-8")
+    run("ml-1m", raw, tmp_path / "out")
+    assert len(pd.read_parquet(tmp_path / "out" / "samples.parquet")) == 2

@@ -102,6 +102,11 @@ def gold_record(record: dict, state: ItemState) -> dict | None:
     }
 
 
+def empty_gold(rows: list[dict]) -> list[str]:
+    """The keys (`level:id`) of gold records with no key phrases: reported apart, as they may be an accident."""
+    return [item_key(g) for g in rows if not g[R.KEY_PHRASES]]
+
+
 def gold_records(snapshot: Snapshot) -> tuple[list[dict], dict[str, int]]:
     """Gold records of every finished item (input order) and a count of items per review state."""
     counts = dict.fromkeys(REVIEW_STATES, 0)

@@ -27,6 +27,11 @@ from kgen import records as R
 STATUSES: tuple[str, ...] = ("pending", "draft", "submitted", "flagged")
 SAVED_STATUSES: tuple[str, ...] = STATUSES[1:]
 BUSY_TIMEOUT_S = 60.0
+TABLES: frozenset[str] = frozenset({"items", "assignments", "annotations", "reviews", "actions", "meta"})
+
+
+class StoreError(ValueError):
+    """The --db path is not an annotation database (a folder, another program's SQLite file, not SQLite at all)."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS items (
@@ -121,25 +126,58 @@ def _review(row: sqlite3.Row) -> Review:
                   row["source"], row["created_at"], row["updated_at"])
 
 
-class Store:
-    """A handle on one annotation database; safe to share between threads (one connection per thread)."""
+@contextmanager
+def _opening(path: Path) -> Iterator[None]:
+    """SQLite's errors on opening a file as StoreError: it is not SQLite, or cannot be opened."""
+    try:
+        yield
+    except sqlite3.OperationalError as exc:
+        raise StoreError(f"{path}: cannot open the database ({exc})") from None
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"{path}: not an annotation database ({exc})") from None
 
-    def __init__(self, path: str | Path):
+
+class Store:
+    """A handle on one annotation database; safe to share between threads (one connection per thread).
+
+    `readonly` (export, agreement) opens the file read-only: nothing is created, converted or written.
+    """
+
+    def __init__(self, path: str | Path, readonly: bool = False):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.readonly = readonly
+        if self.path.is_dir():
+            raise StoreError(f"{self.path}: is a folder; --db names the database file")
+        if readonly and not self.path.is_file():
+            raise StoreError(f"{self.path}: no such database (run `annotate serve --input ... --db {self.path}` first)")
+        if not readonly:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
-        con = self._con()
-        con.execute("PRAGMA journal_mode=WAL")
-        con.executescript(_SCHEMA)
+        with _opening(self.path):
+            con = self._con()
+            tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if (readonly or tables) and not TABLES <= tables:  # never add our tables to another program's database
+            raise StoreError(f"{self.path}: not an annotation database (it lacks the tables "
+                             f"{', '.join(sorted(TABLES - tables))})")
+        if not readonly:
+            con.execute("PRAGMA journal_mode=WAL")
+            con.executescript(_SCHEMA)
 
     # --- connections and transactions ---------------------------------------
+    def _connect(self) -> sqlite3.Connection:
+        if self.readonly:  # mode=ro: SQLite itself refuses every write
+            return sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S,
+                                   isolation_level=None, check_same_thread=False)
+        return sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
+
     def _con(self) -> sqlite3.Connection:
         con = getattr(self._local, "con", None)
         if con is None:
-            con = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
+            con = self._connect()
             con.row_factory = sqlite3.Row
-            con.execute("PRAGMA synchronous=FULL")  # an acknowledged save survives a crash, not just a kill
-            con.execute("PRAGMA foreign_keys=ON")
+            if not self.readonly:
+                con.execute("PRAGMA synchronous=FULL")  # an acknowledged save survives a crash, not just a kill
+                con.execute("PRAGMA foreign_keys=ON")
             self._local.con = con
         return con
 

@@ -2,7 +2,8 @@
 
 An item's gold is the reviewer's choice when there is one; otherwise, once
 every assigned annotator has submitted and their final sets agree (same
-normalised phrases with the same types), that set is accepted automatically.
+normalised phrases with the same types), that set is accepted automatically,
+unless an annotator flagged the item: a flagged item always goes to review.
 Anything else waits (for annotators or for review) and is not exported.
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from annotate.phrases import DECISION, ORIGIN, PHRASE, ROWS, TYPE, final_phrases, kept_rows
+from annotate.phrases import DECISION, ORIGIN, PHRASE, ROWS, TYPE, final_phrases, flag_of, kept_rows
 from annotate.store import Annotation, Review, Snapshot, item_key
 from eval.normalize import normalize_phrase
 from kgen import records as R
@@ -50,7 +51,7 @@ def item_state(key: str, snapshot: Snapshot) -> ItemState:
     assigned = snapshot.assignments.get(key, [])
     saved = {a.annotator: a for a in snapshot.annotations.get(key, [])}
     submitted = [saved[a] for a in assigned if a in saved and saved[a].status == "submitted"]
-    flagged = any(saved[a].status == "flagged" for a in assigned if a in saved)
+    flagged = any(flag_of(saved[a].doc) is not None for a in assigned if a in saved)  # kept through submit
     review = snapshot.reviews.get(key)
     if review is not None:
         state = "reviewed"

@@ -22,10 +22,12 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from annotate.phrases import FLAG
 from kgen import records as R
 
-STATUSES: tuple[str, ...] = ("pending", "draft", "submitted", "flagged")
-SAVED_STATUSES: tuple[str, ...] = STATUSES[1:]
+STATUSES: tuple[str, ...] = ("pending", "draft", "submitted")  # "pending" is saved only by undoing to the start
+SAVED_STATUSES: tuple[str, ...] = STATUSES[1:]  # what an annotator or API client saves
+LEGACY_FLAGGED = "flagged"  # an older status: a flag is now the doc's "flag" field, apart from the status
 BUSY_TIMEOUT_S = 60.0
 TABLES: frozenset[str] = frozenset({"items", "assignments", "annotations", "reviews", "actions", "meta"})
 
@@ -117,7 +119,10 @@ class Snapshot:
 
 
 def _annotation(row: sqlite3.Row) -> Annotation:
-    return Annotation(row["key"], row["annotator"], row["version"], row["status"], json.loads(row["doc"]),
+    doc, status = json.loads(row["doc"]), row["status"]
+    if status == LEGACY_FLAGGED:  # saved before flags were kept through submit: a flagged draft
+        doc, status = {FLAG: "", **doc}, "draft"
+    return Annotation(row["key"], row["annotator"], row["version"], status, doc,
                       row["created_at"], row["updated_at"], row["submitted_at"])
 
 
@@ -261,10 +266,11 @@ class Store:
     def queue(self, annotator: str) -> list[tuple[str, str]]:
         """(key, status) of an annotator's items in input order; unsaved items are pending."""
         rows = self._con().execute(
-            "SELECT a.key, COALESCE(n.status, 'pending') AS status FROM assignments a JOIN items i ON i.key = a.key "
+            "SELECT a.key, CASE n.status WHEN ? THEN 'draft' ELSE COALESCE(n.status, 'pending') END AS status "
+            "FROM assignments a JOIN items i ON i.key = a.key "
             "LEFT JOIN annotations n ON n.key = a.key AND n.annotator = a.annotator "
             "WHERE a.annotator = ? ORDER BY i.position",
-            (annotator,),
+            (LEGACY_FLAGGED, annotator),
         ).fetchall()
         return [(r["key"], r["status"]) for r in rows]
 
@@ -301,8 +307,8 @@ class Store:
     def save(self, key: str, annotator: str, doc: dict, expected_version: int, status: str = "draft",
              action: str = "save", payload: dict | None = None) -> SaveResult:
         """Save a document if the stored version is still `expected_version`; log it; all in one transaction."""
-        if status not in SAVED_STATUSES:
-            raise ValueError(f"status must be one of {SAVED_STATUSES}, got {status!r}")
+        if status not in STATUSES:
+            raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
         ts, body = now(), json.dumps(doc, ensure_ascii=False)
         with self._tx() as con:
             row = con.execute("SELECT version, created_at, submitted_at FROM annotations WHERE key = ? AND annotator = ?",

@@ -10,6 +10,7 @@ from annotate.cli import app
 from annotate.gold import gold_records, item_state
 from annotate.phrases import initial_doc
 from annotate.prepare import prepare_store
+from annotate.render import review_columns
 from annotate.review import UNION, candidates, chosen_by, initial_choice, save_gold
 from annotate.store import Store
 from kgen import records as R
@@ -146,3 +147,14 @@ def test_cli_errors_are_one_line_and_exit_1(tmp_path, monkeypatch, args, message
     assert result.exit_code == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.stderr
+
+
+def test_a_flagged_submit_goes_to_review_never_unanimous(store):
+    flagged = decided(RECORDS[1], ["accept", "accept"]) | {"flag": "is q2 implied?"}
+    store.save("item:B", "alice", flagged, 1, "submitted")  # bob's set is the same: unanimous but for the flag
+    snap = store.snapshot()
+    state = item_state("item:B", snap)
+    assert state.state == "needs review" and len(state.submitted) == 2
+    assert "item:B" not in {f"{g[R.LEVEL]}:{g[R.ID]}" for g in gold_records(snap)[0]}
+    columns = review_columns([(a.annotator, a.status, a.doc) for a in state.submitted])
+    assert "⚑ flagged: is q2 implied?" in columns

@@ -217,12 +217,33 @@ def review_columns(versions: list[tuple[str, str, dict]]) -> str:
     return f'<div class="rv-cols">{"".join(cols) or "<p>No annotations yet.</p>"}</div>'
 
 
+def _candidate_list(found: list[tuple[str, str, list[str]]], annotators: int) -> str:
+    items = "".join(f'<li><span class="t t-{esc(kind)}">{esc(kind[:3])}</span>{esc(phrase)}'
+                    f'<span class="d">{len(names)}/{annotators} ({esc(", ".join(names))})</span></li>'
+                    for phrase, kind, names in found)
+    return f'<div class="rv-cands"><h4>Kept by the annotators</h4><ul>{items}</ul></div>' if items else ""
+
+
 def review_screen(key: str, record: dict, state: str, review: tuple[str, str] | None,
-                  versions: list[tuple[str, str, dict]]) -> str:
-    """The reviewer's view of an item: its state, input and the annotators' versions; `review` is (reviewer, reason)."""
+                  versions: list[tuple[str, str, dict]], found: list[tuple[str, str, list[str]]]) -> str:
+    """The reviewer's view of an item: state, input, the annotators' versions, what they kept, the teacher's reasoning.
+
+    `review` is (reviewer, reason); `found` is (phrase, type, who kept it) per distinct kept phrase.
+    """
     reviewed = f" · reviewed by {esc(review[0])}: {esc(review[1])}" if review else ""
-    return (f'<div class="rv-head"><b>{esc(key)}</b> · {esc(state)}{reviewed}</div>'
-            f'<div class="ann-text">{esc(record.get(R.INPUT, ""))}</div>{review_columns(versions)}')
+    submitted = sum(1 for _, status, _ in versions if status == "submitted")
+    return (f'<div class="rv-head" data-key="{esc(key)}" data-state="{esc(state)}"><b>{esc(key)}</b> · '
+            f'<span class="rv-state">{esc(state)}</span>{reviewed}{answer_badge(record)}</div>'
+            f'<div class="ann-text">{esc(record.get(R.INPUT, ""))}</div>{review_columns(versions)}'
+            f'{_candidate_list(found, submitted)}'
+            f'<details class="rv-raw" open><summary>Teacher\'s reasoning</summary>{reasoning(record)}</details>')
+
+
+def review_top(user: str) -> str:
+    """The reviewer's header: who is logged in, log-out, the keys."""
+    return (f'<div class="rv-top"><span class="rv-keys"><kbd>Ctrl+Enter</kbd> save gold · <kbd>]</kbd> / <kbd>[</kbd> '
+            f'next / previous item · <kbd>r</kbd> refresh the list (keys outside text boxes)</span>'
+            f'<span class="ann-user">{esc(user)} · <a href="/logout">log out</a></span></div>')
 
 
 def review_summary(counts: dict[str, int]) -> str:

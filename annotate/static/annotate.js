@@ -223,7 +223,34 @@
     return !!target && (target.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(target.tagName));
   }
 
+  // The review tab's keys: Ctrl+Enter (or Ctrl+S) saves the gold anywhere on it; outside text boxes ] and [
+  // open the next and previous item, r refreshes the list, g shows or hides the teacher's reasoning.
+  function button(id) {
+    const el = document.getElementById(id);
+    return el && el.tagName !== "BUTTON" ? el.querySelector("button") : el;
+  }
+
+  function reviewKey(e) {
+    const save = button("rv-save");
+    if (!visible(save)) return false;
+    const ctrl = e.ctrlKey || e.metaKey;
+    let target = null;
+    if (ctrl && (e.key === "Enter" || e.key.toLowerCase() === "s")) target = save;
+    else if (ctrl || e.altKey || typing(e.target)) return true;
+    else if (e.key === "]") target = button("rv-next");
+    else if (e.key === "[") target = button("rv-prev");
+    else if (e.key === "r") target = button("rv-refresh");
+    else if (e.key === "g") {
+      const raw = document.querySelector("#rv-body details.rv-raw");
+      if (raw) { e.preventDefault(); raw.open = !raw.open; }
+      return true;
+    }
+    if (target) { e.preventDefault(); target.click(); }
+    return true;
+  }
+
   document.addEventListener("keydown", (e) => {
+    if (reviewKey(e)) return;
     if (e.target && (e.target.id === "ann-phrase" || e.target.id === "ann-ptype")) {
       if (e.key === "Enter" && !e.isComposing) { e.preventDefault(); commit(); }
       else if (e.key === "Escape") { e.preventDefault(); leaveBox(); }

@@ -187,11 +187,11 @@ class AnnotateApp:
         return self._review_body(key), gr.Radio(choices=names, value=None), gold_text(initial_choice(state)), reason, ""
 
     def on_review_step(self, key: str | None, step: int, request: gr.Request):
-        """Open the next (step 1) or previous (-1) item of the list, in the list's order."""
+        """Open the next (step 1) or previous (-1) item of the list, wrapping round: after a save, ] goes to the top."""
         user = self._reviewer(request)
         keys = [s.key for s in review_list(self.store.snapshot())]
         i = keys.index(key) + step if key in keys else 0
-        target = keys[min(max(i, 0), len(keys) - 1)] if keys else None
+        target = keys[i % len(keys)] if keys else None
         return (*self._review_choices(user, target), *self.on_review_open(target, request))
 
     def on_review_source(self, key: str | None, source: str | None, request: gr.Request):

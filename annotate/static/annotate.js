@@ -140,7 +140,7 @@
     S.mode = mode;
     S.editRow = row;
     const label = document.getElementById("ann-mode");
-    if (label) label.textContent = mode === "edit" ? `edit #${row + 1}` : mode;
+    if (label) label.textContent = mode === "edit" ? `edit #${row + 1}` : mode === "flag" ? "flag" : "new";
     const ed = document.querySelector(".ann-editor");
     if (ed) { ed.classList.toggle("editing", mode === "edit"); ed.classList.toggle("flagging", mode === "flag"); }
     const b = box();

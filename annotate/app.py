@@ -242,9 +242,9 @@ def build_blocks(app: AnnotateApp) -> gr.Blocks:
                 rv_top = gr.HTML(elem_id="rv-top")
                 with gr.Row():
                     rv_item = gr.Dropdown(label="Item", choices=[], scale=4)
-                    rv_prev = gr.Button("◀ Prev", scale=0, min_width=80, elem_id="rv-prev")
-                    rv_next = gr.Button("Next ▶", scale=0, min_width=80, elem_id="rv-next")
-                    rv_refresh = gr.Button("Refresh list", scale=0, min_width=110, elem_id="rv-refresh")
+                    rv_prev = gr.Button("◀ Prev", scale=0, min_width=110, elem_id="rv-prev")
+                    rv_next = gr.Button("Next ▶", scale=0, min_width=110, elem_id="rv-next")
+                    rv_refresh = gr.Button("Refresh list", scale=0, min_width=140, elem_id="rv-refresh")
                 rv_summary = gr.HTML(elem_id="rv-summary")
                 rv_body = gr.HTML(elem_id="rv-body")
                 rv_source = gr.Radio(label="Start from", choices=[])

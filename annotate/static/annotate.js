@@ -14,6 +14,7 @@
   const SLOW_MS = 3000; // then the page says it is waiting for the server
   const SYNC_LABEL = { idle: "✓ up to date", busy: "sending…", slow: "waiting for the server…" };
   const UNSENT = "ann-unsent"; // sessionStorage: {user, key, version, commands}
+  const MOVES = new Set(["show", "goto", "next", "prev", "reload", "open"]); // commands that change no document
   const S = { cursor: 0, mode: "add", editRow: null, waiting: [], sent: [], sentAt: 0, seq: 0, answer: -1, redrawn: null, key: null,
     base: null, restore: readUnsent(), restoring: false };
   window.__annTake = () => JSON.stringify(S.sent);
@@ -32,7 +33,7 @@
 
   // The commands the server has not answered yet, with the item and version they were typed on.
   function keepUnsent() {
-    const commands = S.sent.concat(S.waiting).filter((c) => c.op !== "show" && c.op !== "goto");
+    const commands = S.sent.concat(S.waiting).filter((c) => !MOVES.has(c.op)); // changes only, not moves
     if (S.restore) return; // an earlier page's changes wait for the annotator's answer: keep them
     if (!commands.length || !S.base) { sessionStorage.removeItem(UNSENT); return; }
     sessionStorage.setItem(UNSENT, JSON.stringify({ ...S.base, commands }));

@@ -3,6 +3,7 @@
 A command is a dict `{"op", "row"?, "text"?, "type"?}` as the browser or an API
 client sends it. `apply_edit` never mutates its input; it returns an `Outcome`
 whose `doc` is None when the command changed nothing (with `message` saying why).
+An added phrase without a type is explicit when it is found in the input text, else implicit.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from annotate.phrases import (
     near_duplicate,
     tidy_phrase,
 )
+from kgen import records as R
+from kgen.grounding import is_grounded
 
 EDIT_OPS: tuple[str, ...] = ("accept", "reject", "edit", "add", "toggle", "accept_all", "reset")
 OP, ROW, TEXT = "op", "row", "text"
@@ -100,7 +103,7 @@ def _edit(doc: dict, i: int, command: dict) -> Outcome:
     return _duplicate_outcome(new, text, dup, "edited to", None)
 
 
-def _add(doc: dict, command: dict) -> Outcome:
+def _add(doc: dict, command: dict, source: str) -> Outcome:
     text, problem = _checked_text(command)
     if problem:
         return Outcome(None, problem, "error")
@@ -108,7 +111,8 @@ def _add(doc: dict, command: dict) -> Outcome:
     if dup and dup[0] == "same":
         return Outcome(None, f"'{text}' is already in the list as '{dup[1]}'", "error")
     new = copy.deepcopy(doc)
-    new[ROWS].append({PHRASE: text, TYPE: _type_of(command, "implicit"), DECISION: "add", ORIGIN: None, HINT: "added"})
+    kind = _type_of(command, R.EXPLICIT if is_grounded(text, source) else R.IMPLICIT)
+    new[ROWS].append({PHRASE: text, TYPE: kind, DECISION: "add", ORIGIN: None, HINT: "added"})
     return _duplicate_outcome(new, text, dup, "added", len(new[ROWS]) - 1)
 
 
@@ -130,11 +134,11 @@ def _accept_all(doc: dict) -> Outcome:
     return Outcome(new, f"accepted {len(pending)} pending phrase(s)")
 
 
-def apply_edit(doc: dict, command: dict) -> Outcome:
-    """Apply one editing command to a document."""
+def apply_edit(doc: dict, command: dict, source: str = "") -> Outcome:
+    """Apply one editing command to a document; `source` is the item's input text (to type an added phrase)."""
     op = command.get(OP)
     if op == "add":
-        return _add(doc, command)
+        return _add(doc, command, source)
     if op == "accept_all":
         return _accept_all(doc)
     if op not in EDIT_OPS:

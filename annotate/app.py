@@ -26,7 +26,7 @@ from annotate import render  # noqa: E402
 from annotate.gold import gold_records, item_state  # noqa: E402
 from annotate.ordering import AnswerNumbers, fresh_commands  # noqa: E402
 from annotate.phrases import check_doc, pending_count  # noqa: E402
-from annotate.review import UNION, candidates, chosen_by, initial_choice, review_list, save_gold  # noqa: E402
+from annotate.review import UNION, candidates, chosen_by, gold_text, initial_choice, review_list, save_gold  # noqa: E402
 from annotate.session import AccessError, Reply, SessionState, handle, item_labels, open_item, resume_key, screen  # noqa: E402
 from annotate.store import SAVED_STATUSES, Store  # noqa: E402
 
@@ -100,7 +100,7 @@ class AnnotateApp:
         is_reviewer = user in self.reviewers
         tabs = gr.Tabs(selected="review" if is_reviewer and state.key is None else "annotate")
         return (*screen(self.store, user, state, reply, self.labels, answer=self.answers.next(), ack=-1),
-                gr.Tab(visible=is_reviewer), tabs, *self._review_choices(user))
+                gr.Tab(visible=is_reviewer), tabs, *self._review_choices(user), render.review_top(user))
 
     def on_command(self, text: str, request: gr.Request):
         """The commands typed on the page since its last request, run in order (see annotate.ordering)."""
@@ -149,53 +149,72 @@ class AnnotateApp:
         return gold_records(self.store.snapshot())[0]
 
     # --- the review tab -------------------------------------------------------
-    def _review_choices(self, user: str):
+    def _review_choices(self, user: str, value: str | None = None):
+        """The item list (keeping `value` picked) and the counts per state, fresh from the store."""
         if user not in self.reviewers:
             return gr.Dropdown(choices=[], value=None), ""
         states = review_list(self.store.snapshot())
         counts = Counter(s.state for s in states)
         choices = [(f"{s.key.split(':', 1)[1]} — {s.state} — {self.labels.get(s.key, '')}", s.key) for s in states]
-        return gr.Dropdown(choices=choices, value=None), render.review_summary(dict(counts))
+        return gr.Dropdown(choices=choices, value=value), render.review_summary(dict(counts))
 
-    def on_review_refresh(self, request: gr.Request):
-        """Reload the reviewer's item list."""
-        return self._review_choices(current_user(request))
-
-    def on_review_open(self, key: str | None, request: gr.Request):
-        """Show the annotators' versions of an item side by side and the candidate phrases."""
+    def _reviewer(self, request: gr.Request) -> str:
         user = current_user(request)
-        if user not in self.reviewers or not key:
-            return "", gr.Radio(choices=[], value=None), gr.CheckboxGroup(choices=[], value=[]), "", ""
+        if user not in self.reviewers:
+            raise gr.Error("only reviewers can review")
+        return user
+
+    def _review_body(self, key: str) -> str:
         state = item_state(key, self.store.snapshot())
         saved = {a.annotator: a for a in self.store.annotations(key=key)}
         versions = [(name, saved[name].status, saved[name].doc) if name in saved else (name, "pending", {})
                     for name in state.assigned]
         review = (state.review.reviewer, state.review.reason) if state.review else None
-        body = render.review_screen(key, self.store.item(key) or {}, state.state, review, versions)
+        return render.review_screen(key, self.store.item(key) or {}, state.state, review, versions, candidates(state))
+
+    def on_review_refresh(self, key: str | None, request: gr.Request):
+        """Reload the reviewer's item list and counts (the picked item stays picked)."""
+        return self._review_choices(self._reviewer(request), key)
+
+    def on_review_open(self, key: str | None, request: gr.Request):
+        """Show the annotators' versions of an item side by side, and the gold to start from."""
+        self._reviewer(request)
+        if not key:
+            return "", gr.Radio(choices=[], value=None), "", "", ""
+        state = item_state(key, self.store.snapshot())
         names = [a.annotator for a in state.submitted] + [UNION]
-        return (body, gr.Radio(choices=names, value=None),
-                gr.CheckboxGroup(choices=candidates(state), value=initial_choice(state)), review[1] if review else "", "")
+        reason = state.review.reason if state.review else ""
+        return self._review_body(key), gr.Radio(choices=names, value=None), gold_text(initial_choice(state)), reason, ""
+
+    def on_review_step(self, key: str | None, step: int, request: gr.Request):
+        """Open the next (step 1) or previous (-1) item of the list, wrapping round: after a save, ] goes to the top."""
+        user = self._reviewer(request)
+        keys = [s.key for s in review_list(self.store.snapshot())]
+        i = keys.index(key) + step if key in keys else 0
+        target = keys[i % len(keys)] if keys else None
+        return (*self._review_choices(user, target), *self.on_review_open(target, request))
 
     def on_review_source(self, key: str | None, source: str | None, request: gr.Request):
         """Start the gold from one annotator's version, or from the union of all."""
-        current_user(request)
+        self._reviewer(request)
         if not key or not source:
-            return gr.CheckboxGroup()
-        return gr.CheckboxGroup(value=chosen_by(item_state(key, self.store.snapshot()), source))
+            return gr.Textbox()
+        return gold_text(chosen_by(item_state(key, self.store.snapshot()), source))
 
-    def on_review_save(self, key: str | None, values: list[str], source: str | None, reason: str, request: gr.Request):
-        """Save the reviewer's gold with its reason."""
-        user = current_user(request)
-        if user not in self.reviewers:
-            raise gr.Error("only reviewers can decide gold")
+    def on_review_save(self, key: str | None, text: str, source: str | None, reason: str, request: gr.Request):
+        """Save the reviewer's gold with its reason; the list, counts and item redrawn from the store."""
+        user = self._reviewer(request)
         if not key:
-            return render.message("pick an item first", "warn")
+            return render.message("pick an item first", "warn"), *self._review_choices(user), ""
         review = self.store.review(key)
-        result = save_gold(self.store, user, key, values or [], reason or "", source or UNION,
+        result = save_gold(self.store, user, key, text or "", reason or "", source or UNION,
                            review.version if review else 0)
         if not result.ok:
-            return render.message(result.message or "not saved", "error")
-        return render.message(f"gold saved for {key} (v{result.version}, {len(values or [])} phrases)")
+            note = render.message(result.message or "not saved", "error")
+        else:
+            kept = len(self.store.review(key).doc["rows"])
+            note = render.message(f"gold saved for {key} (v{result.version}, {kept} phrases)")
+        return note, *self._review_choices(user, key), self._review_body(key)
 
 
 def _asset(name: str) -> str:
@@ -220,24 +239,32 @@ def build_blocks(app: AnnotateApp) -> gr.Blocks:
                 cmd = gr.Textbox(visible="hidden", elem_id="ann-cmd")
                 run = gr.Button("run", visible="hidden", elem_id="ann-run")
             with gr.Tab("Review", id="review", visible=False) as review_tab:
+                rv_top = gr.HTML(elem_id="rv-top")
                 with gr.Row():
                     rv_item = gr.Dropdown(label="Item", choices=[], scale=4)
-                    rv_refresh = gr.Button("Refresh list", scale=1)
-                rv_summary = gr.HTML()
-                rv_body = gr.HTML()
+                    rv_prev = gr.Button("◀ Prev", scale=0, min_width=110, elem_id="rv-prev")
+                    rv_next = gr.Button("Next ▶", scale=0, min_width=110, elem_id="rv-next")
+                    rv_refresh = gr.Button("Refresh list", scale=0, min_width=140, elem_id="rv-refresh")
+                rv_summary = gr.HTML(elem_id="rv-summary")
+                rv_body = gr.HTML(elem_id="rv-body")
                 rv_source = gr.Radio(label="Start from", choices=[])
-                rv_pick = gr.CheckboxGroup(label="Gold phrases", choices=[])
-                rv_reason = gr.Textbox(label="Reason for this choice", lines=2)
-                rv_save = gr.Button("Save gold", variant="primary")
-                rv_msg = gr.HTML()
+                rv_gold = gr.Textbox(label="Gold phrases: one `explicit: phrase` or `implicit: phrase` a line (e: / i:)",
+                                     lines=6, elem_id="rv-gold")
+                rv_reason = gr.Textbox(label="Reason for this choice", lines=2, elem_id="rv-reason")
+                rv_save = gr.Button("Save gold (Ctrl+Enter)", variant="primary", elem_id="rv-save")
+                rv_msg = gr.HTML(elem_id="rv-msg")
         hidden = {"api_visibility": "private", "show_progress": "hidden"}
-        demo.load(app.on_load, None, [main, msg, queue, raw, review_tab, tabs, rv_item, rv_summary], **hidden)
+        demo.load(app.on_load, None, [main, msg, queue, raw, review_tab, tabs, rv_item, rv_summary, rv_top], **hidden)
         run.click(app.on_command, [cmd], [main, msg, queue, raw], js="(c) => [window.__annTake ? window.__annTake() : c]",
                   trigger_mode="multiple", **hidden)  # the page keeps one request in flight: see annotate.ordering
-        rv_refresh.click(app.on_review_refresh, None, [rv_item, rv_summary], **hidden)
-        rv_item.change(app.on_review_open, [rv_item], [rv_body, rv_source, rv_pick, rv_reason, rv_msg], **hidden)
-        rv_source.change(app.on_review_source, [rv_item, rv_source], [rv_pick], **hidden)
-        rv_save.click(app.on_review_save, [rv_item, rv_pick, rv_source, rv_reason], [rv_msg], **hidden)
+        opened = [rv_body, rv_source, rv_gold, rv_reason, rv_msg]
+        rv_refresh.click(app.on_review_refresh, [rv_item], [rv_item, rv_summary], **hidden)
+        rv_item.input(app.on_review_open, [rv_item], opened, **hidden)  # a pick by the reviewer, not a redraw
+        for button, step in ((rv_prev, -1), (rv_next, 1)):
+            button.click(app.on_review_step, [rv_item, gr.State(step)], [rv_item, rv_summary, *opened], **hidden)
+        rv_source.input(app.on_review_source, [rv_item, rv_source], [rv_gold], **hidden)
+        rv_save.click(app.on_review_save, [rv_item, rv_gold, rv_source, rv_reason], [rv_msg, rv_item, rv_summary, rv_body],
+                      **hidden)
         gr.api(app.api_load_item, api_name="load_item", concurrency_limit=None)
         gr.api(app.api_save, api_name="save", concurrency_limit=None)
         gr.api(app.api_export_gold, api_name="export_gold", concurrency_limit=None)

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from annotate.assign import AssignConfig
-from annotate.store import Store
+from annotate.store import Store, StoreError
 from kgen import records as R
 from kgen.cli_errors import fail, one_line_errors
 
@@ -17,10 +17,12 @@ app = typer.Typer(help="Gold key phrases: the annotation app, its export and agr
 DbOpt = Annotated[Path, typer.Option("--db", help="The annotation database (SQLite).")]
 
 
-def _existing_db(db: Path) -> Store:
-    if not db.exists():
-        fail(f"{db}: no such database (run `annotate serve --input ... --db {db}` first)")
-    return Store(db)
+def _open_db(db: Path, readonly: bool) -> Store:
+    """The annotation database, or one line saying why the path is not one."""
+    try:
+        return Store(db, readonly=readonly)
+    except StoreError as exc:
+        fail(str(exc))
 
 
 @app.command()
@@ -47,7 +49,7 @@ def serve(
         if not 0 < port < 65536:
             raise ValueError(f"--port must be between 1 and 65535, got {port}")
         records = read_knowledge(input) if input else []
-        store = Store(db)
+        store = _open_db(db, readonly=False)
         summary = prepare_store(store, records, annotators, config)
     if not summary["items"]:
         fail(f"{db} holds no items: give --input knowledge.jsonl")
@@ -74,17 +76,25 @@ def serve(
 def export(
     db: DbOpt,
     output: Annotated[Path, typer.Option("--output", "-o", help="Gold JSONL to write (atomically).")],
+    force: Annotated[bool, typer.Option("--force", help="Write even when there is no gold and -o exists.")] = False,
 ) -> None:
     """Write the gold records (unanimous or reviewed items) in the format `distill eval-f1` reads."""
-    from annotate.gold import gold_records
+    from annotate.gold import empty_gold, gold_records
 
-    store = _existing_db(db)
-    rows, counts = gold_records(store.snapshot())
+    if output.is_dir():
+        fail(f"{output}: is a folder; -o names the gold JSONL file to write")
+    rows, counts = gold_records(_open_db(db, readonly=True).snapshot())
+    if not rows and output.exists() and output.stat().st_size and not force:
+        fail(f"{output}: exists and {db} has no gold records yet; not overwritten (give --force to empty it)")
+    empty = empty_gold(rows)
     R.write_jsonl(output, rows)
-    R.write_json(output.with_name(output.stem + ".run.json"), {"config": {"db": str(db), "output": str(output)},
-                                                                "metrics": {"gold": len(rows), **counts}})
+    R.write_json(output.with_name(output.stem + ".run.json"),
+                 {"config": {"db": str(db), "output": str(output)},
+                  "metrics": {"gold": len(rows), **counts, "empty_gold": len(empty)}, "empty_gold_ids": empty})
     left = ", ".join(f"{n} {state}" for state, n in counts.items() if state in ("waiting", "needs review") and n)
     typer.echo(f"wrote {len(rows)} gold records -> {output}" + (f" (not exported: {left})" if left else ""))
+    if empty:
+        typer.echo(f"note: {len(empty)} gold records have no key phrases: {', '.join(empty)}", err=True)
 
 
 @app.command()
@@ -95,7 +105,7 @@ def agreement(
     """Krippendorff's alpha (decisions; MASI on final sets) and pairwise F1 on multiply-annotated items."""
     from annotate.agreement import agreement_report
 
-    report = agreement_report(_existing_db(db).snapshot())
+    report = agreement_report(_open_db(db, readonly=True).snapshot())
     if output:
         R.write_json(output, report)
 

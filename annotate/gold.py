@@ -2,7 +2,8 @@
 
 An item's gold is the reviewer's choice when there is one; otherwise, once
 every assigned annotator has submitted and their final sets agree (same
-normalised phrases with the same types), that set is accepted automatically.
+normalised phrases with the same types), that set is accepted automatically,
+unless an annotator flagged the item: a flagged item always goes to review.
 Anything else waits (for annotators or for review) and is not exported.
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from annotate.phrases import DECISION, ORIGIN, PHRASE, ROWS, TYPE, final_phrases, kept_rows
+from annotate.phrases import DECISION, ORIGIN, PHRASE, ROWS, TYPE, final_phrases, flag_of, kept_rows
 from annotate.store import Annotation, Review, Snapshot, item_key
 from eval.normalize import normalize_phrase
 from kgen import records as R
@@ -50,7 +51,7 @@ def item_state(key: str, snapshot: Snapshot) -> ItemState:
     assigned = snapshot.assignments.get(key, [])
     saved = {a.annotator: a for a in snapshot.annotations.get(key, [])}
     submitted = [saved[a] for a in assigned if a in saved and saved[a].status == "submitted"]
-    flagged = any(saved[a].status == "flagged" for a in assigned if a in saved)
+    flagged = any(flag_of(saved[a].doc) is not None for a in assigned if a in saved)  # kept through submit
     review = snapshot.reviews.get(key)
     if review is not None:
         state = "reviewed"
@@ -100,6 +101,11 @@ def gold_record(record: dict, state: ItemState) -> dict | None:
         REVIEWED_AT: state.review.updated_at if state.review else None,
         TEACHER_MODEL: record.get(R.MODEL),
     }
+
+
+def empty_gold(rows: list[dict]) -> list[str]:
+    """The keys (`level:id`) of gold records with no key phrases: reported apart, as they may be an accident."""
+    return [item_key(g) for g in rows if not g[R.KEY_PHRASES]]
 
 
 def gold_records(snapshot: Snapshot) -> tuple[list[dict], dict[str, int]]:

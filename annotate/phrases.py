@@ -1,9 +1,11 @@
 """Phrase rows of one annotation: typing, entry clean-up, near-duplicates, suggestions.
 
-An annotation document is `{"rows": [row, ...]}`; a row is
+An annotation document is `{"rows": [row, ...], "flag"?: reason}`; a row is
 `{"phrase", "type": "explicit"|"implicit", "decision", "origin", "hint"}` where
 `decision` is pending/accept/reject/edit/add, `origin` the teacher's phrase the
 row started from (None for an added phrase) and `hint` how its type was found.
+`flag`, when present, marks the item for review with the annotator's reason (maybe ""); it stays
+through edits and submits until the annotator clears it.
 """
 
 from __future__ import annotations
@@ -16,12 +18,15 @@ from collections.abc import Iterable
 
 from eval.normalize import normalize_phrase
 from kgen import records as R
+from kgen.grounding import is_grounded
 
-PHRASE, TYPE, DECISION, ORIGIN, HINT, ROWS = "phrase", "type", "decision", "origin", "hint", "rows"
+PHRASE, TYPE, DECISION, ORIGIN, HINT, ROWS, FLAG = "phrase", "type", "decision", "origin", "hint", "rows", "flag"
 TYPES: tuple[str, ...] = (R.EXPLICIT, R.IMPLICIT)
 DECISIONS: tuple[str, ...] = ("pending", "accept", "reject", "edit", "add")
 KEPT: frozenset[str] = frozenset({"accept", "edit", "add"})
 MAX_PHRASE_CHARS = 120
+MAX_REASON_CHARS = 300
+GROUNDED = "grounded"  # kgen's mark on each explicit entry: is its value found in the input?
 NEAR_RATIO = 0.85  # difflib ratio of normalised forms above which two phrases look like one
 
 
@@ -59,6 +64,16 @@ def phrase_type(phrase: str, record: dict) -> tuple[str, str]:
     return R.IMPLICIT, "guess"
 
 
+def grounded(phrase: str, record: dict) -> bool:
+    """Whether a phrase is found in the record's input: kgen's mark on the explicit entry of that value, else computed."""
+    norm = normalize_phrase(phrase)
+    for entry in record.get(R.EXPLICIT) or []:
+        if isinstance(entry, dict) and isinstance(entry.get(GROUNDED), bool) \
+                and normalize_phrase(str(entry.get(R.VALUE, ""))) == norm:
+            return entry[GROUNDED]
+    return is_grounded(phrase, str(record.get(R.INPUT, "")))
+
+
 def initial_doc(record: dict) -> dict:
     """The document an annotator starts from: the teacher's key phrases, all pending."""
     rows = []
@@ -74,10 +89,18 @@ def tidy_phrase(text: str) -> str:
     return text.strip(" \"'`.,;:!?·").strip()
 
 
+def flag_of(doc: dict) -> str | None:
+    """The reason an item is flagged for review ("" when none was given), or None when it is not flagged."""
+    flag = doc.get(FLAG)
+    return flag if isinstance(flag, str) else None
+
+
 def check_doc(doc: object) -> str | None:
     """What is wrong with an annotation document sent by a client, or None."""
     if not isinstance(doc, dict) or not isinstance(doc.get(ROWS), list):
         return "doc must be an object with a 'rows' list"
+    if doc.get(FLAG) is not None and (not isinstance(doc[FLAG], str) or len(doc[FLAG]) > MAX_REASON_CHARS):
+        return f"'flag' must be a reason of at most {MAX_REASON_CHARS} characters (\"\" for none) or null"
     for i, row in enumerate(doc[ROWS]):
         if not isinstance(row, dict) or not isinstance(row.get(PHRASE), str) or not row[PHRASE].strip():
             return f"row {i}: 'phrase' must be a non-empty string"

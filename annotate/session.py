@@ -7,16 +7,17 @@ overwritten) and returns the new state and a `Reply` to render.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from annotate import render
 from annotate.actions import EDIT_OPS, OP, Outcome, apply_edit
-from annotate.phrases import initial_doc, pending_count, suggestions
+from annotate.phrases import FLAG, MAX_REASON_CHARS, final_phrases, flag_of, initial_doc, pending_count, suggestions
 from annotate.store import Store, item_key
+from annotate.undo import TO, undo_target
 from kgen import records as R
 
 NAV_OPS: tuple[str, ...] = ("next", "prev", "goto", "reload", "open")
-UNDO_DEPTH = 100
+REASON = "reason"
 
 
 class AccessError(ValueError):
@@ -25,14 +26,17 @@ class AccessError(ValueError):
 
 @dataclass
 class SessionState:
-    """What one open page knows: the item, the version it is based on, its document and undo stack."""
+    """What one open page knows: the item, the version it is based on, its document, the row cursor.
+
+    `confirm` is the (key, version) whose empty submit the annotator was asked to confirm.
+    """
 
     key: str | None = None
     version: int = 0
     status: str = "pending"
     doc: dict | None = None
-    undo: list[dict] = field(default_factory=list)
     cursor: int = 0
+    confirm: tuple[str, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -40,7 +44,7 @@ class Reply:
     """What to tell the annotator after a command."""
 
     message: str = ""
-    level: str = "info"
+    level: str = "info"  # info | warn | error | confirm (a question: Enter says yes)
     cursor_set: int | None = None
 
 
@@ -91,16 +95,14 @@ def _save(store: Store, user: str, state: SessionState, doc: dict, status: str, 
     if result.conflict:
         return state, Reply(f"Not saved: this item was changed in another tab or session (now v{result.version}, "
                             f"you had v{state.version}). Press r to load the latest version.", "error")
-    undo = (state.undo + [state.doc])[-UNDO_DEPTH:] if action != "undo" else state.undo
-    return SessionState(state.key, result.version, status, doc, undo, state.cursor), None
+    return SessionState(state.key, result.version, status, doc, state.cursor), None
 
 
 def _edit(store: Store, user: str, state: SessionState, command: dict) -> tuple[SessionState, Reply]:
-    outcome: Outcome = apply_edit(state.doc, command)
+    outcome: Outcome = apply_edit(state.doc, command, str((store.item(state.key) or {}).get(R.INPUT, "")))
     if outcome.doc is None:
         return state, Reply(outcome.message, outcome.level, outcome.cursor)
-    status = "flagged" if state.status == "flagged" else "draft"
-    new, problem = _save(store, user, state, outcome.doc, status, command[OP], command)
+    new, problem = _save(store, user, state, outcome.doc, "draft", command[OP], command)
     if problem:
         return state, problem
     note = " (re-opened: submit again with Enter)" if state.status == "submitted" else ""
@@ -108,40 +110,60 @@ def _edit(store: Store, user: str, state: SessionState, command: dict) -> tuple[
 
 
 def _undo(store: Store, user: str, state: SessionState) -> tuple[SessionState, Reply]:
-    if not state.undo:
-        return state, Reply("nothing to undo in this session")
-    previous = state.undo[-1]
-    status = "flagged" if state.status == "flagged" else "draft"
-    new, problem = _save(store, user, state, previous, status, "undo", {OP: "undo"})
+    """Go back one change, as kept in the store's log: the document and status of that version."""
+    history = [a for a in store.actions(key=state.key, actor=user) if a["kind"] == "annotation"]
+    target = undo_target(history, state.version)
+    if target is None:
+        return state, Reply("nothing to undo: this is the teacher's original")
+    if target == 0:
+        doc, status = initial_doc(store.item(state.key) or {}), "pending"
+    else:
+        saved = next(a for a in history if a["version"] == target)
+        doc, status = saved["doc"], saved["status"]
+    new, problem = _save(store, user, state, doc, status, "undo", {OP: "undo", TO: target})
     if problem:
         return state, problem
-    new.undo = state.undo[:-1]
-    return new, Reply(f"undone · saved v{new.version}")
+    back = "the teacher's original" if target == 0 else f"v{target}"
+    return new, Reply(f"undone: back to {back} ({status}) · saved v{new.version}")
 
 
 def _submit(store: Store, user: str, state: SessionState) -> tuple[SessionState, Reply]:
     left = pending_count(state.doc)
     if left:
         return state, Reply(f"{left} phrase(s) still pending: decide each (a / x) or accept all with Shift+A", "warn")
+    if not final_phrases(state.doc) and state.confirm != (state.key, state.version):
+        state.confirm = (state.key, state.version)
+        return state, Reply("Submit with no key phrases? This item's gold would be empty. Press Enter again to "
+                            "submit it, or any other key to go on.", "confirm")
     new, problem = _save(store, user, state, state.doc, "submitted", "submit", {OP: "submit"})
     if problem:
         return state, problem
+    flagged = " (still flagged for review)" if flag_of(new.doc) is not None else ""
     following = _next_unfinished(store.queue(user), state.key)
     if following is None:
-        return new, Reply(f"submitted v{new.version} · every item in your queue is submitted", "info")
-    return open_item(store, user, following), Reply(f"submitted {state.key.split(':', 1)[1]} · next item", cursor_set=0)
+        return new, Reply(f"submitted v{new.version}{flagged} · every item in your queue is submitted", "info")
+    return open_item(store, user, following), Reply(f"submitted {state.key.split(':', 1)[1]}{flagged} · next item",
+                                                    cursor_set=0)
 
 
-def _status(store: Store, user: str, state: SessionState, op: str) -> tuple[SessionState, Reply]:
-    """Save a draft (keeping a flag), or flag / unflag the item."""
-    if op == "draft":
-        status, action, text = ("flagged" if state.status == "flagged" else "draft"), "draft", "draft saved"
-    elif state.status == "flagged":
-        status, action, text = "draft", "unflag", "flag removed"
-    else:
-        status, action, text = "flagged", "flag", "flagged for review"
-    new, problem = _save(store, user, state, state.doc, status, action, {OP: op})
-    return (state, problem) if problem else (new, Reply(f"{text} · v{new.version}"))
+def _flag(store: Store, user: str, state: SessionState, command: dict) -> tuple[SessionState, Reply]:
+    """Flag the item for review with an optional reason, or clear the flag; the status stays as it is."""
+    doc = {k: v for k, v in state.doc.items() if k != FLAG}
+    if command[OP] == "flag":
+        doc[FLAG] = " ".join(str(command.get(REASON) or "").split())[:MAX_REASON_CHARS]
+    if flag_of(doc) == flag_of(state.doc):
+        return state, Reply("already flagged" if command[OP] == "flag" else "this item is not flagged")
+    status = "draft" if state.status == "pending" else state.status
+    new, problem = _save(store, user, state, doc, status, command[OP], command)
+    if problem:
+        return state, problem
+    text = "flag removed" if command[OP] == "unflag" else "flagged for review" + (f": {doc[FLAG]}" if doc[FLAG] else "")
+    return new, Reply(f"{text} · v{new.version}")
+
+
+def _draft(store: Store, user: str, state: SessionState) -> tuple[SessionState, Reply]:
+    new, problem = _save(store, user, state, state.doc, "draft", "draft", {OP: "draft"})
+    return (state, problem) if problem else (new, Reply(f"draft saved · v{new.version}"))
 
 
 def _navigate(store: Store, user: str, state: SessionState, command: dict) -> tuple[SessionState, Reply]:
@@ -175,6 +197,8 @@ def handle(store: Store, user: str, state: SessionState, command: dict) -> tuple
         return state, Reply("no item is open", "warn")
     if op not in NAV_OPS and command.get("key") not in (None, state.key):
         return state, Reply("ignored a key press meant for the previous item", "warn")
+    if op != "submit":
+        state.confirm = None  # any other key answers "no" to an empty submit
     if op in NAV_OPS:
         return _navigate(store, user, state, command)
     if op in EDIT_OPS:
@@ -183,8 +207,10 @@ def handle(store: Store, user: str, state: SessionState, command: dict) -> tuple
         return _undo(store, user, state)
     if op == "submit":
         return _submit(store, user, state)
-    if op in ("draft", "flag"):
-        return _status(store, user, state, op)
+    if op in ("flag", "unflag"):
+        return _flag(store, user, state, command)
+    if op == "draft":
+        return _draft(store, user, state)
     return state, Reply(f"unknown command {op!r}", "error")
 
 
@@ -204,14 +230,16 @@ def screen(store: Store, user: str, state: SessionState, reply: Reply, labels: d
     rows = len(state.doc["rows"])
     cursor = reply.cursor_set if reply.cursor_set is not None else state.cursor
     state.cursor = min(max(cursor, 0), max(rows - 1, 0))
-    used = suggestions(a.doc for a in store.annotations(annotator=user))
+    saved = store.annotations(annotator=user)
+    used = suggestions(a.doc for a in saved)
+    flagged = {a.key for a in saved if flag_of(a.doc) is not None}
     main = render.main_screen(
         record, state.doc, version=state.version, status=state.status, cursor=state.cursor,
         done=sum(1 for _, s in queue if s == "submitted"), total=len(queue),
         position=keys.index(state.key) + 1 if state.key in keys else 0, user=user, suggestions=used,
         cursor_set=state.cursor if reply.cursor_set is not None else None, answer=answer, ack=ack,
     )
-    return main, render.message(reply.message, reply.level), render.queue_panel(queue, labels, state.key), render.reasoning(record)
+    return main, render.message(reply.message, reply.level), render.queue_panel(queue, labels, state.key, flagged), render.reasoning(record)
 
 
 def item_labels(records: list[dict]) -> dict[str, str]:

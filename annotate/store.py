@@ -22,11 +22,18 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from annotate.phrases import FLAG
 from kgen import records as R
 
-STATUSES: tuple[str, ...] = ("pending", "draft", "submitted", "flagged")
-SAVED_STATUSES: tuple[str, ...] = STATUSES[1:]
+STATUSES: tuple[str, ...] = ("pending", "draft", "submitted")  # "pending" is saved only by undoing to the start
+SAVED_STATUSES: tuple[str, ...] = STATUSES[1:]  # what an annotator or API client saves
+LEGACY_FLAGGED = "flagged"  # an older status: a flag is now the doc's "flag" field, apart from the status
 BUSY_TIMEOUT_S = 60.0
+TABLES: frozenset[str] = frozenset({"items", "assignments", "annotations", "reviews", "actions", "meta"})
+
+
+class StoreError(ValueError):
+    """The --db path is not an annotation database (a folder, another program's SQLite file, not SQLite at all)."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS items (
@@ -112,7 +119,10 @@ class Snapshot:
 
 
 def _annotation(row: sqlite3.Row) -> Annotation:
-    return Annotation(row["key"], row["annotator"], row["version"], row["status"], json.loads(row["doc"]),
+    doc, status = json.loads(row["doc"]), row["status"]
+    if status == LEGACY_FLAGGED:  # saved before flags were kept through submit: a flagged draft
+        doc, status = {FLAG: "", **doc}, "draft"
+    return Annotation(row["key"], row["annotator"], row["version"], status, doc,
                       row["created_at"], row["updated_at"], row["submitted_at"])
 
 
@@ -121,25 +131,58 @@ def _review(row: sqlite3.Row) -> Review:
                   row["source"], row["created_at"], row["updated_at"])
 
 
-class Store:
-    """A handle on one annotation database; safe to share between threads (one connection per thread)."""
+@contextmanager
+def _opening(path: Path) -> Iterator[None]:
+    """SQLite's errors on opening a file as StoreError: it is not SQLite, or cannot be opened."""
+    try:
+        yield
+    except sqlite3.OperationalError as exc:
+        raise StoreError(f"{path}: cannot open the database ({exc})") from None
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"{path}: not an annotation database ({exc})") from None
 
-    def __init__(self, path: str | Path):
+
+class Store:
+    """A handle on one annotation database; safe to share between threads (one connection per thread).
+
+    `readonly` (export, agreement) opens the file read-only: nothing is created, converted or written.
+    """
+
+    def __init__(self, path: str | Path, readonly: bool = False):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.readonly = readonly
+        if self.path.is_dir():
+            raise StoreError(f"{self.path}: is a folder; --db names the database file")
+        if readonly and not self.path.is_file():
+            raise StoreError(f"{self.path}: no such database (run `annotate serve --input ... --db {self.path}` first)")
+        if not readonly:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
-        con = self._con()
-        con.execute("PRAGMA journal_mode=WAL")
-        con.executescript(_SCHEMA)
+        with _opening(self.path):
+            con = self._con()
+            tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if (readonly or tables) and not TABLES <= tables:  # never add our tables to another program's database
+            raise StoreError(f"{self.path}: not an annotation database (it lacks the tables "
+                             f"{', '.join(sorted(TABLES - tables))})")
+        if not readonly:
+            con.execute("PRAGMA journal_mode=WAL")
+            con.executescript(_SCHEMA)
 
     # --- connections and transactions ---------------------------------------
+    def _connect(self) -> sqlite3.Connection:
+        if self.readonly:  # mode=ro: SQLite itself refuses every write
+            return sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S,
+                                   isolation_level=None, check_same_thread=False)
+        return sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
+
     def _con(self) -> sqlite3.Connection:
         con = getattr(self._local, "con", None)
         if con is None:
-            con = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
+            con = self._connect()
             con.row_factory = sqlite3.Row
-            con.execute("PRAGMA synchronous=FULL")  # an acknowledged save survives a crash, not just a kill
-            con.execute("PRAGMA foreign_keys=ON")
+            if not self.readonly:
+                con.execute("PRAGMA synchronous=FULL")  # an acknowledged save survives a crash, not just a kill
+                con.execute("PRAGMA foreign_keys=ON")
             self._local.con = con
         return con
 
@@ -223,10 +266,11 @@ class Store:
     def queue(self, annotator: str) -> list[tuple[str, str]]:
         """(key, status) of an annotator's items in input order; unsaved items are pending."""
         rows = self._con().execute(
-            "SELECT a.key, COALESCE(n.status, 'pending') AS status FROM assignments a JOIN items i ON i.key = a.key "
+            "SELECT a.key, CASE n.status WHEN ? THEN 'draft' ELSE COALESCE(n.status, 'pending') END AS status "
+            "FROM assignments a JOIN items i ON i.key = a.key "
             "LEFT JOIN annotations n ON n.key = a.key AND n.annotator = a.annotator "
             "WHERE a.annotator = ? ORDER BY i.position",
-            (annotator,),
+            (LEGACY_FLAGGED, annotator),
         ).fetchall()
         return [(r["key"], r["status"]) for r in rows]
 
@@ -263,8 +307,8 @@ class Store:
     def save(self, key: str, annotator: str, doc: dict, expected_version: int, status: str = "draft",
              action: str = "save", payload: dict | None = None) -> SaveResult:
         """Save a document if the stored version is still `expected_version`; log it; all in one transaction."""
-        if status not in SAVED_STATUSES:
-            raise ValueError(f"status must be one of {SAVED_STATUSES}, got {status!r}")
+        if status not in STATUSES:
+            raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
         ts, body = now(), json.dumps(doc, ensure_ascii=False)
         with self._tx() as con:
             row = con.execute("SELECT version, created_at, submitted_at FROM annotations WHERE key = ? AND annotator = ?",

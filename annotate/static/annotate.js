@@ -3,13 +3,20 @@
 // (see annotate/ordering.py): commands typed meanwhile wait and go together with the next one, which
 // the hidden "run" button's event takes through window.__annTake. Each answer says the last command
 // it ran (data-ack) and its own number (data-answer).
+// Commands not yet answered are also kept in sessionStorage (this tab only), with the item and version
+// they were typed on: a server restart sends the page back to the log-in form, and after it the page
+// sends them again if the item is still at that version, or else says how many changes were not saved
+// until the annotator acknowledges it.
 (() => {
   if (window.__annInstalled) return;
   window.__annInstalled = true;
   const RESEND_MS = 20000; // an answer this late is taken as lost: send the same commands again
   const SLOW_MS = 3000; // then the page says it is waiting for the server
   const SYNC_LABEL = { idle: "✓ up to date", busy: "sending…", slow: "waiting for the server…" };
-  const S = { cursor: 0, mode: "add", editRow: null, waiting: [], sent: [], sentAt: 0, seq: 0, answer: -1, redrawn: null, key: null };
+  const UNSENT = "ann-unsent"; // sessionStorage: {user, key, version, commands}
+  const MOVES = new Set(["show", "goto", "next", "prev", "reload", "open"]); // commands that change no document
+  const S = { cursor: 0, mode: "add", editRow: null, waiting: [], sent: [], sentAt: 0, seq: 0, answer: -1, redrawn: null, key: null,
+    base: null, restore: readUnsent(), restoring: false };
   window.__annTake = () => JSON.stringify(S.sent);
   window.__annState = S; // read by the browser tests (and handy in the console)
 
@@ -20,13 +27,74 @@
   const help = () => document.getElementById("ann-help");
   const visible = (el) => !!el && el.offsetParent !== null;
 
+  function readUnsent() {
+    try { return JSON.parse(sessionStorage.getItem(UNSENT) || "null"); } catch (err) { return null; }
+  }
+
+  // The commands the server has not answered yet, with the item and version they were typed on.
+  function keepUnsent() {
+    const commands = S.sent.concat(S.waiting).filter((c) => !MOVES.has(c.op)); // changes only, not moves
+    if (S.restore) return; // an earlier page's changes wait for the annotator's answer: keep them
+    if (!commands.length || !S.base) { sessionStorage.removeItem(UNSENT); return; }
+    sessionStorage.setItem(UNSENT, JSON.stringify({ ...S.base, commands }));
+  }
+
+  function baseOf(m) {
+    return m && m.dataset.key ? { user: m.dataset.user, key: m.dataset.key, version: Number(m.dataset.version) } : null;
+  }
+
   function send(command) {
     const m = main();
+    if (!S.sent.length && !S.waiting.length) S.base = baseOf(m);
     command.cursor = S.cursor;
     command.seq = S.seq++;
     if (m && m.dataset.key) command.key = m.dataset.key;
     S.waiting.push(command);
     flush();
+  }
+
+  // After a reload or a re-login: send an earlier page's unanswered commands again, if the item is as they found it.
+  function restoreUnsent(m) {
+    const r = S.restore;
+    if (!S.restoring) {
+      S.restoring = true;
+      if (m.dataset.user === r.user) { send({ op: "goto", target: r.key }); return; }
+    }
+    if (m.dataset.user === r.user && m.dataset.key === r.key && Number(m.dataset.version) === r.version) {
+      S.restore = null;
+      S.base = baseOf(m);
+      r.commands.forEach((c) => { c.seq = S.seq++; S.waiting.push(c); });
+      flush();
+      return;
+    }
+    showUnsaved(r);
+  }
+
+  function showUnsaved(r) {
+    if (document.getElementById("ann-unsaved")) return;
+    const div = document.createElement("div");
+    div.id = "ann-unsaved";
+    div.className = "ann-unsaved";
+    div.setAttribute("role", "alertdialog");
+    const text = document.createElement("p");
+    const why = r.user === main().dataset.user ? `item ${r.key} changed since they were typed (v${r.version})` : `they were typed by ${r.user}`;
+    text.textContent = `${r.commands.length} change(s) not saved: the server restarted before it answered, and ${why}. Check the item and type them again.`;
+    const ok = document.createElement("button");
+    ok.type = "button";
+    ok.className = "ann-btn";
+    ok.textContent = "I understand (Enter)";
+    ok.addEventListener("click", acknowledgeUnsaved);
+    div.append(text, ok);
+    document.body.appendChild(div);
+    ok.focus();
+  }
+
+  function acknowledgeUnsaved() {
+    S.restore = null;
+    sessionStorage.removeItem(UNSENT);
+    const div = document.getElementById("ann-unsaved");
+    if (div) div.remove();
+    keepUnsent();
   }
 
   function post() {
@@ -41,6 +109,7 @@
       S.waiting = [];
       post();
     }
+    keepUnsent();
     showSync();
   }
 
@@ -67,13 +136,19 @@
 
   function move(step) { S.cursor += step; paint(true); }
 
+  // The phrase box serves three modes: a new phrase, an edit of the row under the cursor, a flag's reason.
   function setMode(mode, row) {
     S.mode = mode;
     S.editRow = row;
     const label = document.getElementById("ann-mode");
-    if (label) label.textContent = mode === "edit" ? `edit #${row + 1}` : "new";
+    if (label) label.textContent = mode === "edit" ? `edit #${row + 1}` : mode === "flag" ? "flag" : "new";
     const ed = document.querySelector(".ann-editor");
-    if (ed) ed.classList.toggle("editing", mode === "edit");
+    if (ed) { ed.classList.toggle("editing", mode === "edit"); ed.classList.toggle("flagging", mode === "flag"); }
+    const b = box();
+    if (b) {
+      if (!b.dataset.placeholderPhrase) b.dataset.placeholderPhrase = b.placeholder;
+      b.placeholder = mode === "flag" ? b.dataset.placeholderFlag : b.dataset.placeholderPhrase;
+    }
   }
 
   function startEdit(mode) {
@@ -86,12 +161,18 @@
       b.value = rs[S.cursor].querySelector(".ph").textContent;
       typeSelect().value = rs[S.cursor].querySelector(".t").textContent.trim();
     } else {
-      setMode("add", null);
+      setMode(mode, null);
       b.value = "";
-      typeSelect().value = "implicit"; // an added phrase is most often inferred; Tab then e/i changes it
+      typeSelect().value = ""; // auto: explicit when the phrase is in the input; Tab then e/i chooses
     }
     b.focus();
     b.select();
+  }
+
+  function flag() {
+    const m = main();
+    if (m && m.dataset.flagged === "1") send({ op: "unflag" });
+    else if (m && m.dataset.key) startEdit("flag");
   }
 
   function leaveBox() {
@@ -104,8 +185,9 @@
   function commit() {
     const b = box();
     const text = b ? b.value.trim() : "";
+    if (S.mode === "flag") { send({ op: "flag", reason: text }); leaveBox(); return; } // a flag's reason may be empty
     if (!text) { leaveBox(); return; }
-    const type = typeSelect().value;
+    const type = typeSelect().value || undefined; // none: the server types it by the input
     if (S.mode === "edit" && S.editRow !== null) send({ op: "edit", row: S.editRow, text, type });
     else send({ op: "add", text, type });
     leaveBox();
@@ -135,17 +217,48 @@
     u: () => send({ op: "undo" }), d: () => send({ op: "draft" }), Enter: () => send({ op: "submit" }),
     "]": () => send({ op: "next" }), ArrowRight: () => send({ op: "next" }),
     "[": () => send({ op: "prev" }), ArrowLeft: () => send({ op: "prev" }),
-    f: () => send({ op: "flag" }), g: toggleReasoning, r: () => send({ op: "reload" }), "?": () => toggleHelp(),
+    f: flag, g: toggleReasoning, r: () => send({ op: "reload" }), "?": () => toggleHelp(),
   };
 
   function typing(target) {
     return !!target && (target.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(target.tagName));
   }
 
+  // The review tab's keys: Ctrl+Enter (or Ctrl+S) saves the gold anywhere on it; outside text boxes ] and [
+  // open the next and previous item, r refreshes the list, g shows or hides the teacher's reasoning.
+  function button(id) {
+    const el = document.getElementById(id);
+    return el && el.tagName !== "BUTTON" ? el.querySelector("button") : el;
+  }
+
+  function reviewKey(e) {
+    const save = button("rv-save");
+    if (!visible(save)) return false;
+    const ctrl = e.ctrlKey || e.metaKey;
+    let target = null;
+    if (ctrl && (e.key === "Enter" || e.key.toLowerCase() === "s")) target = save;
+    else if (ctrl || e.altKey || typing(e.target)) return true;
+    else if (e.key === "]") target = button("rv-next");
+    else if (e.key === "[") target = button("rv-prev");
+    else if (e.key === "r") target = button("rv-refresh");
+    else if (e.key === "g") {
+      const raw = document.querySelector("#rv-body details.rv-raw");
+      if (raw) { e.preventDefault(); raw.open = !raw.open; }
+      return true;
+    }
+    if (target) { e.preventDefault(); target.click(); }
+    return true;
+  }
+
   document.addEventListener("keydown", (e) => {
+    if (reviewKey(e)) return;
     if (e.target && (e.target.id === "ann-phrase" || e.target.id === "ann-ptype")) {
       if (e.key === "Enter" && !e.isComposing) { e.preventDefault(); commit(); }
       else if (e.key === "Escape") { e.preventDefault(); leaveBox(); }
+      return;
+    }
+    if (document.getElementById("ann-unsaved")) { // the notice of unsaved changes waits for its answer
+      if (e.key === "Enter" || e.key === "Escape") { e.preventDefault(); acknowledgeUnsaved(); }
       return;
     }
     if (typing(e.target) || !visible(main())) return; // keys are ignored while typing, and off this tab
@@ -176,6 +289,7 @@
     if (op === "accept" || op === "reject") decide(op);
     else if (op === "edit") startEdit("edit");
     else if (op === "add") startEdit("add");
+    else if (op === "flag") flag();
     else if (op === "commit") commit();
     else if (op === "help") toggleHelp();
     else if (op === "toggle") { if (rows().length) send({ op: "toggle", row: S.cursor }); }
@@ -194,6 +308,7 @@
     }
     S.answer = answer; // answers only grow, and so does their ack
     S.sent = S.sent.filter((c) => c.seq > Number(m.dataset.ack));
+    S.base = baseOf(m); // what is still unanswered goes on top of this answer's item and version
     if (m.dataset.key !== S.key) {
       S.key = m.dataset.key;
       if (S.mode === "edit") leaveBox();
@@ -201,5 +316,6 @@
     if (m.dataset.cursorSet !== undefined) S.cursor = Number(m.dataset.cursorSet);
     paint(m.dataset.cursorSet !== undefined);
     flush();
+    if (S.restore && m.dataset.key && !S.sent.length && !S.waiting.length) restoreUnsent(m);
   }).observe(document.documentElement, { childList: true, subtree: true });
 })();

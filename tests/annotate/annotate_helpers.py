@@ -71,9 +71,9 @@ def serve_command(knowledge: Path, db: Path, port: int, *extra: str) -> list[str
             *auth, "--reviewer", "carol", *extra]
 
 
-def start_server(knowledge: Path, db: Path, *extra: str) -> tuple[subprocess.Popen, str]:
-    """`annotate serve` in a subprocess; returns (process, url) once it listens."""
-    port = free_port()
+def start_server(knowledge: Path, db: Path, *extra: str, port: int | None = None) -> tuple[subprocess.Popen, str]:
+    """`annotate serve` in a subprocess (on a free port unless given); returns (process, url) once it listens."""
+    port = port or free_port()
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(serve_command(knowledge, db, port, *extra), cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -89,3 +89,48 @@ def stop_server(proc: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+# --- driving the page in a browser (Playwright) ---------------------------------
+TIMEOUT_MS = 120_000  # the CPU is shared: be patient, never assert on speed
+VIEWPORT = {"width": 1280, "height": 900}
+
+
+def open_page(browser, url, user):
+    """A fresh browser context logged in as `user` through the log-in form; dialogs are recorded, not accepted."""
+    context = browser.new_context(viewport=VIEWPORT)
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    page.dialogs = []
+    page.on("dialog", lambda d: (page.dialogs.append(d.message), d.dismiss()))
+    log_in(page, url, user)
+    return page
+
+
+def log_in(page, url, user):
+    """Go to the app and log in through its form; returns once the page is drawn."""
+    page.goto(url)
+    page.locator("input[type=password]").wait_for()
+    page.locator("input:not([type=password])").first.fill(user)
+    page.locator("input[type=password]").fill(ACCOUNTS[user])
+    page.keyboard.press("Enter")
+    page.locator("#ann-main").wait_for(state="attached")
+
+
+def main_data(page, name):
+    return page.locator("#ann-main").get_attribute(f"data-{name}")
+
+
+def wait_main(page, name, value):
+    """Wait until the rendered item card carries data-<name> == value."""
+    page.wait_for_function("([n, v]) => document.querySelector('#ann-main')?.getAttribute('data-' + n) === v",
+                           arg=[name, str(value)])
+
+
+def keys(page, *presses):
+    for key in presses:
+        page.keyboard.press(key)
+
+
+def decisions(page):
+    return page.locator("#ann-main tr.ann-row td .d").all_inner_texts()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from annotate_helpers import CHROMIUM, CHROMIUM_ARGS, ROOT, knowledge_records, start_server, stop_server
+from annotate_helpers import CHROMIUM, CHROMIUM_ARGS, ROOT, TIMEOUT_MS, knowledge_records, start_server, stop_server
 from kgen import records as R
 
 
@@ -34,8 +34,9 @@ def browser():
         done = subprocess.run(["bash", str(ROOT / "scripts" / "test_deps.sh")], capture_output=True, text=True)
         if not Path(CHROMIUM).exists():
             pytest.fail(f"no {CHROMIUM} and scripts/test_deps.sh could not install it: {done.stderr.strip()[-300:]}")
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
+    expect.set_options(timeout=TIMEOUT_MS)  # not the default 5 s: the CPU is shared, wait on state however long
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         yield b

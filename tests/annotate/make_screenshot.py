@@ -16,12 +16,16 @@ from annotate_helpers import ACCOUNTS, CHROMIUM, CHROMIUM_ARGS, ROOT, knowledge_
 from kgen import records as R  # noqa: E402
 
 
+IDLE = "() => !window.__annState.sent.length && !window.__annState.waiting.length"  # the server has every key
+
+
 def annotate_a_little(page) -> None:
     """Two items submitted, then work in progress on the third (Heinz soup): decisions, an edit, an addition."""
-    for _ in range(2):
+    for i in range(2):
         page.keyboard.press("Shift+A")
         page.keyboard.press("Enter")
-        page.wait_for_timeout(1500)
+        page.wait_for_function(f"() => document.querySelector('.ann-progress b')?.textContent === '{i + 1}'")
+        page.wait_for_function(IDLE)
     page.keyboard.press("a")  # Heinz
     page.keyboard.press("e")  # Tomato Soup -> Cream of Tomato Soup
     page.keyboard.type("Cream of Tomato Soup")
@@ -31,11 +35,11 @@ def annotate_a_little(page) -> None:
     page.keyboard.press("n")
     page.keyboard.type("Comfort Food")
     page.keyboard.press("Enter")
-    page.wait_for_timeout(1500)
+    page.wait_for_function(IDLE)
     page.keyboard.press("k")
     page.keyboard.press("k")
     page.keyboard.press("g")
-    page.wait_for_timeout(800)
+    page.locator("#ann-reasoning .ann-raw").wait_for()
 
 
 def main(out: Path) -> None:

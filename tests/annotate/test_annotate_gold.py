@@ -10,7 +10,8 @@ from annotate.cli import app
 from annotate.gold import gold_records, item_state
 from annotate.phrases import initial_doc
 from annotate.prepare import prepare_store
-from annotate.review import UNION, candidates, chosen_by, initial_choice, save_gold
+from annotate.render import review_columns
+from annotate.review import UNION, candidates, chosen_by, gold_text, initial_choice, parse_gold_text, save_gold
 from annotate.store import Store
 from kgen import records as R
 
@@ -59,19 +60,34 @@ def test_unanimous_items_are_gold_disagreements_wait_for_review(store):
 
 def test_reviewer_picks_the_gold_with_a_reason(store):
     state = item_state("item:A", store.snapshot())
-    labels = [label for label, _ in candidates(state)]
-    assert any(label.startswith("p2 · implicit · 1/2 (alice)") for label in labels)
-    assert [json.loads(v)[0] for v in chosen_by(state, UNION)] == ["p1", "p2"]
+    assert ("p2", "implicit", ["alice"]) in candidates(state)
+    assert chosen_by(state, UNION) == [("p1", "explicit"), ("p2", "implicit")]
     assert initial_choice(state) == []  # a disagreement starts from nothing
     assert len(initial_choice(item_state("item:B", store.snapshot()))) == 2  # a unanimous item from its set
-    assert not save_gold(store, "carol", "item:A", chosen_by(state, "bob"), "", "bob", 0).ok  # a reason is required
-    assert save_gold(store, "carol", "item:A", chosen_by(state, "bob"), "p2 is not supported", "bob", 0).ok
+    bobs = gold_text(chosen_by(state, "bob"))
+    assert bobs == "explicit: p1\n"
+    assert not save_gold(store, "carol", "item:A", bobs, "", "bob", 0).ok  # a reason is required
+    assert save_gold(store, "carol", "item:A", bobs, "p2 is not supported", "bob", 0).ok
     rows, counts = gold_records(store.snapshot())
     reviewed = next(r for r in rows if r[R.ID] == "A")
     assert reviewed[R.KEY_PHRASES] == ["p1"] and reviewed["reviewer"] == "carol"
     assert reviewed["reason"] == "p2 is not supported" and reviewed["gold_source"] == "review"
     assert counts["reviewed"] == 1
-    assert [json.loads(v)[0] for v in initial_choice(item_state("item:A", store.snapshot()))] == ["p1"]
+    assert initial_choice(item_state("item:A", store.snapshot())) == [("p1", "explicit")]
+
+
+def test_the_reviewer_edits_a_phrase_and_its_type_as_text(store):
+    text = "explicit: p1 edited\n\ni:  \"p9\" \nimplicit: p2"
+    assert parse_gold_text(text) == [("p1 edited", "explicit"), ("p9", "implicit"), ("p2", "implicit")]
+    for bad, problem in (("p1", "line 1: start it with explicit: or implicit:"), ("e: a\ni: A", "line 2: 'A' repeats line 1"),
+                         ("x: p1", "line 1: start it with"), ("e:  ", "line 1: a phrase of 1 to")):
+        with pytest.raises(ValueError, match=problem):
+            parse_gold_text(bad)
+    result = save_gold(store, "carol", "item:A", "explicit: p1\nsomething", "a reason", UNION, 0)
+    assert not result.ok and result.message.startswith("gold phrases, line 2:")
+    assert save_gold(store, "carol", "item:A", "implicit: p1\nexplicit: p2 extra", "types fixed", UNION, 0).ok
+    gold = next(r for r in gold_records(store.snapshot())[0] if r[R.ID] == "A")
+    assert gold[R.EXPLICIT] == ["p2 extra"] and gold[R.IMPLICIT] == ["p1"]
 
 
 def test_agreement_figures_match_hand_computation(store):
@@ -146,3 +162,14 @@ def test_cli_errors_are_one_line_and_exit_1(tmp_path, monkeypatch, args, message
     assert result.exit_code == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.stderr
+
+
+def test_a_flagged_submit_goes_to_review_never_unanimous(store):
+    flagged = decided(RECORDS[1], ["accept", "accept"]) | {"flag": "is q2 implied?"}
+    store.save("item:B", "alice", flagged, 1, "submitted")  # bob's set is the same: unanimous but for the flag
+    snap = store.snapshot()
+    state = item_state("item:B", snap)
+    assert state.state == "needs review" and len(state.submitted) == 2
+    assert "item:B" not in {f"{g[R.LEVEL]}:{g[R.ID]}" for g in gold_records(snap)[0]}
+    columns = review_columns([(a.annotator, a.status, a.doc) for a in state.submitted])
+    assert "⚑ flagged: is q2 implied?" in columns

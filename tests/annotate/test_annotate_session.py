@@ -2,7 +2,8 @@ import pytest
 
 from annotate.assign import AssignConfig
 from annotate.prepare import prepare_store
-from annotate.session import SessionState, handle, item_labels, resume_key, screen
+from annotate.phrases import flag_of, initial_doc
+from annotate.session import Reply, SessionState, handle, item_labels, resume_key, screen
 from annotate.store import Store, item_key
 from annotate_helpers import XSS_NAME, knowledge_records
 
@@ -57,7 +58,44 @@ def test_undo_restores_the_previous_document_as_a_new_version(store):
     state, _ = run(store, "alice", state, {"op": "undo"})
     assert state.doc["rows"][0]["decision"] == "pending"
     _, reply = run(store, "alice", state, {"op": "undo"})
-    assert reply.message == "nothing to undo in this session"
+    assert reply.message == "nothing to undo: this is the teacher's original"
+
+
+def test_undo_survives_a_reload_and_skips_what_was_undone(store):
+    state = opened(store)
+    state, _ = run(store, "alice", state, {"op": "accept", "row": 0}, {"op": "reject", "row": 1},
+                   {"op": "undo"}, {"op": "add", "text": "Morning Coffee"})
+    state = opened(store)  # a new page: nothing of the old one is left but the store
+    state, reply = run(store, "alice", state, {"op": "undo"})  # the add goes
+    assert [r["phrase"] for r in state.doc["rows"]] == [r["phrase"] for r in initial_doc(store.item(KEYS[0]))["rows"]]
+    assert [r["decision"] for r in state.doc["rows"][:2]] == ["accept", "pending"]
+    assert "back to v1" in reply.message
+    state = opened(store)
+    state, reply = run(store, "alice", state, {"op": "undo"})  # the accept goes; the undone reject stays undone
+    assert {r["decision"] for r in state.doc["rows"]} == {"pending"} and "teacher's original" in reply.message
+
+
+def test_undo_back_to_the_original_restores_its_status(store):
+    state = opened(store)
+    state, _ = run(store, "alice", state, {"op": "accept", "row": 0}, {"op": "undo"})
+    saved = store.annotation(KEYS[0], "alice")
+    assert saved.status == "pending" and saved.doc == initial_doc(store.item(KEYS[0]))
+    assert dict(store.queue("alice"))[KEYS[0]] == "pending"  # not counted as a draft
+    assert resume_key(store, "alice") == KEYS[0]
+
+
+def test_undo_of_an_edit_on_a_submitted_item_restores_submitted(store):
+    state = opened(store)
+    state, _ = run(store, "alice", state, {"op": "accept_all"}, {"op": "submit"}, {"op": "goto", "target": KEYS[0]},
+                   {"op": "reject", "row": 0})
+    assert store.annotation(KEYS[0], "alice").status == "draft"  # re-opened
+    state, _ = run(store, "alice", opened_at(store, KEYS[0]), {"op": "undo"})
+    assert store.annotation(KEYS[0], "alice").status == "submitted" and state.status == "submitted"
+
+
+def opened_at(store, key, user="alice"):
+    state, _ = handle(store, user, SessionState(), {"op": "goto", "target": key})
+    return state
 
 
 def test_a_second_tab_gets_a_conflict_not_an_overwrite(store):
@@ -100,12 +138,53 @@ def test_navigation_and_flags(store):
     assert state.key == KEYS[1]
     state, _ = run(store, "alice", state, {"op": "prev"}, {"op": "prev"})
     assert state.key == KEYS[0]
-    state, reply = run(store, "alice", state, {"op": "flag"})
-    assert store.annotation(KEYS[0], "alice").status == "flagged" and "flagged" in reply.message
+    state, reply = run(store, "alice", state, {"op": "flag", "reason": "  is  200g the weight? "})
+    saved = store.annotation(KEYS[0], "alice")
+    assert flag_of(saved.doc) == "is 200g the weight?" and saved.status == "draft" and "flagged" in reply.message
     state, _ = run(store, "alice", state, {"op": "accept", "row": 0})
-    assert store.annotation(KEYS[0], "alice").status == "flagged"  # editing keeps the flag
-    state, _ = run(store, "alice", state, {"op": "flag"})
+    assert flag_of(store.annotation(KEYS[0], "alice").doc) == "is 200g the weight?"  # editing keeps the flag
+    state, _ = run(store, "alice", state, {"op": "unflag"})
+    assert flag_of(store.annotation(KEYS[0], "alice").doc) is None
+
+
+def test_a_flag_survives_submit_until_the_annotator_clears_it(store):
+    state = opened(store)
+    state, _ = run(store, "alice", state, {"op": "flag"}, {"op": "accept_all"}, {"op": "submit"})
+    saved = store.annotation(KEYS[0], "alice")
+    assert saved.status == "submitted" and flag_of(saved.doc) == ""
+    main, _, queue, _ = screen(store, "alice", opened_at(store, KEYS[0]), Reply(), item_labels(store.items()),
+                               answer=1, ack=-1)
+    assert 'data-flagged="1"' in main and "Flagged for review" in main and "q-flag" in queue
+
+
+def test_an_empty_submit_asks_first_and_any_other_key_says_no(store):
+    state = opened(store)
+    rows = len(state.doc["rows"])
+    state, _ = run(store, "alice", state, *({"op": "reject", "row": i} for i in range(rows)))
+    state, reply = run(store, "alice", state, {"op": "submit"})
+    assert reply.level == "confirm" and "no key phrases" in reply.message
     assert store.annotation(KEYS[0], "alice").status == "draft"
+    state, _ = run(store, "alice", state, {"op": "draft"}, {"op": "submit"})  # another key came between: ask again
+    assert store.annotation(KEYS[0], "alice").status == "draft"
+    state, reply = run(store, "alice", state, {"op": "submit"})
+    assert store.annotation(KEYS[0], "alice").status == "submitted" and state.key == KEYS[1]
+
+
+def test_a_typed_phrase_found_in_the_input_is_explicit_unless_typed_otherwise(store):
+    state = opened(store)
+    assert store.item(KEYS[0])["input"] == "COSTA Classic Blend Coffee Beans 200g"
+    state, _ = run(store, "alice", state, {"op": "add", "text": "Costa Zzyzx"}, {"op": "add", "text": "blend beans"},
+                   {"op": "add", "text": "Morning Ritual", "type": "explicit"})
+    assert [r["type"] for r in state.doc["rows"][-3:]] == ["implicit", "explicit", "explicit"]
+
+
+def test_a_legacy_flagged_status_reads_as_a_flagged_draft(store):
+    store.save(KEYS[0], "alice", {"rows": []}, 0, "draft")
+    con = store._con()
+    con.execute("UPDATE annotations SET status = 'flagged' WHERE key = ?", (KEYS[0],))
+    saved = store.annotation(KEYS[0], "alice")
+    assert saved.status == "draft" and flag_of(saved.doc) == ""
+    assert dict(store.queue("alice"))[KEYS[0]] == "draft"
 
 
 def test_items_outside_the_queue_are_refused(tmp_path):

@@ -121,8 +121,11 @@ class MSD(nn.Module):
 
     def knowledge(self, batch: Batch) -> torch.Tensor:
         """(B, X, dim): e_item (and e'_u)."""
-        keys = torch.cat([batch.item.unsqueeze(1), batch.history], dim=1)  # (B, 1 + L): one lookup, one encoding
-        adapted = self.item_adaptor(self.vectors.items(keys))  # (B, 1 + L, dim)
+        keys = torch.cat([batch.item.unsqueeze(1), batch.history], dim=1)  # (B, 1 + L)
+        # Each distinct item is looked up (or encoded by the student) and adapted once: a batch of 1024
+        # samples x 21 positions holds ~3k distinct items, and the adaptor is the costliest layer otherwise.
+        unique, inverse = torch.unique(keys, return_inverse=True)  # (n,), (B, 1 + L)
+        adapted = self.item_adaptor(self.vectors.items(unique))[inverse]  # (B, 1 + L, dim)
         e_t, e_i = adapted[:, 0], adapted[:, 1:]
         e_item = e_t
         if self.item_fusion:

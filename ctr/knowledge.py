@@ -26,7 +26,7 @@ from torch import nn
 
 from ctr.data import Batch, Prepared
 from ctr.models.layers import mlp
-from distill.embed import ITEM_TABLE, USER_TABLE, mean_pool, read_table
+from distill.embed import ITEM_TABLE, USER_TABLE, mean_pool, read_table, write_table
 from kgen import records as R
 
 
@@ -69,6 +69,26 @@ def aligned_table(path: Path, ids: list[str]) -> tuple[torch.Tensor, int]:
         keys, positions = zip(*found)
         out[list(keys)] = vectors[list(positions)]
     return torch.from_numpy(out), len(ids) - len(found)
+
+
+def write_user_mean_table(knowledge: str | Path, users: str | Path) -> int:
+    """Write knowledge/user_embeddings.parquet: each user's vector = the mean of the item vectors of their history.
+
+    The cheap user level when the student cannot read every user's text (CPU): users.jsonl histories hold
+    train-split clicks only, so no later behaviour leaks in. Users without a known item get no row.
+    Returns the number of users written.
+    """
+    knowledge = Path(knowledge)
+    ids, vectors = read_table(knowledge / ITEM_TABLE)
+    row = {rid: i for i, rid in enumerate(ids)}
+    names, means = [], []
+    for user in R.read_records(users, "user"):
+        rows = [row[str(i)] for i in user[R.HISTORY] if str(i) in row]
+        if rows:
+            names.append(str(user[R.USER_ID]))
+            means.append(vectors[rows].mean(axis=0))
+    write_table(knowledge / USER_TABLE, names, np.asarray(means, np.float32).reshape(len(names), vectors.shape[1]))
+    return len(names)
 
 
 class TableVectors(nn.Module):

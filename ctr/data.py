@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ctr.features import Features, encode
+from ctr.features import Features, encode, lookup
 from kgen import records as R
 
 SAMPLES, CARD, ITEMS, USERS = "samples.parquet", "card.json", "items.jsonl", "users.jsonl"
@@ -81,7 +81,7 @@ def load_prepared(folder: str | Path) -> Prepared:
     for name in (SAMPLES, CARD, ITEMS):
         if not (folder / name).exists():
             raise R.RecordError(f"{folder / name}: no such file (is {folder} a `ctr prepare` folder?)")
-    samples = pd.read_parquet(folder / SAMPLES)
+    samples = pd.read_parquet(folder / SAMPLES, dtype_backend="pyarrow")  # list and string columns stay in Arrow
     bad = sorted(set(samples["split"].unique()) - set(SPLITS))
     if bad:
         raise R.RecordError(f"{folder / SAMPLES}: unknown split value {bad[0]!r} (expected {', '.join(SPLITS)})")
@@ -91,11 +91,11 @@ def load_prepared(folder: str | Path) -> Prepared:
                     item_ids=items, user_ids=users)
 
 
-def item_keys(values: np.ndarray, item_ids: list[str], where: str) -> np.ndarray:
+def item_keys(values, item_ids: list[str], where: str) -> np.ndarray:
     """(N,) keys of item ids; an id missing from items.jsonl raises RecordError."""
-    keys = pd.Index(item_ids).get_indexer(values.astype(str)) + 1
+    keys = lookup(values, item_ids, np.arange(1, len(item_ids) + 1), 0)
     if (keys == 0).any():
-        raise R.RecordError(f"{where}: item {values[keys == 0][0]!r} is not in {ITEMS}")
+        raise R.RecordError(f"{where}: item {np.asarray(values, dtype=object)[keys == 0][0]!r} is not in {ITEMS}")
     return keys
 
 
@@ -115,8 +115,12 @@ def build_catalogue(data: Prepared, features: Features) -> Catalogue:
 
 def history_keys(column: pd.Series, item_ids: list[str], max_history: int, where: str) -> np.ndarray:
     """(N, L) int32 keys of each row's last max_history items, oldest first, right-padded with 0."""
-    lengths = column.map(len).to_numpy()
-    flat = np.concatenate([np.asarray(h, dtype=object) for h in column]) if lengths.sum() else np.array([], object)
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    lists = pa.array(column.array) if hasattr(column.array, "__arrow_array__") else pa.array(column.tolist())
+    lengths = pc.list_value_length(lists).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+    flat = pc.list_flatten(lists)
     keys = item_keys(flat, item_ids, where) if len(flat) else np.array([], np.int64)
     ends = np.cumsum(lengths)
     kept = np.minimum(lengths, max_history)
@@ -135,13 +139,13 @@ def build_split(data: Prepared, name: str, features: Features, max_history: int,
         df = df.iloc[:limit]
     where = f"{data.folder / SAMPLES} ({name})"
     user = np.stack([encode(df[f].to_numpy(), features.vocabs[f]) for f in features.user_fields], axis=1)
-    user_key = pd.Index(data.user_ids).get_indexer(df[R.USER_ID].astype(str)) + 1 if data.user_ids else np.zeros(len(df))
+    user_key = lookup(df[R.USER_ID].to_numpy(), data.user_ids, np.arange(1, len(data.user_ids) + 1), 0)
     return Split(user=torch.from_numpy(user.reshape(len(df), -1)),
                  user_key=torch.from_numpy(np.asarray(user_key, np.int64)),
                  item=torch.from_numpy(item_keys(df[R.ITEM_ID].to_numpy(), data.item_ids, where)),
                  history=torch.from_numpy(history_keys(df[R.HISTORY], data.item_ids, max_history, where)),
                  label=torch.from_numpy(df[R.LABEL].to_numpy().astype(np.float32)),
-                 user_ids=df[R.USER_ID].astype(str).to_numpy())
+                 user_ids=df[R.USER_ID].astype(str).to_numpy(dtype=object))
 
 
 def batches(split: Split, batch_size: int, shuffle: bool = False, generator: torch.Generator | None = None) -> Iterator[Batch]:

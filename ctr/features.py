@@ -23,8 +23,19 @@ def build_vocab(values) -> dict[str, int]:
 
 
 def encode(values, vocab: dict[str, int]) -> np.ndarray:
-    """(N,) int64 ids of values; unseen values -> UNKNOWN."""
-    return np.fromiter((vocab.get(str(v), UNKNOWN) for v in values), np.int64, count=len(values))
+    """(N,) int64 ids of values (any sequence, read as strings); unseen values -> UNKNOWN."""
+    return lookup(values, list(vocab), np.fromiter(vocab.values(), np.int64, count=len(vocab)), UNKNOWN)
+
+
+def lookup(values, keys: list[str], ids: np.ndarray, missing: int) -> np.ndarray:
+    """(N,) ids[position of each value in keys], `missing` where absent (Arrow's hash join: fast on millions)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    array = values if isinstance(values, pa.Array | pa.ChunkedArray) else pa.array(np.asarray(values, dtype=object))
+    found = pc.index_in(array.cast(pa.string()), value_set=pa.array(keys, pa.string()))
+    positions = found.fill_null(-1).to_numpy(zero_copy_only=False)
+    return np.where(positions >= 0, ids[np.maximum(positions, 0)], missing).astype(np.int64)
 
 
 @dataclass(kw_only=True)

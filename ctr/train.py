@@ -160,6 +160,7 @@ def train(config: CTRConfig) -> dict:
     model = build_model(config, features, catalogue, data)
     result = fit(model, splits["train"], splits["val"], config)
     model.load_state_dict(result.best_state, strict=False)
+    model.train()  # drops the LoRA path's evaluation cache, computed with the last epoch's adapters, not the best
     metrics = {"model": config.model, "seed": config.seed, "best_epoch": result.best_epoch,
                "epochs_run": len(result.history), "history": result.history,
                "val": score(model, splits["val"], config.eval_batch_size),

@@ -1,1 +1,1 @@
-"""CTR side: prepared datasets (`ctr prepare`), CTR models and the student's knowledge inside them."""
+"""CTR side: prepared datasets (`ctr prepare`), DeepFM / DIN baselines and MSD's knowledge integration (MKIM)."""

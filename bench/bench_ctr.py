@@ -1,0 +1,113 @@
+"""CTR benchmark: DeepFM, DIN, MSD-DIN, MSD-DeepFM over seeds; MSD's ablations; training cost.
+
+Every run is `ctr train` in its own process (so its peak RSS is its own) with the
+same prepared split, features, history length and loop settings; a run folder
+that already holds metrics.json is reused, so an interrupted bench resumes.
+Prints a table and appends one JSON line per table to bench/results/ctr.jsonl,
+with the dataset card's protocol, the settings and the machine (CPU shared
+with other jobs: see the load average).
+
+    python bench/bench_ctr.py --data /work/runs/prepared/ml-1m --knowledge EMB --label "..." \
+        --runs /work/runs/ctr-model/bench/ml-1m --seeds 0,1,2 --tables main,ablation
+    python bench/bench_ctr.py ... --tables lora --slice 256   # MSD with and without LoRA on a train slice
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from common import record  # noqa: E402
+
+from ctr.metrics import mean_std, rela_impr  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+MAIN = {"DeepFM": ["--model", "deepfm"], "DIN": ["--model", "din"],
+        "MSD-DIN": ["--model", "msd"], "MSD-DeepFM": ["--model", "msd-deepfm"]}
+ABLATION = {"MSD-DIN (full, cached)": ["--model", "msd"],
+            "w/o item fusion": ["--model", "msd", "--no-item-fusion"],
+            "w/o user level": ["--model", "msd", "--no-user-level"]}
+# The user level is off in both rows: the student reading every user text inside each step is out of reach on CPU.
+LORA = {"MSD w/o user level, cached": ["--model", "msd", "--no-user-level"],
+        "MSD w/o user level + LoRA": ["--model", "msd", "--no-user-level", "--lora"]}
+
+
+def train_run(run: Path, args: list[str]) -> dict:
+    """metrics.json of `ctr train ARGS -o run`, training only when it is not there yet."""
+    if not (run / "metrics.json").exists():
+        print(f"-- ctr train {' '.join(args)} -o {run}", flush=True)
+        subprocess.run([sys.executable, "-m", "ctr.cli", "train", *args, "-o", str(run)], cwd=ROOT, check=True)
+    return json.loads((run / "metrics.json").read_text())
+
+
+def summarise(runs: list[dict]) -> dict:
+    """Mean +- std over seeds of the test figures, training speed and memory."""
+    out = {k: mean_std([r["test"][k] for r in runs]) for k in ("auc", "gauc", "logloss")}
+    out["samples_per_s"] = mean_std([r["samples_per_s"] for r in runs])
+    out["peak_rss_mb"] = max(r["peak_rss_mb"] for r in runs)
+    out["best_epochs"] = [r["best_epoch"] for r in runs]
+    out["train_samples"] = runs[0]["train_samples"]
+    out["test_samples"] = runs[0]["test"]["samples"]
+    return out
+
+
+def table(rows: dict[str, dict], base: str | None) -> str:
+    lines = [f"{'model':24} {'AUC':>17} {'GAUC':>17} {'LogLoss':>17} {'RelaImpr':>9} {'samples/s':>10} {'RSS MB':>7} epochs"]
+    for name, s in rows.items():
+        rel = f"{100 * rela_impr(s['auc']['mean'], rows[base]['auc']['mean']):+.2f}%" if base in rows else "-"
+        cell = lambda m: f"{m['mean']:.4f} +- {m['std']:.4f}"  # noqa: E731
+        lines.append(f"{name:24} {cell(s['auc']):>17} {cell(s['gauc']):>17} {cell(s['logloss']):>17} {rel:>9} "
+                     f"{s['samples_per_s']['mean']:>10,.0f} {s['peak_rss_mb']:>7,.0f} {s['best_epochs']}")
+    return "\n".join(lines)
+
+
+def run_table(name: str, variants: dict[str, list[str]], common: list[str], runs: Path, seeds: list[int]) -> dict:
+    rows = {}
+    for label, args in variants.items():
+        # Folders are named by the arguments, so a run shared by two tables (MSD-DIN) trains once.
+        folder = runs / ("lora-slice" if name == "lora" else "") / "_".join(a.lstrip("-") for a in args)
+        rows[label] = summarise([train_run(folder / f"seed-{s}", [*common, *args, "--seed", str(s)]) for s in seeds])
+    return rows
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", type=Path, required=True)
+    p.add_argument("--knowledge", type=Path, required=True)
+    p.add_argument("--label", required=True, help="What the knowledge vectors are (stated in the results).")
+    p.add_argument("--runs", type=Path, required=True)
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--tables", default="main,ablation")
+    p.add_argument("--slice", type=int, default=128, help="Train rows for the LoRA table.")
+    p.add_argument("--eval-slice", type=int, default=256, help="Val / test rows for the LoRA table.")
+    p.add_argument("--train-args", default="--embed-dim 8 --max-history 20 --epochs 2 --patience 1 --batch-size 1024",
+                   help="Settings every run shares.")
+    p.add_argument("--lora-args", default="--embed-dim 8 --batch-size 8 --max-history 3 --epochs 1 --lr 0.001")
+    args = p.parse_args()
+    seeds = [int(s) for s in args.seeds.split(",")]
+    card = json.loads((args.data / "card.json").read_text())
+    common = ["--data", str(args.data), "--knowledge", str(args.knowledge), *args.train_args.split()]
+    for name in args.tables.split(","):
+        if name == "lora":
+            lora_common = ["--data", str(args.data), "--knowledge", str(args.knowledge), *args.lora_args.split(),
+                           "--max-train-samples", str(args.slice), "--max-eval-samples", str(args.eval_slice)]
+            rows, settings = run_table("lora", LORA, lora_common, args.runs, seeds), lora_common
+        else:
+            rows, settings = run_table(name, MAIN if name == "main" else ABLATION, common, args.runs, seeds), common
+        base = "DeepFM" if name == "main" else next(iter(rows))
+        text = table(rows, base)
+        print(f"\n{card.get('title', card['dataset'])}: {name} (seeds {seeds}; RelaImpr vs {base})\n{text}\n", flush=True)
+        record("ctr", {"table": name, "dataset": card.get("title", card["dataset"]), "data": str(args.data),
+                       "protocol": card["protocol"], "fields": card["fields"], "splits": card["splits"],
+                       "knowledge": {"folder": str(args.knowledge), "label": args.label}, "seeds": seeds,
+                       "settings": " ".join(settings[4:] if settings[0] == "--data" else settings),
+                       "relaimpr_base": base, "rows": rows, "printed": text})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""CTR models: shared layers, DeepFM and DIN; every forward returns logits."""

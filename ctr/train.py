@@ -1,0 +1,213 @@
+"""One plain CTR training loop: seeded, Adam, early stopping on validation AUC, best weights kept.
+
+A run folder holds model.pt (the trainable weights: LoRA adapters included, the
+frozen student and knowledge tables excluded, both rebuilt from the config),
+ctr_config.json, features.json (the train-split vocabularies) and metrics.json.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ctr.data import Catalogue, Prepared, Split, batches, build_catalogue, build_split, load_prepared
+from ctr.features import Features, build_features
+from ctr.knowledge import MSD, StudentVectors, TableVectors, lora_student
+from ctr.metrics import ctr_metrics, mean_std
+from ctr.models.deepfm import DeepFM
+from ctr.models.din import DIN
+from ctr.train_config import CTRConfig
+from distill.embed import EmbedConfig, load_texts
+from distill.train import peak_rss_mb
+from kgen import records as R
+
+WEIGHTS, CONFIG, FEATURES, METRICS = "model.pt", "ctr_config.json", "features.json", "metrics.json"
+
+
+def set_seed(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def build_backbone(config: CTRConfig, features: Features, catalogue: Catalogue, n_extra: int) -> nn.Module:
+    shared = dict(user_sizes=features.sizes(features.user_fields), item_sizes=features.sizes(features.item_fields),
+                  item_table=catalogue.item_table, dim=config.embed_dim, hidden=config.hidden,
+                  dropout=config.dropout, n_extra=n_extra)
+    if config.backbone == "din":
+        return DIN(**shared, attention_hidden=config.attention_hidden)
+    return DeepFM(**shared)
+
+
+def student_vectors(config: CTRConfig, data: Prepared) -> StudentVectors:
+    """The LoRA student over the prepared folder's item and user texts (as `distill embed` renders them)."""
+    users = data.folder / "users.jsonl"
+    texts = EmbedConfig(model=config.student, items=data.folder / "items.jsonl", output=data.folder,
+                        users=users if users.exists() else None, max_history=config.student_max_history)
+    item_texts, user_texts = load_texts(texts)
+    peft_model, tokenizer = lora_student(config.student, config.lora_r, config.lora_alpha, config.lora_dropout,
+                                         config.lora_target_modules)
+    return StudentVectors(peft_model, tokenizer, [item_texts[i] for i in data.item_ids],
+                          [user_texts.get(u, "") for u in data.user_ids], config.student_max_length)
+
+
+def build_model(config: CTRConfig, features: Features, catalogue: Catalogue, data: Prepared) -> nn.Module:
+    """The model a config names; MSD wraps its backbone with the knowledge fields."""
+    if not config.is_msd:
+        return build_backbone(config, features, catalogue, n_extra=0)
+    vectors = student_vectors(config, data) if config.lora else TableVectors(config.knowledge, data)
+    backbone = build_backbone(config, features, catalogue, n_extra=1 + config.user_level)
+    return MSD(backbone=backbone, vectors=vectors, item_counts=catalogue.item_counts, dim=config.embed_dim,
+               adaptor_hidden=config.adaptor_hidden, top_k=config.top_k, mask_rate=config.mask_rate,
+               item_fusion=config.item_fusion, user_level=config.user_level)
+
+
+def predict(model: nn.Module, split: Split, batch_size: int) -> np.ndarray:
+    """(N,) click probabilities: the only place a sigmoid is applied."""
+    model.eval()
+    with torch.no_grad():
+        out = [torch.sigmoid(model(b)) for b in batches(split, batch_size)]
+    return torch.cat(out).numpy() if out else np.zeros(0, np.float32)
+
+
+def score(model: nn.Module, split: Split, batch_size: int) -> dict:
+    return ctr_metrics(split.label.numpy(), predict(model, split, batch_size), split.user_ids)
+
+
+def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Copies of the trainable weights (what model.pt holds)."""
+    return {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
+
+
+def optimizer(model: nn.Module, config: CTRConfig) -> torch.optim.Optimizer:
+    """Adam; LoRA adapters of the student get their own (smaller) learning rate."""
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    lora = [p for n, p in named if n.startswith("vectors.")]
+    rest = [p for n, p in named if not n.startswith("vectors.")]
+    groups = [{"params": rest}] + ([{"params": lora, "lr": config.lora_learning_rate}] if lora else [])
+    return torch.optim.Adam(groups, lr=config.learning_rate, weight_decay=config.weight_decay)
+
+
+def train_epoch(model: nn.Module, split: Split, opt: torch.optim.Optimizer, config: CTRConfig,
+                generator: torch.Generator) -> float:
+    """One pass over the train split; returns the mean BCE loss."""
+    model.train()
+    loss_fn, total = nn.BCEWithLogitsLoss(), 0.0
+    for batch in batches(split, config.batch_size, shuffle=True, generator=generator):
+        loss = loss_fn(model(batch), batch.label)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        total += loss.item() * len(batch.label)
+    return total / max(len(split), 1)
+
+
+@dataclass(kw_only=True)
+class FitResult:
+    best_state: dict[str, torch.Tensor]
+    best_epoch: int
+    history: list[dict]
+    train_seconds: float
+
+
+def fit(model: nn.Module, train: Split, val: Split, config: CTRConfig) -> FitResult:
+    """Epochs until validation AUC has not improved for `patience` epochs; keeps the best weights."""
+    opt, generator = optimizer(model, config), torch.Generator().manual_seed(config.seed)
+    best_auc, best_epoch, best_state, history, seconds = -1.0, 0, trainable_state(model), [], 0.0
+    for epoch in range(1, config.epochs + 1):
+        start = time.perf_counter()
+        loss = train_epoch(model, train, opt, config, generator)
+        elapsed = time.perf_counter() - start
+        seconds += elapsed
+        val_auc = score(model, val, config.eval_batch_size)["auc"] or 0.0
+        better = val_auc > best_auc
+        if better:
+            best_auc, best_epoch, best_state = val_auc, epoch, trainable_state(model)
+        history.append({"epoch": epoch, "train_loss": round(loss, 5), "val_auc": round(val_auc, 5),
+                        "samples_per_s": round(len(train) / elapsed, 1)})
+        print(f"epoch {epoch}: loss {loss:.4f}, {len(train) / elapsed:,.0f} samples/s, "
+              f"val AUC {val_auc:.4f}{' (best)' if better else ''}", flush=True)
+        if epoch - best_epoch >= config.patience:
+            break
+    return FitResult(best_state=best_state, best_epoch=best_epoch, history=history, train_seconds=seconds)
+
+
+def load_data(config: CTRConfig, features: Features | None = None):
+    """(prepared data, features, catalogue, max_history): features are built on the train split unless given."""
+    data = load_prepared(config.data)
+    features = features or build_features(data.split("train"), data.card)
+    max_history = config.max_history or int(data.card["max_history"])
+    return data, features, build_catalogue(data, features), max_history
+
+
+def train(config: CTRConfig) -> dict:
+    """Train one model; write model.pt, ctr_config.json, features.json and metrics.json; return the metrics."""
+    set_seed(config.seed)
+    data, features, catalogue, max_history = load_data(config)
+    splits = {name: build_split(data, name, features, max_history,
+                                config.max_train_samples if name == "train" else config.max_eval_samples)
+              for name in ("train", "val", "test")}
+    for name, split in splits.items():
+        if len(split) == 0:
+            raise ValueError(f"{data.folder}: the {name} split is empty")
+    model = build_model(config, features, catalogue, data)
+    result = fit(model, splits["train"], splits["val"], config)
+    model.load_state_dict(result.best_state, strict=False)
+    model.train()  # drops the LoRA path's evaluation cache, computed with the last epoch's adapters, not the best
+    metrics = {"model": config.model, "seed": config.seed, "best_epoch": result.best_epoch,
+               "epochs_run": len(result.history), "history": result.history,
+               "val": score(model, splits["val"], config.eval_batch_size),
+               "test": score(model, splits["test"], config.eval_batch_size),
+               "train_samples": len(splits["train"]), "max_history": max_history,
+               "samples_per_s": round(len(splits["train"]) * len(result.history) / result.train_seconds, 1),
+               "train_seconds": round(result.train_seconds, 2), "peak_rss_mb": peak_rss_mb(),
+               "trainable_params": sum(t.numel() for t in result.best_state.values()),
+               "knowledge_missing": getattr(getattr(model, "vectors", None), "missing", None)}
+    save_run(config, features, result.best_state, metrics)
+    return metrics
+
+
+def save_run(config: CTRConfig, features: Features, state: dict, metrics: dict) -> None:
+    out = Path(config.output)
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / f".{WEIGHTS}.tmp"
+    torch.save(state, tmp)
+    tmp.replace(out / WEIGHTS)
+    features.save(out / FEATURES)
+    R.write_json(out / CONFIG, config.to_dict())
+    R.write_json(out / METRICS, metrics)
+
+
+def evaluate_run(model_dir: str | Path, data_dir: str | Path | None = None, split: str = "test") -> dict:
+    """Score a saved run on a split of a prepared folder (default: the one it was trained on)."""
+    model_dir = Path(model_dir)
+    if not (model_dir / WEIGHTS).exists():
+        raise R.RecordError(f"{model_dir / WEIGHTS}: no such file (not a `ctr train` output folder)")
+    values = json.loads((model_dir / CONFIG).read_text())
+    config = CTRConfig(**{**values, "data": str(data_dir or values["data"])})
+    data, features, catalogue, max_history = load_data(config, Features.load(model_dir / FEATURES))
+    model = build_model(config, features, catalogue, data)
+    unexpected = model.load_state_dict(torch.load(model_dir / WEIGHTS), strict=False).unexpected_keys
+    if unexpected:
+        raise R.RecordError(f"{model_dir / WEIGHTS}: weights {unexpected[:3]} do not fit the model of {CONFIG}")
+    return score(model, build_split(data, split, features, max_history, config.max_eval_samples), config.eval_batch_size)
+
+
+def train_seeds(config: CTRConfig, seeds: list[int]) -> dict:
+    """Train once per seed into OUTPUT/seed-N; write and return the mean +- spread of the test figures."""
+    runs = []
+    for seed in seeds:
+        values = {**config.to_dict(), "seed": seed, "output": str(Path(config.output) / f"seed-{seed}")}
+        runs.append(train(CTRConfig(**values)))
+    summary = {"model": config.model, "seeds": seeds,
+               "test": {k: mean_std([r["test"][k] for r in runs]) for k in ("auc", "gauc", "logloss")},
+               "samples_per_s": mean_std([r["samples_per_s"] for r in runs])}
+    R.write_json(Path(config.output) / "summary.json", summary)
+    return summary

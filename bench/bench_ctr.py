@@ -67,12 +67,15 @@ def table(rows: dict[str, dict], base: str | None) -> str:
 
 
 def run_table(name: str, variants: dict[str, list[str]], common: list[str], runs: Path, seeds: list[int]) -> dict:
-    rows = {}
-    for label, args in variants.items():
-        # Folders are named by the arguments, so a run shared by two tables (MSD-DIN) trains once.
-        folder = runs / ("lora-slice" if name == "lora" else "") / "_".join(a.lstrip("-") for a in args)
-        rows[label] = summarise([train_run(folder / f"seed-{s}", [*common, *args, "--seed", str(s)]) for s in seeds])
-    return rows
+    # Folders are named by the arguments, so a run shared by two tables (MSD-DIN) trains once; seed by seed,
+    # so a bench stopped early leaves every model with the same seeds done (rerun with fewer --seeds to tabulate).
+    folders = {label: runs / ("lora-slice" if name == "lora" else "") / "_".join(a.lstrip("-") for a in args)
+               for label, args in variants.items()}
+    done = {label: [] for label in variants}
+    for s in seeds:
+        for label, args in variants.items():
+            done[label].append(train_run(folders[label] / f"seed-{s}", [*common, *args, "--seed", str(s)]))
+    return {label: summarise(runs_) for label, runs_ in done.items()}
 
 
 def main() -> None:

@@ -57,22 +57,28 @@ def summarise(runs: list[dict]) -> dict:
 
 
 def table(rows: dict[str, dict], base: str | None) -> str:
-    lines = [f"{'model':24} {'AUC':>17} {'GAUC':>17} {'LogLoss':>17} {'RelaImpr':>9} {'samples/s':>10} {'RSS MB':>7} epochs"]
+    lines = [f"{'model':28} {'AUC':>17} {'GAUC':>17} {'LogLoss':>17} {'RelaImpr':>9} {'samples/s':>10} {'RSS MB':>7} best epochs"]
     for name, s in rows.items():
         rel = f"{100 * rela_impr(s['auc']['mean'], rows[base]['auc']['mean']):+.2f}%" if base in rows else "-"
         cell = lambda m: f"{m['mean']:.4f} +- {m['std']:.4f}"  # noqa: E731
-        lines.append(f"{name:24} {cell(s['auc']):>17} {cell(s['gauc']):>17} {cell(s['logloss']):>17} {rel:>9} "
+        lines.append(f"{name:28} {cell(s['auc']):>17} {cell(s['gauc']):>17} {cell(s['logloss']):>17} {rel:>9} "
                      f"{s['samples_per_s']['mean']:>10,.0f} {s['peak_rss_mb']:>7,.0f} {s['best_epochs']}")
     return "\n".join(lines)
 
 
-def run_table(name: str, variants: dict[str, list[str]], common: list[str], runs: Path, seeds: list[int]) -> dict:
-    rows = {}
-    for label, args in variants.items():
-        # Folders are named by the arguments, so a run shared by two tables (MSD-DIN) trains once.
-        folder = runs / ("lora-slice" if name == "lora" else "") / "_".join(a.lstrip("-") for a in args)
-        rows[label] = summarise([train_run(folder / f"seed-{s}", [*common, *args, "--seed", str(s)]) for s in seeds])
-    return rows
+def run_table(name: str, variants: dict[str, list[str]], common: list[str], runs: Path, seeds: list[int],
+              done_only: bool = False) -> dict:
+    # Folders are named by the arguments, so a run shared by two tables (MSD-DIN) trains once; seed by seed,
+    # so a bench stopped early leaves every model with the same seeds done (rerun with fewer --seeds to tabulate).
+    folders = {label: runs / ("lora-slice" if name == "lora" else "") / "_".join(a.lstrip("-") for a in args)
+               for label, args in variants.items()}
+    done = {label: [] for label in variants}
+    for s in seeds:
+        for label, args in variants.items():
+            if done_only and not (folders[label] / f"seed-{s}" / "metrics.json").exists():
+                continue
+            done[label].append(train_run(folders[label] / f"seed-{s}", [*common, *args, "--seed", str(s)]))
+    return {label: summarise(runs_) for label, runs_ in done.items() if runs_}
 
 
 def main() -> None:
@@ -87,6 +93,9 @@ def main() -> None:
     p.add_argument("--eval-slice", type=int, default=256, help="Val / test rows for the LoRA table.")
     p.add_argument("--train-args", default="--embed-dim 8 --max-history 20 --epochs 2 --patience 1 --batch-size 1024",
                    help="Settings every run shares.")
+    p.add_argument("--done-only", action="store_true", help="Tabulate the finished runs only (n per row is stated).")
+    p.add_argument("--extra-rows", default="", help="Comma list of NAME=ARGS rows added to the main/ablation table, "
+                   "e.g. 'MSD-DIN raw vectors=--model msd --raw-vectors'.")
     p.add_argument("--lora-args", default="--embed-dim 8 --batch-size 8 --max-history 3 --epochs 1 --lr 0.001")
     args = p.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -96,9 +105,11 @@ def main() -> None:
         if name == "lora":
             lora_common = ["--data", str(args.data), "--knowledge", str(args.knowledge), *args.lora_args.split(),
                            "--max-train-samples", str(args.slice), "--max-eval-samples", str(args.eval_slice)]
-            rows, settings = run_table("lora", LORA, lora_common, args.runs, seeds), lora_common
+            rows, settings = run_table("lora", LORA, lora_common, args.runs, seeds, args.done_only), lora_common
         else:
-            rows, settings = run_table(name, MAIN if name == "main" else ABLATION, common, args.runs, seeds), common
+            extra = dict(row.split("=", 1) for row in args.extra_rows.split(",") if row)
+            variants = {**(MAIN if name == "main" else ABLATION), **{k: v.split() for k, v in extra.items()}}
+            rows, settings = run_table(name, variants, common, args.runs, seeds, args.done_only), common
         base = "DeepFM" if name == "main" else next(iter(rows))
         text = table(rows, base)
         print(f"\n{card.get('title', card['dataset'])}: {name} (seeds {seeds}; RelaImpr vs {base})\n{text}\n", flush=True)

@@ -6,7 +6,7 @@ sequence per item field sharing the target's embedding table; the same
 embedding width, MLP (200, 80) and attention MLP (80, 40) sizes, Adam at the same
 rate, the same epochs and early stopping on validation AUC. torch-rechub's own
 trainer (CTRTrainer: BCELoss on probabilities) trains its model; ours is
-`ctr train --model din` (bench_ctr.py's run folders are reused).
+`ctr train --model din` with the same settings.
 
     python bench/bench_ctr_peer.py --data /work/runs/prepared/ml-1m --runs /work/runs/ctr-model/bench/ml-1m
 """
@@ -97,8 +97,8 @@ def main() -> None:
                        patience=int(value("--patience")), batch_size=int(value("--batch-size")))
     seeds = [int(s) for s in args.seeds.split(",")]
     knowledge = ["--knowledge", str(args.knowledge)] if args.knowledge else []
-    peer = [run_peer(config, s) for s in seeds]  # first: bench_ctr.py may be training our DIN runs meanwhile
-    ours = [train_run(args.runs / "model_din" / f"seed-{s}",
+    peer = [run_peer(config, s) for s in seeds]
+    ours = [train_run(args.runs / "peer-ours" / "_".join(a.lstrip("-") for a in flags) / f"seed-{s}",
                       ["--data", str(args.data), *knowledge, *flags, "--model", "din", "--seed", str(s)]) for s in seeds]
     rows = {name: {k: mean_std([r["test"][k] for r in runs]) for k in ("auc", "gauc", "logloss")}
             for name, runs in (("ours (ctr din)", ours), ("torch-rechub 0.9.0 DIN", peer))}

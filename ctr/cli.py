@@ -63,6 +63,7 @@ def train(
     lora: Annotated[bool | None, typer.Option("--lora/--no-lora", help="MSD: the student runs inside the forward pass and LoRA is trained (default off: cached vectors).")] = None,
     item_fusion: Annotated[bool | None, typer.Option("--item-fusion/--no-item-fusion", help="MSD: fuse the top-k history items with the target (default on).")] = None,
     user_level: Annotated[bool | None, typer.Option("--user-level/--no-user-level", help="MSD: add the user's semantic vector (default on).")] = None,
+    standardize_vectors: Annotated[bool | None, typer.Option("--standardize-vectors/--raw-vectors", help="MSD: z-score each dimension of the cached vectors (default on).")] = None,
     top_k: int | None = None,
     mask_rate: Annotated[float | None, typer.Option(help="MSD: masking probability of the most frequent history item.")] = None,
     embed_dim: int | None = None,
@@ -83,7 +84,7 @@ def train(
 
     flags = {"data": str(data) if data else None, "output": str(output) if output else None, "model": model,
              "knowledge": str(knowledge) if knowledge else None, "student": student, "lora": lora,
-             "item_fusion": item_fusion, "user_level": user_level, "top_k": top_k, "mask_rate": mask_rate,
+             "item_fusion": item_fusion, "user_level": user_level, "standardize_vectors": standardize_vectors, "top_k": top_k, "mask_rate": mask_rate,
              "embed_dim": embed_dim, "epochs": epochs, "patience": patience, "batch_size": batch_size,
              "learning_rate": learning_rate, "max_history": max_history, "max_train_samples": max_train_samples,
              "max_eval_samples": max_eval_samples, "seed": seed}  # None = not given

@@ -62,7 +62,8 @@ def build_model(config: CTRConfig, features: Features, catalogue: Catalogue, dat
     """The model a config names; MSD wraps its backbone with the knowledge fields."""
     if not config.is_msd:
         return build_backbone(config, features, catalogue, n_extra=0)
-    vectors = student_vectors(config, data) if config.lora else TableVectors(config.knowledge, data)
+    vectors = (student_vectors(config, data) if config.lora
+               else TableVectors(config.knowledge, data, standardized=config.standardize_vectors))
     backbone = build_backbone(config, features, catalogue, n_extra=1 + config.user_level)
     return MSD(backbone=backbone, vectors=vectors, item_counts=catalogue.item_counts, dim=config.embed_dim,
                adaptor_hidden=config.adaptor_hidden, top_k=config.top_k, mask_rate=config.mask_rate,

@@ -42,6 +42,8 @@ class CTRConfig:
     top_k: int = 3
     # Highest masking probability, reached by the most frequent item; rarer items are masked less.
     mask_rate: float = 0.3
+    # z-score each dimension of the cached tables (see knowledge.standardize); the LoRA path feeds raw vectors
+    standardize_vectors: bool = True
     item_fusion: bool = True
     user_level: bool = True
     lora: bool = False  # the student computes the vectors inside the forward pass and the CTR loss trains LoRA

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from ctr.data import batches
-from ctr.knowledge import TableVectors, frequency_mask, masking_probs, topk_sum
+from ctr.knowledge import TableVectors, frequency_mask, masking_probs, standardize, topk_sum
 from ctr.train import build_model, optimizer
 from ctr.train_config import CTRConfig
 
@@ -42,6 +42,13 @@ def test_topk_sum_with_fewer_kept_items_than_k_sums_only_those():
     history = torch.tensor([[[3.0, 0.0], [7.0, 7.0]], [[1.0, 1.0], [2.0, 2.0]]])
     keep = torch.tensor([[True, False], [False, False]])
     assert torch.allclose(topk_sum(target, history, keep, k=2), torch.tensor([[3.0, 0.0], [0.0, 0.0]]))
+
+
+def test_standardize_centres_present_rows_and_keeps_absent_ones_zero():
+    vectors = torch.tensor([[0.0, 0.0], [10.0, 1.0], [12.0, 3.0], [0.0, 0.0]])
+    out = standardize(vectors, torch.tensor([False, True, True, False]))
+    expected = torch.tensor([[0.0, 0.0], [-0.7071, -0.7071], [0.7071, 0.7071], [0.0, 0.0]])
+    assert torch.allclose(out, expected, atol=1e-4)
 
 
 def test_absent_vectors_are_zero_and_counted(tensors, knowledge_dir):

@@ -274,12 +274,12 @@ class Served:
             text = user_input(record, self.items, kn.user_max_history)
             vector, stats = kn.cache.get("u", [text], kn.encoder)
             return vector[0], stats
+        # "mean": the mean of the user's stored history items, each through the item cache (no extra key to go stale)
         texts = [item_input(self.items[str(i)]) for i in record[R.HISTORY] if str(i) in self.items]
         if not texts:
             return np.zeros(self.model.vectors.dim, np.float32), CacheStats()
-        mean = lambda _: kn.cache.get("i", texts, kn.encoder)[0].mean(axis=0, keepdims=True)
-        vector, stats = kn.cache.get("u", ["mean:" + "\n".join(texts)], mean)
-        return vector[0], stats
+        vectors, stats = kn.cache.get("i", texts, kn.encoder)
+        return vectors.mean(axis=0), stats
 
 
 def warm(config: ServeConfig, top: int) -> dict:

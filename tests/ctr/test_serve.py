@@ -51,6 +51,21 @@ def msd_run(tmp_path_factory, prepared, student_knowledge) -> Path:
 
 
 @pytest.fixture(scope="module")
+def msd_mean_run(tmp_path_factory, prepared, student_knowledge) -> Path:
+    """MSD whose user vectors are the mean of their history items' vectors (bench/ctr_vectors.py user-mean)."""
+    from ctr.knowledge import write_user_mean_table
+    from distill.embed import ITEM_TABLE
+
+    folder = tmp_path_factory.mktemp("mean-knowledge")
+    (folder / ITEM_TABLE).write_bytes((student_knowledge / ITEM_TABLE).read_bytes())
+    embed = {**json.loads((student_knowledge / "embed_config.json").read_text()), "users": None,
+             "users_vector": "mean of the item vectors of the user's train-split clicks"}
+    (folder / "embed_config.json").write_text(json.dumps(embed))
+    assert write_user_mean_table(folder, prepared / "users.jsonl") > 0
+    return train_run(tmp_path_factory.mktemp("msd-mean-run"), prepared, "msd", folder)
+
+
+@pytest.fixture(scope="module")
 def din_run(tmp_path_factory, prepared) -> Path:
     return train_run(tmp_path_factory.mktemp("din-run"), prepared, "din")
 
@@ -94,7 +109,7 @@ def a_request(prepared: Path, n_history: int = 4, n_candidates: int = 6) -> dict
     return {"user_id": "u3", "history": items[:n_history], "candidates": items[n_history : n_history + n_candidates]}
 
 
-@pytest.mark.parametrize("run_name", ["msd_run", "din_run"])
+@pytest.mark.parametrize("run_name", ["msd_run", "msd_mean_run", "din_run"])
 def test_served_scores_equal_ctr_eval_scores(run_name, request):
     run = request.getfixturevalue(run_name)
     requests, expected = eval_rows(run, 25)

@@ -28,7 +28,7 @@ from torch import nn
 from ctr.cache import CODECS, CacheStats, Codec, RedisStore, VectorCache
 from ctr.data import Batch, Catalogue, build_catalogue, load_prepared
 from ctr.features import UNKNOWN, Features, encode
-from distill.embed import ITEM_TABLE, USER_TABLE
+from distill.embed import USER_TABLE
 from kgen import records as R
 from kgen.inputs import item_input, user_input
 
@@ -199,7 +199,7 @@ class Served:
         self.knowledge = load_knowledge(run, config) if hasattr(self.model, "vectors") else None
         if self.knowledge is not None:
             self.model.vectors = GivenVectors(self.model.vectors.dim)
-        self.tables = [m for m in self.model.modules() if "item_table" in m._buffers]
+        self.tables = [m for m in self.model.modules() if "item_table" in dict(m.named_buffers(recurse=False))]
         self.name, self.lock = str(run.get("model")), threading.Lock()
 
     def resolve(self, entry: str | dict) -> tuple[str, dict]:

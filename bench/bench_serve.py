@@ -23,6 +23,7 @@ import argparse
 import http.client
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -226,6 +227,7 @@ def main() -> None:
     p.add_argument("--train-rows", type=int, default=100_000)
     p.add_argument("--skip", default="", help="comma list of scenarios to leave out")
     args = p.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # a killed bench still stops its servers (finally)
     skip = set(args.skip.split(","))
     din = ensure_run(args.work, args.data, "din", args.knowledge, args.train_rows)
     msd = ensure_run(args.work, args.data, "msd", args.knowledge, args.train_rows)

@@ -5,6 +5,8 @@
 A fixed request mix drawn from the test split (seeded): a user with a 20-item history and 100
 candidates (the row's target + 99 test items drawn by their test frequency). Scenarios, each a
 fresh `ctr serve` process (torch 1 thread, OMP_NUM_THREADS=1), clients in this process:
+  paired        DIN and MSD (warm) side by side, each body sent to both in turn: both see the same machine
+                load, so their p50 ratio is the headline (requests/s there: each server's, sharing the time)
   din           DIN alone (no student, no cache)
   msd-warm      MSD, every vector already in the in-process LRU (after one unmeasured pass)
   msd-redis     MSD, every vector in Redis, LRU off (one Redis round trip per request)
@@ -132,28 +134,36 @@ class Server:
         self.process.wait(timeout=60)
 
 
-def run_pass(port: int, bodies: list[bytes], clients: int) -> dict:
-    """Send every body once with `clients` concurrent keep-alive connections; latencies and cache counts."""
-    latencies, counts, lock, next_index = [], {"lru": 0, "redis": 0, "computed": 0}, threading.Lock(), [0]
+def run_pass(ports: dict[str, int], bodies: list[bytes], clients: int) -> dict[str, dict]:
+    """Send every body once to each server (in turn, the order rotating per body) with `clients` concurrent
+    keep-alive connections per server; per server: latency quantiles, requests/s and cache counts.
+
+    Two servers measured in one pass see the same machine load, which on a shared machine matters more
+    than anything else for their ratio."""
+    names = list(ports)
+    latencies = {n: [] for n in names}
+    counts = {n: {"lru": 0, "redis": 0, "computed": 0} for n in names}
+    lock, next_index = threading.Lock(), [0]
 
     def client() -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+        conns = {n: http.client.HTTPConnection("127.0.0.1", ports[n], timeout=600) for n in names}
         while True:
             with lock:
                 i, next_index[0] = next_index[0], next_index[0] + 1
             if i >= len(bodies):
                 return
-            start = time.perf_counter()
-            conn.request("POST", "/score", body=bodies[i], headers={"content-type": "application/json"})
-            response = conn.getresponse()
-            payload = json.loads(response.read())
-            elapsed = time.perf_counter() - start
-            if response.status != 200:
-                raise RuntimeError(f"status {response.status}: {payload}")
-            with lock:
-                latencies.append(elapsed * 1000)
-                for k in counts:
-                    counts[k] += (payload["cache"] or {}).get(k, 0)
+            for name in names[i % len(names):] + names[: i % len(names)]:
+                start = time.perf_counter()
+                conns[name].request("POST", "/score", body=bodies[i], headers={"content-type": "application/json"})
+                response = conns[name].getresponse()
+                payload = json.loads(response.read())
+                elapsed = time.perf_counter() - start
+                if response.status != 200:
+                    raise RuntimeError(f"{name}: status {response.status}: {payload}")
+                with lock:
+                    latencies[name].append(elapsed * 1000)
+                    for k in counts[name]:
+                        counts[name][k] += (payload["cache"] or {}).get(k, 0)
 
     start = time.perf_counter()
     threads = [threading.Thread(target=client) for _ in range(clients)]
@@ -162,30 +172,41 @@ def run_pass(port: int, bodies: list[bytes], clients: int) -> dict:
     for t in threads:
         t.join()
     wall = time.perf_counter() - start
+    return {n: summary(latencies[n], counts[n], clients, wall) for n in names}
+
+
+def summary(latencies: list[float], counts: dict, clients: int, wall: float) -> dict:
     lookups = sum(counts.values())
-    return {"clients": clients, "requests": len(latencies), "p50_ms": round(float(np.percentile(latencies, 50)), 2),
-            "p95_ms": round(float(np.percentile(latencies, 95)), 2),
-            "p99_ms": round(float(np.percentile(latencies, 99)), 2), "rps": round(len(latencies) / wall, 2),
+    q = lambda p: round(float(np.percentile(latencies, p)), 2)
+    return {"clients": clients, "requests": len(latencies), "p50_ms": q(50), "p95_ms": q(95), "p99_ms": q(99),
+            "rps": round(len(latencies) / wall, 2),
             "hit_rate": round((counts["lru"] + counts["redis"]) / lookups, 4) if lookups else None, **counts}
 
 
-def scenario(name: str, server_args: list[str], bodies: list[bytes], before_pass=None, warmup: bool = False) -> list[dict]:
-    print(f"scenario {name}: starting the server", flush=True)
-    server = Server(*server_args)
+def scenario(servers: dict[str, list[str]], bodies: list[bytes], before_pass=None, warmup: bool = False,
+             label: str = "") -> list[dict]:
+    """Start one `ctr serve` per entry, measure a pass at 1 and at 8 clients, stop them."""
+    print(f"scenario {label or ', '.join(servers)}: starting", flush=True)
+    started = {}
     try:
+        for name, args in servers.items():
+            started[name] = Server(*args)
+        ports = {name: server.port for name, server in started.items()}
         if warmup:
-            run_pass(server.port, bodies, 1)
+            run_pass(ports, bodies, 1)
         out = []
         for clients in (1, 8):
             if before_pass:
                 before_pass()
             load = os.getloadavg()[0]
-            result = {"scenario": name, **run_pass(server.port, bodies, clients), "load_avg_1m": round(load, 2)}
-            print(json.dumps(result), flush=True)
-            out.append(result)
+            for name, result in run_pass(ports, bodies, clients).items():
+                row = {"scenario": name + (f" ({label})" if label else ""), **result, "load_avg_1m": round(load, 2)}
+                print(json.dumps(row), flush=True)
+                out.append(row)
         return out
     finally:
-        server.stop()
+        for server in started.values():
+            server.stop()
 
 
 def snapshot(url: str) -> dict[bytes, bytes]:
@@ -206,11 +227,11 @@ def restore(url: str, state: dict[bytes, bytes]) -> None:
 
 
 def table(rows: list[dict]) -> str:
-    head = f"{'scenario':<10} {'clients':>7} {'n':>4} {'p50 ms':>9} {'p95 ms':>9} {'p99 ms':>9} {'req/s':>8} {'hit rate':>8}"
+    head = f"{'scenario':<19} {'clients':>7} {'n':>4} {'p50 ms':>9} {'p95 ms':>9} {'p99 ms':>9} {'req/s':>8} {'hit rate':>8}"
     lines = [head, "-" * len(head)]
     for r in rows:
         hit = "-" if r["hit_rate"] is None else f"{r['hit_rate']:.3f}"
-        lines.append(f"{r['scenario']:<10} {r['clients']:>7} {r['requests']:>4} {r['p50_ms']:>9.2f} {r['p95_ms']:>9.2f} "
+        lines.append(f"{r['scenario']:<19} {r['clients']:>7} {r['requests']:>4} {r['p50_ms']:>9.2f} {r['p95_ms']:>9.2f} "
                      f"{r['p99_ms']:>9.2f} {r['rps']:>8.2f} {hit:>8}")
     return "\n".join(lines)
 
@@ -236,12 +257,15 @@ def main() -> None:
     rows, notes = [], {}
     redis = RedisServer(args.work, maxmemory="256mb").start()
     try:
+        if "paired" not in skip:  # the headline: DIN and warm MSD side by side, the same bodies in turn
+            rows += scenario({"din": ["--model", str(din)], "msd-warm": ["--model", str(msd), "--redis", redis.url]},
+                             encoded, warmup=True, label="paired")
         if "din" not in skip:
-            rows += scenario("din", ["--model", str(din)], encoded, warmup=True)
+            rows += scenario({"din": ["--model", str(din)]}, encoded, warmup=True)
         if "msd-warm" not in skip:
-            rows += scenario("msd-warm", ["--model", str(msd), "--redis", redis.url], encoded, warmup=True)
-        if "msd-redis" not in skip:  # the previous scenario left every vector of the mix in Redis
-            rows += scenario("msd-redis", ["--model", str(msd), "--redis", redis.url, "--lru-size", "0"], encoded)
+            rows += scenario({"msd-warm": ["--model", str(msd), "--redis", redis.url]}, encoded, warmup=True)
+        if "msd-redis" not in skip:  # the warm scenarios left every vector of the mix in Redis
+            rows += scenario({"msd-redis": ["--model", str(msd), "--redis", redis.url, "--lru-size", "0"]}, encoded)
         if "msd-90" not in skip:
             partial = encoded[: args.partial_requests]
             top, expected = top_n_for_hit_rate(args.data, mix[: args.partial_requests], 0.90)
@@ -250,19 +274,20 @@ def main() -> None:
                   flush=True)
             warmed = snapshot(redis.url)
             notes["msd-90"] = {"top_n": top, "simulated_hit_rate": round(expected, 4), "warmed_keys": len(warmed)}
-            rows += scenario("msd-90", ["--model", str(msd), "--redis", redis.url, "--lru-size", "0"], partial,
+            rows += scenario({"msd-90": ["--model", str(msd), "--redis", redis.url, "--lru-size", "0"]}, partial,
                              before_pass=lambda: restore(redis.url, warmed))
         if "msd-cold" not in skip:
-            rows += scenario("msd-cold", ["--model", str(msd), "--lru-size", "0"], encoded[: args.cold_requests])
+            rows += scenario({"msd-cold": ["--model", str(msd), "--lru-size", "0"]}, encoded[: args.cold_requests])
         if args.elec is not None and "elec" not in skip:
-            rows += scenario("elec", ["--model", str(args.elec)], encoded, warmup=True)
+            rows += scenario({"elec": ["--model", str(args.elec)]}, encoded, warmup=True)
         else:
             notes["elec"] = "not measured: no ELEC run given (--elec RUN)"
     finally:
         redis.stop()
     p50 = {(r["scenario"], r["clients"]): r["p50_ms"] for r in rows}
-    ratio = {c: round(p50[("msd-warm", c)] / p50[("din", c)], 3) for c in (1, 8)
-             if ("msd-warm", c) in p50 and ("din", c) in p50}
+    ratio = {f"{kind}, {c} client(s)": round(p50[(f"msd-warm{suffix}", c)] / p50[(f"din{suffix}", c)], 3)
+             for kind, suffix in (("paired", " (paired)"), ("separate runs", "")) for c in (1, 8)
+             if (f"msd-warm{suffix}", c) in p50 and (f"din{suffix}", c) in p50}
     print(table(rows))
     print(f"headline: MSD/DIN p50 with a warm cache = {ratio} (paper 37.2/35 = 1.063)")
     record("serve", {"data": str(args.data), "knowledge": str(args.knowledge), "runs": {"din": str(din), "msd": str(msd)},

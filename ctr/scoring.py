@@ -28,7 +28,7 @@ from torch import nn
 from ctr.cache import CODECS, CacheStats, Codec, RedisStore, VectorCache
 from ctr.data import Batch, Catalogue, build_catalogue, load_prepared
 from ctr.features import UNKNOWN, Features, encode
-from distill.embed import USER_TABLE
+from distill.embed import ITEM_TABLE, USER_TABLE, read_table
 from kgen import records as R
 from kgen.inputs import item_input, user_input
 
@@ -283,21 +283,42 @@ class Served:
 
 
 def warm(config: ServeConfig, top: int) -> dict:
-    """Compute and store in Redis the vectors of the top-N items by train exposures; returns the cache counts."""
+    """Store in Redis the vectors of the top-N items by train exposures; returns the cache counts.
+
+    When the serving student is the one that wrote the run's knowledge tables, their vectors *are* its
+    output (the same text, max_length and pooling): they are stored as they are, and only items absent
+    from the tables are computed (the student is loaded only then)."""
     if config.redis is None:
         raise ValueError("ctr warm needs --redis (the in-process cache belongs to a running server)")
-    if not RedisStore(config.redis, config.redis_timeout_s).ping():
+    redis = RedisStore(config.redis, config.redis_timeout_s)
+    if not redis.ping():
         raise ValueError(f"redis at {config.redis} unavailable: nothing warmed")
-    served = Served(config)
-    if served.knowledge is None:
-        raise ValueError(f"{config.model}: model {served.name} reads no vectors: nothing to warm")
-    by_exposure = sorted(served.items.values(), key=lambda r: -int((r.get(R.STATS) or {}).get(R.EXPOSURES, 0)))
-    texts = [item_input(r) for r in by_exposure[:top]]
-    counts = {"lru": 0, "redis": 0, "computed": 0, "redis_writes": 0}
+    run = json.loads((Path(config.model) / "ctr_config.json").read_text())
+    if not run.get("knowledge") or run.get("lora"):
+        raise ValueError(f"{config.model}: model {run.get('model')} reads no cached vectors: nothing to warm")
+    knowledge = Path(run["knowledge"])
+    embed = json.loads((knowledge / EMBED_CONFIG).read_text())
+    student, max_length = config.student or embed["model"], int(embed.get("max_length", 256))
+    items = R.read_records(Path(run["data"]) / "items.jsonl", "item")
+    ranked = sorted(items, key=lambda r: -int((r.get(R.STATS) or {}).get(R.EXPOSURES, 0)))[:top]
+    texts = [item_input(r) for r in ranked]
+    own = config.student in (None, embed["model"])
+    table = dict(zip(*read_table(knowledge / ITEM_TABLE))) if own else {}
+    known = {item_input(r): table[str(r[R.ITEM_ID])] for r in ranked if str(r[R.ITEM_ID]) in table}
+    encoder: list[StudentEncoder] = []
+
+    def compute(batch: list[str]) -> np.ndarray:
+        todo = [t for t in batch if t not in known]
+        if todo:
+            encoder[:] = encoder or [StudentEncoder(student, max_length, config.encode_batch_size)]
+            known.update(zip(todo, encoder[0](todo)))
+        return np.stack([known[t] for t in batch])
+
+    cache = VectorCache(version=student_version(student, max_length), codec=config.codec, lru_size=0, redis=redis)
+    counts = CacheStats()
     for start in range(0, len(texts), config.encode_batch_size):
-        stats = served.knowledge.cache.get("i", texts[start : start + config.encode_batch_size],
-                                           served.knowledge.encoder)[1].as_dict()
-        counts = {k: counts[k] + stats[k] for k in counts}
-    if not served.knowledge.cache.redis.up:
-        raise ValueError(f"redis at {config.redis} went away: {counts['redis_writes']} of {len(texts)} vectors stored")
-    return {"items": len(texts), **counts, "version": served.knowledge.cache.version}
+        counts.add(cache.get("i", texts[start : start + config.encode_batch_size], compute)[1])
+    if not redis.up:
+        raise ValueError(f"redis at {config.redis} went away: {counts.redis_writes} of {len(texts)} vectors stored")
+    return {"items": len(texts), **counts.as_dict(), "from_tables": own and len(table) > 0,
+            "student_loaded": bool(encoder), "version": cache.version}

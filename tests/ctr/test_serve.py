@@ -251,13 +251,20 @@ def run_cli(*args: str, **kw) -> subprocess.CompletedProcess:
                           env={**os.environ, "OMP_NUM_THREADS": "1"}, **kw)
 
 
-def test_warm_fills_redis_with_the_top_items_then_hits(msd_run, redis_server):
+def test_warm_fills_redis_with_the_top_items_then_hits(msd_run, prepared, redis_server):
     from ctr.scoring import warm
 
     first = warm(ServeConfig(model=str(msd_run), redis=redis_server.url, lru_size=0), top=10)
     assert first["computed"] == 10 and first["redis_writes"] == 10
+    assert first["from_tables"] and not first["student_loaded"]  # the tables are this student's own output
     again = warm(ServeConfig(model=str(msd_run), redis=redis_server.url, lru_size=0), top=12)
     assert again["redis"] == 10 and again["computed"] == 2
+    body = a_request(prepared)  # its 10 items are among the 12 warmed (stats are all 0: items.jsonl order)
+    warmed, _ = client_for(ServeConfig(model=str(msd_run), redis=redis_server.url))
+    computed, _ = client_for(ServeConfig(model=str(msd_run)))
+    from_redis = warmed.post("/score", json=body).json()
+    assert from_redis["cache"]["redis"] == 10
+    np.testing.assert_allclose(from_redis["scores"], computed.post("/score", json=body).json()["scores"], atol=1e-3)
 
 
 def test_warm_without_a_reachable_redis_is_one_line(msd_run):

@@ -11,7 +11,7 @@ import typer
 
 from kgen.cli_errors import one_line_errors
 
-app = typer.Typer(help="CTR datasets and models: prepare, train (DeepFM, DIN, MSD), eval.", no_args_is_help=True)
+app = typer.Typer(help="CTR datasets and models: prepare, train (DeepFM, DIN, MSD), eval, serve, warm.", no_args_is_help=True)
 
 
 @app.command()
@@ -110,6 +110,57 @@ def evaluate(
             raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
         metrics = evaluate_run(model, data, split)
     typer.echo(json.dumps(metrics, indent=2))
+
+
+_Model = Annotated[Path, typer.Option("--model", "-m", help="Run folder of `ctr train` (MSD, DIN, DeepFM or ELEC).")]
+_Student = Annotated[str | None, typer.Option(help="Student that computes missing vectors (default: the model that "
+                                                   "wrote the run's knowledge tables, from its embed_config.json).")]
+_Redis = Annotated[str | None, typer.Option(help="Redis URL (redis://127.0.0.1:6379/0); none: in-process cache only.")]
+_Codec = Annotated[str, typer.Option(help="Stored vector format: float16 or int8 (with a scale).")]
+
+
+@app.command()
+def serve(
+    model: _Model,
+    student: _Student = None,
+    redis: _Redis = None,
+    host: Annotated[str, typer.Option(help="Address to listen on (loopback by default).")] = "127.0.0.1",
+    port: int = 8000,
+    lru_size: Annotated[int, typer.Option(help="Vectors kept in process (0 = none).")] = 100_000,
+    codec: _Codec = "float16",
+    max_body_bytes: Annotated[int, typer.Option(help="Larger request bodies are refused (413).")] = 1 << 20,
+    threads: Annotated[int | None, typer.Option(help="torch threads (default: torch's choice).")] = None,
+) -> None:
+    """Serve POST /score: {user_id, history, candidates} -> click probabilities, vectors through LRU + Redis."""
+    from ctr.scoring import ServeConfig
+    from ctr.serve import serve as run
+
+    with one_line_errors():
+        if threads is not None:
+            import torch
+
+            torch.set_num_threads(threads)
+        run(ServeConfig(model=str(model), student=student, redis=redis, host=host, port=port, lru_size=lru_size,
+                        codec=codec, max_body_bytes=max_body_bytes))  # type: ignore[arg-type]
+
+
+@app.command()
+def warm(
+    model: _Model,
+    top: Annotated[int, typer.Option(help="How many items, by train exposures (items.jsonl stats).")],
+    redis: Annotated[str, typer.Option(help="Redis URL to fill, e.g. redis://127.0.0.1:6379/0.")],
+    student: _Student = None,
+    codec: _Codec = "float16",
+) -> None:
+    """Pre-compute the vectors of the top-N most exposed items into Redis (what `ctr serve` reads)."""
+    from ctr.scoring import ServeConfig
+    from ctr.scoring import warm as run
+
+    with one_line_errors():
+        if top < 1:
+            raise ValueError(f"--top must be >= 1, got {top}")
+        counts = run(ServeConfig(model=str(model), student=student, redis=redis, codec=codec, lru_size=0), top)  # type: ignore[arg-type]
+    typer.echo(json.dumps(counts))
 
 
 if __name__ == "__main__":  # pragma: no cover

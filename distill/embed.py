@@ -47,8 +47,9 @@ def mean_pool(hidden, mask):
     return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1)
 
 
-def encode_texts(model, tokenizer, texts: list[str], batch_size: int, max_length: int, desc: str):
-    """(N, D) float32 numpy array of mean-pooled last hidden states, batch by batch with a progress bar."""
+def encode_texts(model, tokenizer, texts: list[str], batch_size: int, max_length: int, desc: str,
+                 progress: bool = True):
+    """(N, D) float32 numpy array of mean-pooled last hidden states, batch by batch (a progress bar unless off)."""
     import numpy as np
     import torch
     from tqdm import tqdm
@@ -56,7 +57,8 @@ def encode_texts(model, tokenizer, texts: list[str], batch_size: int, max_length
     out = []
     device = next(model.parameters()).device
     with torch.inference_mode():
-        for start in tqdm(range(0, len(texts), batch_size), desc=desc, unit="batch", dynamic_ncols=True):
+        for start in tqdm(range(0, len(texts), batch_size), desc=desc, unit="batch", dynamic_ncols=True,
+                          disable=not progress):
             enc = tokenizer(texts[start : start + batch_size], padding=True, truncation=True,
                             max_length=max_length, return_tensors="pt").to(device)
             hidden = model(**enc).last_hidden_state  # (B, T, D)

@@ -1,0 +1,324 @@
+"""A trained run folder loaded for serving, and one request -> a batch -> scores.
+
+A request names a user, their recent behaviour (item ids or item records) and the
+candidates. Its distinct items get *request-local* keys 1..n: the ID features of an
+item come from the catalogue (or, for an item the model never saw, from its record),
+and for MSD its semantic vector from the vector cache (`ctr.cache`), computed by the
+student on a miss. The model's forward then runs unchanged on those local tables.
+
+Where the user's semantic vector comes from follows how the run's knowledge tables
+were made (the folder's embed_config.json): the student over the user's text, the mean
+of their items' vectors, or none (zeros, as in training). Either way it is built from
+the user's stored record (users.jsonl: train-split behaviour), exactly as the table
+the model was trained with; the request's history feeds the attention and the fusion.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ctr.cache import CODECS, CacheStats, Codec, RedisStore, VectorCache
+from ctr.data import Batch, Catalogue, build_catalogue, load_prepared
+from ctr.features import UNKNOWN, Features, encode
+from distill.embed import ITEM_TABLE, USER_TABLE, read_table
+from kgen import records as R
+from kgen.inputs import item_input, user_input
+
+EMBED_CONFIG = "embed_config.json"
+
+
+class RequestError(ValueError):
+    """A well-formed request this model cannot score (an unknown item id, an unknown field): a 422."""
+
+
+@dataclass(kw_only=True)
+class ServeConfig:
+    """Everything `ctr serve` / `ctr warm` need."""
+
+    model: str  # a `ctr train` run folder
+    student: str | None = None  # default: the model that wrote the run's knowledge tables
+    redis: str | None = None  # e.g. redis://127.0.0.1:6379/0; None: the in-process cache alone
+    host: str = "127.0.0.1"
+    port: int = 8000
+    lru_size: int = 100_000  # vectors kept in process (0 = none)
+    codec: Codec = "float16"
+    max_body_bytes: int = 1 << 20
+    encode_batch_size: int = 128  # texts per student forward on a miss
+    redis_timeout_s: float = 0.25
+    redis_retry_s: float = 1.0  # how long a down Redis is left alone before the next try
+
+    def __post_init__(self) -> None:
+        if self.codec not in CODECS:
+            raise ValueError(f"codec must be one of {', '.join(CODECS)}, got {self.codec!r}")
+        for name in ("max_body_bytes", "encode_batch_size", "port"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.lru_size < 0 or self.redis_timeout_s <= 0 or self.redis_retry_s < 0:
+            raise ValueError(f"lru_size, redis_timeout_s, redis_retry_s must be >= 0 (timeout > 0), got "
+                             f"{self.lru_size}, {self.redis_timeout_s}, {self.redis_retry_s}")
+        if self.redis is not None and not self.redis.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(f"--redis must be a redis:// URL, got {self.redis!r}")
+
+
+class GivenVectors(nn.Module):
+    """Stands in for MSD's vector table: the current request's item and user vectors, by local key."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.dim = dim
+        self.item_rows = torch.zeros(1, dim)  # (n + 1, Dk), row 0 = padding
+        self.user_rows = torch.zeros(2, dim)  # (2, Dk), row 1 = the request's user
+
+    def items(self, keys: torch.Tensor) -> torch.Tensor:
+        return self.item_rows[keys]
+
+    def users(self, keys: torch.Tensor) -> torch.Tensor:
+        return self.user_rows[keys]
+
+
+class StudentEncoder:
+    """texts -> (N, Dk) float32 vectors: the student as `distill embed` runs it (mean of the last hidden states)."""
+
+    def __init__(self, student: str, max_length: int, batch_size: int):
+        from distill.embed import load_encoder
+
+        self.model, self.tokenizer = load_encoder(student)
+        self.max_length, self.batch_size = max_length, batch_size
+        self.version = student_version(student, max_length)
+
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        from distill.embed import encode_texts
+
+        return encode_texts(self.model, self.tokenizer, texts, self.batch_size, self.max_length, "", progress=False)
+
+
+def student_version(student: str, max_length: int) -> str:
+    """A short hash of the student's weights and configs (an adapter's base included) and the encoding settings."""
+    from distill.export import adapter_base, fingerprint, is_adapter, student_path
+
+    path = student_path(student)
+    parts = [fingerprint(path), str(max_length), "mean:last_hidden_state"]
+    if is_adapter(path):
+        parts.append(fingerprint(adapter_base(Path(path))))
+    return hashlib.blake2b("|".join(parts).encode(), digest_size=6).hexdigest()
+
+
+def user_mode(knowledge: Path) -> tuple[str, int]:
+    """How the run's user vectors were made: ("student", max_history), ("mean", 0) or ("none", 0)."""
+    if not (knowledge / USER_TABLE).exists():
+        return "none", 0
+    embed = json.loads((knowledge / EMBED_CONFIG).read_text()) if (knowledge / EMBED_CONFIG).exists() else {}
+    if "users_vector" in embed:  # bench/ctr_vectors.py user-mean
+        return "mean", 0
+    if embed.get("users"):
+        return "student", int(embed.get("max_history", 20))
+    raise R.RecordError(f"{knowledge / EMBED_CONFIG}: cannot tell how {USER_TABLE} was made "
+                        "(neither `distill embed --users` nor a user-mean table)")
+
+
+@dataclass(kw_only=True)
+class Knowledge:
+    """MSD's serving side: the student, the cache in front of it and the user-vector rule."""
+
+    encoder: StudentEncoder
+    cache: VectorCache
+    user_mode: str
+    user_max_history: int
+    user_level: bool
+
+
+def load_knowledge(run: dict, config: ServeConfig) -> Knowledge:
+    """The student (the tables' own unless --student), its version, and the two-level cache."""
+    knowledge = Path(run["knowledge"])
+    embed = json.loads((knowledge / EMBED_CONFIG).read_text()) if (knowledge / EMBED_CONFIG).exists() else {}
+    student = config.student or embed.get("model")
+    if not student:
+        raise R.RecordError(f"{knowledge / EMBED_CONFIG}: no student model recorded; pass --student")
+    encoder = StudentEncoder(student, int(embed.get("max_length", 256)), config.encode_batch_size)
+    redis = RedisStore(config.redis, config.redis_timeout_s, config.redis_retry_s) if config.redis else None
+    cache = VectorCache(version=encoder.version, codec=config.codec, lru_size=config.lru_size, redis=redis)
+    mode, max_history = user_mode(knowledge)
+    return Knowledge(encoder=encoder, cache=cache, user_mode=mode, user_max_history=max_history,
+                     user_level=bool(run.get("user_level", True)))
+
+
+def load_run_model(model_dir: Path, run: dict, features: Features, catalogue: Catalogue, data) -> nn.Module:
+    """The trained network of a run folder in eval mode (as `ctr eval` builds it)."""
+    from ctr.train import WEIGHTS, build_model
+    from ctr.train_config import CTRConfig
+
+    if run.get("model") == "elec":  # ELEC-SWITCH: the vanilla network, no student, no cache
+        from ctr.elec import load_vanilla
+
+        return load_vanilla(model_dir)[0].eval()
+    config = CTRConfig(**run)
+    if config.lora:
+        raise R.RecordError(f"{model_dir}: serving a --lora MSD run is not supported (train it on cached tables)")
+    model = build_model(config, features, catalogue, data)
+    unexpected = model.load_state_dict(torch.load(model_dir / WEIGHTS), strict=False).unexpected_keys
+    if unexpected:
+        raise R.RecordError(f"{model_dir / WEIGHTS}: weights {unexpected[:3]} do not fit the model of its config")
+    return model.eval()
+
+
+def user_field_rows(data, features: Features) -> dict[str, np.ndarray]:
+    """user id -> (Fu,) vocabulary ids of user_id and the user fields, from the user's latest sample."""
+    last = data.samples.drop_duplicates(R.USER_ID, keep="last")
+    ids = np.stack([encode(last[f].to_numpy(), features.vocabs[f]) for f in features.user_fields], axis=1)
+    return dict(zip(last[R.USER_ID].astype(str), ids))
+
+
+class Served:
+    """A run folder ready to score requests; one request at a time through the model (a lock)."""
+
+    def __init__(self, config: ServeConfig):
+        from ctr.train import CONFIG, FEATURES
+
+        model_dir = Path(config.model)
+        if not (model_dir / CONFIG).exists():
+            raise R.RecordError(f"{model_dir / CONFIG}: no such file (not a `ctr train` output folder)")
+        run = json.loads((model_dir / CONFIG).read_text())
+        data = load_prepared(run["data"])
+        self.features = Features.load(model_dir / FEATURES)
+        self.catalogue = build_catalogue(data, self.features)
+        self.model = load_run_model(model_dir, run, self.features, self.catalogue, data)
+        self.max_history = int(run.get("max_history") or data.card["max_history"])
+        self.items = {str(r[R.ITEM_ID]): r for r in R.read_records(data.folder / "items.jsonl", "item")}
+        self.item_key = {item_id: key for key, item_id in enumerate(data.item_ids, start=1)}
+        self.users = ({str(r[R.USER_ID]): r for r in R.read_records(data.folder / "users.jsonl", "user")}
+                      if (data.folder / "users.jsonl").exists() else {})
+        self.user_rows = user_field_rows(data, self.features)
+        self.knowledge = load_knowledge(run, config) if hasattr(self.model, "vectors") else None
+        if self.knowledge is not None:
+            self.model.vectors = GivenVectors(self.model.vectors.dim)
+        self.tables = [m for m in self.model.modules() if "item_table" in dict(m.named_buffers(recurse=False))]
+        self.name, self.lock = str(run.get("model")), threading.Lock()
+
+    def resolve(self, entry: str | dict) -> tuple[str, dict]:
+        """(item id, item record) of an id or a record from a request."""
+        if isinstance(entry, dict):
+            return str(entry[R.ITEM_ID]), entry
+        if entry not in self.items:
+            raise RequestError(f"item {entry!r} is unknown to this model: send its record "
+                               '({"item_id", "name", ...}) instead of the id')
+        return entry, self.items[entry]
+
+    def item_row(self, item_id: str, record: dict) -> np.ndarray:
+        """(Fi,) ID-feature ids: the catalogue's for a known item; else read from the record (absent -> unknown)."""
+        if item_id in self.item_key:
+            return self.catalogue.item_table[self.item_key[item_id]].numpy()
+        attributes = record.get(R.ATTRIBUTES) or {}
+        values = [item_id] + [record.get(f, attributes.get(f)) for f in self.features.item_fields[1:]]
+        return np.array([encode([v], self.features.vocabs[f])[0] if v is not None else UNKNOWN
+                         for f, v in zip(self.features.item_fields, values)], np.int64)
+
+    def user_row(self, user_id: str, overrides: dict[str, str] | None) -> np.ndarray:
+        """(Fu,) user ID-feature ids: stored ones, with the request's field values on top."""
+        row = self.user_rows.get(user_id)
+        row = row.copy() if row is not None else np.array([encode([user_id], self.features.vocabs[R.USER_ID])[0]]
+                                                            + [UNKNOWN] * (len(self.features.user_fields) - 1))
+        for name, value in (overrides or {}).items():
+            if name not in self.features.user_fields[1:]:
+                raise RequestError(f"user_features: unknown field {name!r}; known: {self.features.user_fields[1:]}")
+            row[self.features.user_fields.index(name)] = encode([value], self.features.vocabs[name])[0]
+        return row
+
+    def score(self, user_id: str, history: list, candidates: list, user_features: dict | None = None) -> dict:
+        """Click probabilities of the candidates, in order, and where the request's vectors came from."""
+        entries = [self.resolve(e) for e in history[-self.max_history:] + candidates]
+        local: dict[tuple[str, str], int] = {}
+        for item_id, record in entries:
+            local.setdefault((item_id, item_input(record)), len(local) + 1)
+        keys = [local[(i, item_input(r))] for i, r in entries]
+        hist, cand = keys[: len(keys) - len(candidates)], keys[len(keys) - len(candidates):]
+        records = {k: r for (i, r), k in zip(entries, keys)}
+        table = np.stack([np.zeros(len(self.features.item_fields), np.int64)]
+                         + [self.item_row(i, records[k]) for (i, _), k in local.items()])
+        n = len(cand)
+        batch = Batch(user=torch.from_numpy(self.user_row(user_id, user_features)).repeat(n, 1),
+                      user_key=torch.ones(n, dtype=torch.long), item=torch.tensor(cand),
+                      history=torch.tensor([hist or [0]]).repeat(n, 1), label=torch.zeros(n))
+        with self.lock:
+            stats = self.set_vectors([t for _, t in local], user_id) if self.knowledge else None
+            for module in self.tables:
+                module.item_table = torch.from_numpy(table)
+            with torch.inference_mode():
+                scores = torch.sigmoid(self.model(batch)).tolist()
+        return {"scores": scores, "cache": stats}
+
+    def set_vectors(self, texts: list[str], user_id: str) -> dict:
+        """Fill GivenVectors with the request's item vectors (row k = local key k) and its user's vector."""
+        kn, vectors = self.knowledge, self.model.vectors
+        items, stats = kn.cache.get("i", texts, kn.encoder)
+        vectors.item_rows = torch.from_numpy(np.concatenate([np.zeros((1, vectors.dim), np.float32), items]))
+        user = np.zeros(vectors.dim, np.float32)
+        record = self.users.get(user_id)
+        if kn.user_level and record is not None and kn.user_mode != "none":
+            user, user_stats = self.user_vector(record)
+            stats.add(user_stats)
+        vectors.user_rows = torch.from_numpy(np.stack([np.zeros(vectors.dim, np.float32), user]))
+        return stats.as_dict()
+
+    def user_vector(self, record: dict):
+        """(Dk,) vector of a stored user, as the run's user table made it, through the cache."""
+        kn = self.knowledge
+        if kn.user_mode == "student":
+            text = user_input(record, self.items, kn.user_max_history)
+            vector, stats = kn.cache.get("u", [text], kn.encoder)
+            return vector[0], stats
+        # "mean": the mean of the user's stored history items, each through the item cache (no extra key to go stale)
+        texts = [item_input(self.items[str(i)]) for i in record[R.HISTORY] if str(i) in self.items]
+        if not texts:
+            return np.zeros(self.model.vectors.dim, np.float32), CacheStats()
+        vectors, stats = kn.cache.get("i", texts, kn.encoder)
+        return vectors.mean(axis=0), stats
+
+
+def warm(config: ServeConfig, top: int) -> dict:
+    """Store in Redis the vectors of the top-N items by train exposures; returns the cache counts.
+
+    When the serving student is the one that wrote the run's knowledge tables, their vectors *are* its
+    output (the same text, max_length and pooling): they are stored as they are, and only items absent
+    from the tables are computed (the student is loaded only then)."""
+    if config.redis is None:
+        raise ValueError("ctr warm needs --redis (the in-process cache belongs to a running server)")
+    redis = RedisStore(config.redis, config.redis_timeout_s)
+    if not redis.ping():
+        raise ValueError(f"redis at {config.redis} unavailable: nothing warmed")
+    run = json.loads((Path(config.model) / "ctr_config.json").read_text())
+    if not run.get("knowledge") or run.get("lora"):
+        raise ValueError(f"{config.model}: model {run.get('model')} reads no cached vectors: nothing to warm")
+    knowledge = Path(run["knowledge"])
+    embed = json.loads((knowledge / EMBED_CONFIG).read_text())
+    student, max_length = config.student or embed["model"], int(embed.get("max_length", 256))
+    items = R.read_records(Path(run["data"]) / "items.jsonl", "item")
+    ranked = sorted(items, key=lambda r: -int((r.get(R.STATS) or {}).get(R.EXPOSURES, 0)))[:top]
+    texts = [item_input(r) for r in ranked]
+    own = config.student in (None, embed["model"])
+    table = dict(zip(*read_table(knowledge / ITEM_TABLE))) if own else {}
+    known = {item_input(r): table[str(r[R.ITEM_ID])] for r in ranked if str(r[R.ITEM_ID]) in table}
+    encoder: list[StudentEncoder] = []
+
+    def compute(batch: list[str]) -> np.ndarray:
+        todo = [t for t in batch if t not in known]
+        if todo:
+            encoder[:] = encoder or [StudentEncoder(student, max_length, config.encode_batch_size)]
+            known.update(zip(todo, encoder[0](todo)))
+        return np.stack([known[t] for t in batch])
+
+    cache = VectorCache(version=student_version(student, max_length), codec=config.codec, lru_size=0, redis=redis)
+    counts = CacheStats()
+    for start in range(0, len(texts), config.encode_batch_size):
+        counts.add(cache.get("i", texts[start : start + config.encode_batch_size], compute)[1])
+    if not redis.up:
+        raise ValueError(f"redis at {config.redis} went away: {counts.redis_writes} of {len(texts)} vectors stored")
+    return {"items": len(texts), **counts.as_dict(), "from_tables": own and len(table) > 0,
+            "student_loaded": bool(encoder), "version": cache.version}

@@ -1,0 +1,78 @@
+"""Is a phrase found in a text? Grounding of explicit phrases and leakage from the reference example.
+
+`is_grounded("1.25 litres Coke", "Coca-Cola Coke 1.25L")` is True: both sides are normalised as
+key phrases are for F1 (`eval.normalize`: case, spacing, unit forms), split into words, and each
+word is reduced to a crude stem ("bags" == "bag", "printed" == "print"). A phrase is grounded when
+every content word of it occurs in the text, in any order. The annotation app imports
+`is_grounded`, so its signature stays fixed.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from functools import lru_cache
+
+from eval.normalize import normalize_phrase
+
+# Words a phrase may add without saying anything the input does not ("pack of 12" for "12 pack").
+_FUNCTION_WORDS = frozenset("a an the of and with for in on to by from or".split())
+# A count glued to its number by the normaliser ("12pack", "6pcs", "12x") is two words to a reader.
+_COUNT = re.compile(r"^(\d+(?:\.\d+)?)(pack|pcs|x)$")
+_TIMES = re.compile(r"(?<=\d)x(?=\d)")  # "12x200g" -> "12", "200g"
+
+
+def _stem(word: str) -> str:
+    """A crude English stem, enough for plurals and simple inflections; numbers stay as they are."""
+    if word[:1].isdigit():
+        return word
+    for suffix, keep, min_len in (("ies", "y", 5), ("sses", "ss", 5), ("ches", "ch", 5), ("shes", "sh", 5),
+                                  ("xes", "x", 4), ("ing", "", 6), ("ed", "", 5)):
+        if word.endswith(suffix) and len(word) >= min_len:
+            return word[: -len(suffix)] + keep
+    if word.endswith("s") and not word.endswith(("ss", "us", "is")) and len(word) >= 4:
+        return word[:-1]
+    return word
+
+
+def _split_word(word: str) -> list[str]:
+    count = _COUNT.match(word)
+    if count:
+        return [count.group(1), count.group(2)]
+    return [part for part in _TIMES.split(word) if part]
+
+
+@lru_cache(maxsize=1 << 16)
+def words(text: str) -> tuple[str, ...]:
+    """The stemmed words of a text after key-phrase normalisation, in order."""
+    return tuple(_stem(w) for token in normalize_phrase(text).split() for w in _split_word(token))
+
+
+@lru_cache(maxsize=1 << 12)
+def _vocabulary(source: str) -> frozenset[str]:
+    ws = words(source)
+    # "CocaCola" is grounded in "Coca-Cola": two neighbouring words written as one.
+    return frozenset(ws) | frozenset(a + b for a, b in zip(ws, ws[1:]))
+
+
+def content_words(phrase: str) -> list[str]:
+    """The stemmed words of a phrase that carry meaning (function words dropped)."""
+    return [w for w in words(phrase) if w not in _FUNCTION_WORDS]
+
+
+def is_grounded(phrase: str, source: str) -> bool:
+    """True when every content word of `phrase` occurs in `source` (normalised, stemmed, any order)."""
+    needed = content_words(phrase)
+    return bool(needed) and set(needed) <= _vocabulary(source)
+
+
+def leaked_phrases(phrases: Iterable[str], example: str, source: str) -> list[str]:
+    """The phrases found in the reference example's text but not in the input (order kept, no repeats)."""
+    seen: set[str] = set()
+    leaked = []
+    for phrase in phrases:
+        key = normalize_phrase(phrase)
+        if key not in seen and is_grounded(phrase, example) and not is_grounded(phrase, source):
+            leaked.append(phrase)
+        seen.add(key)
+    return leaked

@@ -62,6 +62,7 @@ def generate(
     temperature: float = 0.0,
     top_p: float = 1.0,
     seed: int = 0,
+    answer_format: Annotated[str, typer.Option(help="json: answers constrained to kgen/answer_schema.py; text: the Key Features text format.")] = "text",
     pool: Annotated[Path | None, typer.Option(help="Reference pool JSONL (default: the shipped one).")] = None,
     embedder: Annotated[str | None, typer.Option(help="Sentence-transformer for picking the one-shot example.")] = None,
     replace_stale: Annotated[bool, typer.Option(help="Replace stored rows made with another prompt/model/settings.")] = False,
@@ -71,7 +72,7 @@ def generate(
     from kgen.teachers.base import GenerationSettings
 
     with one_line_errors():
-        settings = GenerationSettings(max_new_tokens, temperature, top_p, seed)
+        settings = GenerationSettings(max_new_tokens, temperature, top_p, seed, answer_format)
         config = GenerateConfig(level, input, output, teacher, items, limit, batch_size, concurrency, settings,
                                 pool, embedder, replace_stale)
         info = generate_knowledge(config)
@@ -84,11 +85,13 @@ def reparse(
     output: OutputOpt,
 ) -> None:
     """Re-parse stored answers with the current parser; no model is called."""
+    from kgen.reference import reference_texts
     from kgen.run import reparse_record
 
     with one_line_errors():
         rows = R.read_records(input, "knowledge")
-    out = [reparse_record(r) for r in rows]
+        examples = reference_texts()
+    out = [reparse_record(r, examples.get(r.get(R.REFERENCE_ID))) for r in rows]
     R.write_jsonl(output, out)
     before = {s: sum(r[R.STATUS] == s for r in rows) for s in R.STATUSES}
     after = {s: sum(r[R.STATUS] == s for r in out) for s in R.STATUSES}

@@ -16,11 +16,17 @@ AnswerFormat = Literal["text", "json"]
 ANSWER_FORMATS: tuple[str, ...] = ("text", "json")
 KEY_FEATURES = "key_features"
 
-MAX_EXPLICIT, MAX_IMPLICIT, MAX_KEY_FEATURES = 5, 4, 10
-MAX_ASPECT_CHARS, MAX_VALUE_CHARS, MAX_RATIONALE_CHARS, MAX_PHRASE_CHARS = 24, 48, 90, 40
-# Every list and string at its limit, about 3.5 characters a token, plus the JSON punctuation: the answer
-# can never be longer, so a token limit at least this large never cuts a constrained answer.
+MAX_EXPLICIT, MAX_IMPLICIT, MAX_KEY_FEATURES = 4, 3, 10
+MAX_ASPECT_CHARS, MAX_VALUE_CHARS, MAX_RATIONALE_CHARS, MAX_PHRASE_CHARS = 24, 40, 60, 32
+# Every list and string at its limit, at the ~3.5 characters a token of model-written English, plus the JSON
+# punctuation: a token limit this large does not cut a constrained answer (a random model's short tokens can).
 MAX_ANSWER_TOKENS = 480
+TEXT_MAX_NEW_TOKENS = 320  # the text format's default limit (its answers stop at the Key Features line)
+
+
+def default_max_new_tokens(answer_format: str) -> int:
+    """The token limit a run uses unless told otherwise: enough for a whole answer of the format."""
+    return MAX_ANSWER_TOKENS if answer_format == "json" else TEXT_MAX_NEW_TOKENS
 
 
 def _aspect_list(max_items: int) -> dict:

@@ -30,6 +30,7 @@ from eval.embedder import Embedder
 from eval.f1_report import evaluate_f1
 from eval.paired import paired_f1_ratio, per_item_f1
 from kgen import records as R
+from kgen.answer_schema import default_max_new_tokens
 from kgen.generate import GenerateConfig, generate_knowledge
 from kgen.models import EMBEDDED_LLM
 from kgen.sample import SampleConfig, sample_rows
@@ -106,7 +107,9 @@ def prepare_sample(cfg: MainConfig) -> dict[str, Path]:
 
 def teacher_knowledge(cfg: MainConfig, level: str, input_path: Path, items: Path, output: Path) -> dict:
     """Generate one level's knowledge with the teacher (resumes if the output exists)."""
-    settings = GenerationSettings(max_new_tokens=cfg.max_new_tokens, seed=cfg.seed, answer_format=cfg.answer_format)
+    # A structured answer needs room for every list at its limit; the text format stops at its Key Features line.
+    max_new_tokens = max(cfg.max_new_tokens, default_max_new_tokens(cfg.answer_format))
+    settings = GenerationSettings(max_new_tokens=max_new_tokens, seed=cfg.seed, answer_format=cfg.answer_format)
     config = GenerateConfig(level, input_path, output, cfg.teacher, items, batch_size=cfg.batch_size, settings=settings)
     return generate_knowledge(config)["metrics"]
 

@@ -101,7 +101,8 @@ def run(level: str, variant: str, inputs: Path, out: Path, max_new_tokens: int, 
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    p.add_argument("--variants", nargs="+", default=list(VARIANTS),
+                   help=f"to generate: {', '.join(VARIANTS)}; with --compare-existing, any <level>_<name>.jsonl under --out")
     p.add_argument("--limit", type=int, default=None, help="only the first N gold inputs (a smoke run)")
     p.add_argument("--levels", nargs="+", default=["item", "user"])
     p.add_argument("--max-new-tokens", type=int, default=384)
@@ -116,6 +117,9 @@ def main() -> None:
         for level in a.levels:
             compare_existing(level, a.variants, a.out, embedder)
         return
+    unknown = [v for v in a.variants if v not in VARIANTS]
+    if unknown:
+        p.error(f"unknown variant {unknown[0]!r}; choose from {', '.join(VARIANTS)}")
     inputs = gold_inputs(a.out)
     gold = R.read_records(GOLD, "gold")
     for level in a.levels:

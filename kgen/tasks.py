@@ -51,7 +51,7 @@ def teacher_tasks(level: str, inputs: list[tuple[str, str, dict]], encoder: Text
     for (rid, text, row), ex in zip(inputs, examples):
         example = None if ex is None else {R.INPUT: ex[R.INPUT], ANSWER: example_answer(ex, answer_format)}
         task = _task(rid, level, text, template, build_messages(template, text, example))
-        task[R.REFERENCE_ID] = ex and ex[R.ID]
+        task[R.REFERENCE_ID] = None if ex is None else ex[R.ID]
         task[R.REFERENCE_TEXT] = "" if ex is None else reference_text(ex)  # "": nothing can leak
         if row.get(R.SAMPLING_WEIGHT) is not None:
             task[R.SAMPLING_WEIGHT] = row[R.SAMPLING_WEIGHT]

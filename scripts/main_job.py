@@ -216,7 +216,7 @@ def print_summary(m: dict, cfg: MainConfig) -> None:
           f"{t['tokens_per_s']} tokens/s, peak RSS {t['peak_rss_mb']} MiB")
     print("key-phrase F1 on the sample gold (macro, one-to-one, MiniLM cosine >= 0.80 uncalibrated):")
     for name, f in m["f1"].items():
-        print(f"  {name:<15} F1 {f['f1']:.3f}  95% CI [{f['f1_ci95'][0]:.3f}, {f['f1_ci95'][1]:.3f}]  "
+        print(f"  {name:<19} F1 {f['f1']:.3f}  95% CI [{f['f1_ci95'][0]:.3f}, {f['f1_ci95'][1]:.3f}]  "
               f"P {f['precision']:.3f}  R {f['recall']:.3f}  exact-match F1 {f['exact_f1']:.3f}  ({f['n_items']} gold records)")
     gain = m["f1"]["student_after"]["f1"] - m["f1"]["student_before"]["f1"]
     print(f"student F1 after training minus before: {gain:+.3f}")

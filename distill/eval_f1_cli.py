@@ -37,14 +37,20 @@ def eval_f1(
     n_boot: Annotated[int, typer.Option(help="Bootstrap resamples for the 95% intervals (0 = none).")] = 1000,
     seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
     level: Annotated[str | None, typer.Option(help="Score only this level: item or user.")] = None,
+    baseline: Annotated[
+        str | None, typer.Option(help="Also score a no-model baseline on the same gold and print it beside: name-words.")
+    ] = None,
 ) -> None:
     """Key-phrase F1 (macro headline, micro, tau sweep, many-to-one, exact) with bootstrap 95% intervals."""
+    from eval.baselines import BASELINES, baseline_records
     from eval.calibrate import calibrate_tau
     from eval.embedder import Embedder
-    from eval.f1_report import DEFAULT_TAU, evaluate_f1, format_report
+    from eval.f1_report import DEFAULT_TAU, evaluate_f1, format_comparison, format_report
 
     if tau is not None and calibrate is not None:
         fail("give --tau or --calibrate, not both")
+    if baseline is not None and baseline not in BASELINES:
+        fail(f"--baseline must be one of {', '.join(BASELINES)}, got {baseline!r}")
     with one_line_errors():  # EmbedderError is a ValueError
         pred_rows = R.read_records(pred, "knowledge")
         gold_rows = R.read_records(gold, "gold")
@@ -52,6 +58,8 @@ def eval_f1(
         calibration = calibrate_tau(calibrate, encoder) if calibrate else None
         chosen_tau = calibration["tau"] if calibration else (DEFAULT_TAU if tau is None else tau)
         report = evaluate_f1(pred_rows, gold_rows, encoder, tau=chosen_tau, n_boot=n_boot, seed=seed, level=level)
+        base = baseline and evaluate_f1(baseline_records(gold_rows, baseline), gold_rows, encoder, tau=chosen_tau,
+                                        n_boot=n_boot, seed=seed, level=level)
     counts = report["counts"]
     if counts["n_items_scored"] == 0:
         fail(f"{gold}: no gold records to score" + (f" at level {level}" if level else ""))
@@ -63,11 +71,16 @@ def eval_f1(
     report["config"] = {
         "pred": str(pred), "gold": str(gold), "embedder": embedder, "embedder_path": encoder.path,
         "tau": chosen_tau, "tau_calibrated": calibration is not None, "calibrate": str(calibrate) if calibrate else None,
-        "n_boot": n_boot, "seed": seed, "level": level,
+        "n_boot": n_boot, "seed": seed, "level": level, "baseline": baseline,
     }  # fmt: skip
+    if base:
+        base.pop("per_item")
+        report["baseline"] = {"name": baseline, "headline": base["headline"], "by_level": base["by_level"]}
     out_dir = output or _default_output(pred)
     R.write_json(out_dir / F1_JSON, report)
     R.write_jsonl(out_dir / PER_ITEM_JSONL, per_item)
     note = f"calibrated on {calibrate}" if calibration else "uncalibrated: pass --calibrate pairs.tsv to choose it"
     typer.echo(format_report(report, tau_note=note))
+    if base:
+        typer.echo(format_comparison({"prediction": report, f"baseline {baseline}": base}))
     typer.echo(f"wrote {out_dir / F1_JSON} and {out_dir / PER_ITEM_JSONL}")

@@ -289,3 +289,13 @@ def format_report(report: dict, tau_note: str = "uncalibrated") -> str:
         f"missing {c['n_missing_predictions']} (zero recall), unscored {c['n_unscored_predictions']} (no gold)"
     )
     return "\n".join(lines)
+
+
+def format_comparison(reports: dict[str, dict]) -> str:
+    """Headline macro P/R/F1 of several reports on the same gold, one line each, then per level."""
+    lines = [f"{'headline macro, same gold':<28} {'P':>5}  {'R':>5}  {'F1':>5}  {'F1 95% CI':<16} {'items':>6}"]
+    lines += [_row(name, report["headline"]) for name, report in reports.items()]
+    levels = sorted({lvl for report in reports.values() for lvl in report["by_level"]})
+    for lvl in levels if len(levels) > 1 else []:
+        lines += [_row(f"{name}, {lvl}", report["by_level"].get(lvl)) for name, report in reports.items()]
+    return "\n".join(lines)

@@ -58,22 +58,26 @@ def generate(
     limit: Annotated[int | None, typer.Option(help="Only the first N input rows.")] = None,
     batch_size: Annotated[int, typer.Option(help="Batch size (local backends).")] = 8,
     concurrency: Annotated[int, typer.Option(help="Requests in flight (openai backend).")] = 16,
-    max_new_tokens: int = 320,
+    max_new_tokens: Annotated[int | None, typer.Option(help="Token limit per answer (default: 320 text, 480 json).")] = None,
     temperature: float = 0.0,
     top_p: float = 1.0,
     seed: int = 0,
+    answer_format: Annotated[str, typer.Option(help="json: answers constrained to kgen/answer_schema.py; text: the Key Features text format.")] = "text",
+    reference: Annotated[str, typer.Option(help="One-shot example: nearest (most similar pool example) or none (json answers only).")] = "nearest",
     pool: Annotated[Path | None, typer.Option(help="Reference pool JSONL (default: the shipped one).")] = None,
     embedder: Annotated[str | None, typer.Option(help="Sentence-transformer for picking the one-shot example.")] = None,
     replace_stale: Annotated[bool, typer.Option(help="Replace stored rows made with another prompt/model/settings.")] = False,
 ) -> None:
     """Generate knowledge records with a teacher; resumable, keyed by request content."""
+    from kgen.answer_schema import default_max_new_tokens
     from kgen.generate import GenerateConfig, generate_knowledge
     from kgen.teachers.base import GenerationSettings
 
     with one_line_errors():
-        settings = GenerationSettings(max_new_tokens, temperature, top_p, seed)
+        limit_tokens = default_max_new_tokens(answer_format) if max_new_tokens is None else max_new_tokens
+        settings = GenerationSettings(limit_tokens, temperature, top_p, seed, answer_format)
         config = GenerateConfig(level, input, output, teacher, items, limit, batch_size, concurrency, settings,
-                                pool, embedder, replace_stale)
+                                pool, embedder, replace_stale, reference)
         info = generate_knowledge(config)
     typer.echo(json.dumps(info["metrics"], indent=2))
 
@@ -84,11 +88,13 @@ def reparse(
     output: OutputOpt,
 ) -> None:
     """Re-parse stored answers with the current parser; no model is called."""
+    from kgen.reference import reference_texts
     from kgen.run import reparse_record
 
     with one_line_errors():
         rows = R.read_records(input, "knowledge")
-    out = [reparse_record(r) for r in rows]
+        examples = reference_texts()
+    out = [reparse_record(r, examples.get(r.get(R.REFERENCE_ID))) for r in rows]
     R.write_jsonl(output, out)
     before = {s: sum(r[R.STATUS] == s for r in rows) for s in R.STATUSES}
     after = {s: sum(r[R.STATUS] == s for r in out) for s in R.STATUSES}

@@ -6,7 +6,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from kgen import records as R
+from kgen.grounding import grounding_metrics
 from kgen.run import generate_records
+from kgen.tasks import REFERENCES
 from kgen.teachers import make_teacher, parse_teacher
 from kgen.teachers.base import GenerationSettings
 
@@ -35,12 +37,17 @@ class GenerateConfig:
     pool: Path | None = None
     embedder: str | None = None
     replace_stale: bool = False
+    reference: str = "nearest"  # the one-shot example: the most similar pool example, or none (json answers only)
 
     def __post_init__(self) -> None:
         check_level_and_limit(self.level, self.limit)
         if self.batch_size < 1 or self.concurrency < 1:
             raise ValueError(f"batch_size and concurrency must be >= 1, got {self.batch_size}, {self.concurrency}")
         parse_teacher(self.teacher)
+        if self.reference not in REFERENCES:
+            raise ValueError(f"reference must be one of {', '.join(REFERENCES)}, got {self.reference!r}")
+        if self.reference == "none" and not self.settings.structured:
+            raise ValueError("reference 'none' needs answer_format 'json': the text format is taught by its example")
 
     def to_dict(self) -> dict:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
@@ -60,8 +67,8 @@ def generate_knowledge(config: GenerateConfig) -> dict:
     from kgen.tasks import load_inputs, teacher_tasks
 
     inputs = load_inputs(config.level, config.input, config.items, config.limit)
-    encoder = SentenceTransformer(resolve_embedder(config.embedder), device="cpu")
-    tasks = teacher_tasks(config.level, inputs, encoder, config.pool)
+    encoder = SentenceTransformer(resolve_embedder(config.embedder), device="cpu") if config.reference == "nearest" else None
+    tasks = teacher_tasks(config.level, inputs, encoder, config.pool, config.settings.answer_format, config.reference)
     del encoder
     teacher = make_teacher(config.teacher, batch_size=config.batch_size, concurrency=config.concurrency)
     try:
@@ -69,6 +76,10 @@ def generate_knowledge(config: GenerateConfig) -> dict:
                                    desc=f"{config.level} knowledge", replace_stale=config.replace_stale)
     finally:
         teacher.close()
+    metrics["quality"] = grounding_metrics(R.read_records(config.output, "knowledge"))
     info = {"config": {**config.to_dict(), "teacher": teacher.model}, "metrics": metrics}
+    notes = getattr(teacher, "notes", [])  # e.g. the server refused the answer schema, so answers are unconstrained
+    if notes:
+        info["notes"] = notes
     R.write_json(run_info_path(config.output), info)
     return info

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from functools import lru_cache
 
 from eval.normalize import normalize_phrase
+from kgen.records import EXPLICIT, GROUNDED, IMPLICIT, INPUT, KEY_PHRASES, LEAKED, STATUS, VALUE
 
 # Words a phrase may add without saying anything the input does not ("pack of 12" for "12 pack").
 _FUNCTION_WORDS = frozenset("a an the of and with for in on to by from or".split())
@@ -76,3 +77,32 @@ def leaked_phrases(phrases: Iterable[str], example: str, source: str) -> list[st
             leaked.append(phrase)
         seen.add(key)
     return leaked
+
+
+def answer_phrases(row: dict) -> list[str]:
+    """The phrases an answer states: its key phrases, then its explicit and implicit values."""
+    return [*row.get(KEY_PHRASES, []), *(a[VALUE] for a in row.get(EXPLICIT, []) + row.get(IMPLICIT, []))]
+
+
+def with_grounding(row: dict, example: str | None) -> dict:
+    """The record with `grounded` on each explicit entry and, given the example's text, its `leaked` phrases."""
+    source = row[INPUT]
+    out = {**row, EXPLICIT: [{**a, GROUNDED: is_grounded(a[VALUE], source)} for a in row.get(EXPLICIT, [])]}
+    if example is not None:
+        out[LEAKED] = leaked_phrases(answer_phrases(row), example, source)
+    return out
+
+
+def grounding_metrics(rows: list[dict]) -> dict:
+    """Over the ok records: share with a leaked phrase, leaked share of key phrases, grounded share of explicit."""
+    ok = [r for r in rows if r.get(STATUS) == "ok"]
+    marked = [r for r in ok if LEAKED in r]
+    explicit = [a for r in ok for a in r.get(EXPLICIT, []) if GROUNDED in a]
+    phrases = [p for r in marked for p in r.get(KEY_PHRASES, [])]
+    leaked_keys = [p for r in marked for p in r.get(KEY_PHRASES, []) if p in r[LEAKED]]
+    return {
+        "ok": len(ok),
+        "leakage_rate": round(sum(bool(r[LEAKED]) for r in marked) / len(marked), 4) if marked else None,
+        "leaked_key_phrase_share": round(len(leaked_keys) / len(phrases), 4) if phrases else None,
+        "explicit_grounded_rate": round(sum(a[GROUNDED] for a in explicit) / len(explicit), 4) if explicit else None,
+    }

@@ -8,11 +8,13 @@ chatter or a second invented example after the answer.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Literal
 
-from kgen.records import ASPECT, RATIONALE, VALUE
+from kgen.answer_schema import KEY_FEATURES
+from kgen.records import ASPECT, EXPLICIT, IMPLICIT, RATIONALE, VALUE
 
 _CJK_PUNCT = str.maketrans({"：": ":", "，": ",", "、": ",", "；": ";", "。": ". ", "（": "(", "）": ")", "“": '"', "”": '"'})
 _BULLET = re.compile(r"^\s*(?:[-*•·+>]+|\d{1,2}[.)](?!\d)|[a-z][.)]\s|#+)\s*", re.IGNORECASE)
@@ -95,7 +97,38 @@ def parse_aspect(text: str) -> dict | None:
 
 
 def parse_answer(raw: str) -> ParsedAnswer:
-    """Parse a raw answer; status is parse_error only when no key phrase can be found at all."""
+    """Parse a raw answer, JSON or text; status is parse_error only when no key phrase can be found at all."""
+    if raw.lstrip().startswith("{"):
+        return parse_json_answer(raw)
+    return parse_text_answer(raw)
+
+
+def _json_aspects(rows: object) -> list[dict]:
+    if not isinstance(rows, list):
+        return []
+    out = []
+    for row in rows:
+        if isinstance(row, dict) and isinstance(row.get(VALUE), str) and row[VALUE].strip():
+            out.append({ASPECT: str(row.get(ASPECT, "")).strip(), VALUE: row[VALUE].strip(),
+                        RATIONALE: str(row.get(RATIONALE, "")).strip()})
+    return out
+
+
+def parse_json_answer(raw: str) -> ParsedAnswer:
+    """A structured answer (see kgen.answer_schema) -> its fields; text after the JSON object is ignored."""
+    try:
+        answer, _ = json.JSONDecoder().raw_decode(raw.lstrip())
+    except json.JSONDecodeError as exc:
+        return ParsedAnswer(status="parse_error", error=f"answer is not complete JSON: {exc}", key_phrases_from="none")
+    if not isinstance(answer, dict):
+        return ParsedAnswer(status="parse_error", error="answer JSON is not an object", key_phrases_from="none")
+    listed = answer.get(KEY_FEATURES)
+    key_lines = [", ".join(p for p in listed if isinstance(p, str))] if isinstance(listed, list) else []
+    return _finish(_json_aspects(answer.get(EXPLICIT)), _json_aspects(answer.get(IMPLICIT)), key_lines)
+
+
+def parse_text_answer(raw: str) -> ParsedAnswer:
+    """Parse an answer in the text format ("Aspect: Value. Rationale" lines, then a Key Features line)."""
     sections: dict[str, list[dict]] = {"explicit": [], "implicit": []}
     current, key_lines, in_key_block = "explicit", [], False
     for line in raw.splitlines():

@@ -10,6 +10,7 @@ from kgen.teachers.base import Messages
 from prompts import PROMPTS_DIR
 
 TEACHER_TEMPLATES = {"item": "item", "user": "user"}
+JSON_TEACHER_TEMPLATES = {"item": "item_json", "user": "user_json"}
 STUDENT_TEMPLATES = {"item": "student_item", "user": "student_user"}
 
 
@@ -27,6 +28,11 @@ def _env() -> jinja2.Environment:
 def render(template: str, **variables: object) -> str:
     """Render prompts/<template>.j2 with the given variables."""
     return _env().get_template(f"{template}.j2").render(**variables).strip()
+
+
+def teacher_template(level: str, answer_format: str) -> str:
+    """The teacher template of a level for an answer format ("text" or "json")."""
+    return (JSON_TEACHER_TEMPLATES if answer_format == "json" else TEACHER_TEMPLATES)[level]
 
 
 def build_messages(template: str, input_text: str, example: dict | None = None) -> Messages:

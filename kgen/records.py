@@ -36,6 +36,9 @@ REQUEST_KEY = "request_key"
 ASPECT = "aspect"
 VALUE = "value"
 RATIONALE = "rationale"
+GROUNDED = "grounded"  # on an explicit entry: its value is found in the input (kgen.grounding)
+LEAKED = "leaked"  # on a knowledge record: phrases of the reference example that are not in the input
+REFERENCE_TEXT = "reference_text"  # on a generation task only: the chosen example's input and answer
 
 ITEM_ID = "item_id"
 NAME = "name"
@@ -72,7 +75,7 @@ _OPTIONAL: dict[str, dict[str, type | tuple[type, ...]]] = {
     "item": {CATEGORY: str, ATTRIBUTES: dict, STATS: dict},
     "user": {PROFILE: dict},
     "interaction": {},
-    "knowledge": {EXPLICIT: list, IMPLICIT: list},
+    "knowledge": {EXPLICIT: list, IMPLICIT: list, LEAKED: list},
     "gold": {EXPLICIT: list, IMPLICIT: list, INPUT: str},
 }
 

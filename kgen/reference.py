@@ -33,6 +33,32 @@ def load_pool(level: str, path: Path | None = None) -> list[dict]:
     return pool
 
 
+def example_answer(example: dict, answer_format: str) -> str:
+    """A pool example's answer as the teacher is shown it: the text as written, or its JSON form."""
+    if answer_format != "json":
+        return example[ANSWER]
+    from kgen.answer_schema import format_json_answer
+    from kgen.parse import parse_answer
+
+    parsed = parse_answer(example[ANSWER])
+    return format_json_answer(parsed.explicit, parsed.implicit, parsed.key_phrases)
+
+
+def reference_text(example: dict) -> str:
+    """The text a leaked phrase is looked for in: the example's input and its answer."""
+    return f"{example[INPUT]}\n{example[ANSWER]}"
+
+
+def reference_texts(pool_path: Path | None = None) -> dict[str, str]:
+    """Pool id -> reference text, over the levels a pool holds (default: the shipped pools)."""
+    texts = {}
+    for level in POOL_FILES:
+        if pool_path is not None and not any(row.get(LEVEL) == level for _, row in iter_jsonl(pool_path)):
+            continue  # a pool of one's own may hold one level only
+        texts.update({ex[ID]: reference_text(ex) for ex in load_pool(level, pool_path)})
+    return texts
+
+
 def _unit_rows(x: np.ndarray) -> np.ndarray:
     return x / np.clip(np.linalg.norm(x, axis=1, keepdims=True), 1e-12, None)
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from kgen import records as R
+from kgen.grounding import with_grounding
 from kgen.parse import parse_answer
 from kgen.teachers.base import Completion, GenerationSettings, Teacher
 
@@ -59,11 +60,14 @@ def knowledge_record(task: dict, key: str, model: str, completion: Completion) -
     error = completion.error or (parsed.error if parsed else None)
     if error:
         row[R.ERROR] = error
-    return row
+    return with_grounding(row, task.get(R.REFERENCE_TEXT))
 
 
-def reparse_record(row: dict) -> dict:
-    """Parse a stored record's raw text again (a changed parser never needs the model)."""
+def reparse_record(row: dict, example: str | None = None) -> dict:
+    """Parse a stored record's raw text again (a changed parser never needs the model).
+
+    Grounding marks are redone; leaked phrases too when the reference example's text is given, else kept.
+    """
     if row[R.STATUS] in ("api_error", "truncated"):
         keep = row[R.STATUS]
     else:
@@ -76,7 +80,7 @@ def reparse_record(row: dict) -> dict:
         out[R.ERROR] = parsed.error
     elif row.get(R.ERROR) and keep:
         out[R.ERROR] = row[R.ERROR]
-    return out
+    return with_grounding(out, example)
 
 
 def _read_existing(path: Path) -> tuple[list[dict], bool]:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 from kgen import records as R
 from kgen.inputs import item_input, user_input
-from kgen.prompting import STUDENT_TEMPLATES, TEACHER_TEMPLATES, build_messages
-from kgen.reference import ANSWER, TextEncoder, load_pool, pick_examples
+from kgen.prompting import STUDENT_TEMPLATES, build_messages, teacher_template
+from kgen.reference import ANSWER, TextEncoder, example_answer, load_pool, pick_examples, reference_text
 from kgen.run import MESSAGES
 
 
@@ -34,15 +34,25 @@ def load_inputs(level: str, path: Path, items_path: Path | None = None, limit: i
     return out
 
 
-def teacher_tasks(level: str, inputs: list[tuple[str, str, dict]], encoder: TextEncoder, pool_path: Path | None = None) -> list[dict]:
-    """Teacher tasks: the one-shot template with each input's most similar pool example."""
-    pool = load_pool(level, pool_path)
-    examples = pick_examples([text for _, text, _ in inputs], pool, encoder)
+REFERENCES: tuple[str, ...] = ("nearest", "none")
+
+
+def teacher_tasks(level: str, inputs: list[tuple[str, str, dict]], encoder: TextEncoder | None, pool_path: Path | None = None,
+                  answer_format: str = "text", reference: str = "nearest") -> list[dict]:
+    """Teacher tasks: the template of the answer format with each input's most similar pool example.
+
+    reference "none" shows no example (zero-shot; with structured answers the schema already fixes the format).
+    """
+    examples = [None] * len(inputs)
+    if reference == "nearest":
+        examples = pick_examples([text for _, text, _ in inputs], load_pool(level, pool_path), encoder)
+    template = teacher_template(level, answer_format)
     tasks = []
     for (rid, text, row), ex in zip(inputs, examples):
-        template = TEACHER_TEMPLATES[level]
-        task = _task(rid, level, text, template, build_messages(template, text, {R.INPUT: ex[R.INPUT], ANSWER: ex[ANSWER]}))
-        task[R.REFERENCE_ID] = ex[R.ID]
+        example = None if ex is None else {R.INPUT: ex[R.INPUT], ANSWER: example_answer(ex, answer_format)}
+        task = _task(rid, level, text, template, build_messages(template, text, example))
+        task[R.REFERENCE_ID] = None if ex is None else ex[R.ID]
+        task[R.REFERENCE_TEXT] = "" if ex is None else reference_text(ex)  # "": nothing can leak
         if row.get(R.SAMPLING_WEIGHT) is not None:
             task[R.SAMPLING_WEIGHT] = row[R.SAMPLING_WEIGHT]
         tasks.append(task)

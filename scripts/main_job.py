@@ -25,9 +25,12 @@ from distill.generate import GenerateConfig as StudentConfig
 from distill.generate import generate_student
 from distill.train import train
 from distill.train_config import TrainConfig
+from eval.baselines import baseline_records
 from eval.embedder import Embedder
 from eval.f1_report import evaluate_f1
+from eval.paired import paired_f1_ratio, per_item_f1
 from kgen import records as R
+from kgen.answer_schema import default_max_new_tokens
 from kgen.generate import GenerateConfig, generate_knowledge
 from kgen.models import EMBEDDED_LLM
 from kgen.sample import SampleConfig, sample_rows
@@ -51,6 +54,7 @@ class MainConfig:
     batch_size: int = 8
     max_new_tokens: int = 384  # answers to long purchase histories need it; loops are cut at the Key Features line
     teacher: str | None = None
+    answer_format: str = "text"  # the teacher's: "json" = constrained to kgen/answer_schema.py
     student: str = EMBEDDED_LLM
     train_epochs: float = 2.0
     # A 135M student with rank-16 LoRA needs a larger rate than the 2e-4 default (tuned for 7B models) to pick up
@@ -103,7 +107,9 @@ def prepare_sample(cfg: MainConfig) -> dict[str, Path]:
 
 def teacher_knowledge(cfg: MainConfig, level: str, input_path: Path, items: Path, output: Path) -> dict:
     """Generate one level's knowledge with the teacher (resumes if the output exists)."""
-    settings = GenerationSettings(max_new_tokens=cfg.max_new_tokens, seed=cfg.seed)
+    # A structured answer needs room for every list at its limit; the text format stops at its Key Features line.
+    max_new_tokens = max(cfg.max_new_tokens, default_max_new_tokens(cfg.answer_format))
+    settings = GenerationSettings(max_new_tokens=max_new_tokens, seed=cfg.seed, answer_format=cfg.answer_format)
     config = GenerateConfig(level, input_path, output, cfg.teacher, items, batch_size=cfg.batch_size, settings=settings)
     return generate_knowledge(config)["metrics"]
 
@@ -118,15 +124,25 @@ def student_knowledge(cfg: MainConfig, model: str, paths: dict, name: str) -> Pa
     return out
 
 
-def f1_against_gold(pred: Path, gold: Path, embedder: Embedder, out: Path) -> dict:
-    """Key-phrase F1 of one prediction file on the evaluation gold; the report goes to `out`."""
-    report = evaluate_f1(R.read_records(pred, "knowledge"), R.read_records(gold, "gold"), embedder, seed=0)
+def f1_against_gold(pred: Path | list[dict], gold: Path, embedder: Embedder, out: Path) -> dict:
+    """Key-phrase F1 of one prediction file (or records) on the evaluation gold; the report goes to `out`."""
+    rows = pred if isinstance(pred, list) else R.read_records(pred, "knowledge")
+    report = evaluate_f1(rows, R.read_records(gold, "gold"), embedder, seed=0)
     R.write_jsonl(out / "per_item.jsonl", report.pop("per_item"))
     R.write_json(out / "f1.json", report)
     head = report["headline"]["macro"]
     return {"f1": round(head["f1"], 4), "f1_ci95": [round(x, 4) for x in head["f1_ci95"]],
             "precision": round(head["precision"], 4), "recall": round(head["recall"], 4),
             "exact_f1": round(report["exact"]["macro"]["f1"], 4), "n_items": report["headline"]["n_items"]}
+
+
+def student_teacher_ratio(f1_dir: Path) -> dict:
+    """The trained student's macro F1 over its teacher's, paired over the same gold records, with a bootstrap CI."""
+    per_item = {name: per_item_f1([row for _, row in R.iter_jsonl(f1_dir / name / "per_item.jsonl")])
+                for name in ("student_after", "teacher")}
+    out = paired_f1_ratio(per_item["student_after"], per_item["teacher"], n_boot=1000, seed=0)
+    return {k: (round(v, 4) if isinstance(v, float) else [round(x, 4) for x in v] if isinstance(v, list) else v)
+            for k, v in out.items()}
 
 
 def summarise(path: Path) -> dict:
@@ -171,8 +187,11 @@ def main(cfg: MainConfig) -> dict:
     embedder = Embedder()
     teacher_eval = knowledge / "teacher_eval.jsonl"
     R.write_jsonl(teacher_eval, [r for lv in R.LEVELS for r in R.read_records(knowledge / f"teacher_eval_{lv}.jsonl", "knowledge")])
+    baseline = baseline_records(R.read_records(paths["eval_gold"], "gold"))  # no model: the words of each input
     m["f1"] = {name: f1_against_gold(pred, paths["eval_gold"], embedder, cfg.out / "f1" / name)
-               for name, pred in (("teacher", teacher_eval), ("student_before", before), ("student_after", after))}
+               for name, pred in (("teacher", teacher_eval), ("student_before", before), ("student_after", after),
+                                  ("baseline_name_words", baseline))}
+    m["student_over_teacher"] = student_teacher_ratio(cfg.out / "f1")
     m["total_s"] = round(time.perf_counter() - t0, 1)
     config = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()}
     R.write_json(cfg.out / "run.json", {"config": config, "metrics": m})
@@ -197,10 +216,17 @@ def print_summary(m: dict, cfg: MainConfig) -> None:
           f"{t['tokens_per_s']} tokens/s, peak RSS {t['peak_rss_mb']} MiB")
     print("key-phrase F1 on the sample gold (macro, one-to-one, MiniLM cosine >= 0.80 uncalibrated):")
     for name, f in m["f1"].items():
-        print(f"  {name:<15} F1 {f['f1']:.3f}  95% CI [{f['f1_ci95'][0]:.3f}, {f['f1_ci95'][1]:.3f}]  "
+        print(f"  {name:<19} F1 {f['f1']:.3f}  95% CI [{f['f1_ci95'][0]:.3f}, {f['f1_ci95'][1]:.3f}]  "
               f"P {f['precision']:.3f}  R {f['recall']:.3f}  exact-match F1 {f['exact_f1']:.3f}  ({f['n_items']} gold records)")
     gain = m["f1"]["student_after"]["f1"] - m["f1"]["student_before"]["f1"]
     print(f"student F1 after training minus before: {gain:+.3f}")
+    r = m["student_over_teacher"]
+    ratio = "undefined (teacher F1 0)" if r["ratio"] is None else (
+        f"{r['ratio']:.2f}  95% CI [{r['ratio_ci95'][0]:.2f}, {r['ratio_ci95'][1]:.2f}] (paired bootstrap)")
+    print(f"student F1 / teacher F1 (after training, {r['n_items']} gold records): {ratio}")
+    base, teacher = m["f1"]["baseline_name_words"]["f1"], m["f1"]["teacher"]["f1"]
+    print(f"teacher F1 minus the no-model name-words baseline: {teacher - base:+.3f}"
+          + ("  (the LLM knowledge does not beat the words of the input here)" if teacher <= base else ""))
     print(f"total {m['total_s']} s; config and metrics in {cfg.out / 'run.json'}")
 
 
@@ -211,8 +237,11 @@ def parse_args() -> MainConfig:
     p.add_argument("--teacher", default=None, help="backend:model (default: the embedded SmolLM2-135M-Instruct)")
     p.add_argument("--student", default=EMBEDDED_LLM, help="student base: hub id, path, or the embedded alias")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--answer-format", default=MainConfig.answer_format, choices=["text", "json"],
+                   help="the teacher's answer format (json: constrained to kgen/answer_schema.py)")
     a = p.parse_args()
-    return MainConfig(out=a.out, scale=a.scale, teacher=a.teacher, student=a.student, seed=a.seed)
+    return MainConfig(out=a.out, scale=a.scale, teacher=a.teacher, student=a.student, seed=a.seed,
+                      answer_format=a.answer_format)
 
 
 if __name__ == "__main__":

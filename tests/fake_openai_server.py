@@ -20,6 +20,7 @@ class Reply:
 
 
 OK = Reply()
+SCHEMA_REFUSED = Reply(status=400)
 
 
 @dataclass
@@ -38,6 +39,12 @@ def answer_text(content: str) -> str:
     return f"answer to: {content}"
 
 
+def json_answer_text(content: str) -> str:
+    """The answer under response_format json_schema: a structured answer naming the content."""
+    aspect = {"aspect": "Type", "value": content, "rationale": "The input says so."}
+    return json.dumps({"explicit": [aspect], "implicit": [], "key_features": [content]})
+
+
 class FakeOpenAIServer:
     """`POST /v1/chat/completions` on 127.0.0.1 (a free port), answering per a script keyed by the last user message.
 
@@ -45,8 +52,9 @@ class FakeOpenAIServer:
     so `[Reply(429), OK]` fails once then answers, and `[Reply(400)]` fails every time. Unscripted content is answered.
     """
 
-    def __init__(self, script: dict[str, list[Reply]] | None = None):
+    def __init__(self, script: dict[str, list[Reply]] | None = None, refuse_schema: bool = False):
         self.script = dict(script or {})
+        self.refuse_schema = refuse_schema  # answer 400 to any request with response_format json_schema, as some servers do
         self.calls: list[Call] = []
         self.in_flight = self.max_in_flight = 0
         self._lock = threading.Lock()
@@ -102,6 +110,8 @@ def _handler_for(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
             body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))) or b"{}")
             content = _last_user_content(body.get("messages", []))
             reply = server._arrive(content, body, {k.lower(): v for k, v in self.headers.items()})
+            if server.refuse_schema and "response_format" in body:
+                reply = SCHEMA_REFUSED
             try:
                 time.sleep(reply.delay)
             finally:
@@ -135,9 +145,11 @@ def _last_user_content(messages: list[dict]) -> str:
 
 
 def _payload(reply: Reply, content: str, body: dict) -> dict:
+    if reply is SCHEMA_REFUSED:
+        return {"error": {"message": "response_format type json_schema is not supported", "type": "invalid_request_error"}}
     if reply.status != 200:
         return {"error": {"message": f"scripted failure {reply.status} for {content!r}", "type": "fake", "code": None}}
-    text = answer_text(content)
+    text = json_answer_text(content) if "response_format" in body else answer_text(content)
     prompt_tokens = sum(len(m.get("content", "").split()) for m in body.get("messages", []))
     return {
         "id": f"chatcmpl-{abs(hash(content)) % 10**8}",

@@ -116,3 +116,23 @@ def test_nothing_to_score_is_an_error(files):
     args = ["--pred", files / "pred.jsonl", "--gold", files / "gold.jsonl", "-o", files / "out"]
     result = invoke(*args, "--level", "user")
     assert result.exit_code == 1 and "no gold records to score at level user" in result.stderr
+
+
+def test_the_name_words_baseline_is_printed_beside_the_prediction(files):
+    golds = [{R.ID: "a", R.LEVEL: "item", R.INPUT: "Gift Mug", R.KEY_PHRASES: ["Present", "mug"]},
+             {R.ID: "b", R.LEVEL: "item", R.INPUT: "Gift of Tea", R.KEY_PHRASES: ["Gift"]}]
+    R.write_jsonl(files / "gold.jsonl", golds)
+    out = files / "out"
+    result = invoke("--pred", files / "pred.jsonl", "--gold", files / "gold.jsonl", "-o", out, "--n-boot", 0,
+                    "--baseline", "name-words")
+    assert result.exit_code == 0, result.output
+    assert "baseline name-words" in result.output and "prediction" in result.output
+    report = json.loads((out / F1_JSON).read_text())
+    # a: {gift, mug} vs {present, mug} -> F1 0.5; b: {gift, tea} vs {gift} -> P 1/2, R 1 -> F1 2/3.
+    assert report["baseline"]["headline"]["macro"]["f1"] == pytest.approx((0.5 + 2 / 3) / 2)
+    assert report["macro_f1"] == pytest.approx(0.25)  # the prediction's own figures are unchanged
+
+
+def test_an_unknown_baseline_is_refused(files):
+    result = invoke("--pred", files / "pred.jsonl", "--gold", files / "gold.jsonl", "--baseline", "random")
+    assert result.exit_code == 1 and "--baseline must be one of name-words" in result.output

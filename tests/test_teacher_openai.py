@@ -284,3 +284,39 @@ def test_a_bug_inside_the_backend_is_raised_not_hung_on(monkeypatch):
         with pytest.raises(KeyError, match="a mapping bug"):
             list(make_teacher(server).complete([user("a"), user("b")], SETTINGS))
     assert teacher_threads() <= before
+
+
+JSON_SETTINGS = GenerationSettings(max_new_tokens=64, answer_format="json")
+
+
+def test_structured_answers_send_the_answer_schema_and_parse():
+    from kgen.answer_schema import answer_schema
+    from kgen.parse import parse_answer
+
+    with FakeOpenAIServer() as server:
+        teacher = make_teacher(server)
+        got = run_all_with(teacher, ["mug"], JSON_SETTINGS)
+        fmt = server.calls[0].body["response_format"]
+    assert fmt["type"] == "json_schema" and fmt["json_schema"]["schema"] == answer_schema()
+    assert got["mug"].status == "ok" and parse_answer(got["mug"].text).key_phrases == ["mug"]
+    assert teacher.notes == []
+
+
+def test_a_server_that_rejects_the_schema_is_asked_again_without_it_and_the_run_says_so():
+    with FakeOpenAIServer(refuse_schema=True) as server:
+        teacher = make_teacher(server, concurrency=1)
+        got = run_all_with(teacher, ["mug", "cup"], JSON_SETTINGS)
+        sent_schema = ["response_format" in c.body for c in server.calls]
+    assert {c.status for c in got.values()} == {"ok"}  # nothing lost, no retry budget spent
+    assert sent_schema == [True, False, False]  # refused once, then never sent again
+    assert len(teacher.notes) == 1 and "rejected response_format json_schema" in teacher.notes[0]
+
+
+def test_a_text_run_never_sends_a_response_format():
+    with FakeOpenAIServer() as server:
+        run_all_with(make_teacher(server), ["mug"], GenerationSettings(max_new_tokens=8))
+        assert "response_format" not in server.calls[0].body
+
+
+def run_all_with(teacher: OpenAITeacher, contents: list[str], settings: GenerationSettings) -> dict:
+    return {contents[i]: c for i, c in teacher.complete([user(c) for c in contents], settings)}

@@ -160,3 +160,37 @@ def test_close_drops_the_engine(fake_vllm):
     teacher = VLLMTeacher("m")
     teacher.close()
     assert not hasattr(teacher, "llm")
+
+
+@dataclass
+class StructuredOutputsParams:
+    json: dict | None = None
+
+
+@dataclass
+class StructuredSamplingParams(SamplingParams):
+    structured_outputs: StructuredOutputsParams | None = None
+
+
+def test_structured_answers_ask_vllm_for_the_answer_schema(fake_vllm):
+    from kgen.answer_schema import answer_schema
+
+    fake_vllm.SamplingParams = StructuredSamplingParams
+    fake_vllm.sampling_params = types.SimpleNamespace(StructuredOutputsParams=StructuredOutputsParams)
+    teacher = VLLMTeacher("m")
+    json_settings = GenerationSettings(max_new_tokens=32, seed=7, answer_format="json")
+    list(teacher.complete([user("a")], json_settings))
+    list(teacher.complete([user("b")], SETTINGS))
+    structured, plain = teacher.llm.params
+    assert structured.structured_outputs == StructuredOutputsParams(json=answer_schema())
+    assert structured.max_tokens == 32 and plain.structured_outputs is None
+
+
+def test_an_older_vllm_gets_guided_decoding():
+    from kgen.teachers.vllm_backend import structured_output_options
+
+    old = types.SimpleNamespace(sampling_params=types.SimpleNamespace(GuidedDecodingParams=StructuredOutputsParams))
+    assert structured_output_options(old, {"type": "object"}) == {
+        "guided_decoding": StructuredOutputsParams(json={"type": "object"})}
+    with pytest.raises(ImportError, match="upgrade vllm"):
+        structured_output_options(types.SimpleNamespace(), {})

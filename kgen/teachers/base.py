@@ -6,6 +6,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Literal, Protocol
 
+from kgen.answer_schema import ANSWER_FORMATS
+
 Messages = list[dict[str, str]]  # chat messages: [{"role": ..., "content": ...}]
 
 
@@ -17,6 +19,8 @@ class GenerationSettings:
     temperature: float = 0.0
     top_p: float = 1.0
     seed: int = 0
+    # "json": the backend constrains the answer to kgen.answer_schema; "text": free text for kgen.parse.
+    answer_format: str = "text"
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
@@ -25,9 +29,19 @@ class GenerationSettings:
             raise ValueError(f"temperature must be >= 0, got {self.temperature}")
         if not 0 < self.top_p <= 1:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.answer_format not in ANSWER_FORMATS:
+            raise ValueError(f"answer_format must be one of {', '.join(ANSWER_FORMATS)}, got {self.answer_format!r}")
+
+    @property
+    def structured(self) -> bool:
+        return self.answer_format == "json"
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        # The text format is left out, so request keys made before the field existed stay valid (runs resume).
+        settings = asdict(self)
+        if not self.structured:
+            del settings["answer_format"]
+        return settings
 
 
 @dataclass

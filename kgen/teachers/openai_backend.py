@@ -24,6 +24,7 @@ from urllib.parse import urlparse
 
 import openai
 
+from kgen.answer_schema import answer_schema
 from kgen.teachers.base import Completion, GenerationSettings, Messages
 
 PLACEHOLDER_KEY = "EMPTY"
@@ -52,6 +53,8 @@ class OpenAITeacher:
         self.api_key = resolve_api_key(api_key, base_url)
         self.concurrency, self.max_retries, self.timeout = concurrency, max_retries, timeout
         self.backoff_base, self.backoff_max = backoff_base, backoff_max
+        self.schema_refused = False  # set when the server rejected response_format json_schema
+        self.notes: list[str] = []  # written to the run JSON
 
     def complete(self, prompts: Sequence[Messages], settings: GenerationSettings) -> Iterator[tuple[int, Completion]]:
         """Yield (index, answer) as each request finishes; stopping early cancels the requests still in flight."""
@@ -105,6 +108,7 @@ class OpenAITeacher:
             attempts += 1
             try:
                 async with gate:  # held only while a request is in flight, not while backing off
+                    structured = settings.structured and not self.schema_refused  # read once a slot is free
                     response = await client.chat.completions.create(
                         model=self.api_model,
                         messages=messages,
@@ -112,13 +116,36 @@ class OpenAITeacher:
                         top_p=settings.top_p,
                         max_tokens=settings.max_new_tokens,
                         seed=settings.seed,
+                        **({"response_format": RESPONSE_FORMAT} if structured else {}),
                     )
                 return completion_from_response(response)
             except openai.APIError as exc:
+                if structured and refuses_schema(exc):
+                    self._refuse_schema(exc)
+                    attempts -= 1  # the request was never tried as such: ask again, unconstrained
+                    continue
                 if attempts > self.max_retries or not is_retryable(exc):
                     return Completion("", "api_error", error=describe_error(exc, attempts))
                 wait = retry_delay(attempts - 1, retry_after_seconds(exc), self.backoff_base, self.backoff_max)
                 await asyncio.sleep(wait)
+
+    def _refuse_schema(self, exc: openai.APIError) -> None:
+        if not self.schema_refused:
+            self.schema_refused = True
+            self.notes.append(
+                f"the server rejected response_format json_schema ({describe_error(exc, 1)}); answers were requested "
+                "without it, following the JSON prompt only, and parsed as JSON or text"
+            )
+
+
+RESPONSE_FORMAT = {"type": "json_schema", "json_schema": {"name": "knowledge", "schema": answer_schema(), "strict": True}}
+
+
+def refuses_schema(exc: openai.APIError) -> bool:
+    """True for a 400/422 that names response_format or json_schema: the server does not take the schema."""
+    if not isinstance(exc, openai.APIStatusError) or exc.status_code not in (400, 422):
+        return False
+    return any(word in str(exc.message).lower() for word in ("response_format", "json_schema", "schema"))
 
 
 def _drive(loop: asyncio.AbstractEventLoop, main: asyncio.Task, put: Callable) -> None:

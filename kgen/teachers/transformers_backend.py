@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 
 import torch
 
+from kgen.answer_schema import answer_schema
 from kgen.models import resolve_llm
 from kgen.parse import strip_list_marker
 from kgen.teachers.base import Completion, GenerationSettings, Messages
@@ -118,6 +120,10 @@ class TransformersTeacher:
         prompt_len = enc["input_ids"].shape[1]
         torch.manual_seed(settings.seed)
         sampling = settings.temperature > 0
+        constrain = self._schema_processor(len(batch), prompt_len) if settings.structured else None
+        # A schema bounds every list and string, so a structured answer ends by itself; the text format needs the
+        # stop at a finished Key Features line.
+        stop = [StopAfterKeyFeatures(self.tokenizer, prompt_len)] if self.stop_early and not constrain else None
         out = self.lm.generate(
             **enc,
             max_new_tokens=settings.max_new_tokens,
@@ -126,15 +132,25 @@ class TransformersTeacher:
             top_p=settings.top_p if sampling else None,
             top_k=None,
             pad_token_id=self.tokenizer.pad_token_id,
-            stopping_criteria=[StopAfterKeyFeatures(self.tokenizer, prompt_len)] if self.stop_early else None,
+            stopping_criteria=stop,
+            logits_processor=[constrain] if constrain else None,
         )
         return [self._completion(row[prompt_len:], mask, settings) for row, mask in zip(out, enc["attention_mask"])]
+
+    def _schema_processor(self, batch_size: int, prompt_len: int):
+        from kgen.teachers.constrained import SchemaLogitsProcessor
+
+        n_vocab = self.lm.get_output_embeddings().weight.shape[0]
+        return SchemaLogitsProcessor(self.tokenizer, answer_schema(), batch_size, prompt_len, n_vocab)
 
     def _completion(self, new_tokens: torch.Tensor, prompt_mask: torch.Tensor, settings: GenerationSettings) -> Completion:
         pad, eos = self.tokenizer.pad_token_id, self.tokenizer.eos_token_id
         # Rows that finished early are padded to the batch's length; count only real tokens.
         real = new_tokens[new_tokens != pad] if pad != eos else new_tokens[: _first_eos(new_tokens, eos) + 1]
         text = self.tokenizer.decode(real, skip_special_tokens=True)
+        if settings.structured:  # the grammar lets the model stop only once the JSON is complete
+            cut_off = len(real) >= settings.max_new_tokens and not json_complete(text)
+            return Completion(text.strip(), "truncated" if cut_off else "ok", int(prompt_mask.sum()), len(real))
         # Stopped by the limit or by a loop, an answer is whole only if its Key Features line was complete. (Whether
         # the model itself ended can't be read off the tokens: rows stopped early are padded, often with EOS.)
         cut_off = (len(real) >= settings.max_new_tokens or looping(text)) and not key_features_done(text)
@@ -144,6 +160,15 @@ class TransformersTeacher:
         self.lm = None
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
+
+
+def json_complete(text: str) -> bool:
+    """True when the text starts with one whole JSON value."""
+    try:
+        json.JSONDecoder().raw_decode(text.lstrip())
+    except json.JSONDecodeError:
+        return False
+    return True
 
 
 def _first_eos(tokens: torch.Tensor, eos: int) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 from collections.abc import Iterator, Sequence
 
+from kgen.answer_schema import answer_schema
 from kgen.models import resolve_llm
 from kgen.teachers.base import Completion, GenerationSettings, Messages
 
@@ -42,6 +43,7 @@ class VLLMTeacher:
             top_p=settings.top_p,
             max_tokens=settings.max_new_tokens,
             seed=settings.seed,
+            **(structured_output_options(self._vllm, answer_schema()) if settings.structured else {}),
         )
         for start in range(0, len(prompts), self.batch_size):
             chunk = list(prompts[start : start + self.batch_size])
@@ -73,6 +75,20 @@ class VLLMTeacher:
         if len(outputs) != len(chunk):
             raise RuntimeError(f"vLLM returned {len(outputs)} outputs for {len(chunk)} prompts")
         return outputs
+
+
+def structured_output_options(vllm, schema: dict) -> dict:
+    """The SamplingParams keywords that constrain an answer to the JSON schema, in this vLLM's own API.
+
+    vLLM >= 0.10.2 takes `structured_outputs=StructuredOutputsParams(json=...)`; older releases took
+    `guided_decoding=GuidedDecodingParams(json=...)` (removed in 0.12).
+    """
+    params = getattr(vllm, "sampling_params", None)
+    if hasattr(params, "StructuredOutputsParams"):
+        return {"structured_outputs": params.StructuredOutputsParams(json=schema)}
+    if hasattr(params, "GuidedDecodingParams"):
+        return {"guided_decoding": params.GuidedDecodingParams(json=schema)}
+    raise ImportError("this vLLM has neither StructuredOutputsParams nor GuidedDecodingParams; upgrade vllm")
 
 
 def completion_from_output(output) -> Completion:

@@ -114,3 +114,40 @@ def test_format_answer_round_trips():
 def test_run_on_sentences_are_not_key_phrases():
     raw = "Key Features: Cakestand, Professional Grade, 3. The 3. The product name specifically mentions it is a Cakestand"
     assert parse_answer(raw).key_phrases == ["Cakestand", "Professional Grade"]
+
+
+JSON_ANSWER = (
+    '{"explicit": [{"aspect": "Type", "value": "Lunch Bag", "rationale": "The name says so."}, '
+    '{"aspect": "Colour", "value": "Red", "rationale": ""}], '
+    '"implicit": [{"aspect": "Use", "value": "Packed Lunch", "rationale": "Lunch bags carry lunch."}], '
+    '"key_features": ["Lunch Bag", "Red", "Packed Lunch", "lunch bag", "Type: Retro Style"]}'
+)
+
+
+def test_a_structured_answer_parses_into_the_same_fields_as_text():
+    from kgen.parse import parse_answer
+
+    parsed = parse_answer(JSON_ANSWER + "\nsome chatter after the object")
+    assert parsed.status == "ok" and parsed.key_phrases_from == "key_features"
+    assert parsed.key_phrases == ["Lunch Bag", "Red", "Packed Lunch", "Retro Style"]  # deduped, label stripped
+    assert [a["value"] for a in parsed.explicit] == ["Lunch Bag", "Red"]
+    assert parsed.implicit == [{"aspect": "Use", "value": "Packed Lunch", "rationale": "Lunch bags carry lunch."}]
+
+
+def test_a_structured_answer_cut_off_is_a_parse_error_and_an_empty_list_falls_back_to_values():
+    from kgen.parse import parse_answer
+
+    cut = parse_answer(JSON_ANSWER[:90])
+    assert cut.status == "parse_error" and "not complete JSON" in cut.error
+    no_features = parse_answer('{"explicit": [{"aspect": "Type", "value": "Mug"}], "implicit": [], "key_features": []}')
+    assert no_features.key_phrases == ["Mug"] and no_features.key_phrases_from == "aspects"
+    assert parse_answer('{"key_features": "Mug"').status == "parse_error"
+
+
+def test_the_json_form_of_an_answer_round_trips():
+    from kgen.answer_schema import format_json_answer
+    from kgen.parse import parse_answer
+
+    parsed = parse_answer(JSON_ANSWER)
+    again = parse_answer(format_json_answer(parsed.explicit, parsed.implicit, parsed.key_phrases))
+    assert (again.explicit, again.implicit, again.key_phrases) == (parsed.explicit, parsed.implicit, parsed.key_phrases)

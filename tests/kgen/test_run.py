@@ -96,3 +96,31 @@ def test_sigkill_halfway_then_rerun_gives_exactly_one_record_per_input(tmp_path,
     lines = out.read_text().splitlines()
     ids = [json.loads(line)["id"] for line in lines]  # every line is whole JSON
     assert sorted(ids) == sorted(f"x{i}" for i in range(n))
+
+
+def test_records_mark_ungrounded_explicit_values_and_leaked_phrases(tmp_path):
+    from kgen.records import REFERENCE_TEXT
+
+    out = tmp_path / "k.jsonl"
+    # The fake answers "Type: <input>" and key features "<input>, Gift"; the example is about a gift mug.
+    leaky = {**task(0), REFERENCE_TEXT: "Gift Mug\nKey Features: Mug, Gift"}
+    clean = {**task(1), REFERENCE_TEXT: "Candle\nKey Features: Candle"}
+    generate_records([leaky, clean], FakeTeacher(), SETTINGS, out)
+    rows = {r["id"]: r for r in read_records(out, "knowledge")}
+    assert rows["x0"]["leaked"] == ["Gift"] and rows["x1"]["leaked"] == []
+    assert rows["x0"]["explicit"][0]["grounded"] is True  # "name-0" is the input itself
+
+
+def test_reparse_handles_both_formats_and_redoes_the_marks(tmp_path):
+    out = tmp_path / "k.jsonl"
+    generate_records([task(0)], FakeTeacher(), SETTINGS, out)
+    text_row = read_records(out, "knowledge")[0]
+    json_raw = json.dumps({"explicit": [{"aspect": "Brand", "value": "Acme", "rationale": ""}], "implicit": [],
+                           "key_features": ["Acme", "name-0"]})
+    json_row = {**text_row, "raw": json_raw, "key_phrases": [], "status": "parse_error"}
+    again = reparse_record(json_row, example="Acme Widget\nKey Features: Acme")
+    assert again["status"] == "ok" and again["key_phrases"] == ["Acme", "name-0"]
+    assert again["explicit"][0]["grounded"] is False and again["leaked"] == ["Acme"]
+    assert again["raw"] == json_raw  # raw is kept as it was
+    assert reparse_record({**text_row, "key_phrases": []})["key_phrases"] == ["name-0", "Gift"]
+    assert reparse_record({**text_row, "leaked": ["Gift"]})["leaked"] == ["Gift"]  # no example given: mark kept

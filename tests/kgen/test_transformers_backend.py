@@ -77,3 +77,21 @@ def test_looping_catches_the_loops_small_models_fall_into():
     for answer in pool:
         assert not any(looping(answer[:end]) for end in range(1, len(answer) + 1, 7))
     assert not looping("Custom, Custom, Custom")
+
+
+def test_structured_answers_of_a_random_model_all_parse_under_the_schema(tiny_model_dir):
+    from kgen.answer_schema import MAX_ANSWER_TOKENS, MAX_EXPLICIT, MAX_KEY_FEATURES, MAX_VALUE_CHARS
+    from kgen.parse import parse_answer
+
+    teacher = TransformersTeacher(tiny_model_dir, batch_size=3)
+    settings = GenerationSettings(max_new_tokens=MAX_ANSWER_TOKENS, answer_format="json", temperature=1.0, seed=3)
+    got = dict(teacher.complete(prompts(5), settings))
+    assert sorted(got) == list(range(5))
+    for completion in got.values():
+        # A random model samples nonsense, yet the grammar lets it write only JSON the schema accepts.
+        assert completion.status == "ok", completion.text
+        answer = json.loads(completion.text)
+        assert list(answer) == ["explicit", "implicit", "key_features"]
+        assert 1 <= len(answer["explicit"]) <= MAX_EXPLICIT and 3 <= len(answer["key_features"]) <= MAX_KEY_FEATURES
+        assert all(len(a["value"]) <= MAX_VALUE_CHARS for a in answer["explicit"] + answer["implicit"])
+        assert parse_answer(completion.text).status in ("ok", "parse_error")  # parse_error only if all phrases blank

@@ -1,0 +1,88 @@
+"""Constrained decoding for the transformers backend: a logits processor that enforces a JSON schema.
+
+The grammar engine is llguidance (what vLLM's `guidance` structured-output backend runs): a 3 MB wheel with
+no Python dependencies that compiles a JSON schema to a token-level matcher in milliseconds, on CPU, for
+any Hugging Face tokenizer. xgrammar, vLLM's default, pulls triton and apache-tvm-ffi on Linux; outlines
+is a framework around such an engine. Both would be heavy for a CPU laptop install.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import torch
+
+MISSING_LLGUIDANCE = "structured answers on the transformers backend need llguidance: `pip install llguidance`"
+# Compact JSON with the separators a person writes: a small model follows the example it was shown, and no
+# free whitespace means no run of blank lines to the token limit.
+JSON_OPTIONS = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
+
+
+def _llguidance():
+    try:
+        import llguidance
+        import llguidance.hf
+        import llguidance.torch
+    except ImportError as exc:
+        raise ImportError(MISSING_LLGUIDANCE) from exc
+    return llguidance
+
+
+@lru_cache(maxsize=4)
+def _llg_tokenizer(tokenizer, n_vocab: int):
+    # Building the token trie walks the whole vocabulary (~0.5 s); one per tokenizer and vocabulary size.
+    return _llguidance().hf.from_tokenizer(tokenizer, n_vocab=n_vocab, eos_token=tokenizer.eos_token_id)
+
+
+def json_grammar(schema: dict) -> str:
+    """The llguidance grammar of a JSON schema, with the compact separators above."""
+    return _llguidance().LLMatcher.grammar_from_json_schema(schema, defaults=JSON_OPTIONS)
+
+
+def unpack_bitmask(bitmask: torch.Tensor, vocab: int) -> torch.Tensor:
+    """(B, ceil(V/32)) int32 words, bit j of word w = token 32w+j allowed -> (B, V) bool."""
+    shifts = torch.arange(32, dtype=torch.int32)
+    bits = (bitmask.unsqueeze(-1) >> shifts) & 1  # (B, W, 32)
+    return bits.flatten(1)[:, :vocab].bool()
+
+
+class SchemaLogitsProcessor:
+    """Set to -inf, row by row, every token that cannot continue a JSON answer valid under the schema.
+
+    One llguidance matcher per row follows that row's tokens. Once a row's JSON is closed (the matcher stops),
+    or if the matcher ever refused a token, only EOS is allowed: the row ends, and generate() pads it.
+    """
+
+    def __init__(self, tokenizer, schema: dict, batch_size: int, prompt_len: int, n_vocab: int):
+        llg = _llguidance()
+        tok = _llg_tokenizer(tokenizer, n_vocab)
+        grammar = json_grammar(schema)
+        self.matchers = [llg.LLMatcher(tok, grammar) for _ in range(batch_size)]
+        error = self.matchers[0].get_error() if self.matchers[0].is_error() else None
+        if error:
+            raise ValueError(f"the answer schema does not compile: {error}")
+        self.bitmask = llg.torch.allocate_token_bitmask(batch_size, n_vocab)
+        self.prompt_len, self.n_vocab = prompt_len, n_vocab
+        self.eos_only = torch.zeros_like(self.bitmask[0])
+        self.eos_only[tokenizer.eos_token_id // 32] = 1 << (tokenizer.eos_token_id % 32)
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        fill = _llguidance().torch.fill_next_token_bitmask
+        started = input_ids.shape[1] > self.prompt_len
+        for row, matcher in enumerate(self.matchers):
+            if started and not matcher.is_stopped():
+                matcher.consume_token(int(input_ids[row, -1]))
+            if matcher.is_stopped() or matcher.is_error():
+                self.bitmask[row] = self.eos_only
+            else:
+                fill(matcher, self.bitmask, row)
+        allowed = unpack_bitmask(self.bitmask, self.n_vocab).to(scores.device)  # (B, V)
+        width = min(scores.shape[-1], self.n_vocab)
+        masked = scores.clone()
+        masked[:, :width] = scores[:, :width].masked_fill(~allowed[:, :width], float("-inf"))
+        masked[:, width:] = float("-inf")
+        return masked
+
+    def errors(self) -> list[str | None]:
+        """Per row, the matcher's error (a token the grammar refused), if any."""
+        return [m.get_error() if m.is_error() else None for m in self.matchers]

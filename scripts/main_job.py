@@ -6,7 +6,11 @@
    training sample and for the gold evaluation ids;
 3. build the SFT data (key-phrase shuffling + dictionary substitution), score
    the untrained student, LoRA-train it, and score it again;
-4. print teacher and student key-phrase F1 against the sample gold.
+4. print teacher and student key-phrase F1 against the sample gold, beside a
+   no-model baseline (the words of each input);
+5. CTR: prepare the sample's clicks (split by time, histories of earlier
+   clicks only), embed its items with the trained student, and train DIN and
+   MSD-DIN on the same split over three seeds.
 
 `--scale N` multiplies every size; the default finishes in about 10 minutes on
 2 CPU cores. Re-running resumes: finished generations are skipped.
@@ -20,6 +24,9 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from ctr.compare import compare_din_msd, format_comparison
+from ctr.prepare import PrepareConfig
+from ctr.prepare import prepare as prepare_ctr_data
 from distill.data import DataConfig, build_data
 from distill.generate import GenerateConfig as StudentConfig
 from distill.generate import generate_student
@@ -61,6 +68,7 @@ class MainConfig:
     # the answer format within a few dozen steps.
     learning_rate: float = 1e-3
     seed: int = 0
+    ctr_seeds: tuple[int, ...] = (0, 1, 2)
 
     def __post_init__(self) -> None:
         if self.scale < 1:
@@ -145,6 +153,14 @@ def student_teacher_ratio(f1_dir: Path) -> dict:
             for k, v in out.items()}
 
 
+def ctr_comparison(cfg: MainConfig, student: Path) -> dict:
+    """`ctr prepare --dataset sample`, then DIN and MSD-DIN over `ctr_seeds` (ctr/compare.py)."""
+    prepared = cfg.out / "ctr" / "prepared"
+    card = prepare_ctr_data(PrepareConfig(dataset="sample", raw=SAMPLE, output=prepared, seed=cfg.seed))
+    print(json.dumps({split: card["splits"][split]["samples"] for split in ("train", "val", "test")}))
+    return compare_din_msd(prepared, student, cfg.out / "ctr", seeds=cfg.ctr_seeds)
+
+
 def summarise(path: Path) -> dict:
     """Status counts and the first answers' key phrases of a knowledge file."""
     rows = R.read_records(path, "knowledge")
@@ -192,6 +208,8 @@ def main(cfg: MainConfig) -> dict:
                for name, pred in (("teacher", teacher_eval), ("student_before", before), ("student_after", after),
                                   ("baseline_name_words", baseline))}
     m["student_over_teacher"] = student_teacher_ratio(cfg.out / "f1")
+    stage("8. CTR: DIN vs MSD-DIN on the sample's clicks, with the trained student's item vectors")
+    m["ctr"] = ctr_comparison(cfg, trained)
     m["total_s"] = round(time.perf_counter() - t0, 1)
     config = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()}
     R.write_json(cfg.out / "run.json", {"config": config, "metrics": m})
@@ -227,6 +245,11 @@ def print_summary(m: dict, cfg: MainConfig) -> None:
     base, teacher = m["f1"]["baseline_name_words"]["f1"], m["f1"]["teacher"]["f1"]
     print(f"teacher F1 minus the no-model name-words baseline: {teacher - base:+.3f}"
           + ("  (the LLM knowledge does not beat the words of the input here)" if teacher <= base else ""))
+    print(f"CTR on the sample's test split (seeds {list(cfg.ctr_seeds)}, mean +- std; negatives are sampled, so this "
+          "ranks clicks against sampled items, and the sample's negatives make it optimistic: docs/ctr_data.md):")
+    print(format_comparison(m["ctr"]))
+    gain = m["ctr"]["MSD-DIN"]["test"]["auc"]["mean"] - m["ctr"]["DIN"]["test"]["auc"]["mean"]
+    print(f"MSD-DIN AUC minus DIN AUC: {gain:+.4f}")
     print(f"total {m['total_s']} s; config and metrics in {cfg.out / 'run.json'}")
 
 

@@ -34,7 +34,7 @@ class GenerateConfig:
         self.ids = Path(self.ids) if self.ids else None
         check_level_and_limit(self.level, self.limit)
         if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+            raise R.ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
 
     def to_dict(self) -> dict:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
@@ -100,7 +100,7 @@ def generate_student(config: GenerateConfig, student=None) -> dict:
     inputs = load_inputs(config.level, config.input, config.items, None if ids else config.limit)
     inputs, missing = select_inputs(inputs, ids, config.limit)
     if not inputs:
-        raise ValueError(f"{config.input}: no inputs to generate for" + (f" ({len(missing)} requested ids not found)" if missing else ""))
+        raise R.RecordError(f"{config.input}: no inputs to generate for" + (f" ({len(missing)} requested ids not found)" if missing else ""))
     tasks = student_tasks(config.level, inputs)
     owned = student is None  # a student passed in (tests, benchmarks) is closed by its owner
     student = student or make_student(config.model, config.batch_size)

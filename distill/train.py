@@ -13,7 +13,7 @@ from pathlib import Path
 
 from distill.train_config import TrainConfig
 from kgen import records as R
-from kgen.models import resolve_llm
+from kgen.models import loading_model, resolve_llm
 
 TRAIN_COLUMNS = ["prompt", "completion"]
 
@@ -27,7 +27,7 @@ def load_splits(data: str | Path):
         raise R.RecordError(f"{path}: not a dataset folder from `distill build-data` (no dataset_dict.json)")
     splits = load_from_disk(str(path))
     if len(splits["train"]) == 0:
-        raise ValueError(f"{path}: the train split is empty")
+        raise R.RecordError(f"{path}: the train split is empty")
     train = splits["train"].select_columns(TRAIN_COLUMNS)
     val = splits["validation"].select_columns(TRAIN_COLUMNS) if "validation" in splits else None
     return train, (val if val is not None and len(val) else None)
@@ -99,14 +99,15 @@ def build_trainer(config: TrainConfig, train, val):
     from trl import SFTTrainer
 
     path = resolve_llm(config.student)
-    return SFTTrainer(
-        model=path,
-        args=sft_config(config, has_eval=val is not None),
-        train_dataset=train,
-        eval_dataset=val,
-        processing_class=load_tokenizer(path),
-        peft_config=lora_config(config) if config.lora else None,
-    )
+    with loading_model(config.student):
+        return SFTTrainer(
+            model=path,
+            args=sft_config(config, has_eval=val is not None),
+            train_dataset=train,
+            eval_dataset=val,
+            processing_class=load_tokenizer(path),
+            peft_config=lora_config(config) if config.lora else None,
+        )
 
 
 def last_checkpoint(output: str | Path) -> str | None:

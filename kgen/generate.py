@@ -14,9 +14,9 @@ from kgen.teachers.base import GenerationSettings
 def check_level_and_limit(level: str, limit: int | None) -> None:
     """The checks a teacher run and a student run share."""
     if level not in R.LEVELS:
-        raise ValueError(f"level must be item or user, got {level!r}")
+        raise R.ConfigError(f"level must be item or user, got {level!r}")
     if limit is not None and limit < 1:
-        raise ValueError(f"limit must be >= 1, got {limit}")
+        raise R.ConfigError(f"limit must be >= 1, got {limit}")
 
 
 @dataclass
@@ -39,7 +39,7 @@ class GenerateConfig:
     def __post_init__(self) -> None:
         check_level_and_limit(self.level, self.limit)
         if self.batch_size < 1 or self.concurrency < 1:
-            raise ValueError(f"batch_size and concurrency must be >= 1, got {self.batch_size}, {self.concurrency}")
+            raise R.ConfigError(f"batch_size and concurrency must be >= 1, got {self.batch_size}, {self.concurrency}")
         parse_teacher(self.teacher)
 
     def to_dict(self) -> dict:
@@ -56,11 +56,12 @@ def generate_knowledge(config: GenerateConfig) -> dict:
     """Run one teacher generation; bad input raises RecordError before any model is loaded."""
     from sentence_transformers import SentenceTransformer
 
-    from kgen.models import resolve_embedder
+    from kgen.models import loading_model, resolve_embedder
     from kgen.tasks import load_inputs, teacher_tasks
 
     inputs = load_inputs(config.level, config.input, config.items, config.limit)
-    encoder = SentenceTransformer(resolve_embedder(config.embedder), device="cpu")
+    with loading_model(config.embedder or "the embedded embedder"):
+        encoder = SentenceTransformer(resolve_embedder(config.embedder), device="cpu")
     tasks = teacher_tasks(config.level, inputs, encoder, config.pool)
     del encoder
     teacher = make_teacher(config.teacher, batch_size=config.batch_size, concurrency=config.concurrency)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from contextlib import contextmanager
 from collections.abc import Iterable, Iterator
@@ -52,6 +53,7 @@ TS = "ts"
 ANNOTATOR = "annotator"
 GUIDELINE = "guideline"
 STRATUM = "stratum"
+INPUT_TRUNCATED = "input_truncated"  # true when a name was cut to fit the model's context (kgen.inputs)
 
 Level = Literal["item", "user"]
 Status = Literal["ok", "parse_error", "truncated", "api_error"]
@@ -78,6 +80,14 @@ _OPTIONAL: dict[str, dict[str, type | tuple[type, ...]]] = {
 
 class RecordError(ValueError):
     """Bad input, with the file and line it came from."""
+
+
+class ConfigError(ValueError):
+    """A setting out of range or of the wrong type, raised by a config's `__post_init__`."""
+
+
+class MissingExtra(ImportError):
+    """An optional dependency is not installed; the message says which `pip install` adds it."""
 
 
 def _type_name(t: type | tuple[type, ...]) -> str:
@@ -109,12 +119,15 @@ def check_record(row: object, kind: Kind) -> str | None:
 
 
 def iter_jsonl(path: str | Path) -> Iterator[tuple[int, object]]:
-    """Yield (line number, parsed value) for each non-blank line; bad JSON raises RecordError."""
+    """Yield (line number, parsed value) for each non-blank line; bad JSON or bytes raise RecordError."""
     path = Path(path)
     if not path.exists():
         raise RecordError(f"{path}: no such file")
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
+    if path.is_dir():
+        raise RecordError(f"{path}: is a folder, expected a JSONL file")
+    with path.open("rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            line = decode_line(raw, path, lineno)
             if not line.strip():
                 continue
             try:
@@ -123,14 +136,46 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, object]]:
                 raise RecordError(f"{path}:{lineno}: malformed JSON ({exc.msg} at column {exc.colno})") from None
 
 
-def read_records(path: str | Path, kind: Kind) -> list[dict]:
-    """Read and validate a whole JSONL file of `kind` records; the first bad line raises RecordError."""
-    rows = []
+def decode_line(raw: bytes, path: Path, lineno: int) -> str:
+    """One line of a text file as str; bytes that are not UTF-8 raise RecordError with the line and column."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RecordError(f"{path}:{lineno}: not valid UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1})") from None
+
+
+def read_numbered_records(path: str | Path, kind: Kind, unique: bool = False) -> list[tuple[int, dict]]:
+    """(line number, record) for a whole JSONL file of `kind` records; the first bad line raises RecordError.
+
+    With `unique`, a second record for one (level, id) (or one item/user id) is a bad line too.
+    """
+    rows, first_seen = [], {}
     for lineno, row in iter_jsonl(path):
         problem = check_record(row, kind)
         if problem:
             raise RecordError(f"{path}:{lineno}: {problem}")
-        rows.append(row)
+        if unique:
+            check_new_key(first_seen, (row.get(LEVEL), record_id(row)), path, lineno)
+        rows.append((lineno, row))
+    return rows
+
+
+def read_records(path: str | Path, kind: Kind, unique: bool = False) -> list[dict]:
+    """Read and validate a whole JSONL file of `kind` records; the first bad line raises RecordError."""
+    return [row for _, row in read_numbered_records(path, kind, unique)]
+
+
+def check_new_key(first_seen: dict[object, int], key: tuple, path: str | Path, lineno: int) -> None:
+    """Note the line where `key` = (level, id) first occurs; a second occurrence raises RecordError."""
+    if key in first_seen:
+        raise RecordError(f"{path}:{lineno}: duplicate id {key[-1]!r} (first on line {first_seen[key]})")
+    first_seen[key] = lineno
+
+
+def require_rows(rows: list, path: str | Path) -> list:
+    """The rows read from `path`; none at all raises RecordError (caught before any model loads)."""
+    if not rows:
+        raise RecordError(f"{path}: no records (the file is empty)")
     return rows
 
 
@@ -154,12 +199,31 @@ def _umask_mode() -> int:
     return 0o666 & ~mask
 
 
+def check_writable_file(path: str | Path) -> Path:
+    """An output file path the user named; a folder there raises RecordError before any work is done."""
+    path = Path(path)
+    if path.is_dir():
+        raise RecordError(f"{path}: is a folder; give the path of an output file")
+    return path
+
+
+def check_output_folder(path: str | Path) -> Path:
+    """An output folder the user named; a file there raises RecordError before any work is done."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise RecordError(f"{path}: is a file; give the path of an output folder")
+    return path
+
+
 @contextmanager
 def atomic_writer(path: str | Path) -> Iterator[IO[str]]:
     """A text handle on a temp file beside `path`; fsynced and renamed over it on success, removed on failure."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    path = check_writable_file(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise RecordError(f"{path}: cannot write here ({exc.strerror})") from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             yield fh
@@ -170,6 +234,33 @@ def atomic_writer(path: str | Path) -> Iterator[IO[str]]:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+@contextmanager
+def folder_beside(target: str | Path) -> Iterator[Path]:
+    """A new empty folder beside `target` (same file system, so it can be renamed into place); removed on failure."""
+    target = Path(target)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-"))
+    except OSError as exc:
+        raise RecordError(f"{target}: cannot write here ({exc.strerror})") from None
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def swap_folder(new: Path, target: Path) -> None:
+    """Put folder `new` where `target` is; an old `target` (the caller checked it is ours to drop) is removed after."""
+    old = None
+    if target.exists():
+        old = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-old-"))
+        target.rename(old / "previous")
+    new.rename(target)
+    if old is not None:
+        shutil.rmtree(old)
 
 
 def write_jsonl(path: str | Path, rows: Iterable[dict]) -> int:

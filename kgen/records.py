@@ -131,7 +131,7 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, object]]:
             if not line.strip():
                 continue
             try:
-                yield lineno, json.loads(line)
+                yield lineno, json.loads(line.rstrip("\r\n"))  # without the newline, a column is on this line
             except json.JSONDecodeError as exc:
                 raise RecordError(f"{path}:{lineno}: malformed JSON ({exc.msg} at column {exc.colno})") from None
 

@@ -117,7 +117,7 @@ def test_config_names_the_bad_value(values, message):
 def test_yaml_errors_name_the_file(tmp_path):
     bad = tmp_path / "cfg.yaml"
     bad.write_text("data: sft\nlearning_rte: 0.1\n")
-    with pytest.raises(RecordError, match="cfg.yaml: unknown key 'learning_rte'"):
+    with pytest.raises(RecordError, match="cfg.yaml:2: unknown key .learning_rte."):
         resolve_config(bad, {})
     bad.write_text("data: [sft\n")
     with pytest.raises(RecordError, match="cfg.yaml:2: malformed YAML"):
@@ -129,3 +129,26 @@ def test_yaml_errors_name_the_file(tmp_path):
 def test_load_splits_refuses_a_folder_that_is_no_dataset(tmp_path):
     with pytest.raises(RecordError, match="not a dataset folder"):
         load_splits(tmp_path)
+
+
+def test_a_yaml_value_of_the_wrong_type_names_the_line(tmp_path):
+    bad = tmp_path / "cfg.yaml"
+    bad.write_text("data: sft\noutput: runs/a\nbatch_size: eight\n")
+    with pytest.raises(RecordError, match=r"cfg.yaml:3: batch_size must be an integer, got 'eight'"):
+        resolve_config(bad, {})
+    bad.write_text("data: sft\nlora: yes please\n")
+    with pytest.raises(RecordError, match=r"cfg.yaml:2: lora must be true or false, got 'yes please'"):
+        resolve_config(bad, {})
+    bad.write_text("data: sft\noutput: o\nlearning_rate: 1e-4\nepochs: 2\n")  # YAML 1.1 reads 1e-4 as a string
+    assert resolve_config(bad, {}).learning_rate == 1e-4
+
+
+def test_cli_yaml_type_error_is_one_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from distill.cli import app
+
+    bad = tmp_path / "cfg.yaml"
+    bad.write_text("data: sft\noutput: o\nmax_length: [1, 2]\n")
+    result = CliRunner().invoke(app, ["train", "--config", str(bad)])
+    assert result.exit_code == 1 and result.stderr.strip() == f"error: {bad}:3: max_length must be an integer, got [1, 2]"

@@ -27,10 +27,8 @@ def parse_account(text: str, where: str = "--auth") -> tuple[str, str]:
 
 def read_accounts_file(path: Path) -> list[tuple[str, str]]:
     """Accounts from a file, one `user:password` a line; blank lines and `#` comments skipped."""
-    if not path.exists():
-        raise R.ConfigError(f"{path}: no such file")
     accounts = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for lineno, line in R.read_lines(path):
         if line.strip() and not line.lstrip().startswith("#"):
             accounts.append(parse_account(line.strip(), f"{path}:{lineno}"))
     return accounts

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import random
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from distill.augment import Dictionary, load_dictionary, shuffle_answer, substitute
@@ -51,8 +51,7 @@ class DataConfig:
             raise R.ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
 
     def to_dict(self) -> dict:
-        out = asdict(self)
-        return {k: ([str(p) for p in v] if k == "knowledge" else str(v) if isinstance(v, Path) else v) for k, v in out.items()}
+        return R.config_dict(self)
 
 
 def read_ok_records(paths: list[Path]) -> tuple[list[dict], Counter]:

@@ -7,7 +7,7 @@ student reads in its prompt.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from kgen import records as R
@@ -38,7 +38,7 @@ class EmbedConfig:
                 raise R.ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
 
     def to_dict(self) -> dict:
-        return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
+        return R.config_dict(self)
 
 
 def mean_pool(hidden, mask):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from distill.export import adapter_base, fingerprint, is_adapter, merge_adapter, student_path
@@ -37,14 +37,12 @@ class GenerateConfig:
             raise R.ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
 
     def to_dict(self) -> dict:
-        return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
+        return R.config_dict(self)
 
 
 def read_ids(path: Path) -> list[str]:
     """Ids, one per line; blank lines and '#' comments ignored."""
-    if not path.exists():
-        raise R.RecordError(f"{path}: no such file")
-    lines = (line.split("#", 1)[0].strip() for line in path.read_text(encoding="utf-8").splitlines())
+    lines = (line.split("#", 1)[0].strip() for _, line in R.read_lines(path))
     return [line for line in lines if line]
 
 

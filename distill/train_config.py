@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from kgen.models import EMBEDDED_LLM
-from kgen.records import ConfigError, RecordError, decode_line
+from kgen.records import ConfigError, RecordError, read_lines
 
 # Attention and MLP projections of Llama-style models (SmolLM2, Qwen2.5, Llama, Mistral).
 DEFAULT_TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -127,9 +127,7 @@ def load_yaml(path: str | Path) -> dict:
     import yaml
 
     path = Path(path)
-    if not path.is_file():
-        raise RecordError(f"{path}: no such file")
-    text = "".join(decode_line(raw, path, n) for n, raw in enumerate(path.read_bytes().splitlines(True), start=1))
+    text = "".join(line for _, line in read_lines(path))
     try:
         values = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:

@@ -15,7 +15,7 @@ import numpy as np
 from eval.embedder import PhraseEncoder
 from eval.f1_report import DEFAULT_TAU, PhraseTable
 from eval.normalize import normalize_phrase
-from kgen.records import RecordError
+from kgen.records import RecordError, read_lines
 
 TAU_GRID = tuple(round(0.30 + 0.01 * k, 2) for k in range(66))  # 0.30 .. 0.95
 _HEADER = ("phrase_a", "phrase_b", "label")
@@ -23,12 +23,10 @@ _SHOWN_ERRORS = 10
 
 
 def read_pairs(path: str | Path) -> list[tuple[str, str, int]]:
-    """Labelled pairs from a TSV file; a bad line raises ValueError with path:line."""
-    path = Path(path)
-    if not path.exists():
-        raise RecordError(f"{path}: no such file")
+    """Labelled pairs from a TSV file; a bad line raises RecordError with path:line."""
     pairs = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for lineno, line in read_lines(path):
+        line = line.rstrip("\r\n")
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         fields = line.split("\t")

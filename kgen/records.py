@@ -7,6 +7,7 @@ imported everywhere else. Readers stop at the first bad line with
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -118,22 +119,28 @@ def check_record(row: object, kind: Kind) -> str | None:
     return None
 
 
-def iter_jsonl(path: str | Path) -> Iterator[tuple[int, object]]:
-    """Yield (line number, parsed value) for each non-blank line; bad JSON or bytes raise RecordError."""
+def read_lines(path: str | Path) -> Iterator[tuple[int, str]]:
+    """(line number, line with its newline) of a UTF-8 text file the user named; a missing file, a folder
+    or bytes that are not UTF-8 raise RecordError."""
     path = Path(path)
     if not path.exists():
         raise RecordError(f"{path}: no such file")
     if path.is_dir():
-        raise RecordError(f"{path}: is a folder, expected a JSONL file")
+        raise RecordError(f"{path}: is a folder, expected a file")
     with path.open("rb") as fh:
         for lineno, raw in enumerate(fh, start=1):
-            line = decode_line(raw, path, lineno)
-            if not line.strip():
-                continue
-            try:
-                yield lineno, json.loads(line.rstrip("\r\n"))  # without the newline, a column is on this line
-            except json.JSONDecodeError as exc:
-                raise RecordError(f"{path}:{lineno}: malformed JSON ({exc.msg} at column {exc.colno})") from None
+            yield lineno, decode_line(raw, path, lineno)
+
+
+def iter_jsonl(path: str | Path) -> Iterator[tuple[int, object]]:
+    """Yield (line number, parsed value) for each non-blank line; bad JSON or bytes raise RecordError."""
+    for lineno, line in read_lines(path):
+        if not line.strip():
+            continue
+        try:
+            yield lineno, json.loads(line.rstrip("\r\n"))  # without the newline, a column is on this line
+        except json.JSONDecodeError as exc:
+            raise RecordError(f"{path}:{lineno}: malformed JSON ({exc.msg} at column {exc.colno})") from None
 
 
 def decode_line(raw: bytes, path: Path, lineno: int) -> str:
@@ -185,6 +192,16 @@ def record_id(row: dict) -> str:
         if field in row:
             return str(row[field])
     raise KeyError("record has no id field")
+
+
+def config_dict(config: object) -> dict:
+    """A dataclass config as JSON-ready values (paths, alone or in lists, become strings): the run's resolved config."""
+    def plain(value: object) -> object:
+        if isinstance(value, Path):
+            return str(value)
+        return [plain(v) for v in value] if isinstance(value, (list, tuple)) else value
+
+    return {k: plain(v) for k, v in dataclasses.asdict(config).items()}
 
 
 def dumps(row: dict) -> str:

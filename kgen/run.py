@@ -104,8 +104,7 @@ def _read_existing(path: Path) -> tuple[list[dict], bool]:
     """Finished rows already in the output, and whether the file needs rewriting (torn line or failures)."""
     if not path.exists():
         return [], False
-    with path.open("rb") as fh:
-        lines = [R.decode_line(raw, path, n) for n, raw in enumerate(fh, start=1)]
+    lines = [line for _, line in R.read_lines(path)]
     kept, dirty = [], False
     for lineno, line in enumerate(lines, start=1):
         if not line.strip():

@@ -152,3 +152,10 @@ def test_cli_yaml_type_error_is_one_line(tmp_path):
     bad.write_text("data: sft\noutput: o\nmax_length: [1, 2]\n")
     result = CliRunner().invoke(app, ["train", "--config", str(bad)])
     assert result.exit_code == 1 and result.stderr.strip() == f"error: {bad}:3: max_length must be an integer, got [1, 2]"
+
+
+def test_yaml_that_is_not_utf8_names_the_line(tmp_path):
+    bad = tmp_path / "cfg.yaml"
+    bad.write_bytes(b"data: sft\noutput: caf\xe9\n")
+    with pytest.raises(RecordError, match=r"cfg.yaml:2: not valid UTF-8 \(byte 0xe9 at column 12\)"):
+        resolve_config(bad, {})

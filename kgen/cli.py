@@ -80,6 +80,7 @@ def generate(
     from kgen.teachers.base import GenerationSettings
 
     with one_line_errors():
+        R.check_writable_file(output)
         settings = GenerationSettings(max_new_tokens, temperature, top_p, seed)
         config = GenerateConfig(level, input, output, teacher, items, limit, batch_size, concurrency, settings,
                                 pool, embedder, replace_stale)

@@ -127,7 +127,11 @@ def read_lines(path: str | Path) -> Iterator[tuple[int, str]]:
         raise RecordError(f"{path}: no such file")
     if path.is_dir():
         raise RecordError(f"{path}: is a folder, expected a file")
-    with path.open("rb") as fh:
+    try:
+        fh = path.open("rb")
+    except OSError as exc:
+        raise RecordError(f"{path}: cannot read ({exc.strerror})") from None
+    with fh:
         for lineno, raw in enumerate(fh, start=1):
             yield lineno, decode_line(raw, path, lineno)
 

@@ -126,3 +126,11 @@ def test_reparse_keeps_a_status_it_does_not_know(tmp_path):
     result = runner.invoke(app, ["reparse", "-i", str(knowledge), "-o", str(out)])
     assert result.exit_code == 0, result.output
     assert json.loads(out.read_text())["status"] == "content_filter" and "content_filter" in result.output
+
+
+def test_an_output_under_a_file_is_one_line(tmp_path):
+    items = write(tmp_path / "items.jsonl", ['{"item_id": "a", "name": "Mug"}'])
+    out = items / "picked.jsonl"  # a "folder" that is a file: nothing can be written there
+    result = runner.invoke(app, ["sample", "-i", str(items), "-o", str(out), "--n", "1"])
+    one_line_error(result, f"{out}: cannot write here (")
+    assert items.read_text() == '{"item_id": "a", "name": "Mug"}\n'

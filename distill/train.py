@@ -98,9 +98,13 @@ def build_trainer(config: TrainConfig, train, val):
     """An SFTTrainer for the run; the model is loaded by TRL from the resolved path."""
     from trl import SFTTrainer
 
+    import torch
+
+    from distill.lm_head import add_completion_lm_head
+
     path = resolve_llm(config.student)
     with loading_model(config.student):
-        return SFTTrainer(
+        trainer = SFTTrainer(
             model=path,
             args=sft_config(config, has_eval=val is not None),
             train_dataset=train,
@@ -108,6 +112,10 @@ def build_trainer(config: TrainConfig, train, val):
             processing_class=load_tokenizer(path),
             peft_config=lora_config(config) if config.lora else None,
         )
+    if not torch.cuda.is_available():  # on CUDA, TRL's Triton kernel already scores only the labelled positions
+        model = trainer.model
+        add_completion_lm_head(model.get_base_model() if hasattr(model, "get_base_model") else model)
+    return trainer
 
 
 def last_checkpoint(output: str | Path) -> str | None:
@@ -139,6 +147,7 @@ def run_metrics(trainer, train_output, eval_metrics: dict, resumed_from: str | N
         "tokens_per_s": round(tokens / runtime, 2) if runtime else None,
         "samples_per_s": train_output.metrics.get("train_samples_per_second"),
         "peak_rss_mb": peak_rss_mb(),
+        "loss_curve": [round(h["loss"], 4) for h in trainer.state.log_history if "loss" in h],
         "resumed_from": resumed_from,
         "trainable_params": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
     }

@@ -159,3 +159,39 @@ def test_yaml_that_is_not_utf8_names_the_line(tmp_path):
     bad.write_bytes(b"data: sft\noutput: caf\xe9\n")
     with pytest.raises(RecordError, match=r"cfg.yaml:2: not valid UTF-8 \(byte 0xe9 at column 12\)"):
         resolve_config(bad, {})
+
+
+def test_completion_head_matches_full_logits_in_value_and_gradient():
+    from distill.lm_head import completion_log_probs
+
+    torch.manual_seed(0)
+    hidden, weight = torch.randn(37, 16, requires_grad=True), torch.randn(100, 16, requires_grad=True)
+    targets = torch.randint(0, 100, (37,))
+    log_p, entropy, top1 = completion_log_probs(hidden, weight, targets, chunk=8)  # 5 blocks, the last one short
+    full = torch.log_softmax(hidden @ weight.t(), -1)  # (37, 100)
+    expected = full.gather(-1, targets[:, None]).squeeze(-1)
+    assert torch.allclose(log_p, expected, atol=1e-6)
+    assert torch.allclose(entropy, -(full.exp() * full).sum(-1), atol=1e-5)
+    assert torch.equal(top1, full.argmax(-1) == targets)
+    grads = torch.autograd.grad(log_p.sum(), (hidden, weight))
+    for ours, theirs in zip(grads, torch.autograd.grad(expected.sum(), (hidden, weight))):
+        assert torch.allclose(ours, theirs, atol=1e-5)
+
+
+@pytest.mark.parametrize("lora", [False, True])
+def test_the_trainers_head_gives_the_models_own_loss(sft_dir, tiny_model, tmp_path, lora, monkeypatch):
+    import distill.lm_head
+
+    blocks = []
+    block = distill.lm_head._block
+    monkeypatch.setattr(distill.lm_head, "_block", lambda *args: blocks.append(args[0].shape) or block(*args))
+    train_split, _ = load_splits(sft_dir)
+    trainer = build_trainer(tiny_config(sft_dir, tiny_model, tmp_path / "run", lora=lora), train_split, None)
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(3)])
+    model = trainer.model
+    fused = model(**batch, fused_lm_head=True)  # what SFTTrainer.compute_loss calls
+    plain = model(**batch)  # transformers' cross-entropy over the full logits
+    assert torch.allclose(fused.loss, plain.loss, atol=1e-5)
+    assert fused.log_probs.shape == batch["labels"][:, 1:].shape
+    assert int(fused.label_mask.sum()) == int((batch["labels"][:, 1:] != -100).sum())
+    assert sum(shape[0] for shape in blocks) == int(fused.label_mask.sum())  # ours, on the completion positions only

@@ -7,6 +7,7 @@ written by the main process only.
 
 from __future__ import annotations
 
+import ctypes
 import resource
 import sys
 from pathlib import Path
@@ -156,8 +157,25 @@ def run_metrics(trainer, train_output, eval_metrics: dict, resumed_from: str | N
     return metrics
 
 
+_M_MMAP_THRESHOLD = -3  # glibc mallopt parameter (malloc.h)
+_MMAP_THRESHOLD = 128 * 1024  # glibc's initial value, now fixed
+
+
+def return_freed_memory() -> None:
+    """Make glibc give every freed block over 128 KiB back to the OS at once (Linux; a no-op elsewhere).
+
+    By default glibc raises its mmap threshold each time a large block is freed, so later activations and
+    logits blocks come from the heap, whose freed space it keeps: a CPU training step then holds about three
+    times the memory it uses (4.3 GB instead of 1.3 GB for one LoRA step at batch 8 on SmolLM2-135M).
+    """
+    mallopt = getattr(ctypes.CDLL(None), "mallopt", None) if sys.platform.startswith("linux") else None
+    if mallopt is not None:
+        mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)
+
+
 def train(config: TrainConfig) -> dict:
     """Train the student; save model or adapter, tokenizer, train_config.json and metrics.json; return the metrics."""
+    return_freed_memory()
     train_split, val_split = load_splits(config.data)
     trainer = build_trainer(config, train_split, val_split)
     resume = last_checkpoint(config.output) if config.resume else None

@@ -11,6 +11,8 @@ import hashlib
 import random
 from dataclasses import dataclass
 
+from kgen.records import ConfigError
+
 
 @dataclass(frozen=True)
 class AssignConfig:
@@ -22,18 +24,18 @@ class AssignConfig:
 
     def __post_init__(self) -> None:
         if self.per_item < 1:
-            raise ValueError(f"per_item must be at least 1, got {self.per_item}")
+            raise ConfigError(f"per_item must be at least 1, got {self.per_item}")
         if not 0.0 <= self.double_share <= 1.0:
-            raise ValueError(f"double_share must be between 0 and 1, got {self.double_share}")
+            raise ConfigError(f"double_share must be between 0 and 1, got {self.double_share}")
         if self.double_share > 0 and self.per_item != 1:
-            raise ValueError(f"give either per_item > 1 or double_share, not both (per_item={self.per_item}, "
+            raise ConfigError(f"give either per_item > 1 or double_share, not both (per_item={self.per_item}, "
                              f"double_share={self.double_share})")
 
     def check(self, n_annotators: int) -> None:
         """Fail when the plan needs more annotators than there are."""
         need = 2 if self.double_share > 0 else self.per_item
         if n_annotators < need:
-            raise ValueError(f"{need} annotators per item need at least {need} annotator accounts, got {n_annotators}")
+            raise ConfigError(f"{need} annotators per item need at least {need} annotator accounts, got {n_annotators}")
 
 
 def _tiebreak(seed: int, key: str, annotator: str) -> str:

@@ -47,7 +47,7 @@ def serve(
         annotators = check_roles(accounts, reviewer or [])
         config.check(len(annotators))
         if not 0 < port < 65536:
-            raise ValueError(f"--port must be between 1 and 65535, got {port}")
+            raise R.ConfigError(f"--port must be between 1 and 65535, got {port}")
         records = read_knowledge(input) if input else []
         store = _open_db(db, readonly=False)
         summary = prepare_store(store, records, annotators, config)

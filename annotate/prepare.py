@@ -19,18 +19,16 @@ def parse_account(text: str, where: str = "--auth") -> tuple[str, str]:
     user, sep, password = text.partition(":")
     user = user.strip()
     if not sep or not password:
-        raise ValueError(f"{where}: expected user:password, got {text.split(':', 1)[0]!r} without a password")
+        raise R.ConfigError(f"{where}: expected user:password, got {text.split(':', 1)[0]!r} without a password")
     if not _USER.match(user):
-        raise ValueError(f"{where}: user name {user!r} may hold only letters, digits and _ . @ -")
+        raise R.ConfigError(f"{where}: user name {user!r} may hold only letters, digits and _ . @ -")
     return user, password
 
 
 def read_accounts_file(path: Path) -> list[tuple[str, str]]:
     """Accounts from a file, one `user:password` a line; blank lines and `#` comments skipped."""
-    if not path.exists():
-        raise ValueError(f"{path}: no such file")
     accounts = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for lineno, line in R.read_lines(path):
         if line.strip() and not line.lstrip().startswith("#"):
             accounts.append(parse_account(line.strip(), f"{path}:{lineno}"))
     return accounts
@@ -40,19 +38,19 @@ def check_roles(accounts: list[tuple[str, str]], reviewers: list[str]) -> list[s
     """The annotators (accounts that are not reviewers); fails on duplicates or unknown reviewers."""
     names = [u for u, _ in accounts]
     if not names:
-        raise ValueError("no accounts: give --auth user:password (repeatable) or --auth-file")
+        raise R.ConfigError("no accounts: give --auth user:password (repeatable) or --auth-file")
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
-        raise ValueError(f"account {repeated[0]!r} is given more than once")
+        raise R.ConfigError(f"account {repeated[0]!r} is given more than once")
     unknown = [r for r in reviewers if r not in names]
     if unknown and ":" in unknown[0]:
         user = unknown[0].split(":", 1)[0]
         raise ValueError(f"--reviewer takes an account name, not user:password: give --auth {unknown[0]} --reviewer {user}")
     if unknown:
-        raise ValueError(f"--reviewer {unknown[0]!r} has no account; add it with --auth {unknown[0]}:<password>")
+        raise R.ConfigError(f"--reviewer {unknown[0]!r} has no account; add it with --auth {unknown[0]}:<password>")
     annotators = [n for n in names if n not in reviewers]
     if not annotators:
-        raise ValueError("every account is a reviewer; at least one annotator account is needed")
+        raise R.ConfigError("every account is a reviewer; at least one annotator account is needed")
     return annotators
 
 

@@ -19,6 +19,7 @@ load average included: the CPU may be shared).
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import os
 import resource
@@ -41,7 +42,8 @@ from kgen.teachers.base import GenerationSettings  # noqa: E402
 from prompts import PROMPTS_DIR  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-DISTILL = str(Path(sys.executable).with_name("distill"))
+# The code on sys.path (PYTHONPATH=<checkout> picks which), not the console script of whichever checkout installed it.
+DISTILL = [sys.executable, "-m", "distill.cli"]
 
 
 def pool_knowledge(n: int, path: Path) -> int:
@@ -55,13 +57,16 @@ def pool_knowledge(n: int, path: Path) -> int:
     return R.write_jsonl(path, rows[:n])
 
 
-def run_cli(args: list[str]) -> tuple[float, float]:
-    """Run a `distill` command as this script's only child; return (wall seconds, its peak RSS in MiB)."""
+def run_cli(args: list[str]) -> tuple[float, float, list[float]]:
+    """Run a `distill` command as this script's only child; return (wall seconds, its peak RSS in MiB, loss per log)."""
     start = time.perf_counter()
-    subprocess.run([DISTILL, *args], check=True)
+    done = subprocess.run([*DISTILL, *args], check=True, stdout=subprocess.PIPE, text=True)
     wall = time.perf_counter() - start
+    print(done.stdout, end="")
+    # The Trainer prints each log as a dict line; read the losses from there, so that any checkout's code can be timed.
+    logs = [ast.literal_eval(line.strip()) for line in done.stdout.splitlines() if line.strip().startswith("{'loss'")]
     # The largest RSS of any waited-for child: the only child is this one.
-    return wall, round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1)
+    return wall, round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1), [round(float(d["loss"]), 4) for d in logs]
 
 
 def bench_train(tmp: Path, n: int, batch_size: int, epochs: float, checkpointing: bool) -> tuple[dict, Path]:
@@ -69,15 +74,15 @@ def bench_train(tmp: Path, n: int, batch_size: int, epochs: float, checkpointing
     knowledge, sft, run = tmp / "knowledge.jsonl", tmp / "sft", tmp / "student"
     written = pool_knowledge(n, knowledge)
     build_data(DataConfig([knowledge], sft, augment=(), val_fraction=0.0))
-    wall, peak = run_cli(["train", "--data", str(sft), "-o", str(run), "--lora", "--epochs", str(epochs),
-                          "--batch-size", str(batch_size), "--save-steps", "1000", "--no-resume",
+    wall, peak, curve = run_cli(["train", "--data", str(sft), "-o", str(run), "--lora", "--epochs", str(epochs),
+                          "--batch-size", str(batch_size), "--save-steps", "1000", "--no-resume", "--logging-steps", "1",
                           "--gradient-checkpointing" if checkpointing else "--no-gradient-checkpointing"])
     metrics = json.loads((run / "metrics.json").read_text())
     return {"examples": written, "batch_size": batch_size, "epochs": epochs, "gradient_checkpointing": checkpointing,
             "wall_s": round(wall, 1),
             "peak_rss_mb": peak, "train_runtime_s": metrics["train_runtime_s"], "tokens_per_s": metrics["tokens_per_s"],
             "train_tokens": metrics["train_tokens"], "steps": metrics["global_step"],
-            "train_loss": round(metrics["train_loss"], 4)}, run
+            "train_loss": round(metrics["train_loss"], 4), "loss_curve": curve}, run
 
 
 def summarise(metrics: dict, wall: float) -> dict:

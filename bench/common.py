@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import os
 import platform
-import resource
 import time
 from pathlib import Path
+
+from distill.train import peak_rss_mb  # noqa: F401  (one definition; the benchmarks import it from here)
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -23,11 +24,6 @@ def machine() -> dict:
     except OSError:
         pass
     return {"nproc": os.cpu_count(), "cpu": cpu, "python": platform.python_version(), "load_avg_1m": os.getloadavg()[0]}
-
-
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far, in MiB."""
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 def record(name: str, figures: dict) -> Path:

@@ -19,7 +19,7 @@ import re
 from pathlib import Path
 
 from kgen.parse import ParsedAnswer, dedupe
-from kgen.records import ASPECT, RATIONALE, VALUE, RecordError
+from kgen.records import ASPECT, RATIONALE, VALUE, RecordError, read_lines
 
 Dictionary = dict[str, list[str]]  # casefolded phrase -> its synonyms, as written in the file
 
@@ -37,23 +37,19 @@ def shuffle_answer(parsed: ParsedAnswer, rng: random.Random) -> tuple[list[dict]
 
 def load_dictionary(path: str | Path) -> Dictionary:
     """Read synonym groups (one per line, tab-separated phrases, '#' comments); bad lines raise RecordError."""
-    path = Path(path)
-    if not path.exists():
-        raise RecordError(f"{path}: no such file")
     groups: Dictionary = {}
     first_line: dict[str, int] = {}  # casefolded phrase -> the line of its group
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            text = line.split("#", 1)[0].rstrip("\r\n")
-            if not text.strip():
-                continue
-            phrases = [p.strip() for p in text.split("\t")]
-            problem = _group_problem(phrases) or _repeat_problem(phrases, first_line)
-            if problem:
-                raise RecordError(f"{path}:{lineno}: {problem}")
-            for phrase in phrases:
-                first_line[phrase.casefold()] = lineno
-                groups[phrase.casefold()] = [p for p in phrases if p.casefold() != phrase.casefold()]
+    for lineno, line in read_lines(path):
+        text = line.split("#", 1)[0].rstrip("\r\n")
+        if not text.strip():
+            continue
+        phrases = [p.strip() for p in text.split("\t")]
+        problem = _group_problem(phrases) or _repeat_problem(phrases, first_line)
+        if problem:
+            raise RecordError(f"{path}:{lineno}: {problem}")
+        for phrase in phrases:
+            first_line[phrase.casefold()] = lineno
+            groups[phrase.casefold()] = [p for p in phrases if p.casefold() != phrase.casefold()]
     return groups
 
 

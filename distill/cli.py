@@ -9,10 +9,16 @@ from typing import Annotated
 
 import typer
 
-from kgen.cli_errors import one_line_errors
+from kgen.cli_errors import DebugOpt, one_line_errors, set_debug
 
 app = typer.Typer(help="Distillation: build SFT data, train the student, generate, export, embed, score.",
                   no_args_is_help=True)
+
+
+@app.callback()
+def main(debug: bool = DebugOpt) -> None:
+    """Distillation: build SFT data, train the student, generate, export, embed, score."""
+    set_debug(debug)
 
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Trained student folder (full model or LoRA adapter), a hub id or the embedded alias.")]
 OutputDirOpt = Annotated[Path, typer.Option("--output", "-o", help="Output folder.")]

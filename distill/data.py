@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import random
-import shutil
-import tempfile
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from distill.augment import Dictionary, load_dictionary, shuffle_answer, substitute
@@ -42,19 +40,18 @@ class DataConfig:
         self.output, self.dictionary = Path(self.output), Path(self.dictionary)
         self.augment = tuple(self.augment)
         if not self.knowledge:
-            raise ValueError("at least one --knowledge file is needed")
+            raise R.ConfigError("at least one --knowledge file is needed")
         unknown = [a for a in self.augment if a not in AUGMENTATIONS]
         if unknown:
-            raise ValueError(f"--augment: unknown augmentation {unknown[0]!r}; choose from {', '.join(AUGMENTATIONS)}")
+            raise R.ConfigError(f"--augment: unknown augmentation {unknown[0]!r}; choose from {', '.join(AUGMENTATIONS)}")
         for name in ("shuffle_factor", "dictionary_factor"):
             if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+                raise R.ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0 <= self.val_fraction < 1:
-            raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+            raise R.ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
 
     def to_dict(self) -> dict:
-        out = asdict(self)
-        return {k: ([str(p) for p in v] if k == "knowledge" else str(v) if isinstance(v, Path) else v) for k, v in out.items()}
+        return R.config_dict(self)
 
 
 def read_ok_records(paths: list[Path]) -> tuple[list[dict], Counter]:
@@ -164,32 +161,53 @@ def _features():
                      R.LEVEL: Value("string"), SOURCE: Value("string")})
 
 
-def save_splits(splits: dict[str, list[dict]], output: Path) -> None:
-    """Save as a DatasetDict folder, written beside and renamed so a killed run leaves no half dataset."""
+# What `distill build-data` writes into its folder; build_config.json marks the folder as one of its outputs.
+BUILD_CONFIG = "build_config.json"
+BUILT_ENTRIES = frozenset({"dataset_dict.json", *SPLITS, BUILD_CONFIG, "stats.json"})
+
+
+def check_output(output: Path) -> None:
+    """Refuse an output folder that holds anything but an earlier build-data output: it is replaced whole."""
+    R.check_output_folder(output)
+    here = Path.cwd().resolve()
+    if output.resolve() in (here, *here.parents):
+        raise R.RecordError(f"{output}: is the current folder or one above it; give a new folder for the dataset")
+    entries = sorted(p.name for p in output.iterdir()) if output.is_dir() else []
+    foreign = [name for name in entries if name not in BUILT_ENTRIES]
+    if entries and (foreign or BUILD_CONFIG not in entries):
+        shown = foreign[0] if foreign else entries[0]
+        raise R.RecordError(f"{output}: holds {shown!r} and is not an earlier `distill build-data` output; "
+                            "give a new or empty folder")
+
+
+def save_splits(splits: dict[str, list[dict]], folder: Path) -> None:
+    """Save the splits as a DatasetDict into `folder`."""
     from datasets import Dataset, DatasetDict
 
     features = _features()
     # from_dict with empty columns keeps the schema of an empty split (from_list([]) would lose it).
     data = DatasetDict({s: Dataset.from_dict({k: [r[k] for r in rows] for k in features}, features=features)
                         for s, rows in splits.items()})
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}-"))
     # An empty split would be saved with zero shards, which load_from_disk cannot read back; give it one.
-    data.save_to_disk(str(tmp), num_shards={s: 1 for s, rows in splits.items() if not rows})
-    if output.exists():
-        shutil.rmtree(output)
-    tmp.rename(output)
+    data.save_to_disk(str(folder), num_shards={s: 1 for s, rows in splits.items() if not rows})
 
 
 def build_data(config: DataConfig) -> dict:
-    """Read knowledge, augment, split by id, save dataset + build_config.json + stats.json; return the stats."""
+    """Read knowledge, augment, split by id, save dataset + build_config.json + stats.json; return the stats.
+
+    Everything is written into a folder beside the output and swapped in at the end, so a failed run
+    leaves the old output (or nothing) and never half a dataset.
+    """
+    check_output(config.output)
     rows, skipped = read_ok_records(config.knowledge)
     if not rows:
-        raise ValueError(f"no usable knowledge records in {', '.join(map(str, config.knowledge))} (skipped: {dict(skipped)})")
+        raise R.RecordError(f"no usable knowledge records in {', '.join(map(str, config.knowledge))} (skipped: {dict(skipped)})")
     dictionary = load_dictionary(config.dictionary) if "dictionary" in config.augment else None
     splits = build_examples(rows, config, dictionary)
     stats = count_stats(len(rows) + sum(skipped.values()), skipped, splits)
-    save_splits(splits, config.output)
-    R.write_json(config.output / "build_config.json", config.to_dict())
-    R.write_json(config.output / "stats.json", stats)
+    with R.folder_beside(config.output) as tmp:
+        save_splits(splits, tmp)
+        R.write_json(tmp / BUILD_CONFIG, config.to_dict())
+        R.write_json(tmp / "stats.json", stats)
+        R.swap_folder(tmp, config.output)
     return stats

@@ -7,7 +7,7 @@ student reads in its prompt.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from kgen import records as R
@@ -35,10 +35,10 @@ class EmbedConfig:
         self.users = Path(self.users) if self.users else None
         for name in ("batch_size", "max_length", "max_history"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+                raise R.ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
 
     def to_dict(self) -> dict:
-        return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
+        return R.config_dict(self)
 
 
 def mean_pool(hidden, mask):
@@ -94,27 +94,16 @@ def read_table(path: str | Path) -> tuple[list[str], object]:
 
 def load_texts(config: EmbedConfig) -> tuple[dict[str, str], dict[str, str]]:
     """id -> input text, for items and (when given) users; duplicate ids raise RecordError."""
-    items = R.read_records(config.items, "item")
-    by_id = _unique(items, config.items)
+    by_id = {R.record_id(row): row for row in R.require_rows(R.read_records(config.items, "item", unique=True), config.items)}
     item_texts = {rid: item_input(row) for rid, row in by_id.items()}
     user_texts: dict[str, str] = {}
     if config.users:
-        for rid, user in _unique(R.read_records(config.users, "user"), config.users).items():
+        for lineno, user in R.read_numbered_records(config.users, "user", unique=True):
             try:
-                user_texts[rid] = user_input(user, by_id, config.max_history)
-            except ValueError as exc:
-                raise R.RecordError(f"{config.users}: {exc}") from None
+                user_texts[R.record_id(user)] = user_input(user, by_id, config.max_history)
+            except R.RecordError as exc:
+                raise R.RecordError(f"{config.users}:{lineno}: {exc}") from None
     return item_texts, user_texts
-
-
-def _unique(rows: list[dict], path: Path) -> dict[str, dict]:
-    out: dict[str, dict] = {}
-    for row in rows:
-        rid = R.record_id(row)
-        if rid in out:
-            raise R.RecordError(f"{path}: duplicate id {rid!r}")
-        out[rid] = row
-    return out
 
 
 def load_encoder(model: str):
@@ -133,6 +122,7 @@ def load_encoder(model: str):
 
 def embed_tables(config: EmbedConfig) -> dict:
     """Write item (and user) embedding tables + embed_config.json into the output folder; return that config."""
+    R.check_output_folder(config.output)
     item_texts, user_texts = load_texts(config)
     model, tokenizer = load_encoder(config.model)
     config.output.mkdir(parents=True, exist_ok=True)

@@ -51,9 +51,11 @@ def eval_f1(
         fail("give --tau or --calibrate, not both")
     if baseline is not None and baseline not in BASELINES:
         fail(f"--baseline must be one of {', '.join(BASELINES)}, got {baseline!r}")
-    with one_line_errors():  # EmbedderError is a ValueError
-        pred_rows = R.read_records(pred, "knowledge")
-        gold_rows = R.read_records(gold, "gold")
+    out_dir = output or _default_output(pred)
+    with one_line_errors():  # EmbedderError is a ConfigError
+        R.check_output_folder(out_dir)  # before minutes of embedding, not after
+        pred_rows = R.read_records(pred, "knowledge", unique=True)
+        gold_rows = R.require_rows(R.read_records(gold, "gold", unique=True), gold)
         encoder = Embedder(embedder, show_progress=True)
         calibration = calibrate_tau(calibrate, encoder) if calibrate else None
         chosen_tau = calibration["tau"] if calibration else (DEFAULT_TAU if tau is None else tau)
@@ -76,9 +78,9 @@ def eval_f1(
     if base:
         base.pop("per_item")
         report["baseline"] = {"name": baseline, "headline": base["headline"], "by_level": base["by_level"]}
-    out_dir = output or _default_output(pred)
-    R.write_json(out_dir / F1_JSON, report)
-    R.write_jsonl(out_dir / PER_ITEM_JSONL, per_item)
+    with one_line_errors():
+        R.write_json(out_dir / F1_JSON, report)
+        R.write_jsonl(out_dir / PER_ITEM_JSONL, per_item)
     note = f"calibrated on {calibrate}" if calibration else "uncalibrated: pass --calibrate pairs.tsv to choose it"
     typer.echo(format_report(report, tau_note=note))
     if base:

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import tempfile
 from pathlib import Path
 
 from kgen import records as R
-from kgen.models import resolve_llm
+from kgen.models import loading_model, resolve_llm
 
 ADAPTER_CONFIG = "adapter_config.json"
 _WEIGHT_SUFFIXES = (".safetensors", ".bin")
@@ -49,9 +48,13 @@ def merge_adapter(base_model, adapter_dir: str | Path):
 
 
 def student_path(model: str | Path) -> str:
-    """A model folder as given, or the embedded alias / a hub id resolved; a missing folder raises RecordError."""
+    """A model folder as given, or the embedded alias / a hub id resolved; a missing folder, or one that
+    holds no model, raises RecordError."""
     text = str(model)
     if Path(text).is_dir():
+        if not any((Path(text) / name).is_file() for name in ("config.json", ADAPTER_CONFIG)):
+            raise R.RecordError(f"{text}: not a model folder (no config.json or {ADAPTER_CONFIG}); "
+                                "give the output of `distill train` or `distill export`")
         return text
     if text.startswith(("/", ".", "~")) or text.count("/") > 1:
         raise R.RecordError(f"{text}: no such model folder")
@@ -63,28 +66,28 @@ def load_causal_lm(model: str | Path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = student_path(model)
-    if not is_adapter(path):
-        return AutoModelForCausalLM.from_pretrained(path, dtype="float32"), AutoTokenizer.from_pretrained(path)
-    base_path = adapter_base(Path(path))
-    # TRL saves the tokenizer beside the adapter; an adapter saved without one uses its base's.
-    tokenizer = AutoTokenizer.from_pretrained(path if (Path(path) / "tokenizer_config.json").exists() else base_path)
-    base = AutoModelForCausalLM.from_pretrained(base_path, dtype="float32")
+    with loading_model(str(model)):
+        if not is_adapter(path):
+            return AutoModelForCausalLM.from_pretrained(path, dtype="float32"), AutoTokenizer.from_pretrained(path)
+        base_path = adapter_base(Path(path))
+        # TRL saves the tokenizer beside the adapter; an adapter saved without one uses its base's.
+        tokenizer = AutoTokenizer.from_pretrained(path if (Path(path) / "tokenizer_config.json").exists() else base_path)
+        base = AutoModelForCausalLM.from_pretrained(base_path, dtype="float32")
     return merge_adapter(base, path), tokenizer
 
 
 def export_model(model_dir: str | Path, output: str | Path) -> dict:
     """Write a merged, plain HF model folder (+ tokenizer, export_config.json); return its config."""
+    output = R.check_output_folder(output)
     model, tokenizer = load_causal_lm(model_dir)
-    output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}-"))
-    model.save_pretrained(str(tmp))
-    tokenizer.save_pretrained(str(tmp))
-    # Files already in the output (e.g. embedding tables) stay; the model files are replaced.
-    output.mkdir(exist_ok=True)
-    for path in tmp.iterdir():
-        path.replace(output / path.name)
-    tmp.rmdir()
+    with R.folder_beside(output) as tmp:
+        model.save_pretrained(str(tmp))
+        tokenizer.save_pretrained(str(tmp))
+        # Files already in the output (e.g. embedding tables) stay; the model files are replaced.
+        output.mkdir(exist_ok=True)
+        for path in tmp.iterdir():
+            path.replace(output / path.name)
+        tmp.rmdir()
     config = {
         "source": str(model_dir),
         "source_fingerprint": fingerprint(model_dir) if Path(model_dir).is_dir() else None,

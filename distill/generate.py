@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from distill.export import adapter_base, fingerprint, is_adapter, merge_adapter, student_path
@@ -34,17 +34,15 @@ class GenerateConfig:
         self.ids = Path(self.ids) if self.ids else None
         check_level_and_limit(self.level, self.limit)
         if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+            raise R.ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
 
     def to_dict(self) -> dict:
-        return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
+        return R.config_dict(self)
 
 
 def read_ids(path: Path) -> list[str]:
     """Ids, one per line; blank lines and '#' comments ignored."""
-    if not path.exists():
-        raise R.RecordError(f"{path}: no such file")
-    lines = (line.split("#", 1)[0].strip() for line in path.read_text(encoding="utf-8").splitlines())
+    lines = (line.split("#", 1)[0].strip() for _, line in R.read_lines(path))
     return [line for line in lines if line]
 
 
@@ -100,7 +98,7 @@ def generate_student(config: GenerateConfig, student=None) -> dict:
     inputs = load_inputs(config.level, config.input, config.items, None if ids else config.limit)
     inputs, missing = select_inputs(inputs, ids, config.limit)
     if not inputs:
-        raise ValueError(f"{config.input}: no inputs to generate for" + (f" ({len(missing)} requested ids not found)" if missing else ""))
+        raise R.RecordError(f"{config.input}: no inputs to generate for" + (f" ({len(missing)} requested ids not found)" if missing else ""))
     tasks = student_tasks(config.level, inputs)
     owned = student is None  # a student passed in (tests, benchmarks) is closed by its owner
     student = student or make_student(config.model, config.batch_size)

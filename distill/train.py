@@ -7,13 +7,14 @@ written by the main process only.
 
 from __future__ import annotations
 
+import ctypes
 import resource
 import sys
 from pathlib import Path
 
 from distill.train_config import TrainConfig
 from kgen import records as R
-from kgen.models import resolve_llm
+from kgen.models import loading_model, resolve_llm
 
 TRAIN_COLUMNS = ["prompt", "completion"]
 
@@ -27,7 +28,7 @@ def load_splits(data: str | Path):
         raise R.RecordError(f"{path}: not a dataset folder from `distill build-data` (no dataset_dict.json)")
     splits = load_from_disk(str(path))
     if len(splits["train"]) == 0:
-        raise ValueError(f"{path}: the train split is empty")
+        raise R.RecordError(f"{path}: the train split is empty")
     train = splits["train"].select_columns(TRAIN_COLUMNS)
     val = splits["validation"].select_columns(TRAIN_COLUMNS) if "validation" in splits else None
     return train, (val if val is not None and len(val) else None)
@@ -98,15 +99,24 @@ def build_trainer(config: TrainConfig, train, val):
     """An SFTTrainer for the run; the model is loaded by TRL from the resolved path."""
     from trl import SFTTrainer
 
+    import torch
+
+    from distill.lm_head import add_completion_lm_head
+
     path = resolve_llm(config.student)
-    return SFTTrainer(
-        model=path,
-        args=sft_config(config, has_eval=val is not None),
-        train_dataset=train,
-        eval_dataset=val,
-        processing_class=load_tokenizer(path),
-        peft_config=lora_config(config) if config.lora else None,
-    )
+    with loading_model(config.student):
+        trainer = SFTTrainer(
+            model=path,
+            args=sft_config(config, has_eval=val is not None),
+            train_dataset=train,
+            eval_dataset=val,
+            processing_class=load_tokenizer(path),
+            peft_config=lora_config(config) if config.lora else None,
+        )
+    if not torch.cuda.is_available():  # on CUDA, TRL's Triton kernel already scores only the labelled positions
+        model = trainer.model
+        add_completion_lm_head(model.get_base_model() if hasattr(model, "get_base_model") else model)
+    return trainer
 
 
 def last_checkpoint(output: str | Path) -> str | None:
@@ -138,6 +148,7 @@ def run_metrics(trainer, train_output, eval_metrics: dict, resumed_from: str | N
         "tokens_per_s": round(tokens / runtime, 2) if runtime else None,
         "samples_per_s": train_output.metrics.get("train_samples_per_second"),
         "peak_rss_mb": peak_rss_mb(),
+        "loss_curve": [round(h["loss"], 4) for h in trainer.state.log_history if "loss" in h],
         "resumed_from": resumed_from,
         "trainable_params": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
     }
@@ -146,8 +157,25 @@ def run_metrics(trainer, train_output, eval_metrics: dict, resumed_from: str | N
     return metrics
 
 
+_M_MMAP_THRESHOLD = -3  # glibc mallopt parameter (malloc.h)
+_MMAP_THRESHOLD = 128 * 1024  # glibc's initial value, now fixed
+
+
+def return_freed_memory() -> None:
+    """Make glibc give every freed block over 128 KiB back to the OS at once (Linux; a no-op elsewhere).
+
+    By default glibc raises its mmap threshold each time a large block is freed, so later activations and
+    logits blocks come from the heap, whose freed space it keeps: a CPU training step then holds about three
+    times the memory it uses (4.3 GB instead of 1.3 GB for one LoRA step at batch 8 on SmolLM2-135M).
+    """
+    mallopt = getattr(ctypes.CDLL(None), "mallopt", None) if sys.platform.startswith("linux") else None
+    if mallopt is not None:
+        mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)
+
+
 def train(config: TrainConfig) -> dict:
     """Train the student; save model or adapter, tokenizer, train_config.json and metrics.json; return the metrics."""
+    return_freed_memory()
     train_split, val_split = load_splits(config.data)
     trainer = build_trainer(config, train_split, val_split)
     resume = last_checkpoint(config.output) if config.resume else None

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import types
+import typing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from kgen.models import EMBEDDED_LLM
-from kgen.records import RecordError
+from kgen.records import ConfigError, RecordError, read_lines
 
 # Attention and MLP projections of Llama-style models (SmolLM2, Qwen2.5, Llama, Mistral).
 DEFAULT_TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
 
 
-@dataclass
+@dataclass(kw_only=True)
 class TrainConfig:
     """Everything `distill train` needs; written as train_config.json beside the model."""
 
@@ -54,17 +56,17 @@ class TrainConfig:
         _check_positive(self, ("lora_r", "lora_alpha", "batch_size", "eval_batch_size", "grad_accum", "max_length",
                                "logging_steps", "save_steps", "save_total_limit", "eval_steps", "learning_rate"))
         if not 0 <= self.lora_dropout < 1:
-            raise ValueError(f"lora_dropout must be in [0, 1), got {self.lora_dropout}")
+            raise ConfigError(f"lora_dropout must be in [0, 1), got {self.lora_dropout}")
         if not 0 <= self.warmup_ratio < 1:
-            raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+            raise ConfigError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
         if self.max_steps <= 0 and self.epochs <= 0:
-            raise ValueError(f"epochs must be > 0 when max_steps is not set, got {self.epochs}")
+            raise ConfigError(f"epochs must be > 0 when max_steps is not set, got {self.epochs}")
         if self.max_steps == 0 or self.max_steps < -1:
-            raise ValueError(f"max_steps must be -1 (use epochs) or > 0, got {self.max_steps}")
+            raise ConfigError(f"max_steps must be -1 (use epochs) or > 0, got {self.max_steps}")
         if self.lr_scheduler not in SCHEDULERS:
-            raise ValueError(f"lr_scheduler must be one of {', '.join(SCHEDULERS)}, got {self.lr_scheduler!r}")
+            raise ConfigError(f"lr_scheduler must be one of {', '.join(SCHEDULERS)}, got {self.lr_scheduler!r}")
         if self.lora and not self.lora_target_modules:
-            raise ValueError("lora_target_modules must name at least one module")
+            raise ConfigError("lora_target_modules must name at least one module")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -74,18 +76,60 @@ def _check_positive(config: TrainConfig, names: tuple[str, ...]) -> None:
     for name in names:
         value = getattr(config, name)
         if value <= 0:
-            raise ValueError(f"{name} must be > 0, got {value}")
+            raise ConfigError(f"{name} must be > 0, got {value}")
+
+
+def _field_types(name: str) -> tuple:
+    """The types a TrainConfig field accepts: (int,), (float, NoneType), (list[str],) ..."""
+    hint = typing.get_type_hints(TrainConfig).get(name)
+    return typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+
+
+def _yaml_float(name: str, value: object) -> object:
+    """YAML 1.1 reads `1e-4` (no dot) as a string; a float field takes it as the number it means."""
+    if isinstance(value, str) and float in _field_types(name):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+def type_problem(name: str, value: object) -> str | None:
+    """What is wrong with `value` as TrainConfig field `name` (a YAML value of the wrong type), or None."""
+    allowed = _field_types(name)
+    for t in allowed:
+        if t is type(None) and value is None:
+            return None
+        if typing.get_origin(t) is list and isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return None
+        if t in (int, float, str, bool) and isinstance(value, t) and not (t is not bool and isinstance(value, bool)):
+            return None
+        if t is float and isinstance(value, int) and not isinstance(value, bool):
+            return None  # YAML writes 3 for 3.0
+    names = {int: "an integer", float: "a number", str: "a string", bool: "true or false", type(None): "null"}
+    wanted = " or ".join(names.get(t, "a list of strings") for t in allowed)
+    return f"{name} must be {wanted}, got {value!r}"
+
+
+def _key_lines(text: str) -> dict[str, int]:
+    """The 1-based line of each top-level key of a YAML mapping."""
+    import yaml
+
+    node = yaml.compose(text)
+    if not isinstance(node, yaml.MappingNode):
+        return {}
+    return {key.value: key.start_mark.line + 1 for key, _ in node.value if isinstance(key, yaml.ScalarNode)}
 
 
 def load_yaml(path: str | Path) -> dict:
-    """A YAML mapping of TrainConfig fields; unknown keys raise RecordError naming the file."""
+    """A YAML mapping of TrainConfig fields; unknown keys and values of the wrong type raise RecordError."""
     import yaml
 
     path = Path(path)
-    if not path.exists():
-        raise RecordError(f"{path}: no such file")
+    text = "".join(line for _, line in read_lines(path))
     try:
-        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        values = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
@@ -93,9 +137,14 @@ def load_yaml(path: str | Path) -> dict:
     if not isinstance(values, dict):
         raise RecordError(f"{path}: expected a mapping of config keys, got {type(values).__name__}")
     known = {f.name for f in fields(TrainConfig)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise RecordError(f"{path}: unknown key {unknown[0]!r}; known keys: {', '.join(sorted(known))}")
+    lines = _key_lines(text)
+    values = {key: _yaml_float(key, value) for key, value in values.items()}
+    for key, value in values.items():
+        if key not in known:
+            raise RecordError(f"{path}:{lines.get(key, '?')}: unknown key {key!r}; known keys: {', '.join(sorted(known))}")
+        problem = type_problem(key, value)
+        if problem:
+            raise RecordError(f"{path}:{lines.get(key, '?')}: {problem}")
     return values
 
 
@@ -105,5 +154,5 @@ def resolve_config(yaml_path: str | Path | None, flags: dict) -> TrainConfig:
     values.update({k: v for k, v in flags.items() if v is not None})
     for required in ("data", "output"):
         if values.get(required) in (None, ""):
-            raise ValueError(f"{required} is required (a flag or a YAML key)")
+            raise ConfigError(f"{required} is required (a flag or a YAML key)")
     return TrainConfig(**values)

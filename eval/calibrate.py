@@ -15,6 +15,7 @@ import numpy as np
 from eval.embedder import PhraseEncoder
 from eval.f1_report import DEFAULT_TAU, PhraseTable
 from eval.normalize import normalize_phrase
+from kgen.records import RecordError, read_lines
 
 TAU_GRID = tuple(round(0.30 + 0.01 * k, 2) for k in range(66))  # 0.30 .. 0.95
 _HEADER = ("phrase_a", "phrase_b", "label")
@@ -22,12 +23,10 @@ _SHOWN_ERRORS = 10
 
 
 def read_pairs(path: str | Path) -> list[tuple[str, str, int]]:
-    """Labelled pairs from a TSV file; a bad line raises ValueError with path:line."""
-    path = Path(path)
-    if not path.exists():
-        raise ValueError(f"{path}: no such file")
+    """Labelled pairs from a TSV file; a bad line raises RecordError with path:line."""
     pairs = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for lineno, line in read_lines(path):
+        line = line.rstrip("\r\n")
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         fields = line.split("\t")
@@ -35,18 +34,18 @@ def read_pairs(path: str | Path) -> list[tuple[str, str, int]]:
             continue
         pairs.append(_parse_pair(fields, f"{path}:{lineno}"))
     if not pairs:
-        raise ValueError(f"{path}: no phrase pairs")
+        raise RecordError(f"{path}: no phrase pairs")
     return pairs
 
 
 def _parse_pair(fields: list[str], where: str) -> tuple[str, str, int]:
     if len(fields) != 3:
-        raise ValueError(f"{where}: expected 3 tab-separated fields (phrase_a, phrase_b, label), got {len(fields)}")
+        raise RecordError(f"{where}: expected 3 tab-separated fields (phrase_a, phrase_b, label), got {len(fields)}")
     a, b, label = (f.strip() for f in fields)
     if not a or not b:
-        raise ValueError(f"{where}: empty phrase")
+        raise RecordError(f"{where}: empty phrase")
     if label not in ("0", "1"):
-        raise ValueError(f"{where}: label must be 0 or 1, got {label!r}")
+        raise RecordError(f"{where}: label must be 0 or 1, got {label!r}")
     return a, b, int(label)
 
 
@@ -72,7 +71,7 @@ def classification_scores(sims: np.ndarray, labels: np.ndarray, tau: float) -> d
 def pick_tau(sims: np.ndarray, labels: np.ndarray, grid: tuple[float, ...] = TAU_GRID) -> dict:
     """The grid tau with the best (F1, accuracy), the middle one of a tie, with its scores."""
     if set(np.unique(labels)) != {0, 1}:
-        raise ValueError("calibration needs pairs labelled 1 and pairs labelled 0")
+        raise RecordError("calibration needs pairs labelled 1 and pairs labelled 0")
     table = [(t, classification_scores(sims, labels, t)) for t in grid]
     best = max((s["f1"], s["accuracy"]) for _, s in table)
     tied = [t for t, s in table if (s["f1"], s["accuracy"]) == best]

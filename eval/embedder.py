@@ -13,14 +13,15 @@ from typing import Protocol
 import numpy as np
 
 from eval.normalize import has_cjk
-from kgen.models import EMBEDDED_EMBEDDER, embedder_path, resolve_embedder
+from kgen.models import EMBEDDED_EMBEDDER, embedder_path, loading_model, resolve_embedder
+from kgen.records import ConfigError
 
 MULTILINGUAL_HINT = "sentence-transformers/paraphrase-multilingual-MiniLM-L12-v2"
 # Above this share of [UNK] tokens a phrase's embedding says little about the phrase.
 MAX_UNK_FRACTION = 0.3
 
 
-class EmbedderError(ValueError):
+class EmbedderError(ConfigError):
     """The chosen embedder cannot represent some phrases."""
 
 
@@ -73,7 +74,7 @@ class Embedder:
         self, name: str | None = None, batch_size: int = 256, device: str | None = None, show_progress: bool = False
     ):
         if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+            raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
         self.name = name or EMBEDDED_EMBEDDER
         self.path = resolve_embedder(name)
         self.batch_size = batch_size
@@ -87,7 +88,8 @@ class Embedder:
         if self._model is None:
             from sentence_transformers import SentenceTransformer
 
-            self._model = SentenceTransformer(self.path, device=self.device)
+            with loading_model(self.name):
+                self._model = SentenceTransformer(self.path, device=self.device)
         return self._model
 
     def _token_ids(self, phrase: str) -> list[int]:

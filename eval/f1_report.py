@@ -185,11 +185,11 @@ def evaluate_f1(
 def _check_args(tau: float, taus: Sequence[float], n_boot: int, level: str | None) -> None:
     for t in (tau, *taus):
         if not 0.0 < t <= 1.0:
-            raise ValueError(f"tau must be in (0, 1], got {t}")
+            raise R.ConfigError(f"tau must be in (0, 1], got {t}")
     if n_boot < 0:
-        raise ValueError(f"n_boot must be >= 0, got {n_boot}")
+        raise R.ConfigError(f"n_boot must be >= 0, got {n_boot}")
     if level is not None and level not in R.LEVELS:
-        raise ValueError(f"level must be one of {R.LEVELS}, got {level!r}")
+        raise R.ConfigError(f"level must be one of {R.LEVELS}, got {level!r}")
 
 
 def _headline(scored: list[dict], tau: float, seed: int, n_boot: int) -> dict:

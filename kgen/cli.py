@@ -11,9 +11,15 @@ from typing import Annotated
 import typer
 
 from kgen import records as R
-from kgen.cli_errors import fail, one_line_errors
+from kgen.cli_errors import DebugOpt, fail, one_line_errors, set_debug
 
 app = typer.Typer(help="Knowledge generation: sampling, teacher runs, re-parsing.", no_args_is_help=True)
+
+
+@app.callback()
+def main(debug: bool = DebugOpt) -> None:
+    """Knowledge generation: sampling, teacher runs, re-parsing."""
+    set_debug(debug)
 
 InputOpt = Annotated[Path, typer.Option("--input", "-i", help="Input JSONL (items or users).")]
 OutputOpt = Annotated[Path, typer.Option("--output", "-o", help="Output JSONL.")]
@@ -33,18 +39,21 @@ def sample(
 ) -> None:
     """Stratified, importance-weighted sampling without replacement."""
     from kgen.generate import run_info_path
-    from kgen.sample import SampleConfig, sample_rows
+    from kgen.sample import SampleConfig, check_rows, sample_rows
 
     if level not in R.LEVELS:
         fail(f"--level must be item or user, got {level!r}")
     with one_line_errors():
         config = SampleConfig(n=n, by=by, allocation=allocation, weight=weight, seed=seed)  # type: ignore[arg-type]
-        rows = R.read_records(input, "item" if level == "item" else "user")
+        R.check_writable_file(output)
+        numbered = R.read_numbered_records(input, "item" if level == "item" else "user")
+        check_rows(R.require_rows(numbered, input), config, str(input))
+        rows = [row for _, row in numbered]
         picked = sample_rows(rows, config)
-    R.write_jsonl(output, picked)
-    strata = sorted({str(r.get(R.STRATUM)) for r in picked})
-    R.write_json(run_info_path(output), {"config": {**asdict(config), "input": str(input), "level": level},
-                                         "metrics": {"population": len(rows), "picked": len(picked), "strata": len(strata)}})
+        R.write_jsonl(output, picked)
+        strata = sorted({str(r.get(R.STRATUM)) for r in picked})
+        R.write_json(run_info_path(output), {"config": {**asdict(config), "input": str(input), "level": level},
+                                             "metrics": {"population": len(rows), "picked": len(picked), "strata": len(strata)}})
     typer.echo(f"picked {len(picked)} of {len(rows)} rows across {len(strata)} strata -> {output}")
 
 
@@ -74,6 +83,7 @@ def generate(
     from kgen.teachers.base import GenerationSettings
 
     with one_line_errors():
+        R.check_writable_file(output)
         limit_tokens = default_max_new_tokens(answer_format) if max_new_tokens is None else max_new_tokens
         settings = GenerationSettings(limit_tokens, temperature, top_p, seed, answer_format)
         config = GenerateConfig(level, input, output, teacher, items, limit, batch_size, concurrency, settings,
@@ -88,18 +98,19 @@ def reparse(
     output: OutputOpt,
 ) -> None:
     """Re-parse stored answers with the current parser; no model is called."""
+    from collections import Counter
+
     from kgen.reference import reference_texts
     from kgen.run import reparse_record
 
     with one_line_errors():
+        R.check_writable_file(output)
         rows = R.read_records(input, "knowledge")
         examples = reference_texts()
-    out = [reparse_record(r, examples.get(r.get(R.REFERENCE_ID))) for r in rows]
-    R.write_jsonl(output, out)
-    before = {s: sum(r[R.STATUS] == s for r in rows) for s in R.STATUSES}
-    after = {s: sum(r[R.STATUS] == s for r in out) for s in R.STATUSES}
+        out = [reparse_record(r, examples.get(r.get(R.REFERENCE_ID))) for r in rows]
+        R.write_jsonl(output, out)
+    before, after = (dict(Counter(r[R.STATUS] for r in rs)) for rs in (rows, out))
     typer.echo(f"re-parsed {len(out)} records -> {output}\nstatus before {before}\nstatus after  {after}")
-
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(app())

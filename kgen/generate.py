@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from kgen import records as R
@@ -16,9 +16,9 @@ from kgen.teachers.base import GenerationSettings
 def check_level_and_limit(level: str, limit: int | None) -> None:
     """The checks a teacher run and a student run share."""
     if level not in R.LEVELS:
-        raise ValueError(f"level must be item or user, got {level!r}")
+        raise R.ConfigError(f"level must be item or user, got {level!r}")
     if limit is not None and limit < 1:
-        raise ValueError(f"limit must be >= 1, got {limit}")
+        raise R.ConfigError(f"limit must be >= 1, got {limit}")
 
 
 @dataclass
@@ -42,7 +42,7 @@ class GenerateConfig:
     def __post_init__(self) -> None:
         check_level_and_limit(self.level, self.limit)
         if self.batch_size < 1 or self.concurrency < 1:
-            raise ValueError(f"batch_size and concurrency must be >= 1, got {self.batch_size}, {self.concurrency}")
+            raise R.ConfigError(f"batch_size and concurrency must be >= 1, got {self.batch_size}, {self.concurrency}")
         parse_teacher(self.teacher)
         if self.reference not in REFERENCES:
             raise ValueError(f"reference must be one of {', '.join(REFERENCES)}, got {self.reference!r}")
@@ -50,7 +50,7 @@ class GenerateConfig:
             raise ValueError("reference 'none' needs answer_format 'json': the text format is taught by its example")
 
     def to_dict(self) -> dict:
-        return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
+        return R.config_dict(self)
 
 
 def run_info_path(output: Path) -> Path:
@@ -63,11 +63,15 @@ def generate_knowledge(config: GenerateConfig) -> dict:
     """Run one teacher generation; bad input raises RecordError before any model is loaded."""
     from sentence_transformers import SentenceTransformer
 
-    from kgen.models import resolve_embedder
+    from kgen.models import loading_model, resolve_embedder
     from kgen.tasks import load_inputs, teacher_tasks
 
     inputs = load_inputs(config.level, config.input, config.items, config.limit)
-    encoder = SentenceTransformer(resolve_embedder(config.embedder), device="cpu") if config.reference == "nearest" else None
+    if config.reference == "nearest":
+        with loading_model(config.embedder or "the embedded embedder"):
+            encoder = SentenceTransformer(resolve_embedder(config.embedder), device="cpu")
+    else:
+        encoder = None
     tasks = teacher_tasks(config.level, inputs, encoder, config.pool, config.settings.answer_format, config.reference)
     del encoder
     teacher = make_teacher(config.teacher, batch_size=config.batch_size, concurrency=config.concurrency)

@@ -2,27 +2,43 @@
 
 from __future__ import annotations
 
-from kgen.records import HISTORY, NAME, PROFILE, USER_ID
+from kgen.records import HISTORY, NAME, PROFILE, USER_ID, ConfigError, RecordError
 
 HISTORY_HEADER = "Purchase history (oldest first):"
+# A longer name is cut. Product names run under ~200 characters; a 100k-character "name" would otherwise
+# overrun the model's context and run for minutes. 20 clipped names (~2,500 tokens) in a user's history
+# still fit a 4k-token context with the one-shot example and the answer.
+MAX_NAME_CHARS = 500
+CLIP_MARK = " …"
+
+
+def _name(item: dict) -> str:
+    return str(item[NAME]).strip()
 
 
 def item_input(item: dict) -> str:
-    """The text shown for an item: its cleaned name."""
-    return str(item[NAME]).strip()
+    """The text shown for an item: its cleaned name, cut to MAX_NAME_CHARS."""
+    name = _name(item)
+    return name if len(name) <= MAX_NAME_CHARS else name[:MAX_NAME_CHARS].rstrip() + CLIP_MARK
+
+
+def input_clipped(row: dict, items_by_id: dict[str, dict], max_history: int = 20) -> bool:
+    """True when a name in the text shown for this item or user row was cut by `item_input`."""
+    shown = [items_by_id.get(str(i)) for i in row[HISTORY][-max_history:]] if HISTORY in row else [row]
+    return any(item is not None and len(_name(item)) > MAX_NAME_CHARS for item in shown)
 
 
 def user_input(user: dict, items_by_id: dict[str, dict], max_history: int = 20) -> str:
     """The text shown for a user: the names of their last `max_history` purchases, then their profile."""
     if max_history < 1:
-        raise ValueError(f"max_history must be at least 1, got {max_history}")
+        raise ConfigError(f"max_history must be at least 1, got {max_history}")
     # The most recent purchases say most about what the user wants now.
     recent = [str(i) for i in user[HISTORY]][-max_history:]
     lines = [HISTORY_HEADER]
     for n, item_id in enumerate(recent, start=1):
         item = items_by_id.get(item_id)
         if item is None:
-            raise ValueError(f"user {user[USER_ID]}: history item {item_id!r} is not among the item records")
+            raise RecordError(f"user {user[USER_ID]}: history item {item_id!r} is not among the item records")
         lines.append(f"{n}. {item_input(item)}")
     profile = user.get(PROFILE)
     if profile:

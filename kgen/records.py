@@ -7,6 +7,7 @@ imported everywhere else. Readers stop at the first bad line with
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -56,6 +57,7 @@ TS = "ts"
 ANNOTATOR = "annotator"
 GUIDELINE = "guideline"
 STRATUM = "stratum"
+INPUT_TRUNCATED = "input_truncated"  # true when a name was cut to fit the model's context (kgen.inputs)
 
 Level = Literal["item", "user"]
 Status = Literal["ok", "parse_error", "truncated", "api_error"]
@@ -82,6 +84,14 @@ _OPTIONAL: dict[str, dict[str, type | tuple[type, ...]]] = {
 
 class RecordError(ValueError):
     """Bad input, with the file and line it came from."""
+
+
+class ConfigError(ValueError):
+    """A setting out of range or of the wrong type, raised by a config's `__post_init__`."""
+
+
+class MissingExtra(ImportError):
+    """An optional dependency is not installed; the message says which `pip install` adds it."""
 
 
 def _type_name(t: type | tuple[type, ...]) -> str:
@@ -112,29 +122,74 @@ def check_record(row: object, kind: Kind) -> str | None:
     return None
 
 
-def iter_jsonl(path: str | Path) -> Iterator[tuple[int, object]]:
-    """Yield (line number, parsed value) for each non-blank line; bad JSON raises RecordError."""
+def read_lines(path: str | Path) -> Iterator[tuple[int, str]]:
+    """(line number, line with its newline) of a UTF-8 text file the user named; a missing file, a folder
+    or bytes that are not UTF-8 raise RecordError."""
     path = Path(path)
     if not path.exists():
         raise RecordError(f"{path}: no such file")
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                yield lineno, json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise RecordError(f"{path}:{lineno}: malformed JSON ({exc.msg} at column {exc.colno})") from None
+    if path.is_dir():
+        raise RecordError(f"{path}: is a folder, expected a file")
+    try:
+        fh = path.open("rb")
+    except OSError as exc:
+        raise RecordError(f"{path}: cannot read ({exc.strerror})") from None
+    with fh:
+        for lineno, raw in enumerate(fh, start=1):
+            yield lineno, decode_line(raw, path, lineno)
 
 
-def read_records(path: str | Path, kind: Kind) -> list[dict]:
-    """Read and validate a whole JSONL file of `kind` records; the first bad line raises RecordError."""
-    rows = []
+def iter_jsonl(path: str | Path) -> Iterator[tuple[int, object]]:
+    """Yield (line number, parsed value) for each non-blank line; bad JSON or bytes raise RecordError."""
+    for lineno, line in read_lines(path):
+        if not line.strip():
+            continue
+        try:
+            yield lineno, json.loads(line.rstrip("\r\n"))  # without the newline, a column is on this line
+        except json.JSONDecodeError as exc:
+            raise RecordError(f"{path}:{lineno}: malformed JSON ({exc.msg} at column {exc.colno})") from None
+
+
+def decode_line(raw: bytes, path: Path, lineno: int) -> str:
+    """One line of a text file as str; bytes that are not UTF-8 raise RecordError with the line and column."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RecordError(f"{path}:{lineno}: not valid UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1})") from None
+
+
+def read_numbered_records(path: str | Path, kind: Kind, unique: bool = False) -> list[tuple[int, dict]]:
+    """(line number, record) for a whole JSONL file of `kind` records; the first bad line raises RecordError.
+
+    With `unique`, a second record for one (level, id) (or one item/user id) is a bad line too.
+    """
+    rows, first_seen = [], {}
     for lineno, row in iter_jsonl(path):
         problem = check_record(row, kind)
         if problem:
             raise RecordError(f"{path}:{lineno}: {problem}")
-        rows.append(row)
+        if unique:
+            check_new_key(first_seen, (row.get(LEVEL), record_id(row)), path, lineno)
+        rows.append((lineno, row))
+    return rows
+
+
+def read_records(path: str | Path, kind: Kind, unique: bool = False) -> list[dict]:
+    """Read and validate a whole JSONL file of `kind` records; the first bad line raises RecordError."""
+    return [row for _, row in read_numbered_records(path, kind, unique)]
+
+
+def check_new_key(first_seen: dict[object, int], key: tuple, path: str | Path, lineno: int) -> None:
+    """Note the line where `key` = (level, id) first occurs; a second occurrence raises RecordError."""
+    if key in first_seen:
+        raise RecordError(f"{path}:{lineno}: duplicate id {key[-1]!r} (first on line {first_seen[key]})")
+    first_seen[key] = lineno
+
+
+def require_rows(rows: list, path: str | Path) -> list:
+    """The rows read from `path`; none at all raises RecordError (caught before any model loads)."""
+    if not rows:
+        raise RecordError(f"{path}: no records (the file is empty)")
     return rows
 
 
@@ -144,6 +199,16 @@ def record_id(row: dict) -> str:
         if field in row:
             return str(row[field])
     raise KeyError("record has no id field")
+
+
+def config_dict(config: object) -> dict:
+    """A dataclass config as JSON-ready values (paths, alone or in lists, become strings): the run's resolved config."""
+    def plain(value: object) -> object:
+        if isinstance(value, Path):
+            return str(value)
+        return [plain(v) for v in value] if isinstance(value, (list, tuple)) else value
+
+    return {k: plain(v) for k, v in dataclasses.asdict(config).items()}
 
 
 def dumps(row: dict) -> str:
@@ -162,12 +227,31 @@ def _umask_mode() -> int:
     return 0o666 & ~_umask()
 
 
+def check_writable_file(path: str | Path) -> Path:
+    """An output file path the user named; a folder there raises RecordError before any work is done."""
+    path = Path(path)
+    if path.is_dir():
+        raise RecordError(f"{path}: is a folder; give the path of an output file")
+    return path
+
+
+def check_output_folder(path: str | Path) -> Path:
+    """An output folder the user named; a file there raises RecordError before any work is done."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise RecordError(f"{path}: is a file; give the path of an output folder")
+    return path
+
+
 @contextmanager
 def atomic_writer(path: str | Path) -> Iterator[IO[str]]:
     """A text handle on a temp file beside `path`; fsynced and renamed over it on success, removed on failure."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    path = check_writable_file(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise RecordError(f"{path}: cannot write here ({exc.strerror})") from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             yield fh
@@ -178,6 +262,33 @@ def atomic_writer(path: str | Path) -> Iterator[IO[str]]:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+@contextmanager
+def folder_beside(target: str | Path) -> Iterator[Path]:
+    """A new empty folder beside `target` (same file system, so it can be renamed into place); removed on failure."""
+    target = Path(target)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-"))
+    except OSError as exc:
+        raise RecordError(f"{target}: cannot write here ({exc.strerror})") from None
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def swap_folder(new: Path, target: Path) -> None:
+    """Put folder `new` where `target` is; an old `target` (the caller checked it is ours to drop) is removed after."""
+    old = None
+    if target.exists():
+        old = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-old-"))
+        target.rename(old / "previous")
+    new.rename(target)
+    if old is not None:
+        shutil.rmtree(old)
 
 
 def write_jsonl(path: str | Path, rows: Iterable[dict]) -> int:

@@ -74,7 +74,7 @@ def select_references(
     sim = _unit_rows(input_emb) @ _unit_rows(pool_emb).T  # (N, P)
     banned = same | (sim >= near_duplicate)
     if banned.all(axis=1).any():
-        raise ValueError("every pool example is a near-duplicate of some input; grow the pool")
+        raise RecordError("every pool example is a near-duplicate of some input; grow the pool")
     return np.where(banned, -np.inf, sim).argmax(axis=1)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import os
 import time
 from collections import Counter
 from contextlib import contextmanager
@@ -57,6 +58,8 @@ def knowledge_record(task: dict, key: str, model: str, completion: Completion) -
     }
     if task.get(R.SAMPLING_WEIGHT) is not None:
         row[R.SAMPLING_WEIGHT] = task[R.SAMPLING_WEIGHT]
+    if task.get(R.INPUT_TRUNCATED):
+        row[R.INPUT_TRUNCATED] = True
     error = completion.error or (parsed.error if parsed else None)
     if error:
         row[R.ERROR] = error
@@ -66,12 +69,11 @@ def knowledge_record(task: dict, key: str, model: str, completion: Completion) -
 def reparse_record(row: dict, example: str | None = None) -> dict:
     """Parse a stored record's raw text again (a changed parser never needs the model).
 
-    Grounding marks are redone; leaked phrases too when the reference example's text is given, else kept.
+    Only `ok` and `parse_error` come from the parser; any other status (truncated, api_error, or a
+    failure kind this version does not know) was set by the run and is kept as it is. Grounding marks
+    are redone; leaked phrases too when the reference example's text is given, else kept.
     """
-    if row[R.STATUS] in ("api_error", "truncated"):
-        keep = row[R.STATUS]
-    else:
-        keep = None
+    keep = None if row[R.STATUS] in ("ok", "parse_error") else row[R.STATUS]
     parsed = parse_answer(row[R.RAW])
     out = {**row, R.EXPLICIT: parsed.explicit, R.IMPLICIT: parsed.implicit, R.KEY_PHRASES: parsed.key_phrases}
     out[R.STATUS] = keep or parsed.status
@@ -83,37 +85,63 @@ def reparse_record(row: dict, example: str | None = None) -> dict:
     return with_grounding(out, example)
 
 
+def _existing_row(line: str, path: Path, lineno: int, last: bool) -> dict | None:
+    """One stored row; None for a last line torn by a kill mid-write. Anything else that is not a kgen row raises."""
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError:
+        # append_line writes `{...}\n` at once, so a kill can only leave an unfinished `{"...` as the last line.
+        if last and not line.endswith("\n") and line.startswith('{"'):
+            return None
+        raise R.RecordError(f"{path}:{lineno}: not a JSON line; this file is not a kgen output (choose another -o)") from None
+    if not isinstance(row, dict) or R.REQUEST_KEY not in row:
+        raise R.RecordError(f"{path}:{lineno}: row without '{R.REQUEST_KEY}'; this file is not a kgen output")
+    problem = R.check_record(row, "knowledge")
+    if problem:
+        raise R.RecordError(f"{path}:{lineno}: {problem}")
+    return row
+
+
 def _read_existing(path: Path) -> tuple[list[dict], bool]:
     """Finished rows already in the output, and whether the file needs rewriting (torn line or failures)."""
     if not path.exists():
         return [], False
+    lines = [line for _, line in R.read_lines(path)]
     kept, dirty = [], False
-    with path.open(encoding="utf-8") as fh:
-        for line in fh:
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                dirty = True  # a line torn by a kill mid-write; it is redone
-                continue
-            if not isinstance(row, dict) or R.REQUEST_KEY not in row:
-                raise R.RecordError(f"{path}: holds rows without '{R.REQUEST_KEY}'; it is not a kgen output")
-            if row[R.STATUS] in RETRY_STATUSES:
-                dirty = True
-                continue
-            kept.append(row)
-    return kept, dirty or (path.stat().st_size > 0 and not line.endswith("\n"))
+    for lineno, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        row = _existing_row(line, path, lineno, last=lineno == len(lines))
+        if row is None or row[R.STATUS] in RETRY_STATUSES:
+            dirty = True  # a torn line or a failure: redone
+            continue
+        kept.append(row)
+    # A whole last row without its newline: the next append would join two rows on one line.
+    return kept, dirty or bool(lines and not lines[-1].endswith("\n"))
 
 
 @contextmanager
 def _locked(path: Path):
-    """Hold an exclusive lock beside the output so two runs never append to one file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".lock"), "w") as lock:
+    """Hold an exclusive lock beside the output so two runs never append to one file; the lock file goes after."""
+    lock_path = path.with_name(path.name + ".lock")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock = open(lock_path, "a")
+    except OSError as exc:
+        raise R.RecordError(f"{path}: cannot write here ({exc.strerror})") from None
+    with lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise R.RecordError(f"{path}: another run is writing this output") from None
-        yield
+        # A run that finished between our open and our flock removed the file we hold: we lock a stale
+        # inode, so another run could lock a new one. Then the lock is not ours; say so rather than race.
+        if not lock_path.exists() or os.stat(lock_path).st_ino != os.fstat(lock.fileno()).st_ino:
+            raise R.RecordError(f"{path}: another run just finished writing this output; run again")
+        try:
+            yield
+        finally:
+            lock_path.unlink(missing_ok=True)  # unlinked while still locked, so no run can slip in between
 
 
 def plan(tasks: list[dict], model: str, settings: GenerationSettings, existing: list[dict]) -> tuple[list[dict], list[str]]:
@@ -140,7 +168,7 @@ def generate_records(
     replace_stale: bool = False,
 ) -> dict:
     """Run every task not already in `output`, appending one record per answer; return a summary."""
-    output = Path(output)
+    output = R.check_writable_file(output)
     with _locked(output):
         existing, dirty = _read_existing(output)
         todo, stale = plan(tasks, teacher.model, settings, existing)
@@ -169,11 +197,13 @@ def _run(todo: list[dict], teacher: Teacher, settings: GenerationSettings, outpu
     tokens = prompt_tokens = 0
     start = time.perf_counter()
     bar = tqdm(total=len(todo), desc=desc, unit="row", dynamic_ncols=True)
-    with output.open("a", encoding="utf-8") as fh:
+    fh = None  # opened at the first answer: a model that fails to load leaves no new, empty output behind
+    try:
         prompts = [t[MESSAGES] for t in todo]
         for index, completion in teacher.complete(prompts, settings):
             task = todo[index]
             row = knowledge_record(task, task[R.REQUEST_KEY], teacher.model, completion)
+            fh = fh or output.open("a", encoding="utf-8")
             R.append_line(fh, row)
             status[row[R.STATUS]] += 1
             tokens += completion.completion_tokens
@@ -182,6 +212,9 @@ def _run(todo: list[dict], teacher: Teacher, settings: GenerationSettings, outpu
             failures = sum(n for s, n in status.items() if s != "ok")
             bar.set_postfix(tok_s=f"{tokens / elapsed:.1f}", failures=failures, refresh=False)
             bar.update(1)
+    finally:
+        if fh is not None:
+            fh.close()
     bar.close()
     elapsed = time.perf_counter() - start
     return {

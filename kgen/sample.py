@@ -24,7 +24,9 @@ from typing import Literal, get_args
 
 import numpy as np
 
-from kgen.records import CLICKS, EXPOSURES, HISTORY, INCLUSION_PROB, SAMPLING_WEIGHT, STATS, STRATUM, record_id
+from kgen.records import (
+    CLICKS, EXPOSURES, HISTORY, INCLUSION_PROB, SAMPLING_WEIGHT, STATS, STRATUM, ConfigError, RecordError, record_id,
+)
 
 ALL = "all"
 MISSING = "(missing)"
@@ -35,7 +37,7 @@ HISTORY_LEN = "history_len"
 WEIGHTS: tuple[str, ...] = (EXPOSURES, CLICKS, CTR, HISTORY_LEN)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class SampleConfig:
     """How many rows to pick, how to stratify, how to weight, and the seed."""
 
@@ -47,25 +49,49 @@ class SampleConfig:
 
     def __post_init__(self) -> None:
         if isinstance(self.n, bool) or not isinstance(self.n, int) or self.n < 1:
-            raise ValueError(f"n must be a positive integer, got {self.n!r}")
+            raise ConfigError(f"n must be a positive integer, got {self.n!r}")
         if self.by is not None and (not isinstance(self.by, str) or not self.by.strip()):
-            raise ValueError(f"by must be a field name or None, got {self.by!r}")
+            raise ConfigError(f"by must be a field name or None, got {self.by!r}")
         if self.allocation not in ALLOCATIONS:
-            raise ValueError(f"allocation must be one of {ALLOCATIONS}, got {self.allocation!r}")
+            raise ConfigError(f"allocation must be one of {ALLOCATIONS}, got {self.allocation!r}")
         if self.weight is not None and self.weight not in WEIGHTS:
-            raise ValueError(f"weight must be one of {WEIGHTS} or None, got {self.weight!r}")
+            raise ConfigError(f"weight must be one of {WEIGHTS} or None, got {self.weight!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-            raise ValueError(f"seed must be an integer, got {self.seed!r}")
+            raise ConfigError(f"seed must be an integer, got {self.seed!r}")
 
 
-def _count(row: dict, field: str) -> float:
+def stats_problem(row: dict, field: str) -> str | None:
+    """What keeps `stats.<field>` of a row from being a weight, or None."""
     stats = row.get(STATS) or {}
     value = stats.get(field)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"row {record_id(row)}: stats.{field} must be a number to weight by it, got {value!r}")
+        return f"stats.{field} must be a number to weight by it, got {value!r}"
     if value < 0:
-        raise ValueError(f"row {record_id(row)}: stats.{field} is negative ({value}); counts cannot be")
-    return float(value)
+        return f"stats.{field} is negative ({value}); counts cannot be"
+    return None
+
+
+def _count(row: dict, field: str) -> float:
+    problem = stats_problem(row, field)
+    if problem:
+        raise RecordError(f"row {record_id(row)}: {problem}")
+    return float(row[STATS][field])
+
+
+def _stats_fields(weight: str | None) -> tuple[str, ...]:
+    return {CTR: (CLICKS, EXPOSURES), EXPOSURES: (EXPOSURES,), CLICKS: (CLICKS,)}.get(weight or "", ())
+
+
+def check_rows(numbered: list[tuple[int, dict]], config: SampleConfig, path: str) -> None:
+    """Refuse input that the config cannot sample as asked: `path:line` for a row without the weight's stats,
+    `path` when no row has the field to stratify by (all rows would fall into one '(missing)' stratum)."""
+    for lineno, row in numbered:
+        for field in _stats_fields(config.weight):
+            problem = stats_problem(row, field)
+            if problem:
+                raise RecordError(f"{path}:{lineno}: {problem} (--weight {config.weight})")
+    if config.by and numbered and all(stratum_of(row, config.by) == MISSING for _, row in numbered):
+        raise RecordError(f"{path}: no row has a value for field {config.by!r} to stratify by (--by)")
 
 
 def row_weight(row: dict, weight: str | None) -> float:

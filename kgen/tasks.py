@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from kgen import records as R
-from kgen.inputs import item_input, user_input
+from kgen.inputs import input_clipped, item_input, user_input
 from kgen.prompting import STUDENT_TEMPLATES, build_messages, teacher_template
 from kgen.reference import ANSWER, TextEncoder, example_answer, load_pool, pick_examples, reference_text
 from kgen.run import MESSAGES
@@ -19,19 +19,23 @@ def load_inputs(level: str, path: Path, items_path: Path | None = None, limit: i
         if items_path is None:
             raise ValueError("--items is needed with --level user, to render each user's history")
         items_by_id = {str(r[R.ITEM_ID]): r for r in R.read_records(items_path, "item")}
-    out = []
+    out, first_seen = [], {}
     for lineno, row in R.iter_jsonl(path):
         problem = R.check_record(row, kind)
         if problem:
             raise R.RecordError(f"{path}:{lineno}: {problem}")
+        # Two rows with one id would make two answers for one (level, id): refuse rather than pick one.
+        R.check_new_key(first_seen, (level, R.record_id(row)), path, lineno)
         try:
             text = item_input(row) if level == "item" else user_input(row, items_by_id)
-        except ValueError as exc:
+        except R.RecordError as exc:
             raise R.RecordError(f"{path}:{lineno}: {exc}") from None
+        if input_clipped(row, items_by_id):
+            row = {**row, R.INPUT_TRUNCATED: True}
         out.append((R.record_id(row), text, row))
         if limit is not None and len(out) >= limit:
             break
-    return out
+    return R.require_rows(out, path)
 
 
 REFERENCES: tuple[str, ...] = ("nearest", "none")
@@ -50,7 +54,7 @@ def teacher_tasks(level: str, inputs: list[tuple[str, str, dict]], encoder: Text
     tasks = []
     for (rid, text, row), ex in zip(inputs, examples):
         example = None if ex is None else {R.INPUT: ex[R.INPUT], ANSWER: example_answer(ex, answer_format)}
-        task = _task(rid, level, text, template, build_messages(template, text, example))
+        task = _task(rid, level, text, row, template, build_messages(template, text, example))
         task[R.REFERENCE_ID] = None if ex is None else ex[R.ID]
         task[R.REFERENCE_TEXT] = "" if ex is None else reference_text(ex)  # "": nothing can leak
         if row.get(R.SAMPLING_WEIGHT) is not None:
@@ -62,8 +66,11 @@ def teacher_tasks(level: str, inputs: list[tuple[str, str, dict]], encoder: Text
 def student_tasks(level: str, inputs: list[tuple[str, str, dict]]) -> list[dict]:
     """Student tasks: the short template, no reference example."""
     template = STUDENT_TEMPLATES[level]
-    return [_task(rid, level, text, template, build_messages(template, text)) for rid, text, _ in inputs]
+    return [_task(rid, level, text, row, template, build_messages(template, text)) for rid, text, row in inputs]
 
 
-def _task(rid: str, level: str, text: str, template: str, messages: list[dict]) -> dict:
-    return {R.ID: rid, R.LEVEL: level, R.INPUT: text, R.TEMPLATE: template, R.REFERENCE_ID: None, MESSAGES: messages}
+def _task(rid: str, level: str, text: str, row: dict, template: str, messages: list[dict]) -> dict:
+    task = {R.ID: rid, R.LEVEL: level, R.INPUT: text, R.TEMPLATE: template, R.REFERENCE_ID: None, MESSAGES: messages}
+    if row.get(R.INPUT_TRUNCATED):
+        task[R.INPUT_TRUNCATED] = True
+    return task

@@ -136,3 +136,36 @@ def test_the_name_words_baseline_is_printed_beside_the_prediction(files):
 def test_an_unknown_baseline_is_refused(files):
     result = invoke("--pred", files / "pred.jsonl", "--gold", files / "gold.jsonl", "--baseline", "random")
     assert result.exit_code == 1 and "--baseline must be one of name-words" in result.output
+
+
+class NoEmbedder:
+    """Fails if the command gets as far as loading an embedder."""
+
+    def __init__(self, *args, **kwargs):
+        raise AssertionError("the embedder was loaded before the input was checked")
+
+
+def test_output_naming_an_existing_file_is_refused_before_any_work(files, monkeypatch):
+    monkeypatch.setattr(eval.embedder, "Embedder", NoEmbedder)
+    report = files / "report.txt"
+    report.write_text("last week's figures")
+    result = invoke("--pred", files / "pred.jsonl", "--gold", files / "gold.jsonl", "-o", report)
+    assert result.exit_code == 1
+    assert result.stderr.strip() == f"error: {report}: is a file; give the path of an output folder"
+    assert report.read_text() == "last week's figures"
+
+
+def test_duplicate_gold_ids_name_the_path_and_line(files, monkeypatch):
+    monkeypatch.setattr(eval.embedder, "Embedder", NoEmbedder)
+    gold = files / "gold.jsonl"
+    gold.write_text(gold.read_text() + json.dumps({R.ID: "a", R.LEVEL: "item", R.KEY_PHRASES: ["Mug"]}) + "\n")
+    result = invoke("--pred", files / "pred.jsonl", "--gold", gold, "-o", files / "out")
+    assert result.exit_code == 1
+    assert result.stderr.strip() == f"error: {gold}:3: duplicate id 'a' (first on line 1)"
+
+
+def test_empty_gold_is_refused_before_the_embedder_loads(files, monkeypatch):
+    monkeypatch.setattr(eval.embedder, "Embedder", NoEmbedder)
+    (files / "gold.jsonl").write_text("")
+    result = invoke("--pred", files / "pred.jsonl", "--gold", files / "gold.jsonl", "-o", files / "out")
+    assert result.exit_code == 1 and result.stderr.strip() == f"error: {files / 'gold.jsonl'}: no records (the file is empty)"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from kgen.models import EMBEDDED_LLM
+from kgen.records import ConfigError
 from kgen.teachers.base import Teacher
 
 DEFAULT_TEACHER = f"transformers:{EMBEDDED_LLM}"
@@ -13,7 +14,7 @@ def parse_teacher(spec: str | None) -> tuple[str, str]:
     """'backend:model' -> (backend, model); None gives the embedded teacher."""
     backend, sep, model = (spec or DEFAULT_TEACHER).partition(":")
     if not sep or not model or backend not in BACKENDS:
-        raise ValueError(f"teacher must be 'backend:model' with backend one of {', '.join(BACKENDS)}; got {spec!r}")
+        raise ConfigError(f"teacher must be 'backend:model' with backend one of {', '.join(BACKENDS)}; got {spec!r}")
     return backend, model
 
 

@@ -25,6 +25,7 @@ from urllib.parse import urlparse
 import openai
 
 from kgen.answer_schema import answer_schema
+from kgen.records import ConfigError
 from kgen.teachers.base import Completion, GenerationSettings, Messages
 
 PLACEHOLDER_KEY = "EMPTY"
@@ -171,7 +172,7 @@ def resolve_api_key(api_key: str | None, base_url: str | None) -> str:
     url = base_url or os.environ.get("OPENAI_BASE_URL")
     if url and urlparse(url).hostname != OPENAI_HOST:
         return PLACEHOLDER_KEY
-    raise ValueError(
+    raise ConfigError(
         "the openai backend needs an API key: set OPENAI_API_KEY, or set OPENAI_BASE_URL to a local "
         "OpenAI-compatible server (e.g. http://127.0.0.1:8000/v1 for `vllm serve`)"
     )
@@ -255,12 +256,12 @@ def _check_settings(
     concurrency: int, max_retries: int, timeout: float, backoff_base: float, backoff_max: float
 ) -> None:
     if concurrency < 1:
-        raise ValueError(f"concurrency must be >= 1, got {concurrency}")
+        raise ConfigError(f"concurrency must be >= 1, got {concurrency}")
     if max_retries < 0:
-        raise ValueError(f"max_retries must be >= 0, got {max_retries}")
+        raise ConfigError(f"max_retries must be >= 0, got {max_retries}")
     if timeout <= 0:
-        raise ValueError(f"timeout must be > 0 seconds, got {timeout}")
+        raise ConfigError(f"timeout must be > 0 seconds, got {timeout}")
     if backoff_base < 0:
-        raise ValueError(f"backoff_base must be >= 0 seconds, got {backoff_base}")
+        raise ConfigError(f"backoff_base must be >= 0 seconds, got {backoff_base}")
     if backoff_max < backoff_base:
-        raise ValueError(f"backoff_max must be >= backoff_base ({backoff_base}), got {backoff_max}")
+        raise ConfigError(f"backoff_max must be >= backoff_base ({backoff_base}), got {backoff_max}")

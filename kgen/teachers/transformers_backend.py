@@ -8,8 +8,9 @@ from collections.abc import Iterator, Sequence
 import torch
 
 from kgen.answer_schema import answer_schema
-from kgen.models import resolve_llm
+from kgen.models import loading_model, resolve_llm
 from kgen.parse import strip_list_marker
+from kgen.records import ConfigError
 from kgen.teachers.base import Completion, GenerationSettings, Messages
 
 _DONE_MARK = "key features"
@@ -81,7 +82,7 @@ class TransformersTeacher:
 
     def __init__(self, model: str, batch_size: int = 8, dtype: str | None = None, stop_after_key_features: bool = True):
         if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+            raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
         self.model = f"transformers:{model}"
         self.name, self.dtype, self.batch_size, self.stop_early = model, dtype, batch_size, stop_after_key_features
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -93,11 +94,13 @@ class TransformersTeacher:
         path = resolve_llm(self.name)
         default = torch.bfloat16 if self.device == "cuda" else torch.float32
         torch_dtype = getattr(torch, self.dtype) if self.dtype else default
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        with loading_model(self.name):
+            self.tokenizer = AutoTokenizer.from_pretrained(path)
+            lm = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
         self.tokenizer.padding_side = "left"  # decoder-only: pad on the left so new tokens line up
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.lm = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype).to(self.device).eval()
+        self.lm = lm.to(self.device).eval()
 
     def complete(self, prompts: Sequence[Messages], settings: GenerationSettings) -> Iterator[tuple[int, Completion]]:
         """Yield each prompt's answer, batch by batch (prompts of similar length batched together)."""

@@ -7,6 +7,7 @@ from collections.abc import Iterator, Sequence
 
 from kgen.answer_schema import answer_schema
 from kgen.models import resolve_llm
+from kgen.records import ConfigError, MissingExtra
 from kgen.teachers.base import Completion, GenerationSettings, Messages
 
 MISSING_VLLM = "the vllm backend needs `pip install msd-toolkit[vllm]` (and a GPU)"
@@ -27,7 +28,7 @@ class VLLMTeacher:
         try:
             import vllm
         except ImportError as exc:
-            raise ImportError(MISSING_VLLM) from exc
+            raise MissingExtra(MISSING_VLLM) from exc
         self._vllm = vllm
         self.model = f"vllm:{model}"
         self.batch_size = batch_size
@@ -108,10 +109,10 @@ def _check_settings(
     tensor_parallel_size: int, gpu_memory_utilization: float, max_model_len: int | None, batch_size: int
 ) -> None:
     if tensor_parallel_size < 1:
-        raise ValueError(f"tensor_parallel_size must be >= 1, got {tensor_parallel_size}")
+        raise ConfigError(f"tensor_parallel_size must be >= 1, got {tensor_parallel_size}")
     if not 0 < gpu_memory_utilization <= 1:
-        raise ValueError(f"gpu_memory_utilization must be in (0, 1], got {gpu_memory_utilization}")
+        raise ConfigError(f"gpu_memory_utilization must be in (0, 1], got {gpu_memory_utilization}")
     if max_model_len is not None and max_model_len < 1:
-        raise ValueError(f"max_model_len must be >= 1, got {max_model_len}")
+        raise ConfigError(f"max_model_len must be >= 1, got {max_model_len}")
     if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        raise ConfigError(f"batch_size must be >= 1, got {batch_size}")

@@ -112,3 +112,64 @@ def test_cli_build_data_and_its_one_line_errors(tmp_path, knowledge_file, synony
     result = runner.invoke(app, ["build-data", "-k", str(tmp_path / "missing.jsonl"), "-o", str(out)])
     assert result.exit_code == 1
     assert result.stderr.strip().splitlines() == [f"error: {tmp_path / 'missing.jsonl'}: no such file"]
+
+
+# --- build-data never deletes what it did not make ---
+
+
+def build_cli(knowledge_file, out, *extra):
+    return CliRunner().invoke(app, ["build-data", "-k", str(knowledge_file), "--augment", "", "-o", str(out), *extra])
+
+
+def one_line(result, text):
+    assert result.exit_code == 1, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {text}"), result.stderr
+
+
+def test_build_data_refuses_a_folder_of_someone_elses_files(tmp_path, knowledge_file):
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "thesis.txt").write_text("draft")
+    result = build_cli(knowledge_file, precious)
+    one_line(result, f"{precious}: holds 'thesis.txt' and is not an earlier `distill build-data` output")
+    assert [p.name for p in precious.iterdir()] == ["thesis.txt"] and (precious / "thesis.txt").read_text() == "draft"
+
+
+def test_build_data_into_the_current_folder_is_refused(tmp_path, knowledge_file, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    for out in (".", str(tmp_path), ".."):
+        result = build_cli(knowledge_file, out)
+        assert result.exit_code == 1 and "current folder or one above it" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == before and knowledge_file.exists()
+
+
+def test_build_data_replaces_its_own_output_but_not_one_with_a_user_file(tmp_path, knowledge_file):
+    out = tmp_path / "sft"
+    out.mkdir()  # an empty folder is fine
+    assert build_cli(knowledge_file, out).exit_code == 0
+    assert build_cli(knowledge_file, out, "--val-fraction", "0").exit_code == 0  # an earlier output is replaced
+    assert read_json(out / "build_config.json")["val_fraction"] == 0
+    (out / "notes.md").write_text("mine")
+    one_line(build_cli(knowledge_file, out), f"{out}: holds 'notes.md'")
+    assert (out / "notes.md").read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["knowledge.jsonl", "sft"]  # no temp folder left
+
+
+def test_a_failed_build_leaves_the_old_output_and_no_temp_folder(tmp_path, knowledge_file, monkeypatch):
+    import distill.data
+
+    out = tmp_path / "sft"
+    build_data(DataConfig([knowledge_file], out, (), val_fraction=0.0))
+    before = sorted(str(p.relative_to(out)) for p in out.rglob("*"))
+
+    def disk_full(splits, folder):
+        (folder / "half").write_text("x")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(distill.data, "save_splits", disk_full)
+    with pytest.raises(OSError):
+        build_data(DataConfig([knowledge_file], out, (), val_fraction=0.5))
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["knowledge.jsonl", "sft"]

@@ -146,3 +146,16 @@ def test_cli_export_and_embed_and_one_line_errors(adapter_dir, inputs, tmp_path)
     assert result.exit_code == 1 and result.stderr.strip() == f"error: {tmp_path / 'nothing'}: no such model folder"
     result = runner.invoke(app, ["generate", "--model", "m", "--level", "shop", "-i", str(items), "-o", str(tmp_path / "g.jsonl")])
     assert result.exit_code == 1 and result.stderr.strip() == "error: level must be item or user, got 'shop'"
+
+
+def test_cli_generate_on_a_folder_that_holds_no_model_is_one_line_and_writes_nothing(inputs, tmp_path):
+    items, _ = inputs
+    unrelated = tmp_path / "photos"
+    unrelated.mkdir()
+    (unrelated / "cat.jpg").write_bytes(b"\xff\xd8")
+    out = tmp_path / "student.jsonl"
+    result = CliRunner().invoke(app, ["generate", "-m", str(unrelated), "-i", str(items), "-o", str(out)])
+    assert result.exit_code == 1
+    assert result.stderr.strip() == (f"error: {unrelated}: not a model folder (no config.json or adapter_config.json); "
+                                     "give the output of `distill train` or `distill export`")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["photos", items.name, *[p.name for p in inputs[1:]]])

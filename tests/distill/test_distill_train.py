@@ -117,7 +117,7 @@ def test_config_names_the_bad_value(values, message):
 def test_yaml_errors_name_the_file(tmp_path):
     bad = tmp_path / "cfg.yaml"
     bad.write_text("data: sft\nlearning_rte: 0.1\n")
-    with pytest.raises(RecordError, match="cfg.yaml: unknown key 'learning_rte'"):
+    with pytest.raises(RecordError, match="cfg.yaml:2: unknown key .learning_rte."):
         resolve_config(bad, {})
     bad.write_text("data: [sft\n")
     with pytest.raises(RecordError, match="cfg.yaml:2: malformed YAML"):
@@ -129,3 +129,69 @@ def test_yaml_errors_name_the_file(tmp_path):
 def test_load_splits_refuses_a_folder_that_is_no_dataset(tmp_path):
     with pytest.raises(RecordError, match="not a dataset folder"):
         load_splits(tmp_path)
+
+
+def test_a_yaml_value_of_the_wrong_type_names_the_line(tmp_path):
+    bad = tmp_path / "cfg.yaml"
+    bad.write_text("data: sft\noutput: runs/a\nbatch_size: eight\n")
+    with pytest.raises(RecordError, match=r"cfg.yaml:3: batch_size must be an integer, got 'eight'"):
+        resolve_config(bad, {})
+    bad.write_text("data: sft\nlora: yes please\n")
+    with pytest.raises(RecordError, match=r"cfg.yaml:2: lora must be true or false, got 'yes please'"):
+        resolve_config(bad, {})
+    bad.write_text("data: sft\noutput: o\nlearning_rate: 1e-4\nepochs: 2\n")  # YAML 1.1 reads 1e-4 as a string
+    assert resolve_config(bad, {}).learning_rate == 1e-4
+
+
+def test_cli_yaml_type_error_is_one_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from distill.cli import app
+
+    bad = tmp_path / "cfg.yaml"
+    bad.write_text("data: sft\noutput: o\nmax_length: [1, 2]\n")
+    result = CliRunner().invoke(app, ["train", "--config", str(bad)])
+    assert result.exit_code == 1 and result.stderr.strip() == f"error: {bad}:3: max_length must be an integer, got [1, 2]"
+
+
+def test_yaml_that_is_not_utf8_names_the_line(tmp_path):
+    bad = tmp_path / "cfg.yaml"
+    bad.write_bytes(b"data: sft\noutput: caf\xe9\n")
+    with pytest.raises(RecordError, match=r"cfg.yaml:2: not valid UTF-8 \(byte 0xe9 at column 12\)"):
+        resolve_config(bad, {})
+
+
+def test_completion_head_matches_full_logits_in_value_and_gradient():
+    from distill.lm_head import completion_log_probs
+
+    torch.manual_seed(0)
+    hidden, weight = torch.randn(37, 16, requires_grad=True), torch.randn(100, 16, requires_grad=True)
+    targets = torch.randint(0, 100, (37,))
+    log_p, entropy, top1 = completion_log_probs(hidden, weight, targets, chunk=8)  # 5 blocks, the last one short
+    full = torch.log_softmax(hidden @ weight.t(), -1)  # (37, 100)
+    expected = full.gather(-1, targets[:, None]).squeeze(-1)
+    assert torch.allclose(log_p, expected, atol=1e-6)
+    assert torch.allclose(entropy, -(full.exp() * full).sum(-1), atol=1e-5)
+    assert torch.equal(top1, full.argmax(-1) == targets)
+    grads = torch.autograd.grad(log_p.sum(), (hidden, weight))
+    for ours, theirs in zip(grads, torch.autograd.grad(expected.sum(), (hidden, weight))):
+        assert torch.allclose(ours, theirs, atol=1e-5)
+
+
+@pytest.mark.parametrize("lora", [False, True])
+def test_the_trainers_head_gives_the_models_own_loss(sft_dir, tiny_model, tmp_path, lora, monkeypatch):
+    import distill.lm_head
+
+    blocks = []
+    block = distill.lm_head._block
+    monkeypatch.setattr(distill.lm_head, "_block", lambda *args: blocks.append(args[0].shape) or block(*args))
+    train_split, _ = load_splits(sft_dir)
+    trainer = build_trainer(tiny_config(sft_dir, tiny_model, tmp_path / "run", lora=lora), train_split, None)
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(3)])
+    model = trainer.model
+    fused = model(**batch, fused_lm_head=True)  # what SFTTrainer.compute_loss calls
+    plain = model(**batch)  # transformers' cross-entropy over the full logits
+    assert torch.allclose(fused.loss, plain.loss, atol=1e-5)
+    assert fused.log_probs.shape == batch["labels"][:, 1:].shape
+    assert int(fused.label_mask.sum()) == int((batch["labels"][:, 1:] != -100).sum())
+    assert sum(shape[0] for shape in blocks) == int(fused.label_mask.sum())  # ours, on the completion positions only

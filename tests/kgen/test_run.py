@@ -124,3 +124,77 @@ def test_reparse_handles_both_formats_and_redoes_the_marks(tmp_path):
     assert again["raw"] == json_raw  # raw is kept as it was
     assert reparse_record({**text_row, "key_phrases": []})["key_phrases"] == ["name-0", "Gift"]
     assert reparse_record({**text_row, "leaked": ["Gift"]})["leaked"] == ["Gift"]  # no example given: mark kept
+
+
+# --- an output that is not ours is never rewritten; nothing is left behind by a failure ---
+
+
+def test_a_plain_text_output_is_refused_and_kept(tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes\nmore notes\n")
+    with pytest.raises(RecordError, match=r"notes.txt:1: not a JSON line; this file is not a kgen output"):
+        generate_records([task(0)], FakeTeacher(), SETTINGS, notes)
+    assert notes.read_text() == "my notes\nmore notes\n"
+    notes.write_text("draft without a newline")  # not a torn kgen line either: it does not start like one
+    with pytest.raises(RecordError, match="not a kgen output"):
+        generate_records([task(0)], FakeTeacher(), SETTINGS, notes)
+    assert notes.read_text() == "draft without a newline"
+
+
+def test_only_a_torn_last_line_is_dropped(tmp_path):
+    out = tmp_path / "k.jsonl"
+    generate_records([task(0), task(1)], FakeTeacher(), SETTINGS, out)
+    lines = out.read_text().splitlines(keepends=True)
+    out.write_text(lines[0] + lines[1][:25])  # killed while writing the second row
+    generate_records([task(0), task(1)], FakeTeacher(), SETTINGS, out)
+    assert sorted(r["id"] for r in read_records(out, "knowledge")) == ["x0", "x1"]
+    out.write_text(lines[0][:25] + "\n" + lines[1])  # a broken line in the middle is no kill: refused, kept
+    with pytest.raises(RecordError, match=r"k.jsonl:1: not a JSON line"):
+        generate_records([task(0), task(1)], FakeTeacher(), SETTINGS, out)
+    assert out.read_text() == lines[0][:25] + "\n" + lines[1]
+
+
+def test_a_stored_row_without_status_names_the_line(tmp_path):
+    out = tmp_path / "k.jsonl"
+    generate_records([task(0)], FakeTeacher(), SETTINGS, out)
+    row = json.loads(out.read_text())
+    del row["status"]
+    out.write_text(json.dumps(row) + "\n")
+    with pytest.raises(RecordError, match=r"k.jsonl:1: missing field 'status'"):
+        generate_records([task(0)], FakeTeacher(), SETTINGS, out)
+
+
+class BrokenTeacher(FakeTeacher):
+    """A teacher whose model cannot load."""
+
+    def complete(self, prompts, settings):
+        raise RecordError("/nowhere: cannot load this model")
+        yield  # a generator, like the real backends
+
+
+def test_no_lock_file_and_no_empty_output_left_behind(tmp_path):
+    out = tmp_path / "k.jsonl"
+    with pytest.raises(RecordError, match="cannot load"):
+        generate_records([task(0)], BrokenTeacher(), SETTINGS, out)
+    assert list(tmp_path.iterdir()) == []
+    generate_records([task(0)], FakeTeacher(), SETTINGS, out)
+    assert [p.name for p in tmp_path.iterdir()] == ["k.jsonl"]
+
+
+def test_a_name_longer_than_the_context_is_cut_and_the_row_says_so(tmp_path):
+    from kgen.inputs import MAX_NAME_CHARS
+    from kgen.tasks import load_inputs, student_tasks
+
+    items = tmp_path / "items.jsonl"
+    items.write_text(json.dumps({"item_id": "long", "name": "Mug " * 50_000}) + "\n"
+                     + json.dumps({"item_id": "short", "name": "Mug"}) + "\n")
+    out = tmp_path / "k.jsonl"
+    generate_records(student_tasks("item", load_inputs("item", items)), FakeTeacher(), SETTINGS, out)
+    rows = {r["id"]: r for r in read_records(out, "knowledge")}
+    assert rows["long"]["input_truncated"] is True and len(rows["long"]["input"]) <= MAX_NAME_CHARS + 2
+    assert "input_truncated" not in rows["short"]
+
+
+def test_reparse_keeps_unknown_status():
+    row = {"id": "a", "level": "item", "input": "Mug", "key_phrases": [], "raw": "Key Features: Mug", "status": "filtered"}
+    assert reparse_record(row)["status"] == "filtered"

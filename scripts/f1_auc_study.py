@@ -22,6 +22,7 @@ import random
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -84,14 +85,14 @@ def run_cli(args: list[str], log: Path) -> None:
         raise SystemExit(f"{log}: `{' '.join(args[:2])}` failed with status {done.returncode} (see the log)")
 
 
-def stage(cfg: StudyConfig, name: str, complete: Path | None, work) -> None:
-    """Run `work()` unless `complete` exists; record the seconds it took in OUT/timings.jsonl."""
+def stage(cfg: StudyConfig, name: str, complete: Path | None, work: Callable[..., None], *args: object) -> None:
+    """Run `work(*args)` unless `complete` exists; record the seconds it took in OUT/timings.jsonl."""
     if complete is not None and complete.exists():
         print(f"skip  {name} ({complete.relative_to(cfg.out)} exists)", flush=True)
         return
     print(f"start {name}", flush=True)
     t0 = time.perf_counter()
-    work()
+    work(*args)
     seconds = round(time.perf_counter() - t0, 1)
     print(f"done  {name} in {seconds} s", flush=True)
     with (cfg.out / "timings.jsonl").open("a", encoding="utf-8") as fh:
@@ -160,20 +161,20 @@ def score_student(cfg: StudyConfig, name: str) -> None:
     pred_file = pred / "gold_items.jsonl"
     n_eval = len(R.read_records(cfg.out / "data" / "eval_items.jsonl", "item"))
     done_pred = pred_file if count_records(pred_file) >= n_eval else None
-    stage(cfg, f"{name}: generate on {n_eval} gold items", done_pred, lambda: run_cli(
+    stage(cfg, f"{name}: generate on {n_eval} gold items", done_pred, run_cli,
         ["distill.cli", "generate", "-m", model, "--level", "item", "-i", str(cfg.out / "data" / "eval_items.jsonl"),
          "-o", str(pred_file), "--batch-size", str(cfg.batch_size), "--max-new-tokens", str(cfg.max_new_tokens),
-         "--seed", str(cfg.seed)], log))
-    stage(cfg, f"{name}: eval-f1", f1 / "f1.json", lambda: run_cli(
+         "--seed", str(cfg.seed)], log)
+    stage(cfg, f"{name}: eval-f1", f1 / "f1.json", run_cli,
         ["distill.cli", "eval-f1", "--pred", str(pred_file), "--gold", str(cfg.out / "data" / "eval_gold.jsonl"),
-         "-o", str(f1), "--level", "item", "--seed", str(cfg.seed)], log))
+         "-o", str(f1), "--level", "item", "--seed", str(cfg.seed)], log)
     prepared = cfg.out / "prepared"
-    stage(cfg, f"{name}: embed", emb / "embed_config.json", lambda: run_cli(
+    stage(cfg, f"{name}: embed", emb / "embed_config.json", run_cli,
         ["distill.cli", "embed", "-m", model, "--items", str(prepared / "items.jsonl"),
-         "--users", str(prepared / "users.jsonl"), "-o", str(emb)], log))
-    stage(cfg, f"{name}: MSD over seeds {cfg.seeds}", ctr / "summary.json", lambda: run_cli(
+         "--users", str(prepared / "users.jsonl"), "-o", str(emb)], log)
+    stage(cfg, f"{name}: MSD over seeds {cfg.seeds}", ctr / "summary.json", run_cli,
         ["ctr.cli", "train", "--data", str(prepared), "--model", "msd", "--knowledge", str(emb), "-o", str(ctr),
-         "--epochs", str(cfg.ctr_epochs), "--seeds", ",".join(map(str, cfg.seeds))], log))
+         "--epochs", str(cfg.ctr_epochs), "--seeds", ",".join(map(str, cfg.seeds))], log)
 
 
 def point_of(cfg: StudyConfig, name: str, n: int, augment: str) -> dict:
@@ -194,25 +195,25 @@ def main(cfg: StudyConfig) -> None:
     config = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()}
     R.write_json(cfg.out / "study_config.json", config)
     prepared = cfg.out / "prepared"
-    stage(cfg, "ctr prepare", prepared / "card.json", lambda: run_cli(
+    stage(cfg, "ctr prepare", prepared / "card.json", run_cli,
         ["ctr.cli", "prepare", "--dataset", "sample", "--raw", str(SAMPLE), "-o", str(prepared)],
-        cfg.out / "logs" / "prepare.log"))
-    stage(cfg, "pick inputs", cfg.out / "data" / "train_items.jsonl", lambda: pick_inputs(cfg))
+        cfg.out / "logs" / "prepare.log")
+    stage(cfg, "pick inputs", cfg.out / "data" / "train_items.jsonl", pick_inputs, cfg)
     teacher_out = cfg.out / "teacher" / "items.jsonl"
     done_teacher = teacher_out if count_records(teacher_out) >= max(cfg.items) else None
     stage(cfg, f"teacher: {max(cfg.items)} items", done_teacher,
-          lambda: run_cli(teacher_args(cfg), cfg.out / "logs" / "teacher.log"))
+          run_cli, teacher_args(cfg), cfg.out / "logs" / "teacher.log")
     points = []
     for name, n, augment in cfg.students():
         if name != UNTRAINED:
             stage(cfg, f"{name}: build-data + LoRA train", cfg.out / "students" / name / "metrics.json",
-                  lambda: train_student(cfg, name, n, augment))
+                  train_student, cfg, name, n, augment)
         score_student(cfg, name)
         points.append(point_of(cfg, name, n, augment))
         R.write_jsonl(cfg.out / "points.jsonl", points)  # grows student by student
-    stage(cfg, "eval correlate", None, lambda: run_cli(
+    stage(cfg, "eval correlate", None, run_cli,
         ["eval.cli", "correlate", "--points", str(cfg.out / "points.jsonl"), "-o", str(cfg.out / "correlate")],
-        cfg.out / "logs" / "correlate.log"))
+        cfg.out / "logs" / "correlate.log")
     print((cfg.out / "correlate" / "table.md").read_text())
 
 

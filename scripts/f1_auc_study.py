@@ -190,7 +190,23 @@ def point_of(cfg: StudyConfig, name: str, n: int, augment: str) -> dict:
             "precision": round(f1["precision"], 4), "recall": round(f1["recall"], 4)}
 
 
-def main(cfg: StudyConfig) -> None:
+def record_bench(cfg: StudyConfig) -> None:
+    """One line in bench/results/f1_auc.jsonl (sizes, stage times, correlation, points); the plot beside it."""
+    import shutil
+
+    from bench.common import RESULTS, record
+
+    lines = lambda path: [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+    timings = lines(cfg.out / "timings.jsonl")
+    stats = json.loads((cfg.out / "correlate" / "correlation.json").read_text())
+    config = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()}
+    record("f1_auc", {"config": config, "stage_seconds_total": round(sum(t["seconds"] for t in timings), 1),
+                      "timings": timings, "pearson": stats["pearson"], "spearman": stats["spearman"],
+                      "points": lines(cfg.out / "points.jsonl")})
+    shutil.copyfile(cfg.out / "correlate" / "f1_auc.png", RESULTS / "f1_auc.png")
+
+
+def main(cfg: StudyConfig, record: bool = False) -> None:
     cfg.out.mkdir(parents=True, exist_ok=True)
     config = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()}
     R.write_json(cfg.out / "study_config.json", config)
@@ -215,9 +231,11 @@ def main(cfg: StudyConfig) -> None:
         ["eval.cli", "correlate", "--points", str(cfg.out / "points.jsonl"), "-o", str(cfg.out / "correlate")],
         cfg.out / "logs" / "correlate.log")
     print((cfg.out / "correlate" / "table.md").read_text())
+    if record:
+        record_bench(cfg)
 
 
-def parse_args() -> StudyConfig:
+def parse_args() -> tuple[bool, StudyConfig]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ints = lambda text: [int(x) for x in text.split(",") if x.strip()]
     d = StudyConfig()
@@ -232,11 +250,13 @@ def parse_args() -> StudyConfig:
     p.add_argument("--epochs", type=float, default=d.epochs, help="LoRA SFT epochs")
     p.add_argument("--ctr-epochs", type=int, default=d.ctr_epochs, help="MSD epochs (early stopping on val AUC)")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="generation batch size")
+    p.add_argument("--record", action="store_true", help="append the result to bench/results/f1_auc.jsonl")
     a = p.parse_args()
-    return StudyConfig(out=a.out, items=a.items, augment=a.augment, seeds=a.seeds, eval_items=a.eval_items,
+    return a.record, StudyConfig(out=a.out, items=a.items, augment=a.augment, seeds=a.seeds, eval_items=a.eval_items,
                        teacher=a.teacher, student=a.student, epochs=a.epochs, ctr_epochs=a.ctr_epochs,
                        batch_size=a.batch_size)
 
 
 if __name__ == "__main__":
-    main(parse_args())
+    record_result, config = parse_args()
+    main(config, record_result)

@@ -2,11 +2,14 @@
 
 One point per student (points.jsonl, written by scripts/f1_auc_study.py): its key-phrase F1 and the test AUC of
 MSD trained on its vectors over several seeds. Pearson and Spearman come with percentile-bootstrap 95% intervals
-over the points, the unit that varies (the seeds only give each point its error bar).
+over the points, the unit that varies (the seeds only give each point its error bar), and a permutation p-value:
+with five to ten students the interval is wide, and the p-value says how often a random order of the same AUCs
+correlates as strongly.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from pathlib import Path
@@ -85,6 +88,25 @@ def _spearman_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 METHODS = {"pearson": _pearson_rows, "spearman": _spearman_rows}
+EXACT_PERMUTATIONS_UP_TO = 8  # 8! = 40,320 orders; beyond, a random sample of them
+
+
+def _permutations(n: int, n_random: int, rng: np.random.Generator) -> tuple[np.ndarray, bool]:
+    """(P, n) orders of the y values to test against: all of them for small n, else the identity + random ones."""
+    if n <= EXACT_PERMUTATIONS_UP_TO:
+        return np.array(list(itertools.permutations(range(n)))), True
+    return np.vstack([np.arange(n), rng.permuted(np.tile(np.arange(n), (n_random, 1)), axis=1)]), False
+
+
+def permutation_p(x: np.ndarray, y: np.ndarray, rows, n_random: int = 9999, seed: int = 0) -> tuple[float, bool]:
+    """Two-sided p of the correlation under 'AUC does not depend on F1': the share of orders of y whose |r| is at
+    least the observed one (exact over all orders up to 8 points); returns (p, exact)."""
+    perms, exact = _permutations(len(x), n_random, np.random.default_rng(seed))
+    r = rows(np.broadcast_to(x, perms.shape), y[perms])  # (P,)
+    observed = abs(rows(x[None], y[None])[0])
+    if np.isnan(observed):
+        return math.nan, exact
+    return float(np.mean(np.nan_to_num(np.abs(r), nan=0.0) >= observed - 1e-12)), exact
 
 
 def correlation(x: list[float], y: list[float], n_boot: int = 2000, seed: int = 0) -> dict:
@@ -103,7 +125,8 @@ def correlation(x: list[float], y: list[float], n_boot: int = 2000, seed: int = 
         boot = rows(xs[idx], ys[idx]) if n_boot else np.array([])
         boot = boot[~np.isnan(boot)]
         ci = [float(v) for v in np.percentile(boot, [2.5, 97.5])] if len(boot) else None
-        out[name] = {"r": r, "ci95": ci, "n_boot_used": int(len(boot))}
+        p, exact = permutation_p(xs, ys, rows, seed=seed)
+        out[name] = {"r": r, "ci95": ci, "n_boot_used": int(len(boot)), "p_permutation": p, "p_exact": exact}
     return out
 
 
@@ -114,7 +137,8 @@ def correlate_points(points: list[dict], n_boot: int = 2000, seed: int = 0) -> d
 
 def _fmt_r(stats: dict) -> str:
     ci = stats["ci95"]
-    return f"{stats['r']:+.3f} " + (f"[{ci[0]:+.3f}, {ci[1]:+.3f}]" if ci else "[no interval]")
+    return (f"{stats['r']:+.3f} " + (f"[{ci[0]:+.3f}, {ci[1]:+.3f}]" if ci else "[no interval]")
+            + f" p={stats['p_permutation']:.3g}")
 
 
 def format_table(points: list[dict], stats: dict) -> str:
@@ -124,7 +148,8 @@ def format_table(points: list[dict], stats: dict) -> str:
         ci = f" [{p[F1_CI95][0]:.3f}, {p[F1_CI95][1]:.3f}]" if p.get(F1_CI95) else ""
         lines.append(f"| {p[NAME]} | {p[F1]:.3f}{ci} | {p[AUC_MEAN]:.4f} ± {p[AUC_STD]:.4f} | {p[N_SEEDS]} |")
     lines += ["", f"Pearson r {_fmt_r(stats['pearson'])}, Spearman rho {_fmt_r(stats['spearman'])} "
-              f"(95% percentile bootstrap over {stats['n_points']} points, {stats['n_boot']} resamples)"]
+              f"(95% percentile bootstrap over {stats['n_points']} points, {stats['n_boot']} resamples; "
+              "p: two-sided permutation test, exact up to 8 points)"]
     return "\n".join(lines) + "\n"
 
 

@@ -37,6 +37,13 @@ def test_perfectly_linear_points_give_one_with_a_tight_interval():
         assert 0 < stats[method]["n_boot_used"] <= 500
 
 
+def test_the_exact_permutation_p_of_a_perfect_line_counts_the_two_perfect_orders():
+    stats = correlation([1, 2, 3, 4, 5, 6], [2, 4, 6, 8, 10, 12], n_boot=10)
+    for method in ("pearson", "spearman"):
+        assert stats[method]["p_exact"] is True
+        assert stats[method]["p_permutation"] == pytest.approx(2 / 720)  # the order itself and its reverse
+
+
 def test_a_falling_line_gives_minus_one():
     stats = correlation([0.1, 0.2, 0.3, 0.4], [0.9, 0.8, 0.7, 0.6], n_boot=200)
     assert stats["pearson"]["r"] == pytest.approx(-1.0)
@@ -61,6 +68,7 @@ def test_shuffled_points_give_a_correlation_near_zero_with_an_interval_around_it
         assert abs(stats[method]["r"]) < 0.15
         lo, hi = stats[method]["ci95"]
         assert lo < 0 < hi and hi - lo < 0.5
+        assert stats[method]["p_permutation"] > 0.05 and stats[method]["p_exact"] is False
 
 
 def test_the_interval_is_reproducible_with_the_seed_and_narrower_with_more_points():
@@ -79,6 +87,7 @@ def test_constant_auc_has_no_correlation_and_no_interval():
     stats = correlation([0.1, 0.2, 0.3], [0.8, 0.8, 0.8], n_boot=100)
     assert np.isnan(stats["pearson"]["r"])
     assert stats["pearson"]["ci95"] is None and stats["pearson"]["n_boot_used"] == 0
+    assert np.isnan(stats["pearson"]["p_permutation"])
 
 
 def test_fewer_than_three_points_are_refused():

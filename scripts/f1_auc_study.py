@@ -206,7 +206,7 @@ def record_bench(cfg: StudyConfig) -> None:
     shutil.copyfile(cfg.out / "correlate" / "f1_auc.png", RESULTS / "f1_auc.png")
 
 
-def main(cfg: StudyConfig, record: bool = False) -> None:
+def main(cfg: StudyConfig, only: list[str] | None = None, record: bool = False) -> None:
     cfg.out.mkdir(parents=True, exist_ok=True)
     config = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()}
     R.write_json(cfg.out / "study_config.json", config)
@@ -219,23 +219,29 @@ def main(cfg: StudyConfig, record: bool = False) -> None:
     done_teacher = teacher_out if count_records(teacher_out) >= max(cfg.items) else None
     stage(cfg, f"teacher: {max(cfg.items)} items", done_teacher,
           run_cli, teacher_args(cfg), cfg.out / "logs" / "teacher.log")
-    points = []
     for name, n, augment in cfg.students():
+        if only and name not in only:
+            continue
         if name != UNTRAINED:
             stage(cfg, f"{name}: build-data + LoRA train", cfg.out / "students" / name / "metrics.json",
                   train_student, cfg, name, n, augment)
         score_student(cfg, name)
-        points.append(point_of(cfg, name, n, augment))
-        R.write_jsonl(cfg.out / "points.jsonl", points)  # grows student by student
+    # Every finished student, also those another process (--only) ran; the last process to end writes them all.
+    points = [point_of(cfg, *s) for s in cfg.students() if (cfg.out / "ctr" / s[0] / "summary.json").exists()
+              and (cfg.out / "f1" / s[0] / "f1.json").exists()]
+    R.write_jsonl(cfg.out / "points.jsonl", points)
+    if len(points) < 3:
+        print(f"{len(points)} finished students so far: the correlation needs 3")
+        return
     stage(cfg, "eval correlate", None, run_cli,
-        ["eval.cli", "correlate", "--points", str(cfg.out / "points.jsonl"), "-o", str(cfg.out / "correlate")],
-        cfg.out / "logs" / "correlate.log")
+          ["eval.cli", "correlate", "--points", str(cfg.out / "points.jsonl"), "-o", str(cfg.out / "correlate")],
+          cfg.out / "logs" / "correlate.log")
     print((cfg.out / "correlate" / "table.md").read_text())
     if record:
         record_bench(cfg)
 
 
-def parse_args() -> tuple[bool, StudyConfig]:
+def parse_args() -> tuple[argparse.Namespace, StudyConfig]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ints = lambda text: [int(x) for x in text.split(",") if x.strip()]
     d = StudyConfig()
@@ -250,13 +256,20 @@ def parse_args() -> tuple[bool, StudyConfig]:
     p.add_argument("--epochs", type=float, default=d.epochs, help="LoRA SFT epochs")
     p.add_argument("--ctr-epochs", type=int, default=d.ctr_epochs, help="MSD epochs (early stopping on val AUC)")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="generation batch size")
+    p.add_argument("--only", type=lambda t: [x for x in t.split(",") if x], default=None,
+                   help="run only these students (names as in points.jsonl), e.g. to split the work between "
+                        "processes; shared stages run first either way")
     p.add_argument("--record", action="store_true", help="append the result to bench/results/f1_auc.jsonl")
     a = p.parse_args()
-    return a.record, StudyConfig(out=a.out, items=a.items, augment=a.augment, seeds=a.seeds, eval_items=a.eval_items,
-                       teacher=a.teacher, student=a.student, epochs=a.epochs, ctr_epochs=a.ctr_epochs,
-                       batch_size=a.batch_size)
+    cfg = StudyConfig(out=a.out, items=a.items, augment=a.augment, seeds=a.seeds, eval_items=a.eval_items,
+                      teacher=a.teacher, student=a.student, epochs=a.epochs, ctr_epochs=a.ctr_epochs,
+                      batch_size=a.batch_size)
+    unknown = sorted(set(a.only or []) - {name for name, _, _ in cfg.students()})
+    if unknown:
+        p.error(f"--only: no student named {unknown[0]!r}; students: {', '.join(n for n, _, _ in cfg.students())}")
+    return a, cfg
 
 
 if __name__ == "__main__":
-    record_result, config = parse_args()
-    main(config, record_result)
+    args, config = parse_args()
+    main(config, args.only, args.record)

@@ -55,6 +55,9 @@ class StudyConfig:
     # A 135M student with rank-16 LoRA needs more than the 2e-4 default to pick up the format in a few steps.
     learning_rate: float = 1e-3
     ctr_epochs: int = 5
+    # MSD's user-level vector needs the student to read every user's history (300 texts of up to 256 tokens):
+    # the costliest stage after training on a loaded CPU; off, MSD uses item vectors only (--no-user-level).
+    user_level: bool = True
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -147,7 +150,7 @@ def train_student(cfg: StudyConfig, name: str, n: int, augment: str) -> None:
     # Batch 4 x 2 accumulation steps: the effective batch of 8 at half the activation memory (as the main job).
     run_cli(["distill.cli", "train", "--data", str(sft), "-o", str(model), "--student", cfg.student, "--lora",
              "--epochs", str(cfg.epochs), "--lr", str(cfg.learning_rate), "--batch-size", "4", "--grad-accum", "2",
-             "--seed", str(cfg.seed)], log)
+               "--seed", str(cfg.seed)], log)
 
 
 def model_of(cfg: StudyConfig, name: str) -> str:
@@ -162,19 +165,20 @@ def score_student(cfg: StudyConfig, name: str) -> None:
     n_eval = len(R.read_records(cfg.out / "data" / "eval_items.jsonl", "item"))
     done_pred = pred_file if count_records(pred_file) >= n_eval else None
     stage(cfg, f"{name}: generate on {n_eval} gold items", done_pred, run_cli,
-        ["distill.cli", "generate", "-m", model, "--level", "item", "-i", str(cfg.out / "data" / "eval_items.jsonl"),
-         "-o", str(pred_file), "--batch-size", str(cfg.batch_size), "--max-new-tokens", str(cfg.max_new_tokens),
-         "--seed", str(cfg.seed)], log)
+          ["distill.cli", "generate", "-m", model, "--level", "item", "-i", str(cfg.out / "data" / "eval_items.jsonl"),
+           "-o", str(pred_file), "--batch-size", str(cfg.batch_size), "--max-new-tokens", str(cfg.max_new_tokens),
+           "--seed", str(cfg.seed)], log)
     stage(cfg, f"{name}: eval-f1", f1 / "f1.json", run_cli,
-        ["distill.cli", "eval-f1", "--pred", str(pred_file), "--gold", str(cfg.out / "data" / "eval_gold.jsonl"),
-         "-o", str(f1), "--level", "item", "--seed", str(cfg.seed)], log)
+          ["distill.cli", "eval-f1", "--pred", str(pred_file), "--gold", str(cfg.out / "data" / "eval_gold.jsonl"),
+           "-o", str(f1), "--level", "item", "--seed", str(cfg.seed)], log)
     prepared = cfg.out / "prepared"
+    users = ["--users", str(prepared / "users.jsonl")] if cfg.user_level else []
     stage(cfg, f"{name}: embed", emb / "embed_config.json", run_cli,
-        ["distill.cli", "embed", "-m", model, "--items", str(prepared / "items.jsonl"),
-         "--users", str(prepared / "users.jsonl"), "-o", str(emb)], log)
+          ["distill.cli", "embed", "-m", model, "--items", str(prepared / "items.jsonl"), *users, "-o", str(emb)], log)
     stage(cfg, f"{name}: MSD over seeds {cfg.seeds}", ctr / "summary.json", run_cli,
-        ["ctr.cli", "train", "--data", str(prepared), "--model", "msd", "--knowledge", str(emb), "-o", str(ctr),
-         "--epochs", str(cfg.ctr_epochs), "--seeds", ",".join(map(str, cfg.seeds))], log)
+          ["ctr.cli", "train", "--data", str(prepared), "--model", "msd", "--knowledge", str(emb), "-o", str(ctr),
+           "--epochs", str(cfg.ctr_epochs), "--seeds", ",".join(map(str, cfg.seeds)),
+           "--user-level" if cfg.user_level else "--no-user-level"], log)
 
 
 def point_of(cfg: StudyConfig, name: str, n: int, augment: str) -> dict:
@@ -212,8 +216,8 @@ def main(cfg: StudyConfig, only: list[str] | None = None, record: bool = False) 
     R.write_json(cfg.out / "study_config.json", config)
     prepared = cfg.out / "prepared"
     stage(cfg, "ctr prepare", prepared / "card.json", run_cli,
-        ["ctr.cli", "prepare", "--dataset", "sample", "--raw", str(SAMPLE), "-o", str(prepared)],
-        cfg.out / "logs" / "prepare.log")
+          ["ctr.cli", "prepare", "--dataset", "sample", "--raw", str(SAMPLE), "-o", str(prepared)],
+          cfg.out / "logs" / "prepare.log")
     stage(cfg, "pick inputs", cfg.out / "data" / "train_items.jsonl", pick_inputs, cfg)
     teacher_out = cfg.out / "teacher" / "items.jsonl"
     done_teacher = teacher_out if count_records(teacher_out) >= max(cfg.items) else None
@@ -256,6 +260,8 @@ def parse_args() -> tuple[argparse.Namespace, StudyConfig]:
     p.add_argument("--epochs", type=float, default=d.epochs, help="LoRA SFT epochs")
     p.add_argument("--ctr-epochs", type=int, default=d.ctr_epochs, help="MSD epochs (early stopping on val AUC)")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="generation batch size")
+    p.add_argument("--no-user-level", dest="user_level", action="store_false",
+                   help="MSD on item vectors only (skips embedding the users)")
     p.add_argument("--only", type=lambda t: [x for x in t.split(",") if x], default=None,
                    help="run only these students (names as in points.jsonl), e.g. to split the work between "
                         "processes; shared stages run first either way")
@@ -263,7 +269,7 @@ def parse_args() -> tuple[argparse.Namespace, StudyConfig]:
     a = p.parse_args()
     cfg = StudyConfig(out=a.out, items=a.items, augment=a.augment, seeds=a.seeds, eval_items=a.eval_items,
                       teacher=a.teacher, student=a.student, epochs=a.epochs, ctr_epochs=a.ctr_epochs,
-                      batch_size=a.batch_size)
+                      batch_size=a.batch_size, user_level=a.user_level)
     unknown = sorted(set(a.only or []) - {name for name, _, _ in cfg.students()})
     if unknown:
         p.error(f"--only: no student named {unknown[0]!r}; students: {', '.join(n for n, _, _ in cfg.students())}")

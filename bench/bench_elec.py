@@ -64,13 +64,18 @@ def train_in_process(config: CTRConfig, loaded, splits: dict) -> dict:
 
 
 def run_all(args, settings: dict, seeds: list[int]) -> dict[str, list[dict]]:
-    """{run name: [metrics per seed]}, training only what is not in --runs yet."""
+    """{run name: [metrics per seed]}, training only what is not in --runs yet (none with --no-train).
+
+    Seed-major order, so a bench cut short has every row at its first seeds rather than some rows at none.
+    """
     base = CTRConfig(**settings, output=str(args.runs))
     loaded = None
     out: dict[str, list[dict]] = {}
-    for name, fields in RUNS.items():
-        for seed in seeds:
+    for seed in seeds:
+        for name, fields in RUNS.items():
             path = args.runs / name / f"seed-{seed}" / "metrics.json"
+            if not path.exists() and args.no_train:
+                continue
             if not path.exists():
                 if loaded is None:
                     start = time.perf_counter()
@@ -95,6 +100,7 @@ def main() -> None:
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--max-train-samples", type=int, default=None, help="The first N train rows (same for every row).")
     p.add_argument("--max-eval-samples", type=int, default=None, help="The first N val / test rows.")
+    p.add_argument("--no-train", action="store_true", help="Only summarise the runs already in --runs.")
     p.add_argument("--settings", default='{"embed_dim": 8, "max_history": 20, "epochs": 2, "patience": 1, '
                                          '"batch_size": 1024}', help="JSON of CTRConfig fields every run shares.")
     args = p.parse_args()
@@ -103,9 +109,10 @@ def main() -> None:
     settings = {**json.loads(args.settings), "data": str(args.data), "knowledge": str(args.knowledge)}
     runs = run_all(args, settings, seeds)
     rows = {label: summarise([{**r, "test": r["gain"]["test"]} if part == "gain" else r for r in runs[name]])
-            for label, (name, part) in ROWS.items()}
+            for label, (name, part) in ROWS.items() if name in runs}
     card = json.loads((args.data / "card.json").read_text())
-    text = table(rows, "DIN (backbone alone)")
+    text = table(rows, "DIN (backbone alone)") + "\nseeds per row: " + ", ".join(
+        f"{label} {[r['seed'] for r in runs[name]]}" for label, (name, _) in ROWS.items() if name in runs)
     print(f"\n{card.get('title', card['dataset'])}: ELEC (seeds {seeds}; RelaImpr vs DIN)\n{text}\n", flush=True)
     defaults = CTRConfig(data="-", output="-", model="elec", knowledge="-")
     record("elec", {"dataset": card.get("title", card["dataset"]), "data": str(args.data),

@@ -74,7 +74,7 @@ def run_all(args, settings: dict, seeds: list[int]) -> dict[str, list[dict]]:
     for seed in seeds:
         for name, fields in RUNS.items():
             path = args.runs / name / f"seed-{seed}" / "metrics.json"
-            if not path.exists() and args.no_train:
+            if not path.exists() and (args.no_train or (args.only and name not in args.only)):
                 continue
             if not path.exists():
                 if loaded is None:
@@ -101,6 +101,7 @@ def main() -> None:
     p.add_argument("--max-train-samples", type=int, default=None, help="The first N train rows (same for every row).")
     p.add_argument("--max-eval-samples", type=int, default=None, help="The first N val / test rows.")
     p.add_argument("--no-train", action="store_true", help="Only summarise the runs already in --runs.")
+    p.add_argument("--only", nargs="*", choices=list(RUNS), help="Train only these runs (parallel processes).")
     p.add_argument("--settings", default='{"embed_dim": 8, "max_history": 20, "epochs": 2, "patience": 1, '
                                          '"batch_size": 1024}', help="JSON of CTRConfig fields every run shares.")
     args = p.parse_args()

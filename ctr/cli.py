@@ -11,7 +11,8 @@ import typer
 
 from kgen.cli_errors import one_line_errors
 
-app = typer.Typer(help="CTR datasets and models: prepare, train (DeepFM, DIN, MSD), eval, serve, warm.", no_args_is_help=True)
+app = typer.Typer(help="CTR datasets and models: prepare, train (DeepFM, DIN, MSD, ELEC), eval, serve, warm.",
+                  no_args_is_help=True)
 
 
 @app.command()
@@ -57,7 +58,8 @@ def train(
     data: Annotated[Path | None, typer.Option(help="Folder written by `ctr prepare`.")] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Run folder.")] = None,
     config: Annotated[Path | None, typer.Option("--config", help="YAML file of CTRConfig keys (flags override).")] = None,
-    model: Annotated[str | None, typer.Option(help="deepfm, din, msd (MSD on DIN) or msd-deepfm.")] = None,
+    model: Annotated[str | None, typer.Option(help="deepfm, din, msd (MSD on DIN), msd-deepfm, elec (ELEC on DIN) "
+                                                   "or elec-deepfm.")] = None,
     knowledge: Annotated[Path | None, typer.Option(help="`distill embed` folder (MSD without LoRA).")] = None,
     student: Annotated[str | None, typer.Option(help="Student for --lora: folder, adapter, hub id or embedded alias.")] = None,
     lora: Annotated[bool | None, typer.Option("--lora/--no-lora", help="MSD: the student runs inside the forward pass and LoRA is trained (default off: cached vectors).")] = None,
@@ -74,6 +76,9 @@ def train(
     max_history: int | None = None,
     max_train_samples: Annotated[int | None, typer.Option(help="Train on the first N train rows only (a slice).")] = None,
     max_eval_samples: Annotated[int | None, typer.Option(help="Score the first N val / test rows only.")] = None,
+    distill_score_weight: Annotated[float | None, typer.Option(help="ELEC: score distillation weight (0 = off).")] = None,
+    distill_repr_weight: Annotated[float | None, typer.Option(help="ELEC: representation distillation weight (0 = off).")] = None,
+    distill_temperature: Annotated[float | None, typer.Option(help="ELEC: score distillation temperature.")] = None,
     seed: int | None = None,
     seeds: Annotated[str | None, typer.Option(help="Comma list: one run per seed in OUTPUT/seed-N, then mean +- std.")] = None,
 ) -> None:
@@ -87,7 +92,8 @@ def train(
              "item_fusion": item_fusion, "user_level": user_level, "standardize_vectors": standardize_vectors, "top_k": top_k, "mask_rate": mask_rate,
              "embed_dim": embed_dim, "epochs": epochs, "patience": patience, "batch_size": batch_size,
              "learning_rate": learning_rate, "max_history": max_history, "max_train_samples": max_train_samples,
-             "max_eval_samples": max_eval_samples, "seed": seed}  # None = not given
+             "max_eval_samples": max_eval_samples, "seed": seed, "distill_score_weight": distill_score_weight,
+             "distill_repr_weight": distill_repr_weight, "distill_temperature": distill_temperature}  # None = not given
     with one_line_errors():
         cfg = resolve_config(config, flags)
         result = train_seeds(cfg, _ints(seeds)) if seeds else run(cfg)
@@ -101,7 +107,7 @@ def evaluate(
     data: Annotated[Path | None, typer.Option(help="Prepared folder (default: the one the model was trained on).")] = None,
     split: Annotated[str, typer.Option(help="train, val or test.")] = "test",
 ) -> None:
-    """Score a trained model on a split: AUC, GAUC, LogLoss."""
+    """Score a trained model on a split: AUC, GAUC, LogLoss (an ELEC run: its vanilla network alone)."""
     from ctr.data import SPLITS
     from ctr.train import evaluate_run
 

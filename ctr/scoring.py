@@ -155,7 +155,7 @@ def load_run_model(model_dir: Path, run: dict, features: Features, catalogue: Ca
     from ctr.train import WEIGHTS, build_model
     from ctr.train_config import CTRConfig
 
-    if run.get("model") == "elec":  # ELEC-SWITCH: the vanilla network, no student, no cache
+    if str(run.get("model", "")).startswith("elec"):  # ELEC-SWITCH (elec, elec-deepfm): the vanilla network, no student, no cache
         from ctr.elec import load_vanilla
 
         return load_vanilla(model_dir)[0].eval()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from ctr.data import Catalogue, Prepared, Split, batches, build_catalogue, build_split, load_prepared
+from ctr.elec import ELEC, split_state
 from ctr.features import Features, build_features
 from ctr.knowledge import MSD, StudentVectors, TableVectors, lora_student
 from ctr.metrics import ctr_metrics, mean_std
@@ -29,6 +30,7 @@ from distill.train import peak_rss_mb
 from kgen import records as R
 
 WEIGHTS, CONFIG, FEATURES, METRICS = "model.pt", "ctr_config.json", "features.json", "metrics.json"
+GAIN_WEIGHTS = "gain.pt"  # ELEC: the gain network (and projection); model.pt holds the served vanilla network
 
 
 def set_seed(seed: int) -> None:
@@ -58,10 +60,23 @@ def student_vectors(config: CTRConfig, data: Prepared) -> StudentVectors:
                           [user_texts.get(u, "") for u in data.user_ids], config.student_max_length)
 
 
+def build_vanilla(config: CTRConfig, features: Features, catalogue: Catalogue) -> nn.Module:
+    """ELEC's served network: the backbone on tabular features only, `vanilla_hidden` MLP sizes when set."""
+    return build_backbone(replace(config, hidden=config.vanilla_hidden or config.hidden), features, catalogue, 0)
+
+
 def build_model(config: CTRConfig, features: Features, catalogue: Catalogue, data: Prepared) -> nn.Module:
-    """The model a config names; MSD wraps its backbone with the knowledge fields."""
+    """The model a config names; MSD wraps its backbone with the knowledge fields; ELEC pairs MSD with a vanilla net."""
+    if config.is_elec:
+        return ELEC(gain=build_msd(config, features, catalogue, data), vanilla=build_vanilla(config, features, catalogue),
+                    score_weight=config.distill_score_weight, repr_weight=config.distill_repr_weight,
+                    temperature=config.distill_temperature)
     if not config.is_msd:
         return build_backbone(config, features, catalogue, n_extra=0)
+    return build_msd(config, features, catalogue, data)
+
+
+def build_msd(config: CTRConfig, features: Features, catalogue: Catalogue, data: Prepared) -> MSD:
     vectors = (student_vectors(config, data) if config.lora
                else TableVectors(config.knowledge, data, standardized=config.standardize_vectors))
     backbone = build_backbone(config, features, catalogue, n_extra=1 + config.user_level)
@@ -98,11 +113,11 @@ def optimizer(model: nn.Module, config: CTRConfig) -> torch.optim.Optimizer:
 
 def train_epoch(model: nn.Module, split: Split, opt: torch.optim.Optimizer, config: CTRConfig,
                 generator: torch.Generator) -> float:
-    """One pass over the train split; returns the mean BCE loss."""
+    """One pass over the train split; returns the mean loss (BCE; ELEC: its four-term sum)."""
     model.train()
     loss_fn, total = nn.BCEWithLogitsLoss(), 0.0
     for batch in batches(split, config.batch_size, shuffle=True, generator=generator):
-        loss = loss_fn(model(batch), batch.label)
+        loss = model.losses(batch)["total"] if isinstance(model, ELEC) else loss_fn(model(batch), batch.label)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -171,34 +186,64 @@ def train(config: CTRConfig) -> dict:
                "train_seconds": round(result.train_seconds, 2), "peak_rss_mb": peak_rss_mb(),
                "trainable_params": sum(t.numel() for t in result.best_state.values()),
                "knowledge_missing": getattr(getattr(model, "vectors", None), "missing", None)}
+    if isinstance(model, ELEC):  # the figures above are the vanilla network's (served); these the gain network's
+        metrics["gain"] = {name: score(model.gain, splits[name], config.eval_batch_size) for name in ("val", "test")}
+        metrics["knowledge_missing"] = model.gain.vectors.missing
+        metrics["served_params"] = sum(p.numel() for p in model.vanilla.parameters())
     save_run(config, features, result.best_state, metrics)
     return metrics
+
+
+def save_weights(state: dict, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")  # a reader never sees half a file
+    torch.save(state, tmp)
+    tmp.replace(path)
 
 
 def save_run(config: CTRConfig, features: Features, state: dict, metrics: dict) -> None:
     out = Path(config.output)
     out.mkdir(parents=True, exist_ok=True)
-    tmp = out / f".{WEIGHTS}.tmp"
-    torch.save(state, tmp)
-    tmp.replace(out / WEIGHTS)
+    if config.is_elec:
+        state, gain = split_state(state)
+        save_weights(gain, out / GAIN_WEIGHTS)
+    save_weights(state, out / WEIGHTS)
     features.save(out / FEATURES)
     R.write_json(out / CONFIG, config.to_dict())
     R.write_json(out / METRICS, metrics)
 
 
-def evaluate_run(model_dir: str | Path, data_dir: str | Path | None = None, split: str = "test") -> dict:
-    """Score a saved run on a split of a prepared folder (default: the one it was trained on)."""
+@dataclass(kw_only=True)
+class LoadedRun:
+    model: nn.Module  # with its saved weights; an ELEC run's vanilla network alone
+    config: CTRConfig
+    features: Features
+    data: Prepared
+    max_history: int
+
+
+def load_run(model_dir: str | Path, data_dir: str | Path | None = None) -> LoadedRun:
+    """A saved run and the prepared folder it scores (default: the one it was trained on)."""
     model_dir = Path(model_dir)
     if not (model_dir / WEIGHTS).exists():
         raise R.RecordError(f"{model_dir / WEIGHTS}: no such file (not a `ctr train` output folder)")
     values = json.loads((model_dir / CONFIG).read_text())
     config = CTRConfig(**{**values, "data": str(data_dir or values["data"])})
     data, features, catalogue, max_history = load_data(config, Features.load(model_dir / FEATURES))
-    model = build_model(config, features, catalogue, data)
-    unexpected = model.load_state_dict(torch.load(model_dir / WEIGHTS), strict=False).unexpected_keys
-    if unexpected:
-        raise R.RecordError(f"{model_dir / WEIGHTS}: weights {unexpected[:3]} do not fit the model of {CONFIG}")
-    return score(model, build_split(data, split, features, max_history, config.max_eval_samples), config.eval_batch_size)
+    model = (build_vanilla(config, features, catalogue) if config.is_elec
+             else build_model(config, features, catalogue, data))
+    result = model.load_state_dict(torch.load(model_dir / WEIGHTS), strict=False)
+    # the vanilla network has no frozen part, so every one of its weights must be in model.pt
+    if result.unexpected_keys or (config.is_elec and result.missing_keys):
+        keys = result.unexpected_keys or result.missing_keys
+        raise R.RecordError(f"{model_dir / WEIGHTS}: weights {keys[:3]} do not fit the model of {CONFIG}")
+    return LoadedRun(model=model, config=config, features=features, data=data, max_history=max_history)
+
+
+def evaluate_run(model_dir: str | Path, data_dir: str | Path | None = None, split: str = "test") -> dict:
+    """Score a saved run on a split of a prepared folder (default: the one it was trained on)."""
+    run = load_run(model_dir, data_dir)
+    rows = build_split(run.data, split, run.features, run.max_history, run.config.max_eval_samples)
+    return score(run.model, rows, run.config.eval_batch_size)
 
 
 def train_seeds(config: CTRConfig, seeds: list[int]) -> dict:

@@ -9,8 +9,8 @@ from distill.train_config import DEFAULT_TARGET_MODULES
 from kgen.models import EMBEDDED_LLM
 from kgen.records import RecordError
 
-MODELS = ("deepfm", "din", "msd", "msd-deepfm")
-BACKBONES = {"deepfm": "deepfm", "din": "din", "msd": "din", "msd-deepfm": "deepfm"}
+MODELS = ("deepfm", "din", "msd", "msd-deepfm", "elec", "elec-deepfm")
+BACKBONES = {"deepfm": "deepfm", "din": "din", "msd": "din", "msd-deepfm": "deepfm", "elec": "din", "elec-deepfm": "deepfm"}
 
 
 @dataclass(kw_only=True)
@@ -55,10 +55,16 @@ class CTRConfig:
     lora_learning_rate: float = 1e-4
     student_max_length: int = 64  # tokens per item / user text in the LoRA path
     student_max_history: int = 10  # items in a user's text (as `distill embed --max-history`)
+    # --- ELEC (model elec / elec-deepfm): the gain network is MSD with the settings above ---
+    distill_score_weight: float = 1.0  # score distillation (vanilla logit follows the gain's); 0 = off
+    distill_repr_weight: float = 1.0  # representation distillation (last MLP hidden layer); 0 = off
+    distill_temperature: float = 1.0
+    vanilla_hidden: list[int] | None = None  # MLP sizes of the served vanilla network; None = `hidden`
 
     def __post_init__(self) -> None:
         self.hidden, self.attention_hidden = list(self.hidden), list(self.attention_hidden)
         self.lora_target_modules = list(self.lora_target_modules)
+        self.vanilla_hidden = list(self.vanilla_hidden) if self.vanilla_hidden is not None else None
         if self.model not in MODELS:
             raise ValueError(f"model must be one of {', '.join(MODELS)}, got {self.model!r}")
         for name in ("embed_dim", "epochs", "patience", "batch_size", "eval_batch_size", "adaptor_hidden", "top_k",
@@ -76,12 +82,28 @@ class CTRConfig:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
         if self.weight_decay < 0:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
-        if self.is_msd and not self.lora and not self.knowledge:
+        self.check_elec()
+        if (self.is_msd or self.is_elec) and not self.lora and not self.knowledge:
             raise ValueError(f"model {self.model} without --lora needs --knowledge (a `distill embed` folder)")
+
+    def check_elec(self) -> None:
+        for name in ("distill_score_weight", "distill_repr_weight"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.distill_temperature <= 0:
+            raise ValueError(f"distill_temperature must be > 0, got {self.distill_temperature}")
+        if self.vanilla_hidden is not None and (not self.vanilla_hidden or min(self.vanilla_hidden) < 1):
+            raise ValueError(f"vanilla_hidden sizes must be >= 1, got {self.vanilla_hidden}")
+        if self.is_elec and self.lora:
+            raise ValueError(f"model {self.model} trains on cached vectors only (--lora is MSD's)")
 
     @property
     def is_msd(self) -> bool:
         return self.model.startswith("msd")
+
+    @property
+    def is_elec(self) -> bool:
+        return self.model.startswith("elec")
 
     @property
     def backbone(self) -> str:

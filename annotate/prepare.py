@@ -45,7 +45,7 @@ def check_roles(accounts: list[tuple[str, str]], reviewers: list[str]) -> list[s
     unknown = [r for r in reviewers if r not in names]
     if unknown and ":" in unknown[0]:
         user = unknown[0].split(":", 1)[0]
-        raise ValueError(f"--reviewer takes an account name, not user:password: give --auth {unknown[0]} --reviewer {user}")
+        raise R.ConfigError(f"--reviewer takes an account name, not user:password: give --auth {unknown[0]} --reviewer {user}")
     if unknown:
         raise R.ConfigError(f"--reviewer {unknown[0]!r} has no account; add it with --auth {unknown[0]}:<password>")
     annotators = [n for n in names if n not in reviewers]

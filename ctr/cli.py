@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from kgen.cli_errors import one_line_errors
+from kgen.records import ConfigError
 
 app = typer.Typer(help="CTR datasets and models: prepare, train (DeepFM, DIN, MSD, ELEC), eval, serve, warm.",
                   no_args_is_help=True)
@@ -40,7 +41,7 @@ def prepare(
         try:
             fractions = tuple(float(x) for x in split.split(","))
         except ValueError:
-            raise ValueError(f"--split must be three comma-separated numbers, got {split!r}") from None
+            raise ConfigError(f"--split must be three comma-separated numbers, got {split!r}") from None
         config = PrepareConfig(dataset=dataset, raw=raw, output=output, max_history=max_history,
                                split_fractions=fractions, seed=seed, ratings=ratings, max_user=max_user,  # type: ignore[arg-type]
                                click_threshold=click_threshold, negatives=negatives,
@@ -113,7 +114,7 @@ def evaluate(
 
     with one_line_errors():
         if split not in SPLITS:
-            raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+            raise ConfigError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
         metrics = evaluate_run(model, data, split)
     typer.echo(json.dumps(metrics, indent=2))
 
@@ -164,7 +165,7 @@ def warm(
 
     with one_line_errors():
         if top < 1:
-            raise ValueError(f"--top must be >= 1, got {top}")
+            raise ConfigError(f"--top must be >= 1, got {top}")
         counts = run(ServeConfig(model=str(model), student=student, redis=redis, codec=codec, lru_size=0), top)  # type: ignore[arg-type]
     typer.echo(json.dumps(counts))
 

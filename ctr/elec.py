@@ -30,6 +30,7 @@ from torch import nn
 
 from ctr.data import Batch
 from ctr.features import Features
+from kgen.records import ConfigError
 
 
 def score_loss(vanilla_logits: torch.Tensor, gain_logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
@@ -136,5 +137,5 @@ def load_vanilla(run_dir: str | Path, data_dir: str | Path | None = None) -> tup
 
     run = load_run(run_dir, data_dir)
     if not run.config.is_elec:
-        raise ValueError(f"{run_dir}: model {run.config.model!r} is not an ELEC run (train with --model elec)")
+        raise ConfigError(f"{run_dir}: model {run.config.model!r} is not an ELEC run (train with --model elec)")
     return run.model.eval(), run.features

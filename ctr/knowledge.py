@@ -66,9 +66,15 @@ def standardize(vectors: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
     norm is 37 of an average 40), so raw vectors are nearly parallel: cosine top-k picks almost at random and
     the adaptor sees mostly a constant. Centring and scaling each dimension leaves what tells items apart.
     """
-    rows = vectors[present]
-    out = (vectors - rows.mean(0)) / rows.std(0).clamp(min=1e-6)
+    mean, std = standard_stats(vectors, present)
+    out = (vectors - mean) / std
     return out * present.unsqueeze(1).to(out.dtype)
+
+
+def standard_stats(vectors: torch.Tensor, present: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(Dk,) mean and (Dk,) std of the present rows: what `standardize` applies (serving applies it too)."""
+    rows = vectors[present]
+    return rows.mean(0), rows.std(0).clamp(min=1e-6)
 
 
 def aligned_table(path: Path, ids: list[str]) -> tuple[torch.Tensor, int]:

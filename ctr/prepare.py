@@ -54,18 +54,18 @@ class PrepareConfig:
         self.raw, self.output = Path(self.raw), Path(self.output)
         self.split_fractions = tuple(float(f) for f in self.split_fractions)  # type: ignore[assignment]
         if self.dataset not in DATASETS:
-            raise ValueError(f"dataset must be one of {', '.join(DATASETS)}, got {self.dataset!r}")
+            raise R.ConfigError(f"dataset must be one of {', '.join(DATASETS)}, got {self.dataset!r}")
         if self.max_history < 1:
-            raise ValueError(f"max_history must be >= 1, got {self.max_history}")
+            raise R.ConfigError(f"max_history must be >= 1, got {self.max_history}")
         fr = self.split_fractions
         if len(fr) != 3 or min(fr) < 0 or fr[0] <= 0 or abs(sum(fr) - 1) > 1e-9:
-            raise ValueError(f"split_fractions must be 3 non-negative numbers summing to 1 (train > 0), got {fr}")
+            raise R.ConfigError(f"split_fractions must be 3 non-negative numbers summing to 1 (train > 0), got {fr}")
         for name in ("negatives", "min_item_baskets", "click_threshold"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+                raise R.ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("max_user", "max_users"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1 or unset, got {getattr(self, name)}")
+                raise R.ConfigError(f"{name} must be >= 1 or unset, got {getattr(self, name)}")
 
     def relevant(self) -> dict:
         """The settings this dataset uses, JSON-ready (for card.json)."""
@@ -113,7 +113,7 @@ def check_known(ids: Sequence, known: pd.Index, lines: Sequence[int], path: Path
 def check_output(output: Path) -> None:
     """Refuse a path that is a file, or a non-empty folder that an earlier `ctr prepare` did not write."""
     if output.exists() and not output.is_dir():
-        raise ValueError(f"{output}: exists and is not a folder")
+        raise R.ConfigError(f"{output}: exists and is not a folder")
     if not output.exists() or not any(output.iterdir()):
         return
     card = output / CARD_FILE
@@ -122,7 +122,7 @@ def check_output(output: Path) -> None:
     except (OSError, ValueError, AttributeError):
         ours = False
     if not ours:
-        raise ValueError(f"{output}: not empty and not a `ctr prepare` output (no {CARD_FILE} with format "
+        raise R.ConfigError(f"{output}: not empty and not a `ctr prepare` output (no {CARD_FILE} with format "
                          f"{FORMAT!r}); choose an empty or new folder")
 
 
@@ -152,7 +152,7 @@ def history_slices(user: np.ndarray, ts: np.ndarray, click: np.ndarray,
     t0 = int(ts.min()) if len(ts) else 0
     span = int(ts.max()) - t0 + 2 if len(ts) else 1
     if (int(user.max()) + 1 if len(user) else 0) * span >= 2**62:
-        raise ValueError("timestamps span too wide to key by user and time")
+        raise R.ConfigError("timestamps span too wide to key by user and time")
     key = user.astype(np.int64) * span + (ts - t0)
     rows = np.flatnonzero(click)
     clicks = rows[np.lexsort((rows, ts[rows], user[rows]))]
@@ -285,7 +285,7 @@ def build_card(raw: RawData, config: PrepareConfig, samples: pd.DataFrame, cutof
 def build_samples(raw: RawData, config: PrepareConfig) -> tuple[pd.DataFrame, pa.Table, tuple[int, int]]:
     """Events in time order with split and fields; the same as an Arrow table with the history column."""
     if raw.events.empty:
-        raise ValueError(f"{config.raw}: no samples left to prepare (see --max-user / --max-users)")
+        raise R.ConfigError(f"{config.raw}: no samples left to prepare (see --max-user / --max-users)")
     events = raw.events.reset_index(drop=True)
     events = events.iloc[np.argsort(events[R.TS].to_numpy(), kind="stable")].reset_index(drop=True)
     cutoffs = time_cutoffs(events[R.TS].to_numpy(), config.split_fractions)

@@ -82,23 +82,23 @@ def find_file(raw: Path, name: str) -> Path:
     """raw/name or raw/name.gz, exactly one of them."""
     found = [p for p in (raw / name, raw / f"{name}.gz") if p.is_file()]
     if len(found) != 1:
-        raise ValueError(f"{raw}: expected one of {name} or {name}.gz, found {len(found)}")
+        raise R.ConfigError(f"{raw}: expected one of {name} or {name}.gz, found {len(found)}")
     return found[0]
 
 
 def find_ratings(raw: Path, pattern: str | None) -> Path:
     """The ratings file: `pattern` (a name or glob) in raw; by default ratings.dat*, else the one ratings*.dat*."""
     if not raw.is_dir():
-        raise ValueError(f"{raw}: not a folder (--raw is the folder holding the dataset files)")
+        raise R.ConfigError(f"{raw}: not a folder (--raw is the folder holding the dataset files)")
     tries = [pattern] if pattern else ["ratings.dat*", "ratings*.dat*"]
     for glob in tries:
         found = sorted(p for p in raw.glob(glob) if p.is_file())
         if len(found) == 1:
             return found[0]
         if len(found) > 1:
-            raise ValueError(f"{raw}: {glob} matches {len(found)} files ({', '.join(p.name for p in found)}); "
+            raise R.ConfigError(f"{raw}: {glob} matches {len(found)} files ({', '.join(p.name for p in found)}); "
                              "name one with --ratings")
-    raise ValueError(f"{raw}: no ratings file matches {' or '.join(tries)}; name it with --ratings")
+    raise R.ConfigError(f"{raw}: no ratings file matches {' or '.join(tries)}; name it with --ratings")
 
 
 # --- titles and events -----------------------------------------------------------

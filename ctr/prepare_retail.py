@@ -34,7 +34,7 @@ def parquet_path(raw: Path) -> Path:
         return raw
     found = sorted(raw.glob("*.parquet")) if raw.is_dir() else []
     if len(found) != 1:
-        raise ValueError(f"{raw}: expected a parquet file or a folder with one .parquet file, found {len(found)}")
+        raise R.ConfigError(f"{raw}: expected a parquet file or a folder with one .parquet file, found {len(found)}")
     return found[0]
 
 
@@ -43,10 +43,10 @@ def check_columns(path: Path) -> None:
     try:
         names = set(pq.read_schema(path).names)
     except (pa.ArrowException, OSError) as exc:
-        raise ValueError(f"{path}: not a readable parquet file ({exc})") from None
+        raise R.ConfigError(f"{path}: not a readable parquet file ({exc})") from None
     missing = [c for c in COLUMNS if c not in names]
     if missing:
-        raise ValueError(f"{path}: missing column(s) {', '.join(missing)} (expected the UCI Online Retail columns)")
+        raise R.ConfigError(f"{path}: missing column(s) {', '.join(missing)} (expected the UCI Online Retail columns)")
 
 
 def pick_users(lines: pd.DataFrame, max_users: int | None, rng: np.random.Generator) -> pd.DataFrame:

@@ -29,6 +29,7 @@ from ctr.cache import CODECS, CacheStats, Codec, RedisStore, VectorCache
 from ctr.data import Batch, Catalogue, build_catalogue, load_prepared
 from ctr.features import UNKNOWN, Features, encode
 from distill.embed import ITEM_TABLE, USER_TABLE, read_table
+from kgen.records import ConfigError
 from kgen import records as R
 from kgen.inputs import item_input, user_input
 
@@ -57,15 +58,15 @@ class ServeConfig:
 
     def __post_init__(self) -> None:
         if self.codec not in CODECS:
-            raise ValueError(f"codec must be one of {', '.join(CODECS)}, got {self.codec!r}")
+            raise ConfigError(f"codec must be one of {', '.join(CODECS)}, got {self.codec!r}")
         for name in ("max_body_bytes", "encode_batch_size", "port"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.lru_size < 0 or self.redis_timeout_s <= 0 or self.redis_retry_s < 0:
-            raise ValueError(f"lru_size, redis_timeout_s, redis_retry_s must be >= 0 (timeout > 0), got "
+            raise ConfigError(f"lru_size, redis_timeout_s, redis_retry_s must be >= 0 (timeout > 0), got "
                              f"{self.lru_size}, {self.redis_timeout_s}, {self.redis_retry_s}")
         if self.redis is not None and not self.redis.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError(f"--redis must be a redis:// URL, got {self.redis!r}")
+            raise ConfigError(f"--redis must be a redis:// URL, got {self.redis!r}")
 
 
 class GivenVectors(nn.Module):
@@ -133,9 +134,28 @@ class Knowledge:
     user_mode: str
     user_max_history: int
     user_level: bool
+    # (mean, std) per dimension when the run z-scored its tables (knowledge.standardize): the cache holds the
+    # student's raw vectors, shared by every run of that student; each run's scaling is applied after it
+    item_stats: tuple[np.ndarray, np.ndarray] | None = None
+    user_stats: tuple[np.ndarray, np.ndarray] | None = None
 
 
-def load_knowledge(run: dict, config: ServeConfig) -> Knowledge:
+def table_stats(knowledge: Path, data) -> tuple[tuple | None, tuple | None]:
+    """The per-dimension (mean, std) that TableVectors used for the run's item and user tables."""
+    from ctr.knowledge import aligned_table, standard_stats
+
+    def stats(vectors):
+        present = vectors.abs().sum(1) > 0
+        if not bool(present.any()):
+            return None
+        return tuple(t.numpy() for t in standard_stats(vectors, present))
+
+    items = stats(aligned_table(knowledge / ITEM_TABLE, data.item_ids)[0])
+    users = stats(aligned_table(knowledge / USER_TABLE, data.user_ids)[0]) if (knowledge / USER_TABLE).exists() else None
+    return items, users
+
+
+def load_knowledge(run: dict, config: ServeConfig, data) -> Knowledge:
     """The student (the tables' own unless --student), its version, and the two-level cache."""
     knowledge = Path(run["knowledge"])
     embed = json.loads((knowledge / EMBED_CONFIG).read_text()) if (knowledge / EMBED_CONFIG).exists() else {}
@@ -146,8 +166,9 @@ def load_knowledge(run: dict, config: ServeConfig) -> Knowledge:
     redis = RedisStore(config.redis, config.redis_timeout_s, config.redis_retry_s) if config.redis else None
     cache = VectorCache(version=encoder.version, codec=config.codec, lru_size=config.lru_size, redis=redis)
     mode, max_history = user_mode(knowledge)
+    item_stats, user_stats = table_stats(knowledge, data) if run.get("standardize_vectors", True) else (None, None)
     return Knowledge(encoder=encoder, cache=cache, user_mode=mode, user_max_history=max_history,
-                     user_level=bool(run.get("user_level", True)))
+                     user_level=bool(run.get("user_level", True)), item_stats=item_stats, user_stats=user_stats)
 
 
 def load_run_model(model_dir: Path, run: dict, features: Features, catalogue: Catalogue, data) -> nn.Module:
@@ -196,7 +217,7 @@ class Served:
         self.users = ({str(r[R.USER_ID]): r for r in R.read_records(data.folder / "users.jsonl", "user")}
                       if (data.folder / "users.jsonl").exists() else {})
         self.user_rows = user_field_rows(data, self.features)
-        self.knowledge = load_knowledge(run, config) if hasattr(self.model, "vectors") else None
+        self.knowledge = load_knowledge(run, config, data) if hasattr(self.model, "vectors") else None
         if self.knowledge is not None:
             self.model.vectors = GivenVectors(self.model.vectors.dim)
         self.tables = [m for m in self.model.modules() if "item_table" in dict(m.named_buffers(recurse=False))]
@@ -258,12 +279,15 @@ class Served:
         """Fill GivenVectors with the request's item vectors (row k = local key k) and its user's vector."""
         kn, vectors = self.knowledge, self.model.vectors
         items, stats = kn.cache.get("i", texts, kn.encoder)
+        items = scaled(items, kn.item_stats)
         vectors.item_rows = torch.from_numpy(np.concatenate([np.zeros((1, vectors.dim), np.float32), items]))
         user = np.zeros(vectors.dim, np.float32)
         record = self.users.get(user_id)
         if kn.user_level and record is not None and kn.user_mode != "none":
             user, user_stats = self.user_vector(record)
             stats.add(user_stats)
+            if user.any():  # a user without a vector stays zero, as in the run's table
+                user = scaled(user, kn.user_stats)
         vectors.user_rows = torch.from_numpy(np.stack([np.zeros(vectors.dim, np.float32), user]))
         return stats.as_dict()
 
@@ -282,6 +306,11 @@ class Served:
         return vectors.mean(axis=0), stats
 
 
+def scaled(vectors: np.ndarray, stats: tuple[np.ndarray, np.ndarray] | None) -> np.ndarray:
+    """Vectors z-scored with a run's table statistics (unchanged when the run used raw vectors)."""
+    return vectors if stats is None else ((vectors - stats[0]) / stats[1]).astype(np.float32)
+
+
 def warm(config: ServeConfig, top: int) -> dict:
     """Store in Redis the vectors of the top-N items by train exposures; returns the cache counts.
 
@@ -289,13 +318,13 @@ def warm(config: ServeConfig, top: int) -> dict:
     output (the same text, max_length and pooling): they are stored as they are, and only items absent
     from the tables are computed (the student is loaded only then)."""
     if config.redis is None:
-        raise ValueError("ctr warm needs --redis (the in-process cache belongs to a running server)")
+        raise ConfigError("ctr warm needs --redis (the in-process cache belongs to a running server)")
     redis = RedisStore(config.redis, config.redis_timeout_s)
     if not redis.ping():
-        raise ValueError(f"redis at {config.redis} unavailable: nothing warmed")
+        raise ConfigError(f"redis at {config.redis} unavailable: nothing warmed")
     run = json.loads((Path(config.model) / "ctr_config.json").read_text())
     if not run.get("knowledge") or run.get("lora"):
-        raise ValueError(f"{config.model}: model {run.get('model')} reads no cached vectors: nothing to warm")
+        raise ConfigError(f"{config.model}: model {run.get('model')} reads no cached vectors: nothing to warm")
     knowledge = Path(run["knowledge"])
     embed = json.loads((knowledge / EMBED_CONFIG).read_text())
     student, max_length = config.student or embed["model"], int(embed.get("max_length", 256))
@@ -319,6 +348,6 @@ def warm(config: ServeConfig, top: int) -> dict:
     for start in range(0, len(texts), config.encode_batch_size):
         counts.add(cache.get("i", texts[start : start + config.encode_batch_size], compute)[1])
     if not redis.up:
-        raise ValueError(f"redis at {config.redis} went away: {counts.redis_writes} of {len(texts)} vectors stored")
+        raise ConfigError(f"redis at {config.redis} went away: {counts.redis_writes} of {len(texts)} vectors stored")
     return {"items": len(texts), **counts.as_dict(), "from_tables": own and len(table) > 0,
             "student_loaded": bool(encoder), "version": cache.version}

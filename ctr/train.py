@@ -27,6 +27,7 @@ from ctr.models.din import DIN
 from ctr.train_config import CTRConfig
 from distill.embed import EmbedConfig, load_texts
 from distill.train import peak_rss_mb
+from kgen.records import ConfigError
 from kgen import records as R
 
 WEIGHTS, CONFIG, FEATURES, METRICS = "model.pt", "ctr_config.json", "features.json", "metrics.json"
@@ -172,7 +173,7 @@ def train(config: CTRConfig) -> dict:
               for name in ("train", "val", "test")}
     for name, split in splits.items():
         if len(split) == 0:
-            raise ValueError(f"{data.folder}: the {name} split is empty")
+            raise ConfigError(f"{data.folder}: the {name} split is empty")
     model = build_model(config, features, catalogue, data)
     result = fit(model, splits["train"], splits["val"], config)
     model.load_state_dict(result.best_state, strict=False)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from distill.train_config import DEFAULT_TARGET_MODULES
 from kgen.models import EMBEDDED_LLM
-from kgen.records import RecordError
+from kgen.records import ConfigError, RecordError
 
 MODELS = ("deepfm", "din", "msd", "msd-deepfm", "elec", "elec-deepfm")
 BACKBONES = {"deepfm": "deepfm", "din": "din", "msd": "din", "msd-deepfm": "deepfm", "elec": "din", "elec-deepfm": "deepfm"}
@@ -66,36 +66,36 @@ class CTRConfig:
         self.lora_target_modules = list(self.lora_target_modules)
         self.vanilla_hidden = list(self.vanilla_hidden) if self.vanilla_hidden is not None else None
         if self.model not in MODELS:
-            raise ValueError(f"model must be one of {', '.join(MODELS)}, got {self.model!r}")
+            raise ConfigError(f"model must be one of {', '.join(MODELS)}, got {self.model!r}")
         for name in ("embed_dim", "epochs", "patience", "batch_size", "eval_batch_size", "adaptor_hidden", "top_k",
                      "lora_r", "lora_alpha", "student_max_length", "student_max_history", "learning_rate",
                      "lora_learning_rate"):
             if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+                raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
         for name in ("max_history", "max_train_samples", "max_eval_samples"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1 or unset, got {getattr(self, name)}")
+                raise ConfigError(f"{name} must be >= 1 or unset, got {getattr(self, name)}")
         if not self.hidden or not self.attention_hidden or min(self.hidden + self.attention_hidden) < 1:
-            raise ValueError(f"hidden sizes must be >= 1, got {self.hidden} / {self.attention_hidden}")
+            raise ConfigError(f"hidden sizes must be >= 1, got {self.hidden} / {self.attention_hidden}")
         for name in ("dropout", "mask_rate", "lora_dropout"):
             if not 0 <= getattr(self, name) < 1:
-                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+                raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)}")
         if self.weight_decay < 0:
-            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+            raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay}")
         self.check_elec()
         if (self.is_msd or self.is_elec) and not self.lora and not self.knowledge:
-            raise ValueError(f"model {self.model} without --lora needs --knowledge (a `distill embed` folder)")
+            raise ConfigError(f"model {self.model} without --lora needs --knowledge (a `distill embed` folder)")
 
     def check_elec(self) -> None:
         for name in ("distill_score_weight", "distill_repr_weight"):
             if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.distill_temperature <= 0:
-            raise ValueError(f"distill_temperature must be > 0, got {self.distill_temperature}")
+            raise ConfigError(f"distill_temperature must be > 0, got {self.distill_temperature}")
         if self.vanilla_hidden is not None and (not self.vanilla_hidden or min(self.vanilla_hidden) < 1):
-            raise ValueError(f"vanilla_hidden sizes must be >= 1, got {self.vanilla_hidden}")
+            raise ConfigError(f"vanilla_hidden sizes must be >= 1, got {self.vanilla_hidden}")
         if self.is_elec and self.lora:
-            raise ValueError(f"model {self.model} trains on cached vectors only (--lora is MSD's)")
+            raise ConfigError(f"model {self.model} trains on cached vectors only (--lora is MSD's)")
 
     @property
     def is_msd(self) -> bool:
@@ -139,5 +139,5 @@ def resolve_config(yaml_path: str | Path | None, flags: dict) -> CTRConfig:
     values.update({k: v for k, v in flags.items() if v is not None})
     for required in ("data", "output"):
         if values.get(required) in (None, ""):
-            raise ValueError(f"{required} is required (a flag or a YAML key)")
+            raise ConfigError(f"{required} is required (a flag or a YAML key)")
     return CTRConfig(**values)

@@ -81,13 +81,19 @@ def run_table(name: str, variants: dict[str, list[str]], common: list[str], runs
     return {label: summarise(runs_) for label, runs_ in done.items() if runs_}
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def run_arguments(doc: str | None) -> argparse.ArgumentParser:
+    """The options every CTR bench shares: prepared data, knowledge tables, their label, run folder, seeds."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, required=True)
     p.add_argument("--knowledge", type=Path, required=True)
     p.add_argument("--label", required=True, help="What the knowledge vectors are (stated in the results).")
     p.add_argument("--runs", type=Path, required=True)
     p.add_argument("--seeds", default="0,1,2")
+    return p
+
+
+def main() -> None:
+    p = run_arguments(__doc__)
     p.add_argument("--tables", default="main,ablation")
     p.add_argument("--slice", type=int, default=128, help="Train rows for the LoRA table.")
     p.add_argument("--eval-slice", type=int, default=256, help="Val / test rows for the LoRA table.")

@@ -17,7 +17,6 @@ Prints a table and appends one JSON line to bench/results/elec.jsonl.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -27,7 +26,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench_ctr import summarise, table  # noqa: E402
+from bench_ctr import run_arguments, summarise, table  # noqa: E402
 from common import peak_rss_mb, record  # noqa: E402
 
 from ctr.data import build_split  # noqa: E402
@@ -92,12 +91,7 @@ def run_all(args, settings: dict, seeds: list[int]) -> dict[str, list[dict]]:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", type=Path, required=True)
-    p.add_argument("--knowledge", type=Path, required=True)
-    p.add_argument("--label", required=True, help="What the knowledge vectors are (stated in the results).")
-    p.add_argument("--runs", type=Path, required=True)
-    p.add_argument("--seeds", default="0,1,2")
+    p = run_arguments(__doc__)
     p.add_argument("--max-train-samples", type=int, default=None, help="The first N train rows (same for every row).")
     p.add_argument("--max-eval-samples", type=int, default=None, help="The first N val / test rows.")
     p.add_argument("--no-train", action="store_true", help="Only summarise the runs already in --runs.")

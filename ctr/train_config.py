@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from distill.train_config import DEFAULT_TARGET_MODULES
+from distill.train_config import DEFAULT_TARGET_MODULES, load_yaml
 from kgen.models import EMBEDDED_LLM
-from kgen.records import ConfigError, RecordError
+from kgen.records import ConfigError
 
 MODELS = ("deepfm", "din", "msd", "msd-deepfm", "elec", "elec-deepfm")
 BACKBONES = {"deepfm": "deepfm", "din": "din", "msd": "din", "msd-deepfm": "deepfm", "elec": "din", "elec-deepfm": "deepfm"}
@@ -113,29 +113,9 @@ class CTRConfig:
         return asdict(self)
 
 
-def load_yaml(path: str | Path) -> dict:
-    """A YAML mapping of CTRConfig fields; unknown keys raise RecordError naming the file."""
-    import yaml
-
-    path = Path(path)
-    if not path.exists():
-        raise RecordError(f"{path}: no such file")
-    try:
-        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise RecordError(f"{path}: malformed YAML ({exc})") from None
-    if not isinstance(values, dict):
-        raise RecordError(f"{path}: expected a mapping of config keys, got {type(values).__name__}")
-    known = {f.name for f in fields(CTRConfig)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise RecordError(f"{path}: unknown key {unknown[0]!r}; known keys: {', '.join(sorted(known))}")
-    return values
-
-
 def resolve_config(yaml_path: str | Path | None, flags: dict) -> CTRConfig:
     """Defaults, then the YAML file, then the flags that were given (None means not given)."""
-    values = load_yaml(yaml_path) if yaml_path else {}
+    values = load_yaml(yaml_path, CTRConfig) if yaml_path else {}
     values.update({k: v for k, v in flags.items() if v is not None})
     for required in ("data", "output"):
         if values.get(required) in (None, ""):

@@ -79,15 +79,15 @@ def _check_positive(config: TrainConfig, names: tuple[str, ...]) -> None:
             raise ConfigError(f"{name} must be > 0, got {value}")
 
 
-def _field_types(name: str) -> tuple:
-    """The types a TrainConfig field accepts: (int,), (float, NoneType), (list[str],) ..."""
-    hint = typing.get_type_hints(TrainConfig).get(name)
+def _field_types(name: str, cls: type = None) -> tuple:
+    """The types a config field accepts: (int,), (float, NoneType), (list[str],) ... (cls: default TrainConfig)."""
+    hint = typing.get_type_hints(cls or TrainConfig).get(name)
     return typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
 
 
-def _yaml_float(name: str, value: object) -> object:
+def _yaml_float(name: str, value: object, cls: type = None) -> object:
     """YAML 1.1 reads `1e-4` (no dot) as a string; a float field takes it as the number it means."""
-    if isinstance(value, str) and float in _field_types(name):
+    if isinstance(value, str) and float in _field_types(name, cls):
         try:
             return float(value)
         except ValueError:
@@ -95,20 +95,22 @@ def _yaml_float(name: str, value: object) -> object:
     return value
 
 
-def type_problem(name: str, value: object) -> str | None:
-    """What is wrong with `value` as TrainConfig field `name` (a YAML value of the wrong type), or None."""
-    allowed = _field_types(name)
+def type_problem(name: str, value: object, cls: type = None) -> str | None:
+    """What is wrong with `value` as field `name` of the config class (a YAML value of the wrong type), or None."""
+    allowed = _field_types(name, cls)
     for t in allowed:
         if t is type(None) and value is None:
             return None
-        if typing.get_origin(t) is list and isinstance(value, list) and all(isinstance(v, str) for v in value):
+        if typing.get_origin(t) is list and isinstance(value, list) and all(
+                isinstance(v, typing.get_args(t)[0]) and not isinstance(v, bool) for v in value):
             return None
         if t in (int, float, str, bool) and isinstance(value, t) and not (t is not bool and isinstance(value, bool)):
             return None
         if t is float and isinstance(value, int) and not isinstance(value, bool):
             return None  # YAML writes 3 for 3.0
     names = {int: "an integer", float: "a number", str: "a string", bool: "true or false", type(None): "null"}
-    wanted = " or ".join(names.get(t, "a list of strings") for t in allowed)
+    lists = {str: "a list of strings", int: "a list of integers"}
+    wanted = " or ".join(names.get(t) or lists.get(typing.get_args(t)[0], str(t)) for t in allowed)
     return f"{name} must be {wanted}, got {value!r}"
 
 
@@ -122,8 +124,8 @@ def _key_lines(text: str) -> dict[str, int]:
     return {key.value: key.start_mark.line + 1 for key, _ in node.value if isinstance(key, yaml.ScalarNode)}
 
 
-def load_yaml(path: str | Path) -> dict:
-    """A YAML mapping of TrainConfig fields; unknown keys and values of the wrong type raise RecordError."""
+def load_yaml(path: str | Path, cls: type = None) -> dict:
+    """A YAML mapping of config fields (cls: default TrainConfig); unknown keys and wrong types raise RecordError."""
     import yaml
 
     path = Path(path)
@@ -136,13 +138,13 @@ def load_yaml(path: str | Path) -> dict:
         raise RecordError(f"{where}: malformed YAML ({getattr(exc, 'problem', exc)})") from None
     if not isinstance(values, dict):
         raise RecordError(f"{path}: expected a mapping of config keys, got {type(values).__name__}")
-    known = {f.name for f in fields(TrainConfig)}
+    known = {f.name for f in fields(cls or TrainConfig)}
     lines = _key_lines(text)
-    values = {key: _yaml_float(key, value) for key, value in values.items()}
+    values = {key: _yaml_float(key, value, cls) if key in known else value for key, value in values.items()}
     for key, value in values.items():
         if key not in known:
             raise RecordError(f"{path}:{lines.get(key, '?')}: unknown key {key!r}; known keys: {', '.join(sorted(known))}")
-        problem = type_problem(key, value)
+        problem = type_problem(key, value, cls)
         if problem:
             raise RecordError(f"{path}:{lines.get(key, '?')}: {problem}")
     return values

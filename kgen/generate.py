@@ -74,7 +74,8 @@ def generate_knowledge(config: GenerateConfig) -> dict:
         encoder = None
     tasks = teacher_tasks(config.level, inputs, encoder, config.pool, config.settings.answer_format, config.reference)
     del encoder
-    teacher = make_teacher(config.teacher, batch_size=config.batch_size, concurrency=config.concurrency)
+    teacher = make_teacher(config.teacher, batch_size=config.batch_size, concurrency=config.concurrency,
+                           output=config.output)
     try:
         metrics = generate_records(tasks, teacher, config.settings, config.output,
                                    desc=f"{config.level} knowledge", replace_stale=config.replace_stale)

@@ -234,6 +234,7 @@ class FakeBatchAPI:
         self.steps: dict[str, int] = {}  # id -> index into its plan's statuses
         self.retrieves = 0
         self.held = False  # True: retrieves do not move batches on (a test kills the client meanwhile)
+        self.failing_retrieves = 0  # the next n retrieves answer 503, as a passing outage would
         self._lock = threading.Lock()
 
     def post(self, path: str, content_type: str, body: bytes) -> tuple[int, bytes, str]:
@@ -260,6 +261,9 @@ class FakeBatchAPI:
             if parts[:2] == ["v1", "batches"] and len(parts) == 3:
                 if parts[2] not in self.batches:
                     return _json(404, _error(f"no batch {parts[2]}"))
+                if self.failing_retrieves > 0:
+                    self.failing_retrieves -= 1
+                    return _json(503, _error("scripted outage"))
                 self.retrieves += 1
                 return _json(200, self._step(parts[2]))
         return _json(404, _error(f"no route {path}"))

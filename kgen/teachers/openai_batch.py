@@ -25,6 +25,7 @@ import openai
 from tqdm import tqdm
 
 from kgen import records as R
+from kgen.run import request_key
 from kgen.teachers.base import Completion, GenerationSettings, Messages
 from kgen.teachers.openai_backend import (
     chat_request,
@@ -91,10 +92,8 @@ class OpenAIBatchTeacher:
 
     def complete(self, prompts: Sequence[Messages], settings: GenerationSettings) -> Iterator[tuple[int, Completion]]:
         """Resume the stored batches that cover these prompts, submit the rest, and yield answers as batches end."""
-        from kgen.run import request_key  # the run keys records this way; custom_id must be that key
-
         where: dict[str, list[int]] = {}  # key -> indices (two tasks may render one request)
-        for index, messages in enumerate(prompts):
+        for index, messages in enumerate(prompts):  # custom_id is the key the run gives the record
             where.setdefault(request_key(messages, self.model, settings), []).append(index)
         if not where:
             return

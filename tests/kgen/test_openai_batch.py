@@ -10,13 +10,14 @@ import sys
 import time
 from pathlib import Path
 
+import openai
 import pytest
 from fake_openai_server import EXPIRES, FAILS, BatchPlan, FakeOpenAIServer, Reply
 from fake_teacher import task
 from typer.testing import CliRunner
 
 from kgen.cli import app
-from kgen.records import ConfigError, read_records
+from kgen.records import ConfigError, RecordError, read_records
 from kgen.run import generate_records, request_key
 from kgen.teachers import make_teacher, parse_teacher
 from kgen.teachers import openai_batch
@@ -136,7 +137,7 @@ def test_an_uploaded_file_whose_batch_was_not_saved_is_adopted_or_created_not_up
     tasks = [task(i) for i in range(2)]
     out = tmp_path / "k.jsonl"
     with FakeOpenAIServer() as server:
-        client = __import__("openai").OpenAI(api_key="sk-test", base_url=server.base_url)
+        client = openai.OpenAI(api_key="sk-test", base_url=server.base_url)
         keys = [request_key(t["messages"], "openai:fake-model", JSON) for t in tasks]
         data = b"".join(line for _, line in next(openai_batch.batch_lines(
             keys, {k: [i] for i, k in enumerate(keys)}, [t["messages"] for t in tasks], "fake-model", JSON)))
@@ -167,7 +168,7 @@ def test_a_stored_batch_for_other_requests_is_dropped_with_a_note(tmp_path):
 def test_a_broken_state_file_is_one_line_and_kept(tmp_path):
     out = tmp_path / "k.jsonl"
     batch_state_path(out).write_text("{not json")
-    with FakeOpenAIServer() as server, pytest.raises(Exception, match=r"k.jsonl.batch.json: not a kgen batch state"):
+    with FakeOpenAIServer() as server, pytest.raises(RecordError, match=r"k.jsonl.batch.json: not a kgen batch state"):
         generate_records([task(0)], batch_teacher(server, out), JSON, out)
     assert batch_state_path(out).read_text() == "{not json"
 
@@ -233,3 +234,22 @@ def test_cli_killed_after_submit_resumes_the_stored_batch_without_a_second(tmp_p
     run = json.loads((tmp_path / "k.run.json").read_text())
     assert any("resuming batch batch_0001" in note for note in run["notes"])
     assert run["metrics"]["generated"] == 5
+
+
+def test_a_passing_outage_while_polling_is_waited_out(tmp_path):
+    out = tmp_path / "k.jsonl"
+    with FakeOpenAIServer() as server:
+        server.batch_api.failing_retrieves = 3  # more than the client's own retries (1): the poll loop goes on
+        generate_records([task(0), task(1)], batch_teacher(server, out), JSON, out)
+        assert server.batch_api.failing_retrieves == 0 and len(server.batch_api.batches) == 1
+    assert {r["status"] for r in read_records(out, "knowledge")} == {"ok"}
+
+
+def test_a_stored_batch_the_server_does_not_know_stops_with_one_line_and_keeps_the_file(tmp_path):
+    out = tmp_path / "k.jsonl"
+    key = request_key(task(0)["messages"], "openai:fake-model", JSON)
+    write_state(batch_state_path(out), openai_batch.BatchState("openai:fake-model",
+                                                                [openai_batch.Submitted("file-x", [key], "batch_gone")]))
+    with FakeOpenAIServer() as server, pytest.raises(ConfigError, match=r"batch_gone cannot be read \(HTTP 404"):
+        generate_records([task(0)], batch_teacher(server, out), JSON, out)
+    assert "batch_gone" in batch_state_path(out).read_text()  # never dropped: it may still be running, and paid for

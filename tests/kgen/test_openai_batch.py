@@ -16,6 +16,7 @@ from fake_openai_server import EXPIRES, FAILS, BatchPlan, FakeOpenAIServer, Repl
 from fake_teacher import task
 from typer.testing import CliRunner
 
+from kgen import records
 from kgen.cli import app
 from kgen.records import ConfigError, RecordError, read_records
 from kgen.run import generate_records, request_key
@@ -253,3 +254,27 @@ def test_a_stored_batch_the_server_does_not_know_stops_with_one_line_and_keeps_t
     with FakeOpenAIServer() as server, pytest.raises(ConfigError, match=r"batch_gone cannot be read \(HTTP 404"):
         generate_records([task(0)], batch_teacher(server, out), JSON, out)
     assert "batch_gone" in batch_state_path(out).read_text()  # never dropped: it may still be running, and paid for
+
+
+def test_a_run_killed_while_writing_a_batchs_records_keeps_the_batch_and_finishes_it(tmp_path, monkeypatch):
+    out, tasks = tmp_path / "k.jsonl", [task(i) for i in range(5)]
+    real_append, appended = records.append_line, []
+
+    def append_then_die(fh, row):  # the process dies after the second record of the batch is on disk
+        if len(appended) == 2:
+            raise KeyboardInterrupt
+        real_append(fh, row)
+        appended.append(row["id"])
+
+    with FakeOpenAIServer() as server:
+        monkeypatch.setattr(records, "append_line", append_then_die)
+        with pytest.raises(KeyboardInterrupt):
+            generate_records(tasks, batch_teacher(server, out), JSON, out)
+        assert len(read_records(out, "knowledge")) == 2
+        assert "batch_0001" in batch_state_path(out).read_text()  # not all its records are written: it stays
+        monkeypatch.setattr(records, "append_line", real_append)
+        summary = generate_records(tasks, batch_teacher(server, out), JSON, out)
+        assert len(server.batch_api.batches) == 1 and summary["skipped_done"] == 2 and summary["generated"] == 3
+    rows = read_records(out, "knowledge")
+    assert sorted(r["id"] for r in rows) == [f"x{i}" for i in range(5)] and {r["status"] for r in rows} == {"ok"}
+    assert not batch_state_path(out).exists()

@@ -62,7 +62,7 @@ def generate(
     input: InputOpt,
     output: OutputOpt,
     level: LevelOpt = "item",
-    teacher: Annotated[str | None, typer.Option(help="backend:model, e.g. openai:gpt-4o-mini, vllm:Qwen/Qwen2.5-7B-Instruct, transformers:<id or path>. Default: the embedded SmolLM2-135M-Instruct.")] = None,
+    teacher: Annotated[str | None, typer.Option(help="backend:model, e.g. openai:gpt-4o-mini, openai-batch:gpt-4o-mini (Batch API: ~half the price, results within 24 h, resumable), vllm:Qwen/Qwen2.5-7B-Instruct, transformers:<id or path>. Default: the embedded SmolLM2-135M-Instruct.")] = None,
     items: Annotated[Path | None, typer.Option(help="Item records, to render user histories (--level user).")] = None,
     limit: Annotated[int | None, typer.Option(help="Only the first N input rows.")] = None,
     batch_size: Annotated[int, typer.Option(help="Batch size (local backends).")] = 8,

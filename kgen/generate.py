@@ -61,20 +61,21 @@ def run_info_path(output: Path) -> Path:
 
 def generate_knowledge(config: GenerateConfig) -> dict:
     """Run one teacher generation; bad input raises RecordError before any model is loaded."""
-    from sentence_transformers import SentenceTransformer
-
     from kgen.models import loading_model, resolve_embedder
     from kgen.tasks import load_inputs, teacher_tasks
 
     inputs = load_inputs(config.level, config.input, config.items, config.limit)
     if config.reference == "nearest":
+        from sentence_transformers import SentenceTransformer  # torch: only when an example is picked
+
         with loading_model(config.embedder or "the embedded embedder"):
             encoder = SentenceTransformer(resolve_embedder(config.embedder), device="cpu")
     else:
         encoder = None
     tasks = teacher_tasks(config.level, inputs, encoder, config.pool, config.settings.answer_format, config.reference)
     del encoder
-    teacher = make_teacher(config.teacher, batch_size=config.batch_size, concurrency=config.concurrency)
+    teacher = make_teacher(config.teacher, batch_size=config.batch_size, concurrency=config.concurrency,
+                           output=config.output)
     try:
         metrics = generate_records(tasks, teacher, config.settings, config.output,
                                    desc=f"{config.level} knowledge", replace_stale=config.replace_stale)

@@ -6,6 +6,8 @@ import json
 import threading
 import time
 from dataclasses import dataclass, field
+from email.policy import HTTP as email_policy
+from email.parser import BytesParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
@@ -52,8 +54,14 @@ class FakeOpenAIServer:
     so `[Reply(429), OK]` fails once then answers, and `[Reply(400)]` fails every time. Unscripted content is answered.
     """
 
-    def __init__(self, script: dict[str, list[Reply]] | None = None, refuse_schema: bool = False):
+    def __init__(
+        self,
+        script: dict[str, list[Reply]] | None = None,
+        refuse_schema: bool = False,
+        batch_plans: list[BatchPlan] | None = None,
+    ):
         self.script = dict(script or {})
+        self.batch_api = FakeBatchAPI(self, batch_plans)  # /v1/files and /v1/batches
         self.refuse_schema = refuse_schema  # answer 400 to any request with response_format json_schema, as some servers do
         self.calls: list[Call] = []
         self.in_flight = self.max_in_flight = 0
@@ -104,6 +112,10 @@ def _handler_for(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
         protocol_version = "HTTP/1.1"
 
         def do_POST(self) -> None:
+            if self.path.startswith(BATCH_ROUTES):
+                body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                self._send_raw(*server.batch_api.post(self.path, self.headers.get("content-type", ""), body))
+                return
             if self.path.rstrip("/") != "/v1/chat/completions":
                 self._send(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}}, {})
                 return
@@ -119,6 +131,19 @@ def _handler_for(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
                 # so the server's count can never run ahead of the client's.
                 server._leave()
             self._send(reply.status, _payload(reply, content, body), reply.headers)
+
+        def do_GET(self) -> None:
+            self._send_raw(*server.batch_api.get(self.path))
+
+        def _send_raw(self, status: int, data: bytes, content_type: str) -> None:
+            try:
+                self.send_response(status)
+                self.send_header("content-type", content_type)
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client was killed (a test SIGKILLs it mid-run)
 
         def _send(self, status: int, payload: dict, headers: dict[str, str]) -> None:
             data = json.dumps(payload).encode()
@@ -170,3 +195,190 @@ def _payload(reply: Reply, content: str, body: dict) -> dict:
             "total_tokens": prompt_tokens + len(text.split()),
         },
     }
+
+
+# ---- the Batch API: /v1/files and /v1/batches, as OpenAI documents them -------------------------------------------
+
+BATCH_ROUTES = ("/v1/files", "/v1/batches")
+BATCH_ENDPOINTS = ("/v1/chat/completions", "/v1/responses", "/v1/embeddings", "/v1/completions")
+TERMINAL = ("completed", "failed", "expired", "cancelled")
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    """How the server runs one batch: the statuses its retrieves step through, and the requests it answers badly.
+
+    Each GET /v1/batches/{id} moves one step along `statuses` (create answers with the first), unless the
+    server's batch API is `held`. At a terminal status the requests run through the chat script; those named
+    in `unfinished` are left undone (error-file lines with code batch_expired) and those in `row_errors` come
+    back with a per-request `error` and no response. A plan ending in "failed" fails validation: no files.
+    """
+
+    statuses: tuple[str, ...] = ("validating", "in_progress", "finalizing", "completed")
+    unfinished: frozenset[str] = frozenset()
+    row_errors: frozenset[str] = frozenset()
+
+
+COMPLETES = BatchPlan()
+EXPIRES = BatchPlan(statuses=("validating", "in_progress", "expired"))
+FAILS = BatchPlan(statuses=("validating", "failed"))
+
+
+class FakeBatchAPI:
+    """Files and batches held in memory; the n-th batch created follows `plans[n]` (the last plan repeats)."""
+
+    def __init__(self, server: FakeOpenAIServer, plans: list[BatchPlan] | None):
+        self.server, self.plans = server, list(plans or [COMPLETES])
+        self.files: dict[str, tuple[str, bytes]] = {}  # id -> (purpose, content)
+        self.batches: dict[str, dict] = {}  # id -> the batch object, in creation order
+        self.steps: dict[str, int] = {}  # id -> index into its plan's statuses
+        self.retrieves = 0
+        self.held = False  # True: retrieves do not move batches on (a test kills the client meanwhile)
+        self.failing_retrieves = 0  # the next n retrieves answer 503, as a passing outage would
+        self._lock = threading.Lock()
+
+    def post(self, path: str, content_type: str, body: bytes) -> tuple[int, bytes, str]:
+        """POST /v1/files (multipart upload) or /v1/batches (create)."""
+        with self._lock:
+            if path.rstrip("/") == "/v1/files":
+                return self._upload(content_type, body)
+            if path.rstrip("/") == "/v1/batches":
+                return self._create(json.loads(body or b"{}"))
+        return _json(404, _error(f"no route {path}"))
+
+    def get(self, path: str) -> tuple[int, bytes, str]:
+        """GET /v1/files/{id}/content, /v1/batches/{id} (one step on) or /v1/batches (newest first)."""
+        parts = path.split("?")[0].strip("/").split("/")
+        with self._lock:
+            if parts[:2] == ["v1", "files"] and len(parts) == 4 and parts[3] == "content":
+                if parts[2] not in self.files:
+                    return _json(404, _error(f"no file {parts[2]}"))
+                return 200, self.files[parts[2]][1], "application/octet-stream"
+            if parts == ["v1", "batches"]:
+                data = list(reversed(self.batches.values()))
+                return _json(200, {"object": "list", "data": data, "has_more": False,
+                                   "first_id": data[0]["id"] if data else None, "last_id": data[-1]["id"] if data else None})
+            if parts[:2] == ["v1", "batches"] and len(parts) == 3:
+                if parts[2] not in self.batches:
+                    return _json(404, _error(f"no batch {parts[2]}"))
+                if self.failing_retrieves > 0:
+                    self.failing_retrieves -= 1
+                    return _json(503, _error("scripted outage"))
+                self.retrieves += 1
+                return _json(200, self._step(parts[2]))
+        return _json(404, _error(f"no route {path}"))
+
+    def _upload(self, content_type: str, body: bytes) -> tuple[int, bytes, str]:
+        fields = _multipart(content_type, body)
+        if fields.get("purpose", (None, b""))[1] != b"batch":
+            return _json(400, _error("purpose must be 'batch' here"))
+        if "file" not in fields:
+            return _json(400, _error("no file part"))
+        file_id = f"file-{len(self.files) + 1:04d}"
+        filename, content = fields["file"]
+        self.files[file_id] = ("batch", content)
+        return _json(200, {"id": file_id, "object": "file", "bytes": len(content), "created_at": int(time.time()),
+                           "filename": filename or "upload.jsonl", "purpose": "batch", "status": "processed"})
+
+    def _create(self, body: dict) -> tuple[int, bytes, str]:
+        if body.get("input_file_id") not in self.files:
+            return _json(400, _error(f"no file {body.get('input_file_id')!r}"))
+        if body.get("endpoint") not in BATCH_ENDPOINTS or body.get("completion_window") != "24h":
+            return _json(400, _error("endpoint must be a batch endpoint and completion_window '24h'"))
+        batch_id = f"batch_{len(self.batches) + 1:04d}"
+        plan = self._plan(len(self.batches))
+        now = int(time.time())
+        total = sum(1 for line in self.files[body["input_file_id"]][1].splitlines() if line.strip())
+        self.batches[batch_id] = {
+            "id": batch_id, "object": "batch", "endpoint": body["endpoint"], "errors": None,
+            "input_file_id": body["input_file_id"], "completion_window": "24h", "status": plan.statuses[0],
+            "output_file_id": None, "error_file_id": None, "created_at": now, "expires_at": now + 86400,
+            "metadata": body.get("metadata"), "request_counts": {"total": total, "completed": 0, "failed": 0},
+        }
+        self.steps[batch_id] = 0
+        return _json(200, self.batches[batch_id])
+
+    def _plan(self, n: int) -> BatchPlan:
+        return self.plans[min(n, len(self.plans) - 1)]
+
+    def _step(self, batch_id: str) -> dict:
+        batch = self.batches[batch_id]
+        plan = self._plan(list(self.batches).index(batch_id))
+        if self.held or batch["status"] in TERMINAL:
+            return batch
+        self.steps[batch_id] = min(self.steps[batch_id] + 1, len(plan.statuses) - 1)
+        batch["status"] = plan.statuses[self.steps[batch_id]]
+        batch[f"{batch['status']}_at"] = int(time.time())
+        if batch["status"] in TERMINAL:
+            self._run(batch, plan)
+        return batch
+
+    def _run(self, batch: dict, plan: BatchPlan) -> None:
+        """Answer every request of a batch that reached its end, writing the output and error files."""
+        lines = [json.loads(line) for line in self.files[batch["input_file_id"]][1].decode().splitlines() if line.strip()]
+        problem = _invalid_input(lines, batch["endpoint"])
+        if problem or batch["status"] == "failed":
+            batch["status"] = "failed"
+            batch["errors"] = {"object": "list", "data": [{"code": "invalid_request", "line": None,
+                                                           "message": problem or "scripted validation failure"}]}
+            return
+        out, err = [], []
+        for n, line in enumerate(lines):
+            result = self._answer(line, plan, batch["status"], f"batch_req_{batch['id']}_{n}")
+            ok = result["response"] is not None and result["response"]["status_code"] == 200
+            (out if ok else err).append(json.dumps(result))
+        batch["output_file_id"] = self._store("\n".join(out)) if out else None
+        batch["error_file_id"] = self._store("\n".join(err)) if err else None
+        batch["request_counts"] = {"total": len(lines), "completed": len(out), "failed": len(err)}
+
+    def _answer(self, line: dict, plan: BatchPlan, status: str, request_id: str) -> dict:
+        body = line["body"]
+        content = _last_user_content(body.get("messages", []))
+        result = {"id": request_id, "custom_id": line["custom_id"], "response": None, "error": None}
+        if status == "expired" and content in plan.unfinished:
+            result["error"] = {"code": "batch_expired", "message": "This request could not be executed before the completion window expired."}
+        elif content in plan.row_errors:
+            result["error"] = {"code": "server_error", "message": f"scripted batch row failure for {content!r}"}
+        else:
+            reply = self.server._arrive(content, body, {})  # the chat script applies: Reply(500) is an error body
+            if self.server.refuse_schema and "response_format" in body:
+                reply = SCHEMA_REFUSED
+            self.server._leave()
+            result["response"] = {"status_code": reply.status, "request_id": request_id,
+                                  "body": _payload(reply, content, body)}
+        return result
+
+    def _store(self, text: str) -> str:
+        file_id = f"file-{len(self.files) + 1:04d}"
+        self.files[file_id] = ("batch_output", (text + "\n").encode())
+        return file_id
+
+
+def _invalid_input(lines: list[dict], endpoint: str) -> str | None:
+    """What makes a batch input file invalid, as the API's validation would say; None when it is valid."""
+    seen = set()
+    for n, line in enumerate(lines, start=1):
+        if line.get("method") != "POST" or line.get("url") != endpoint:
+            return f"line {n}: method must be POST and url {endpoint}"
+        if not isinstance(line.get("body"), dict) or not {"model", "messages"} <= line["body"].keys():
+            return f"line {n}: body must hold model and messages"
+        if not isinstance(line.get("custom_id"), str) or line["custom_id"] in seen:
+            return f"line {n}: custom_id must be a string, unique in the file"
+        seen.add(line["custom_id"])
+    return None if lines else "the input file holds no requests"
+
+
+def _multipart(content_type: str, body: bytes) -> dict[str, tuple[str | None, bytes]]:
+    """The parts of a multipart/form-data body: name -> (filename, bytes)."""
+    message = BytesParser(policy=email_policy).parsebytes(b"content-type: " + content_type.encode() + b"\r\n\r\n" + body)
+    parts = message.iter_parts() if message.is_multipart() else []
+    return {part.get_param("name", header="content-disposition"): (part.get_filename(), part.get_payload(decode=True))
+            for part in parts}
+
+
+def _json(status: int, payload: dict) -> tuple[int, bytes, str]:
+    return status, json.dumps(payload).encode(), "application/json"
+
+
+def _error(message: str) -> dict:
+    return {"error": {"message": message, "type": "invalid_request_error", "code": None}}

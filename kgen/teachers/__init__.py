@@ -1,13 +1,15 @@
-"""Teacher backends: `openai`, `vllm`, `transformers`, behind one small interface (see base.py)."""
+"""Teacher backends: `openai`, `openai-batch`, `vllm`, `transformers`, behind one small interface (see base.py)."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from kgen.models import EMBEDDED_LLM
 from kgen.records import ConfigError
 from kgen.teachers.base import Teacher
 
 DEFAULT_TEACHER = f"transformers:{EMBEDDED_LLM}"
-BACKENDS = ("openai", "vllm", "transformers")
+BACKENDS = ("openai", "openai-batch", "vllm", "transformers")
 
 
 def parse_teacher(spec: str | None) -> tuple[str, str]:
@@ -18,9 +20,15 @@ def parse_teacher(spec: str | None) -> tuple[str, str]:
     return backend, model
 
 
-def make_teacher(spec: str | None, batch_size: int = 8, concurrency: int = 16) -> Teacher:
+def make_teacher(spec: str | None, batch_size: int = 8, concurrency: int = 16, output: Path | None = None) -> Teacher:
     """Build the named backend; each heavy dependency is imported only when its backend is chosen."""
     backend, model = parse_teacher(spec)
+    if backend == "openai-batch":
+        from kgen.teachers.openai_batch import OpenAIBatchTeacher, batch_state_path
+
+        if output is None:
+            raise ConfigError("the openai-batch teacher keeps its batches beside the output; give the output path")
+        return OpenAIBatchTeacher(model, batch_state_path(output))
     if backend == "openai":
         from kgen.teachers.openai_backend import OpenAITeacher
 

@@ -111,13 +111,7 @@ class OpenAITeacher:
                 async with gate:  # held only while a request is in flight, not while backing off
                     structured = settings.structured and not self.schema_refused  # read once a slot is free
                     response = await client.chat.completions.create(
-                        model=self.api_model,
-                        messages=messages,
-                        temperature=settings.temperature,
-                        top_p=settings.top_p,
-                        max_tokens=settings.max_new_tokens,
-                        seed=settings.seed,
-                        **({"response_format": RESPONSE_FORMAT} if structured else {}),
+                        **chat_request(self.api_model, messages, settings, structured)
                     )
                 return completion_from_response(response)
             except openai.APIError as exc:
@@ -140,6 +134,19 @@ class OpenAITeacher:
 
 
 RESPONSE_FORMAT = {"type": "json_schema", "json_schema": {"name": "knowledge", "schema": answer_schema(), "strict": True}}
+
+
+def chat_request(model: str, messages: Messages, settings: GenerationSettings, structured: bool) -> dict:
+    """The body of one chat completion request; the batch backend sends exactly this too."""
+    return {
+        "model": model,
+        "messages": messages,
+        "temperature": settings.temperature,
+        "top_p": settings.top_p,
+        "max_tokens": settings.max_new_tokens,
+        "seed": settings.seed,
+        **({"response_format": RESPONSE_FORMAT} if structured else {}),
+    }
 
 
 def refuses_schema(exc: openai.APIError) -> bool:

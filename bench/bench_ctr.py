@@ -10,12 +10,14 @@ with other jobs: see the load average).
     python bench/bench_ctr.py --data /work/runs/prepared/ml-1m --knowledge EMB --label "..." \
         --runs /work/runs/ctr-model/bench/ml-1m --seeds 0,1,2 --tables main,ablation
     python bench/bench_ctr.py ... --tables lora --slice 256   # MSD with and without LoRA on a train slice
+    python bench/bench_ctr.py ... --tables cost               # training speed and memory, fresh runs (idle machine)
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -36,6 +38,12 @@ ABLATION = {"MSD-DIN (full, cached)": ["--model", "msd"],
 LORA = {"MSD w/o user level, cached": ["--model", "msd", "--no-user-level"],
         "MSD w/o user level + LoRA": ["--model", "msd", "--no-user-level", "--lora"]}
 
+# Training cost: one epoch each, measured fresh. The first two rows at the main table's settings on a train
+# slice, the last two at the LoRA table's settings (where the student runs inside every step).
+COST_MAIN = {"DIN": ["--model", "din"], "MSD-DIN, cached vectors": ["--model", "msd"]}
+COST_LORA = {"MSD w/o user level, cached (LoRA settings)": LORA["MSD w/o user level, cached"],
+             "MSD w/o user level + LoRA (LoRA settings)": LORA["MSD w/o user level + LoRA"]}
+
 
 def train_run(run: Path, args: list[str]) -> dict:
     """metrics.json of `ctr train ARGS -o run`, training only when it is not there yet."""
@@ -54,6 +62,21 @@ def summarise(runs: list[dict]) -> dict:
     out["train_samples"] = runs[0]["train_samples"]
     out["test_samples"] = runs[0]["test"]["samples"]
     return out
+
+
+def cost_table(args: argparse.Namespace, lora_common: list[str]) -> tuple[dict, str]:
+    """Fresh one-epoch runs of DIN, MSD (cached) and MSD + LoRA: samples/s and peak RSS, and the table text."""
+    cost_dir = args.runs / "cost"
+    shutil.rmtree(cost_dir, ignore_errors=True)  # speed is measured now, never reused from an earlier run
+    main_common = ["--data", str(args.data), "--knowledge", str(args.knowledge), *args.train_args.split(),
+                   "--epochs", "1", "--max-train-samples", str(args.cost_slice)]
+    rows = {**run_table("cost", COST_MAIN, main_common, cost_dir, [0]),
+            **run_table("cost", COST_LORA, [*lora_common[:-4], "--max-train-samples", "64",
+                                            "--max-eval-samples", "64"], cost_dir, [0])}
+    lines = [f"{'run':44} {'samples/s':>10} {'peak RSS MB':>11} {'train rows':>10}"]
+    lines += [f"{k:44} {v['samples_per_s']['mean']:>10,.1f} {v['peak_rss_mb']:>11,.0f} {v['train_samples']:>10,}"
+              for k, v in rows.items()]
+    return rows, "\n".join(lines)
 
 
 def table(rows: dict[str, dict], base: str | None) -> str:
@@ -102,15 +125,25 @@ def main() -> None:
     p.add_argument("--done-only", action="store_true", help="Tabulate the finished runs only (n per row is stated).")
     p.add_argument("--extra-rows", default="", help="Comma list of NAME=ARGS rows added to the main/ablation table, "
                    "e.g. 'MSD-DIN raw vectors=--model msd --raw-vectors'.")
+    p.add_argument("--cost-slice", type=int, default=50000, help="Train rows of the cost table's DIN/MSD runs.")
     p.add_argument("--lora-args", default="--embed-dim 8 --batch-size 8 --max-history 3 --epochs 1 --lr 0.001")
     args = p.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     card = json.loads((args.data / "card.json").read_text())
     common = ["--data", str(args.data), "--knowledge", str(args.knowledge), *args.train_args.split()]
+    lora_common = ["--data", str(args.data), "--knowledge", str(args.knowledge), *args.lora_args.split(),
+                   "--max-train-samples", str(args.slice), "--max-eval-samples", str(args.eval_slice)]
     for name in args.tables.split(","):
+        if name == "cost":
+            rows, text = cost_table(args, lora_common)
+            print(f"\n{card.get('title', card['dataset'])}: training cost (1 epoch, seed 0)\n{text}\n", flush=True)
+            record("ctr", {"table": "cost", "dataset": card.get("title", card["dataset"]), "data": str(args.data),
+                           "knowledge": {"folder": str(args.knowledge), "label": args.label},
+                           "settings": {"main": args.train_args, "cost_slice": args.cost_slice,
+                                        "lora": args.lora_args + " (64 train rows)"},
+                           "rows": rows, "printed": text})
+            continue
         if name == "lora":
-            lora_common = ["--data", str(args.data), "--knowledge", str(args.knowledge), *args.lora_args.split(),
-                           "--max-train-samples", str(args.slice), "--max-eval-samples", str(args.eval_slice)]
             rows, settings = run_table("lora", LORA, lora_common, args.runs, seeds, args.done_only), lora_common
         else:
             extra = dict(row.split("=", 1) for row in args.extra_rows.split(",") if row)

@@ -83,7 +83,11 @@ def train(
     seed: int | None = None,
     seeds: Annotated[str | None, typer.Option(help="Comma list: one run per seed in OUTPUT/seed-N, then mean +- std.")] = None,
 ) -> None:
-    """Train one CTR model (early stopping on validation AUC); writes model.pt, configs and metrics.json."""
+    """Train one CTR model (early stopping on validation AUC); writes model.pt, configs and metrics.json.
+
+    Under `torchrun --nproc_per_node N -m ctr.cli train ...` it trains with DDP over N ranks (docs/ctr.md).
+    """
+    from ctr import distributed
     from ctr.train import train as run
     from ctr.train import train_seeds
     from ctr.train_config import resolve_config
@@ -97,9 +101,14 @@ def train(
              "distill_repr_weight": distill_repr_weight, "distill_temperature": distill_temperature}  # None = not given
     with one_line_errors():
         cfg = resolve_config(config, flags)
-        result = train_seeds(cfg, _ints(seeds)) if seeds else run(cfg)
-    typer.echo(json.dumps(result.get("test"), indent=2))
-    typer.echo(f"-> {cfg.output}")
+        try:
+            result = train_seeds(cfg, _ints(seeds)) if seeds else run(cfg)
+            main = distributed.is_main()  # asked before the process group closes
+        finally:
+            distributed.close()
+    if main:
+        typer.echo(json.dumps(result.get("test"), indent=2))
+        typer.echo(f"-> {cfg.output}")
 
 
 @app.command("eval")

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ctr.distributed import shard
 from ctr.features import Features, encode, lookup
 from kgen import records as R
 
@@ -148,11 +149,17 @@ def build_split(data: Prepared, name: str, features: Features, max_history: int,
                  user_ids=df[R.USER_ID].astype(str).to_numpy(dtype=object))
 
 
-def batches(split: Split, batch_size: int, shuffle: bool = False, generator: torch.Generator | None = None) -> Iterator[Batch]:
-    """Batches of a split, in a seeded random order when shuffle is set."""
+def batch_of(split: Split, idx: torch.Tensor) -> Batch:
+    """The rows `idx` of a split as a batch."""
+    return Batch(user=split.user[idx], user_key=split.user_key[idx], item=split.item[idx],
+                 history=split.history[idx].long(), label=split.label[idx])
+
+
+def batches(split: Split, batch_size: int, shuffle: bool = False, generator: torch.Generator | None = None,
+            part: int = 0, parts: int = 1) -> Iterator[Batch]:
+    """Batches of a split, in a seeded random order when shuffle is set; with parts > 1, rank `part`'s share."""
     n = len(split)
     order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
-    for start in range(0, n, batch_size):
-        idx = order[start : start + batch_size]
-        yield Batch(user=split.user[idx], user_key=split.user_key[idx], item=split.item[idx],
-                    history=split.history[idx].long(), label=split.label[idx])
+    order = shard(order, part, parts)
+    for start in range(0, len(order), batch_size):
+        yield batch_of(split, order[start : start + batch_size])

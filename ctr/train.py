@@ -1,5 +1,10 @@
 """One plain CTR training loop: seeded, Adam, early stopping on validation AUC, best weights kept.
 
+Under torchrun / `accelerate launch` it trains with DistributedDataParallel over
+ctr.distributed's ranks (see docs/ctr.md, "Several processes"): `batch_size` is the
+global batch, each rank trains on its share of it, evaluation is sharded and
+gathered, and only rank 0 prints and writes.
+
 A run folder holds model.pt (the trainable weights: LoRA adapters included, the
 frozen student and knowledge tables excluded, both rebuilt from the config),
 ctr_config.json, features.json (the train-split vocabularies) and metrics.json.
@@ -8,6 +13,7 @@ ctr_config.json, features.json (the train-split vocabularies) and metrics.json.
 from __future__ import annotations
 
 import json
+import os
 import random
 import time
 from dataclasses import dataclass, replace
@@ -15,9 +21,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from ctr.data import Catalogue, Prepared, Split, batches, build_catalogue, build_split, load_prepared
+from ctr import distributed as D
+from ctr.data import Batch, Catalogue, Prepared, Split, batch_of, batches, build_catalogue, build_split, load_prepared
 from ctr.elec import ELEC, split_state
 from ctr.features import Features, build_features
 from ctr.knowledge import MSD, StudentVectors, TableVectors, lora_student
@@ -87,11 +95,18 @@ def build_msd(config: CTRConfig, features: Features, catalogue: Catalogue, data:
 
 
 def predict(model: nn.Module, split: Split, batch_size: int) -> np.ndarray:
-    """(N,) click probabilities: the only place a sigmoid is applied."""
+    """(N,) click probabilities: the only place a sigmoid is applied.
+
+    Under a launcher rank r scores batches r, r + world, ... and every rank gets them all back:
+    the same batches as one process, so the same probabilities and AUC.
+    """
     model.eval()
+    starts = range(D.rank() * batch_size, len(split), D.world() * batch_size)
     with torch.no_grad():
-        out = [torch.sigmoid(model(b)) for b in batches(split, batch_size)]
-    return torch.cat(out).numpy() if out else np.zeros(0, np.float32)
+        mine = {s: torch.sigmoid(model(batch_of(split, torch.arange(s, min(s + batch_size, len(split)))))).numpy()
+                for s in starts}
+    out = {s: probs for part in D.all_gather(mine) for s, probs in part.items()}
+    return np.concatenate([out[s] for s in sorted(out)]) if out else np.zeros(0, np.float32)
 
 
 def score(model: nn.Module, split: Split, batch_size: int) -> dict:
@@ -112,18 +127,34 @@ def optimizer(model: nn.Module, config: CTRConfig) -> torch.optim.Optimizer:
     return torch.optim.Adam(groups, lr=config.learning_rate, weight_decay=config.weight_decay)
 
 
-def train_epoch(model: nn.Module, split: Split, opt: torch.optim.Optimizer, config: CTRConfig,
+class TrainLoss(nn.Module):
+    """The training loss as a forward pass (BCE; ELEC: its four-term sum), the call DDP hooks to average gradients."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        if isinstance(self.model, ELEC):
+            return self.model.losses(batch)["total"]
+        return F.binary_cross_entropy_with_logits(self.model(batch), batch.label)
+
+
+def train_epoch(loss_fn: nn.Module, split: Split, opt: torch.optim.Optimizer, config: CTRConfig,
                 generator: torch.Generator) -> float:
-    """One pass over the train split; returns the mean loss (BCE; ELEC: its four-term sum)."""
-    model.train()
-    loss_fn, total = nn.BCEWithLogitsLoss(), 0.0
-    for batch in batches(split, config.batch_size, shuffle=True, generator=generator):
-        loss = model.losses(batch)["total"] if isinstance(model, ELEC) else loss_fn(model(batch), batch.label)
+    """One pass over the train split (this rank's share of each global batch); returns the mean loss over ranks."""
+    loss_fn.train()
+    total, count = 0.0, 0
+    # every rank draws the same permutation from the same generator, then takes its share of it
+    for batch in batches(split, config.batch_size // D.world(), shuffle=True, generator=generator,
+                         part=D.rank(), parts=D.world()):
+        loss = loss_fn(batch)
         opt.zero_grad()
         loss.backward()
         opt.step()
-        total += loss.item() * len(batch.label)
-    return total / max(len(split), 1)
+        total, count = total + loss.item() * len(batch.label), count + len(batch.label)
+    total, count = D.all_sum([total, count])
+    return total / max(count, 1)
 
 
 @dataclass(kw_only=True)
@@ -137,20 +168,22 @@ class FitResult:
 def fit(model: nn.Module, train: Split, val: Split, config: CTRConfig) -> FitResult:
     """Epochs until validation AUC has not improved for `patience` epochs; keeps the best weights."""
     opt, generator = optimizer(model, config), torch.Generator().manual_seed(config.seed)
+    loss_fn = D.wrap(TrainLoss(model))
     best_auc, best_epoch, best_state, history, seconds = -1.0, 0, trainable_state(model), [], 0.0
     for epoch in range(1, config.epochs + 1):
         start = time.perf_counter()
-        loss = train_epoch(model, train, opt, config, generator)
+        loss = train_epoch(loss_fn, train, opt, config, generator)
         elapsed = time.perf_counter() - start
         seconds += elapsed
-        val_auc = score(model, val, config.eval_batch_size)["auc"] or 0.0
+        val_auc = D.broadcast(score(model, val, config.eval_batch_size)["auc"] or 0.0)  # all ranks stop together
         better = val_auc > best_auc
         if better:
             best_auc, best_epoch, best_state = val_auc, epoch, trainable_state(model)
         history.append({"epoch": epoch, "train_loss": round(loss, 5), "val_auc": round(val_auc, 5),
                         "samples_per_s": round(len(train) / elapsed, 1)})
-        print(f"epoch {epoch}: loss {loss:.4f}, {len(train) / elapsed:,.0f} samples/s, "
-              f"val AUC {val_auc:.4f}{' (best)' if better else ''}", flush=True)
+        if D.is_main():
+            print(f"epoch {epoch}: loss {loss:.4f}, {len(train) / elapsed:,.0f} samples/s, "
+                  f"val AUC {val_auc:.4f}{' (best)' if better else ''}", flush=True)
         if epoch - best_epoch >= config.patience:
             break
     return FitResult(best_state=best_state, best_epoch=best_epoch, history=history, train_seconds=seconds)
@@ -166,7 +199,9 @@ def load_data(config: CTRConfig, features: Features | None = None):
 
 def train(config: CTRConfig) -> dict:
     """Train one model; write model.pt, ctr_config.json, features.json and metrics.json; return the metrics."""
-    set_seed(config.seed)
+    check_distributed(config)
+    D.init()
+    set_seed(config.seed)  # every rank builds the same initial model
     data, features, catalogue, max_history = load_data(config)
     splits = {name: build_split(data, name, features, max_history,
                                 config.max_train_samples if name == "train" else config.max_eval_samples)
@@ -182,7 +217,7 @@ def train(config: CTRConfig) -> dict:
                "epochs_run": len(result.history), "history": result.history,
                "val": score(model, splits["val"], config.eval_batch_size),
                "test": score(model, splits["test"], config.eval_batch_size),
-               "train_samples": len(splits["train"]), "max_history": max_history,
+               "train_samples": len(splits["train"]), "max_history": max_history, "world_size": D.world(),
                "samples_per_s": round(len(splits["train"]) * len(result.history) / result.train_seconds, 1),
                "train_seconds": round(result.train_seconds, 2), "peak_rss_mb": peak_rss_mb(),
                "trainable_params": sum(t.numel() for t in result.best_state.values()),
@@ -191,8 +226,23 @@ def train(config: CTRConfig) -> dict:
         metrics["gain"] = {name: score(model.gain, splits[name], config.eval_batch_size) for name in ("val", "test")}
         metrics["knowledge_missing"] = model.gain.vectors.missing
         metrics["served_params"] = sum(p.numel() for p in model.vanilla.parameters())
-    save_run(config, features, result.best_state, metrics)
+    if D.is_main():
+        save_run(config, features, result.best_state, metrics)
+    D.barrier()  # no rank returns before the run folder is complete
     return metrics
+
+
+def check_distributed(config: CTRConfig) -> None:
+    """Refuse, under a launcher, what DDP here does not handle."""
+    if not D.launched():
+        return
+    world = int(os.environ["WORLD_SIZE"])
+    if config.lora:
+        raise ConfigError("--lora trains in one process only: the student's per-batch encoding and its evaluation "
+                          "cache are not set up for DistributedDataParallel (run without torchrun)")
+    if config.batch_size % world:
+        raise ConfigError(f"batch_size {config.batch_size} is the global batch and must split evenly over "
+                          f"{world} ranks")
 
 
 def save_weights(state: dict, path: Path) -> None:
@@ -256,5 +306,6 @@ def train_seeds(config: CTRConfig, seeds: list[int]) -> dict:
     summary = {"model": config.model, "seeds": seeds,
                "test": {k: mean_std([r["test"][k] for r in runs]) for k in ("auc", "gauc", "logloss")},
                "samples_per_s": mean_std([r["samples_per_s"] for r in runs])}
-    R.write_json(Path(config.output) / "summary.json", summary)
+    if D.is_main():
+        R.write_json(Path(config.output) / "summary.json", summary)
     return summary

@@ -227,7 +227,9 @@ def test_a_retry_after_above_the_cap_waits_the_cap():
     assert 0.5 <= retry_gap({"retry-after": "60"}, backoff_max=0.5) < 0.5 + SLACK
 
 
-@pytest.mark.parametrize("shape, error", [("no_choices", "held no choices"), ("null_content", "no text in the answer")])
+@pytest.mark.parametrize(
+    "shape, error", [("no_choices", "held no choices"), ("null_content", "no text in the answer")], ids=["no_choices", "null_content"]
+)
 def test_an_answer_without_text_is_an_api_error(shape, error):
     with FakeOpenAIServer({"odd": [Reply(shape=shape)]}) as server:
         answers = run_all(make_teacher(server), ["odd", "fine"])

@@ -1,8 +1,9 @@
 """Run a slow fake generation into argv[1] (argv[2] tasks); the SIGKILL and lock tests kill this process mid-run.
 
-Options: `--delay S` seconds per answer (default 0.05); `--tear-at K` writes rows 0..K-1 with the real
-`append_line`, then only the first half of row K straight to the file descriptor, and SIGKILLs itself: the
-state a kill that lands inside the write of a row leaves behind.
+Options: `--delay S` seconds per answer (default 0.05); `--name N` names the inputs `N-i` (default "name");
+`--tear-at K` writes rows 0..K-1 with the real `append_line`, then only about the first half of row K straight
+to the file descriptor, and SIGKILLs itself: the state a kill that lands inside the write of a row leaves
+behind. A row holding multi-byte characters is cut inside one, as a kill at a page boundary can.
 """
 
 import argparse
@@ -29,7 +30,9 @@ def tear_at(k: int) -> None:
             real(fh, row)
             return
         line = (R.dumps(row) + "\n").encode()
-        os.write(fh.fileno(), line[: len(line) // 2])  # past Python's buffer: only what append_line flushed is before it
+        half = len(line) // 2
+        cut = next((j for j in range(half, len(line)) if 0x80 <= line[j] < 0xC0), half)  # inside a character
+        os.write(fh.fileno(), line[:cut])  # past Python's buffer: only what append_line flushed is before it
         os.kill(os.getpid(), signal.SIGKILL)
 
     R.append_line = append_line
@@ -41,8 +44,9 @@ if __name__ == "__main__":
     parser.add_argument("n", type=int)
     parser.add_argument("--delay", type=float, default=0.05)
     parser.add_argument("--tear-at", type=int)
+    parser.add_argument("--name", default="name")
     args = parser.parse_args()
     if args.tear_at is not None:
         tear_at(args.tear_at)
-    tasks = [task(i) for i in range(args.n)]
+    tasks = [task(i, name=args.name) for i in range(args.n)]
     generate_records(tasks, FakeTeacher(delay=args.delay), GenerationSettings(), args.output)

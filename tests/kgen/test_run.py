@@ -156,6 +156,23 @@ def test_only_a_torn_last_line_is_dropped(tmp_path):
     assert out.read_text() == lines[0][:25] + "\n" + lines[1]
 
 
+def test_a_torn_last_line_cut_inside_a_character_is_dropped_but_a_bad_byte_is_not(tmp_path):
+    out = tmp_path / "k.jsonl"
+    tasks = [task(0), task(1, name="咖啡杯")]
+    generate_records(tasks, FakeTeacher(), SETTINGS, out)
+    first, second = out.read_bytes().splitlines(keepends=True)
+    cut = second.index("咖".encode()) + 1
+    out.write_bytes(first + second[:cut])  # a kill at a page boundary inside the 3-byte character
+    again = FakeTeacher()
+    generate_records(tasks, again, SETTINGS, out)
+    assert again.calls == 1 and out.read_bytes() == first + second
+    latin1 = first + second[:cut - 1] + b"Caf\xe9 torn"  # not UTF-8 inside the line: refused, kept
+    out.write_bytes(latin1)
+    with pytest.raises(RecordError, match=r"k.jsonl:2: not valid UTF-8 \(byte 0xe9"):
+        generate_records(tasks, FakeTeacher(), SETTINGS, out)
+    assert out.read_bytes() == latin1
+
+
 def test_a_stored_row_without_status_names_the_line(tmp_path):
     out = tmp_path / "k.jsonl"
     generate_records([task(0)], FakeTeacher(), SETTINGS, out)
@@ -243,19 +260,24 @@ def test_each_row_is_fsynced_once_after_it_is_flushed(tmp_path, monkeypatch):
     assert synced == [1, 2, 3, 4, 5]
 
 
-def test_a_kill_that_tears_a_line_loses_only_that_row(tmp_path):
+@pytest.mark.parametrize("name", ["name", "咖啡杯"], ids=["ascii", "cjk"])
+def test_a_kill_that_tears_a_line_loses_only_that_row(tmp_path, name):
     """A real process dies inside the write of row 7; the re-run drops only that torn line and redoes only it."""
     out, n, k = tmp_path / "k.jsonl", 12, 7
     script = Path(__file__).with_name("kill_target.py")
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
-    done = subprocess.run([sys.executable, script, str(out), str(n), "--delay", "0", "--tear-at", str(k)],
-                          env=env, stderr=subprocess.PIPE, text=True, timeout=300)
+    done = subprocess.run([sys.executable, script, str(out), str(n), "--delay", "0", "--tear-at", str(k),
+                           "--name", name], env=env, stderr=subprocess.PIPE, text=True, timeout=300)
     assert done.returncode == -signal.SIGKILL, done.stderr
-    torn = out.read_text()
-    whole = torn.splitlines(keepends=True)[:k]
-    assert torn.count("\n") == k and not torn.endswith("\n") and torn.rsplit("\n", 1)[-1].startswith('{"')
+    torn = out.read_bytes()
+    whole = torn.decode("utf-8", errors="replace").splitlines(keepends=True)[:k]
+    assert torn.count(b"\n") == k and not torn.endswith(b"\n") and torn.rsplit(b"\n", 1)[-1].startswith(b'{"')
+    if name != "name":  # the cut is inside a character: the torn file is not even valid UTF-8
+        with pytest.raises(UnicodeDecodeError):
+            torn.decode("utf-8")
     again = FakeTeacher()
-    summary = generate_records([task(i) for i in range(n)], again, GenerationSettings(), out)  # as kill_target
+    tasks = [task(i, name=name) for i in range(n)]
+    summary = generate_records(tasks, again, GenerationSettings(), out)  # the settings kill_target uses
     assert again.calls == n - k and summary["skipped_done"] == k
     lines = out.read_text().splitlines(keepends=True)
     assert lines[:k] == whole  # the rows written before the kill are kept byte for byte

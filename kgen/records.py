@@ -122,9 +122,10 @@ def check_record(row: object, kind: Kind) -> str | None:
     return None
 
 
-def read_lines(path: str | Path) -> Iterator[tuple[int, str]]:
+def read_lines(path: str | Path, torn_tail: bool = False) -> Iterator[tuple[int, str]]:
     """(line number, line with its newline) of a UTF-8 text file the user named; a missing file, a folder
-    or bytes that are not UTF-8 raise RecordError."""
+    or bytes that are not UTF-8 raise RecordError. With `torn_tail`, a last line without its newline that ends
+    inside a character (a kill cut the write short) is given without that part-character."""
     path = Path(path)
     if not path.exists():
         raise RecordError(f"{path}: no such file")
@@ -136,7 +137,19 @@ def read_lines(path: str | Path) -> Iterator[tuple[int, str]]:
         raise RecordError(f"{path}: cannot read ({exc.strerror})") from None
     with fh:
         for lineno, raw in enumerate(fh, start=1):
+            if torn_tail and not raw.endswith(b"\n"):  # only the last line can lack its newline
+                raw = without_cut_character(raw)
             yield lineno, decode_line(raw, path, lineno)
+
+
+def without_cut_character(raw: bytes) -> bytes:
+    """`raw` less a UTF-8 character cut short at its very end; any other bad byte is left for the decoder to name."""
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.reason == "unexpected end of data":  # a valid start of a character, and the bytes ran out
+            return raw[: exc.start]
+    return raw
 
 
 def iter_jsonl(path: str | Path) -> Iterator[tuple[int, object]]:

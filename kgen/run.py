@@ -106,7 +106,8 @@ def _read_existing(path: Path) -> tuple[list[dict], bool]:
     """Finished rows already in the output, and whether the file needs rewriting (torn line or failures)."""
     if not path.exists():
         return [], False
-    lines = [line for _, line in R.read_lines(path)]
+    # A kill can cut a row anywhere, even inside a character: such a last line is read as torn, not as bad UTF-8.
+    lines = [line for _, line in R.read_lines(path, torn_tail=True)]
     kept, dirty = [], False
     for lineno, line in enumerate(lines, start=1):
         if not line.strip():

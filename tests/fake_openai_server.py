@@ -13,12 +13,17 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 @dataclass(frozen=True)
 class Reply:
-    """How the server answers one call: an HTTP status, extra headers, a delay before answering, a finish_reason."""
+    """How the server answers one call: an HTTP status, extra headers, a delay before answering, a finish_reason.
+
+    `shape` bends a 200 answer as some servers do: "no_choices" (an empty `choices` list) or "null_content"
+    (the message's `content` is null).
+    """
 
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
     finish_reason: str = "stop"
+    shape: str = ""
 
 
 OK = Reply()
@@ -130,7 +135,7 @@ def _handler_for(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
                 # Leave before writing: the client holds its concurrency slot until it has read the answer,
                 # so the server's count can never run ahead of the client's.
                 server._leave()
-            self._send(reply.status, _payload(reply, content, body), reply.headers)
+            self._send(reply.status, _shaped(reply, _payload(reply, content, body)), reply.headers)
 
         def do_GET(self) -> None:
             self._send_raw(*server.batch_api.get(self.path))
@@ -195,6 +200,16 @@ def _payload(reply: Reply, content: str, body: dict) -> dict:
             "total_tokens": prompt_tokens + len(text.split()),
         },
     }
+
+
+def _shaped(reply: Reply, payload: dict) -> dict:
+    """The answer bent per `reply.shape` (no choices, or a null content)."""
+    if reply.shape == "no_choices":
+        return {**payload, "choices": []}
+    if reply.shape == "null_content":
+        choice = payload["choices"][0]
+        return {**payload, "choices": [{**choice, "message": {**choice["message"], "content": None}}]}
+    return payload
 
 
 # ---- the Batch API: /v1/files and /v1/batches, as OpenAI documents them -------------------------------------------

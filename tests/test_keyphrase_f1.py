@@ -118,6 +118,17 @@ def test_numbers_differ_forces_similarity_zero_and_equal_forms_one():
     assert similarity_matrix(["gift"], ["gift"], orthogonal[:1], orthogonal[1:])[0, 0] == 1.0
 
 
+def test_a_number_on_one_side_only_forces_similarity_zero():
+    """"1.25l" names a size, "gift" names none: however close their vectors, they are not one phrase."""
+    same = np.ones((2, 3), dtype=np.float32)  # identical embeddings: cosine 1
+    assert similarity_matrix(["1.25l"], ["gift"], same[:1], same[1:])[0, 0] == 0.0
+    assert similarity_matrix(["gift"], ["1.25l"], same[:1], same[1:])[0, 0] == 0.0
+    sim = similarity_matrix(["1.25l"], ["gift"], same[:1], same[1:])
+    assert item_scores(sim, ["1.25l"], ["gift"], 0.5, "one_to_one")["f1"] == 0.0
+    enc = FakeEncoder({"1.25l": [1.0, 0.0], "gift": [1.0, 0.0]})
+    assert run([pred("a", ["1.25L"])], [gold("a", ["Gift"])], enc, tau=0.5)["macro_f1"] == 0.0
+
+
 def test_one_to_one_never_matches_a_gold_twice_but_many_to_one_can():
     sim = np.array([[0.9], [0.95]], dtype=np.float32)  # two predictions, one gold
     pairs = match_one_to_one(sim, 0.8)
@@ -174,6 +185,29 @@ def test_bootstrap_interval_contains_the_point_estimate_and_is_seeded():
     assert agg["micro"]["precision"] == pytest.approx(total_tp / total_pred)
     assert aggregate(items, np.random.default_rng(3), n_boot=300) == agg
     assert aggregate(items, np.random.default_rng(3), n_boot=0)["macro"]["f1_ci95"] is None
+
+
+def test_bootstrap_interval_is_the_2_5_and_97_5_percentiles_of_the_seeded_resamples():
+    """The same resamples redone by hand: each row of rng.integers(0, n, (n_boot, n)) is one replicate."""
+    rng = np.random.default_rng(5)
+    items = []
+    for _ in range(30):
+        n_pred, n_gold = (int(x) for x in rng.integers(0, 6, size=2))
+        tp = int(rng.integers(0, min(n_pred, n_gold) + 1))
+        items.append({"tp_pred": tp, "tp_gold": tp, "n_pred": n_pred, "n_gold": n_gold, **prf(tp, tp, n_pred, n_gold)})
+    n_boot = 250
+    agg = aggregate(items, np.random.default_rng(9), n_boot=n_boot)
+    idx = np.random.default_rng(9).integers(0, len(items), size=(n_boot, len(items)))
+    for name in ("precision", "recall", "f1"):
+        macro = [np.mean([items[i][name] for i in row]) for row in idx]
+        assert agg["macro"][f"{name}_ci95"] == pytest.approx(list(np.percentile(macro, [2.5, 97.5])))
+    micro = []
+    for row in idx:
+        tp_pred, tp_gold, n_pred, n_gold = (sum(items[i][k] for i in row) for k in ("tp_pred", "tp_gold", "n_pred", "n_gold"))
+        micro.append(prf(tp_pred, tp_gold, n_pred, n_gold))
+    for name in ("precision", "recall", "f1"):
+        expected = np.percentile([m[name] for m in micro], [2.5, 97.5])
+        assert agg["micro"][f"{name}_ci95"] == pytest.approx(list(expected))
 
 
 def test_aggregate_of_nothing():

@@ -70,6 +70,8 @@ def test_parse_retry_after_reads_ms_seconds_and_http_dates():
     assert parse_retry_after({"retry-after": "Tue, 14 Nov 2023 22:13:25 GMT"}, now=now) == 5.0
     assert parse_retry_after({"retry-after": "soon"}) is None
     assert parse_retry_after({}) is None
+    assert parse_retry_after({"retry-after-ms": "soon", "retry-after": "2"}) == 2.0  # unreadable ms: the other header
+    assert parse_retry_after({"retry-after-ms": "soon"}) is None
 
 
 def test_resolve_api_key_uses_a_placeholder_only_for_servers_other_than_openai(monkeypatch):
@@ -136,8 +138,9 @@ def test_a_local_server_without_any_key_gets_the_placeholder(monkeypatch):
         [Reply(429, {"retry-after": "0.05"}), OK],
         [Reply(500), Reply(503), OK],
         [Reply(502), Reply(429), Reply(504), OK],
+        [Reply(408), OK],
     ],
-    ids=["429", "500-503", "502-429-504"],
+    ids=["429", "500-503", "502-429-504", "408"],
 )
 def test_transient_faults_are_retried_until_the_answer_comes(replies):
     with FakeOpenAIServer({"flaky": replies}) as server:
@@ -197,14 +200,41 @@ def test_finish_reason_length_is_truncated_with_the_text_kept():
     assert answers[0].completion_tokens > 0
 
 
-@pytest.mark.parametrize("header", [{"retry-after": "0.3"}, {"retry-after-ms": "300"}])
-def test_retry_after_is_honoured(header):
-    """Plain backoff here would wait at most 0.01 s; the server asked for 0.3 s."""
+SLACK = 0.8  # seconds a loaded machine may add between an answer and the retry it asked for; under any wait
+
+
+def retry_gap(header: dict[str, str], **overrides) -> float:
+    """Seconds between a 429 carrying `header` and its retry, over HTTP (plain backoff: at most 0.001 s)."""
+    options = {"backoff_base": 0.001, "backoff_max": 5.0, **overrides}
     with FakeOpenAIServer({"limited": [Reply(429, header), OK]}) as server:
-        answers = run_all(make_teacher(server, backoff_base=0.001, backoff_max=5.0), ["limited"])
+        answers = run_all(make_teacher(server, **options), ["limited"])
     first, retry = server.calls_for("limited")
     assert answers[0].status == "ok"
-    assert retry.started - first.started >= 0.3
+    return retry.started - first.started
+
+
+@pytest.mark.parametrize("header", [{"retry-after": "1.0"}, {"retry-after-ms": "1000"}])
+def test_retry_after_is_honoured_neither_less_nor_more(header):
+    """The server asked for 1 s: not the 0.001 s of plain backoff, and not twice or a thousand times that."""
+    assert 1.0 <= retry_gap(header) < 1.0 + SLACK
+
+
+def test_an_unreadable_retry_after_ms_falls_back_to_retry_after():
+    assert 0.5 <= retry_gap({"retry-after-ms": "soon", "retry-after": "0.5"}) < 0.5 + SLACK
+
+
+def test_a_retry_after_above_the_cap_waits_the_cap():
+    assert 0.5 <= retry_gap({"retry-after": "60"}, backoff_max=0.5) < 0.5 + SLACK
+
+
+@pytest.mark.parametrize(
+    "shape, error", [("no_choices", "held no choices"), ("null_content", "no text in the answer")], ids=["no_choices", "null_content"]
+)
+def test_an_answer_without_text_is_an_api_error(shape, error):
+    with FakeOpenAIServer({"odd": [Reply(shape=shape)]}) as server:
+        answers = run_all(make_teacher(server), ["odd", "fine"])
+    assert answers[0].status == "api_error" and answers[0].text == "" and error in answers[0].error
+    assert answers[1].status == "ok" and answers[1].text == answer_text("fine")
 
 
 def test_concurrency_never_exceeds_the_bound():

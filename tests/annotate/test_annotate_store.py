@@ -92,6 +92,29 @@ def test_concurrent_savers_never_lose_or_duplicate_an_edit(store):
     assert store.annotation(key, "alice").version == 200
 
 
+def test_sessions_saving_on_the_same_base_version_let_exactly_one_win(store):
+    """Eight sessions opened the item at version 0 and save at once: one edit lands, seven are conflicts."""
+    key = item_key(knowledge_records()[1])
+    start = threading.Barrier(8)
+    results: dict[int, object] = {}
+
+    def session(n: int) -> None:
+        doc = {"rows": [{"phrase": f"s{n}", "type": "implicit", "decision": "add", "origin": None}]}
+        start.wait()
+        results[n] = store.save(key, "alice", doc, 0, payload={"edit": f"s{n}"})
+
+    threads = [threading.Thread(target=session, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    won = [n for n, r in results.items() if r.ok]
+    assert len(won) == 1 and all(r.conflict and r.version == 1 for n, r in results.items() if n != won[0])
+    saved = store.annotation(key, "alice")
+    assert saved.version == 1 and saved.doc["rows"][0]["phrase"] == f"s{won[0]}"
+    assert [a["payload"]["edit"] for a in store.actions(key=key, actor="alice")] == [f"s{won[0]}"]
+
+
 def test_reviews_are_versioned_too(store):
     key = item_key(knowledge_records()[0])
     assert store.save_review(key, "carol", DOC, "both fine", "alice", 0).version == 1

@@ -33,7 +33,7 @@ class FakeTeacher:
         pass
 
 
-def task(i: int, level: str = "item") -> dict:
-    """A minimal generation task whose answer names `name-i`."""
-    return {"id": f"x{i}", "level": level, "input": f"name-{i}", "template": "item", "reference_id": "pool-1",
-            "messages": [{"role": "user", "content": f"Product Name: name-{i}"}]}
+def task(i: int, level: str = "item", name: str = "name") -> dict:
+    """A minimal generation task whose answer names `{name}-i`."""
+    return {"id": f"x{i}", "level": level, "input": f"{name}-{i}", "template": "item", "reference_id": "pool-1",
+            "messages": [{"role": "user", "content": f"Product Name: {name}-{i}"}]}

@@ -1,6 +1,11 @@
 """`kgen` command line: bad input stops with path:line before any model is loaded; sampling writes its run info."""
 
 import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 from typer.testing import CliRunner
 
@@ -134,3 +139,26 @@ def test_an_output_under_a_file_is_one_line(tmp_path):
     result = runner.invoke(app, ["sample", "-i", str(items), "-o", str(out), "--n", "1"])
     one_line_error(result, f"{out}: cannot write here (")
     assert items.read_text() == '{"item_id": "a", "name": "Mug"}\n'
+
+
+def test_generate_on_an_output_another_process_is_writing_is_refused(tmp_path):
+    """A real second process holds the output's lock mid-run; `kgen generate` on it stops at once, changing nothing."""
+    out, n = tmp_path / "k.jsonl", 400
+    script = Path(__file__).with_name("kill_target.py")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
+    proc = subprocess.Popen([sys.executable, script, str(out), str(n), "--delay", "0.05"], env=env,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 300  # generous: the process may start slowly on a busy machine
+        while time.time() < deadline and (not out.exists() or out.read_text().count("\n") < 2):
+            time.sleep(0.02)
+        items = write(tmp_path / "items.jsonl", ['{"item_id": "a", "name": "Mug"}'])
+        result = runner.invoke(app, ["generate", "-i", str(items), "-o", str(out), "--reference", "none",
+                                     "--answer-format", "json", *NO_MODEL])
+        assert proc.poll() is None, "the first run ended before the second started: nothing was checked"
+        one_line_error(result, f"{out}: another run is writing this output")
+    finally:
+        proc.kill()
+        proc.wait()
+    ids = [json.loads(line)["id"] for line in out.read_text().splitlines(keepends=True) if line.endswith("\n")]
+    assert ids and len(ids) == len(set(ids)) and all(i.startswith("x") for i in ids)  # only the first run wrote

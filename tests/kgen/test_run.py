@@ -5,12 +5,14 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 from fake_teacher import FakeTeacher, task
 
+from kgen.parse import parse_answer
 from kgen.records import RecordError, read_records
 from kgen.run import generate_records, reparse_record, request_key
 from kgen.teachers.base import GenerationSettings
@@ -154,6 +156,23 @@ def test_only_a_torn_last_line_is_dropped(tmp_path):
     assert out.read_text() == lines[0][:25] + "\n" + lines[1]
 
 
+def test_a_torn_last_line_cut_inside_a_character_is_dropped_but_a_bad_byte_is_not(tmp_path):
+    out = tmp_path / "k.jsonl"
+    tasks = [task(0), task(1, name="咖啡杯")]
+    generate_records(tasks, FakeTeacher(), SETTINGS, out)
+    first, second = out.read_bytes().splitlines(keepends=True)
+    cut = second.index("咖".encode()) + 1
+    out.write_bytes(first + second[:cut])  # a kill at a page boundary inside the 3-byte character
+    again = FakeTeacher()
+    generate_records(tasks, again, SETTINGS, out)
+    assert again.calls == 1 and out.read_bytes() == first + second
+    latin1 = first + second[:cut - 1] + b"Caf\xe9 torn"  # not UTF-8 inside the line: refused, kept
+    out.write_bytes(latin1)
+    with pytest.raises(RecordError, match=r"k.jsonl:2: not valid UTF-8 \(byte 0xe9"):
+        generate_records(tasks, FakeTeacher(), SETTINGS, out)
+    assert out.read_bytes() == latin1
+
+
 def test_a_stored_row_without_status_names_the_line(tmp_path):
     out = tmp_path / "k.jsonl"
     generate_records([task(0)], FakeTeacher(), SETTINGS, out)
@@ -198,3 +217,155 @@ def test_a_name_longer_than_the_context_is_cut_and_the_row_says_so(tmp_path):
 def test_reparse_keeps_unknown_status():
     row = {"id": "a", "level": "item", "input": "Mug", "key_phrases": [], "raw": "Key Features: Mug", "status": "filtered"}
     assert reparse_record(row)["status"] == "filtered"
+
+
+# --- durability: every answer is a whole line on disk before the next one is asked for ---
+
+
+class WatchingTeacher(FakeTeacher):
+    """Reads the output from outside the run before each answer: what a crash at that moment would leave."""
+
+    def __init__(self, out: Path, **kw):
+        super().__init__(**kw)
+        self.out, self.seen = out, []
+
+    def complete(self, prompts, settings):
+        for item in super().complete(prompts, settings):
+            self.seen.append(self.out.read_bytes() if self.out.exists() else b"")
+            yield item
+        self.seen.append(self.out.read_bytes())
+
+
+def test_after_n_answers_the_file_holds_n_whole_lines(tmp_path):
+    out = tmp_path / "k.jsonl"
+    teacher = WatchingTeacher(out)
+    generate_records([task(i) for i in range(6)], teacher, SETTINGS, out)
+    for n, data in enumerate(teacher.seen):
+        lines = data.decode().splitlines(keepends=True)
+        assert len(lines) == n and all(line.endswith("\n") for line in lines), (n, data)
+        assert [json.loads(line)["id"] for line in lines] == [f"x{i}" for i in range(n)]
+
+
+def test_each_row_is_fsynced_once_after_it_is_flushed(tmp_path, monkeypatch):
+    out = tmp_path / "k.jsonl"
+    real_fsync, synced = os.fsync, []
+
+    def spy(fd):
+        if Path(os.readlink(f"/proc/self/fd/{fd}")) == out:
+            synced.append(out.read_text().count("\n"))  # whole lines on disk at each fsync
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", spy)
+    generate_records([task(i) for i in range(5)], FakeTeacher(), SETTINGS, out)
+    assert synced == [1, 2, 3, 4, 5]
+
+
+@pytest.mark.parametrize("name", ["name", "咖啡杯"], ids=["ascii", "cjk"])
+def test_a_kill_that_tears_a_line_loses_only_that_row(tmp_path, name):
+    """A real process dies inside the write of row 7; the re-run drops only that torn line and redoes only it."""
+    out, n, k = tmp_path / "k.jsonl", 12, 7
+    script = Path(__file__).with_name("kill_target.py")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
+    done = subprocess.run([sys.executable, script, str(out), str(n), "--delay", "0", "--tear-at", str(k),
+                           "--name", name], env=env, stderr=subprocess.PIPE, text=True, timeout=300)
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    torn = out.read_bytes()
+    whole = torn.decode("utf-8", errors="replace").splitlines(keepends=True)[:k]
+    assert torn.count(b"\n") == k and not torn.endswith(b"\n") and torn.rsplit(b"\n", 1)[-1].startswith(b'{"')
+    if name != "name":  # the cut is inside a character: the torn file is not even valid UTF-8
+        with pytest.raises(UnicodeDecodeError):
+            torn.decode("utf-8")
+    again = FakeTeacher()
+    tasks = [task(i, name=name) for i in range(n)]
+    summary = generate_records(tasks, again, GenerationSettings(), out)  # the settings kill_target uses
+    assert again.calls == n - k and summary["skipped_done"] == k
+    lines = out.read_text().splitlines(keepends=True)
+    assert lines[:k] == whole  # the rows written before the kill are kept byte for byte
+    assert sorted(json.loads(line)["id"] for line in lines) == sorted(f"x{i}" for i in range(n))
+
+
+# --- the lock: a second run on the same output stops while the first holds it ---
+
+
+class GatedTeacher(FakeTeacher):
+    """Holds its run open (and so the output's lock) until `go` is set."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.started, self.go = threading.Event(), threading.Event()
+
+    def complete(self, prompts, settings):
+        self.started.set()
+        assert self.go.wait(60), "the test never let the first run go on"
+        yield from super().complete(prompts, settings)
+
+
+def hold_output(out: Path, tasks: list[dict]) -> tuple[GatedTeacher, threading.Thread, list]:
+    """A first run on `out` in a thread, stopped inside the lock; returns its teacher, thread and errors."""
+    first, errors = GatedTeacher(), []
+
+    def run() -> None:
+        try:
+            generate_records(tasks, first, SETTINGS, out)
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            errors.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    assert first.started.wait(60), errors
+    return first, thread, errors
+
+
+def test_a_second_run_on_the_same_output_is_refused_while_the_first_holds_it(tmp_path):
+    out, tasks = tmp_path / "k.jsonl", [task(i) for i in range(4)]
+    generate_records(tasks[:1], FakeTeacher(), SETTINGS, out)
+    before = out.read_bytes()
+    first, thread, errors = hold_output(out, tasks)
+    try:
+        second = FakeTeacher()
+        with pytest.raises(RecordError, match=r"k.jsonl: another run is writing this output"):
+            generate_records(tasks, second, SETTINGS, out)
+        assert second.calls == 0 and out.read_bytes() == before
+    finally:
+        first.go.set()
+        thread.join(60)
+    assert errors == [] and first.calls == 3
+    rows = read_records(out, "knowledge")
+    assert sorted(r["id"] for r in rows) == [f"x{i}" for i in range(4)]
+    generate_records(tasks, FakeTeacher(), SETTINGS, out)  # the lock went with the first run
+
+
+# --- reparse: only ok/parse_error come from the parser; what the run recorded is kept ---
+
+
+def stored(raw: str, status: str, error: str | None = None) -> dict:
+    """A record as a run stores it for this answer."""
+    from kgen.run import knowledge_record
+    from kgen.teachers.base import Completion
+
+    return knowledge_record(task(0), "k0", "fake:teacher", Completion(raw, status, 5, 64, error=error))
+
+
+def test_reparse_keeps_a_truncated_status_and_parses_what_came():
+    row = stored("Type: Mug. The name says so.\nKey Features: Mug, Gi", "truncated")
+    again = reparse_record({**row, "key_phrases": []})
+    assert again["status"] == "truncated" and again["key_phrases"] == ["Mug", "Gi"] and "error" not in again
+    cut = stored('{"explicit": [{"aspect": "Type", "val', "truncated")
+    again = reparse_record(cut)
+    assert again["status"] == "truncated" and again["key_phrases"] == []
+    assert again["error"] == parse_answer(cut["raw"]).error and again["error"].startswith("answer is not complete JSON")
+
+
+def test_reparse_keeps_an_api_error_and_its_message():
+    row = stored("", "api_error", error="HTTP 503: overloaded (after 6 attempts)")
+    again = reparse_record(row)
+    assert again["status"] == "api_error" and again["error"] == "HTTP 503: overloaded (after 6 attempts)"
+    assert again["key_phrases"] == []
+
+
+def test_reparse_records_the_parsers_error_when_an_ok_row_no_longer_parses():
+    raw = "I am sorry, I cannot help with that"
+    row = {**stored("Key Features: Mug", "ok"), "raw": raw}  # stored by a parser that accepted it
+    again = reparse_record(row)
+    assert again["status"] == "parse_error" and again["key_phrases"] == []
+    assert again["error"] == parse_answer(raw).error and again["error"]

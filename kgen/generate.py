@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -22,6 +23,10 @@ def check_engine(engine: str, workers: int | None) -> None:
         raise R.ConfigError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
     if workers is not None and workers < 1:
         raise R.ConfigError(f"workers must be >= 1, got {workers}")
+    if engine == "ray" and importlib.util.find_spec("ray") is None:  # said before any input is read or model loaded
+        from kgen.ray_engine import MISSING_RAY
+
+        raise R.MissingExtra(MISSING_RAY)
 
 
 def check_level_and_limit(level: str, limit: int | None) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 import uuid
 from collections import Counter
@@ -32,8 +33,9 @@ MISSING_RAY = "--engine ray needs Ray Data: pip install msd-toolkit[ray]"
 TASK = "task"  # the one column of the dispatched dataset: a task as a JSON string (ids may be int or str)
 SHARD_GLOB = "part-*.jsonl"
 # Environment of the workers: one thread per CPU worker (they share the machine), nothing from a model hub.
-WORKER_ENV = {"OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1",
-              "TRANSFORMERS_OFFLINE": "1"}
+WORKER_ENV = {"OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+# Settings the backends read from the environment: a remote cluster's workers do not inherit the driver's.
+FORWARDED_ENV = ("OPENAI_BASE_URL", "OPENAI_API_KEY", "HF_HOME", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "MSD_DEBUG")
 
 
 def shard_dir(output: Path) -> Path:
@@ -130,7 +132,8 @@ def start_ray():
     except ImportError:
         raise R.MissingExtra(MISSING_RAY) from None
     if not ray.is_initialized():
-        ray.init(runtime_env={"env_vars": WORKER_ENV}, log_to_driver=False, configure_logging=False)
+        env = {**WORKER_ENV, **{k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}}
+        ray.init(runtime_env={"env_vars": env}, log_to_driver=False, configure_logging=False)
     ray.data.DataContext.get_current().enable_progress_bars = False  # the driver shows one bar of its own
     return ray
 

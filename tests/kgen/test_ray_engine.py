@@ -7,16 +7,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from fake_teacher import CrashOnceTeacher, FakeTeacher, LoggingTeacher, task
-from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+from typer.testing import CliRunner
 
 import kgen.ray_engine as E
 from distill.embed import ITEM_TABLE, EmbedConfig, embed_tables, read_table
 from distill.generate import GenerateConfig as StudentConfig
 from distill.generate import generate_student
-from kgen.models import materialize_embedded
 from kgen.records import MissingExtra, read_records, write_jsonl
+from kgen.cli import app
 from kgen.generate import GenerateConfig, generate_knowledge
 from kgen.run import generate_records
 from kgen.teachers.base import GenerationSettings
@@ -34,20 +33,6 @@ def cluster():
              runtime_env={"env_vars": {**E.WORKER_ENV, "PYTHONPATH": path}})
     yield
     ray.shutdown()
-
-
-@pytest.fixture(scope="module")
-def tiny_model_dir(tmp_path_factory):
-    """A 2-layer random Llama with SmolLM2's real tokenizer and chat template."""
-    out = tmp_path_factory.mktemp("tiny")
-    tok = AutoTokenizer.from_pretrained(materialize_embedded())
-    torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-                      eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
-    LlamaForCausalLM(cfg).save_pretrained(out)
-    tok.save_pretrained(out)
-    return str(out)
 
 
 @pytest.fixture
@@ -143,7 +128,11 @@ def _interrupt_second_call(merge):
     return wrapper
 
 
-def test_without_ray_the_engine_says_which_extra_to_install(monkeypatch):
+def test_without_ray_the_engine_says_which_extra_to_install(monkeypatch, items, tmp_path):
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray now raises ImportError
     with pytest.raises(MissingExtra, match=r"pip install msd-toolkit\[ray\]"):
         E.start_ray()
+    result = CliRunner().invoke(app, ["generate", "-i", str(items), "-o", str(tmp_path / "k.jsonl"), "--engine", "ray"])
+    assert result.exit_code == 1 and result.output.strip().splitlines() == [
+        "error: --engine ray needs Ray Data: pip install msd-toolkit[ray]"]
+    assert not (tmp_path / "k.jsonl").exists()

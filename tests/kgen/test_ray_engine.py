@@ -14,7 +14,7 @@ import kgen.ray_engine as E
 from distill.embed import ITEM_TABLE, EmbedConfig, embed_tables, read_table
 from distill.generate import GenerateConfig as StudentConfig
 from distill.generate import generate_student
-from kgen.records import MissingExtra, read_records, write_jsonl
+from kgen.records import ConfigError, MissingExtra, read_records, write_jsonl
 from kgen.cli import app
 from kgen.generate import GenerateConfig, generate_knowledge
 from kgen.run import generate_records
@@ -136,3 +136,13 @@ def test_without_ray_the_engine_says_which_extra_to_install(monkeypatch, items, 
     assert result.exit_code == 1 and result.output.strip().splitlines() == [
         "error: --engine ray needs Ray Data: pip install msd-toolkit[ray]"]
     assert not (tmp_path / "k.jsonl").exists()
+
+
+def test_engine_settings_are_checked_before_any_work(items, tmp_path):
+    out = tmp_path / "k.jsonl"
+    with pytest.raises(ConfigError, match="openai-batch teacher runs on the provider's batch engine"):
+        GenerateConfig("item", items, out, teacher="openai-batch:gpt-4o-mini", engine="ray")
+    with pytest.raises(ConfigError, match="workers must be >= 1"):
+        StudentConfig("m", "item", items, out, engine="ray", workers=0)
+    with pytest.raises(ConfigError, match="engine must be one of local, ray"):
+        EmbedConfig("m", items, tmp_path / "emb", engine="spark")

@@ -162,14 +162,14 @@ def generate_records_ray(
 ) -> dict:
     """`generate_records` over Ray Data: the same records, one per task, written through worker shards."""
     output = R.check_writable_file(output)
-    start = time.perf_counter()
-    ray = start_ray()
-    startup = time.perf_counter() - start
     with locked(output):
         merged_before = merge_shards(output)  # a driver killed last time left finished batches behind
         todo, stale = prepare_output(tasks, model, settings, output, replace_stale)
-        workers = workers or default_workers(ray, backend)
-        rows_per_batch = max(1, min(rows_per_batch, math.ceil(len(todo) / workers)))  # a small run still uses all
+        start = time.perf_counter()
+        ray = start_ray() if todo else None  # nothing left to do: no cluster to start or join
+        startup = time.perf_counter() - start
+        workers = workers or (default_workers(ray, backend) if ray else 0)
+        rows_per_batch = max(1, min(rows_per_batch, math.ceil(len(todo) / max(workers, 1))))  # a small run uses all
         try:
             counts = _dispatch(ray, todo, make_teacher, backend, settings, output, workers, rows_per_batch, desc)
         finally:

@@ -63,6 +63,8 @@ def test_kgen_generate_records_equal_the_single_process_run_byte_for_byte(cluste
     assert len(sorted_lines(tmp_path / "local" / "k.jsonl")) == 10
     assert runs["ray"]["generated"] == 10 and runs["ray"]["ray"]["workers"] == 2
     assert runs["ray"]["ray"]["rows_per_batch"] == 5  # 2 batches of 5, one per worker (4 x batch_size at most)
+    again = generate_knowledge(config)["metrics"]  # the ray run's config, again: everything is done
+    assert again["skipped_done"] == 10 and again["generated"] == 0
 
 
 def test_distill_generate_and_embed_on_ray_equal_one_process(cluster, tiny_model_dir, items, tmp_path):

@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from kgen.cli import EngineOpt, WorkersOpt
 from kgen.cli_errors import DebugOpt, one_line_errors, set_debug
 
 app = typer.Typer(help="Distillation: build SFT data, train the student, generate, export, embed, score.",
@@ -107,13 +108,15 @@ def generate(
     temperature: float = 0.0,
     seed: int = 0,
     replace_stale: Annotated[bool, typer.Option(help="Replace stored rows made by another model or prompt.")] = False,
+    engine: EngineOpt = "local",
+    workers: WorkersOpt = None,
 ) -> None:
     """Generate knowledge records with the student's short prompt (same parser and records as the teacher)."""
     from distill.generate import GenerateConfig, generate_student
 
     with one_line_errors():
         config = GenerateConfig(model, level, input, output, items, ids, limit, batch_size, max_new_tokens,
-                                temperature, seed, replace_stale)
+                                temperature, seed, replace_stale, engine=engine, workers=workers)
         info = generate_student(config)
     metrics = info["metrics"]
     if metrics["missing_ids"]:
@@ -145,12 +148,15 @@ def embed(
     batch_size: int = 16,
     max_length: Annotated[int, typer.Option(help="Tokens per input (longer inputs are truncated).")] = 256,
     max_history: Annotated[int, typer.Option(help="Most recent purchases in a user's text.")] = 20,
+    engine: EngineOpt = "local",
+    workers: WorkersOpt = None,
 ) -> None:
     """Item and user embedding tables (mean-pooled last hidden states) as parquet: id, vector."""
     from distill.embed import EmbedConfig, embed_tables
 
     with one_line_errors():
-        summary = embed_tables(EmbedConfig(model, items, output, users, batch_size, max_length, max_history))
+        summary = embed_tables(EmbedConfig(model, items, output, users, batch_size, max_length, max_history,
+                                           engine=engine, workers=workers))
     typer.echo(f"{summary['counts']} vectors of dim {summary['dim']} -> {output}")
 
 

@@ -8,6 +8,7 @@ student reads in its prompt.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from kgen import records as R
@@ -29,10 +30,15 @@ class EmbedConfig:
     batch_size: int = 16
     max_length: int = 256
     max_history: int = 20
+    engine: str = "local"  # or ray: batches encoded by Ray Data workers, each with its own copy of the model
+    workers: int | None = None
 
     def __post_init__(self) -> None:
+        from kgen.generate import check_engine
+
         self.items, self.output = Path(self.items), Path(self.output)
         self.users = Path(self.users) if self.users else None
+        check_engine(self.engine, self.workers)
         for name in ("batch_size", "max_length", "max_history"):
             if getattr(self, name) < 1:
                 raise R.ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -124,17 +130,25 @@ def embed_tables(config: EmbedConfig) -> dict:
     """Write item (and user) embedding tables + embed_config.json into the output folder; return that config."""
     R.check_output_folder(config.output)
     item_texts, user_texts = load_texts(config)
-    model, tokenizer = load_encoder(config.model)
+    if config.engine == "ray":
+        from distill.embed_ray import encode_texts_ray
+
+        encode = partial(encode_texts_ray, config.model, workers=config.workers)
+        dim = None
+    else:
+        model, tokenizer = load_encoder(config.model)
+        encode = partial(encode_texts, model, tokenizer)
+        dim = model.config.get_text_config().hidden_size
     config.output.mkdir(parents=True, exist_ok=True)
     counts = {}
     for name, texts, table in (("items", item_texts, ITEM_TABLE), ("users", user_texts, USER_TABLE)):
         if not texts:
             continue
-        vectors = encode_texts(model, tokenizer, list(texts.values()), config.batch_size, config.max_length, name)
+        vectors = encode(list(texts.values()), config.batch_size, config.max_length, name)
         write_table(config.output / table, list(texts), vectors)
         counts[name] = len(texts)
-    summary = {**config.to_dict(), "pooling": "mean", "layer": "last_hidden_state",
-               "dim": model.config.get_text_config().hidden_size, "counts": counts,
+        dim = vectors.shape[1]
+    summary = {**config.to_dict(), "pooling": "mean", "layer": "last_hidden_state", "dim": dim, "counts": counts,
                "tables": {k: t for k, t in (("items", ITEM_TABLE), ("users", USER_TABLE)) if k in counts}}
     R.write_json(config.output / "embed_config.json", summary)
     return summary

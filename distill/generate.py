@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from distill.export import adapter_base, fingerprint, is_adapter, merge_adapter, student_path
 from kgen import records as R
-from kgen.generate import check_level_and_limit, run_info_path
+from kgen.generate import check_engine, check_level_and_limit, run_info_path
 from kgen.teachers.transformers_backend import TransformersTeacher
 
 
@@ -27,12 +28,15 @@ class GenerateConfig:
     temperature: float = 0.0
     seed: int = 0
     replace_stale: bool = False
+    engine: str = "local"  # or ray: Ray Data workers, each with its own copy of the student (kgen/ray_engine.py)
+    workers: int | None = None
 
     def __post_init__(self) -> None:
         self.input, self.output = Path(self.input), Path(self.output)
         self.items = Path(self.items) if self.items else None
         self.ids = Path(self.ids) if self.ids else None
         check_level_and_limit(self.level, self.limit)
+        check_engine(self.engine, self.workers)
         if self.batch_size < 1:
             raise R.ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
 
@@ -89,7 +93,6 @@ def make_student(model: str, batch_size: int) -> TransformersTeacher:
 
 def generate_student(config: GenerateConfig, student=None) -> dict:
     """Run the student over the inputs into knowledge records; return a summary (also written beside the output)."""
-    from kgen.run import generate_records
     from kgen.tasks import load_inputs, student_tasks
     from kgen.teachers.base import GenerationSettings
 
@@ -100,15 +103,33 @@ def generate_student(config: GenerateConfig, student=None) -> dict:
     if not inputs:
         raise R.RecordError(f"{config.input}: no inputs to generate for" + (f" ({len(missing)} requested ids not found)" if missing else ""))
     tasks = student_tasks(config.level, inputs)
+    desc = f"student {config.level}"
+    if config.engine == "ray":
+        from kgen.ray_engine import batch_rows, generate_records_ray
+
+        label = student_label(config.model, student_path(config.model))
+        metrics = generate_records_ray(tasks, partial(make_student, config.model, config.batch_size), label,
+                                       "transformers", settings, config.output, workers=config.workers, desc=desc,
+                                       rows_per_batch=batch_rows("transformers", config.batch_size, 1),
+                                       replace_stale=config.replace_stale)
+    else:
+        label, metrics = _generate_here(tasks, settings, config, student, desc)
+    metrics["missing_ids"] = missing
+    info = {"config": {**config.to_dict(), "model_label": label, "settings": settings.to_dict()}, "metrics": metrics}
+    R.write_json(run_info_path(config.output), info)
+    return info
+
+
+def _generate_here(tasks: list[dict], settings, config: GenerateConfig, student, desc: str) -> tuple[str, dict]:
+    """The single-process run: (the student's label, the run's metrics)."""
+    from kgen.run import generate_records
+
     owned = student is None  # a student passed in (tests, benchmarks) is closed by its owner
     student = student or make_student(config.model, config.batch_size)
     try:
-        metrics = generate_records(tasks, student, settings, config.output, desc=f"student {config.level}",
+        metrics = generate_records(tasks, student, settings, config.output, desc=desc,
                                    replace_stale=config.replace_stale)
     finally:
         if owned:
             student.close()
-    metrics["missing_ids"] = missing
-    info = {"config": {**config.to_dict(), "model_label": student.model, "settings": settings.to_dict()}, "metrics": metrics}
-    R.write_json(run_info_path(config.output), info)
-    return info
+    return student.model, metrics

@@ -24,6 +24,8 @@ def main(debug: bool = DebugOpt) -> None:
 InputOpt = Annotated[Path, typer.Option("--input", "-i", help="Input JSONL (items or users).")]
 OutputOpt = Annotated[Path, typer.Option("--output", "-o", help="Output JSONL.")]
 LevelOpt = Annotated[str, typer.Option(help="item or user.")]
+EngineOpt = Annotated[str, typer.Option(help="local: this process; ray: Ray Data workers on the cluster named by RAY_ADDRESS, else a local one (pip install msd-toolkit[ray]).")]
+WorkersOpt = Annotated[int | None, typer.Option(help="Ray workers (--engine ray); default one per GPU for vllm, else one per CPU.")]
 
 
 @app.command()
@@ -76,6 +78,8 @@ def generate(
     pool: Annotated[Path | None, typer.Option(help="Reference pool JSONL (default: the shipped one).")] = None,
     embedder: Annotated[str | None, typer.Option(help="Sentence-transformer for picking the one-shot example.")] = None,
     replace_stale: Annotated[bool, typer.Option(help="Replace stored rows made with another prompt/model/settings.")] = False,
+    engine: EngineOpt = "local",
+    workers: WorkersOpt = None,
 ) -> None:
     """Generate knowledge records with a teacher; resumable, keyed by request content."""
     from kgen.answer_schema import default_max_new_tokens
@@ -87,7 +91,7 @@ def generate(
         limit_tokens = default_max_new_tokens(answer_format) if max_new_tokens is None else max_new_tokens
         settings = GenerationSettings(limit_tokens, temperature, top_p, seed, answer_format)
         config = GenerateConfig(level, input, output, teacher, items, limit, batch_size, concurrency, settings,
-                                pool, embedder, replace_stale, reference)
+                                pool, embedder, replace_stale, reference, engine=engine, workers=workers)
         info = generate_knowledge(config)
     typer.echo(json.dumps(info["metrics"], indent=2))
 

@@ -2,15 +2,31 @@
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from kgen import records as R
 from kgen.grounding import grounding_metrics
 from kgen.run import generate_records
 from kgen.tasks import REFERENCES
-from kgen.teachers import make_teacher, parse_teacher
+from kgen.teachers import make_teacher, parse_teacher, teacher_label
 from kgen.teachers.base import GenerationSettings
+
+ENGINES = ("local", "ray")
+
+
+def check_engine(engine: str, workers: int | None) -> None:
+    """`local` or `ray`, and a positive worker count when one is given."""
+    if engine not in ENGINES:
+        raise R.ConfigError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    if workers is not None and workers < 1:
+        raise R.ConfigError(f"workers must be >= 1, got {workers}")
+    if engine == "ray" and importlib.util.find_spec("ray") is None:  # said before any input is read or model loaded
+        from kgen.ray_engine import MISSING_RAY
+
+        raise R.MissingExtra(MISSING_RAY)
 
 
 def check_level_and_limit(level: str, limit: int | None) -> None:
@@ -38,12 +54,17 @@ class GenerateConfig:
     embedder: str | None = None
     replace_stale: bool = False
     reference: str = "nearest"  # the one-shot example: the most similar pool example, or none (json answers only)
+    engine: str = "local"  # local: this process; ray: a Ray cluster (RAY_ADDRESS, else a local one), kgen/ray_engine.py
+    workers: int | None = None  # Ray workers; None = one per GPU (vllm) or per CPU of the cluster
 
     def __post_init__(self) -> None:
         check_level_and_limit(self.level, self.limit)
         if self.batch_size < 1 or self.concurrency < 1:
             raise R.ConfigError(f"batch_size and concurrency must be >= 1, got {self.batch_size}, {self.concurrency}")
-        parse_teacher(self.teacher)
+        backend = parse_teacher(self.teacher)[0]
+        check_engine(self.engine, self.workers)
+        if self.engine == "ray" and backend == "openai-batch":
+            raise R.ConfigError("the openai-batch teacher runs on the provider's batch engine; drop --engine ray")
         if self.reference not in REFERENCES:
             raise ValueError(f"reference must be one of {', '.join(REFERENCES)}, got {self.reference!r}")
         if self.reference == "none" and not self.settings.structured:
@@ -74,17 +95,34 @@ def generate_knowledge(config: GenerateConfig) -> dict:
         encoder = None
     tasks = teacher_tasks(config.level, inputs, encoder, config.pool, config.settings.answer_format, config.reference)
     del encoder
-    teacher = make_teacher(config.teacher, batch_size=config.batch_size, concurrency=config.concurrency,
-                           output=config.output)
-    try:
-        metrics = generate_records(tasks, teacher, config.settings, config.output,
-                                   desc=f"{config.level} knowledge", replace_stale=config.replace_stale)
-    finally:
-        teacher.close()
+    make = partial(make_teacher, config.teacher, batch_size=config.batch_size, concurrency=config.concurrency,
+                   output=config.output)
+    desc = f"{config.level} knowledge"
+    if config.engine == "ray":
+        label, notes = teacher_label(config.teacher), []
+        metrics = _generate_on_ray(tasks, make, config, desc)
+    else:
+        teacher = make()
+        try:
+            metrics = generate_records(tasks, teacher, config.settings, config.output, desc=desc,
+                                       replace_stale=config.replace_stale)
+        finally:
+            teacher.close()
+        # notes: e.g. the server refused the answer schema, so answers are unconstrained
+        label, notes = teacher.model, getattr(teacher, "notes", [])
     metrics["quality"] = grounding_metrics(R.read_records(config.output, "knowledge"))
-    info = {"config": {**config.to_dict(), "teacher": teacher.model}, "metrics": metrics}
-    notes = getattr(teacher, "notes", [])  # e.g. the server refused the answer schema, so answers are unconstrained
+    info = {"config": {**config.to_dict(), "teacher": label}, "metrics": metrics}
     if notes:
         info["notes"] = notes
     R.write_json(run_info_path(config.output), info)
     return info
+
+
+def _generate_on_ray(tasks: list[dict], make, config: GenerateConfig, desc: str) -> dict:
+    """The run on Ray Data workers, each building its own teacher with `make` (kgen/ray_engine.py)."""
+    from kgen.ray_engine import batch_rows, generate_records_ray
+
+    backend = parse_teacher(config.teacher)[0]
+    return generate_records_ray(tasks, make, teacher_label(config.teacher), backend, config.settings, config.output,
+                                workers=config.workers, desc=desc, replace_stale=config.replace_stale,
+                                rows_per_batch=batch_rows(backend, config.batch_size, config.concurrency))

@@ -102,27 +102,34 @@ def _existing_row(line: str, path: Path, lineno: int, last: bool) -> dict | None
     return row
 
 
-def _read_existing(path: Path) -> tuple[list[dict], bool]:
-    """Finished rows already in the output, and whether the file needs rewriting (torn line or failures)."""
+def read_output_rows(path: Path) -> tuple[list[dict], bool]:
+    """Every whole row of an output file, and whether it ends in a torn or unfinished line to rewrite."""
     if not path.exists():
         return [], False
     # A kill can cut a row anywhere, even inside a character: such a last line is read as torn, not as bad UTF-8.
     lines = [line for _, line in R.read_lines(path, torn_tail=True)]
-    kept, dirty = [], False
+    rows, torn = [], False
     for lineno, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         row = _existing_row(line, path, lineno, last=lineno == len(lines))
-        if row is None or row[R.STATUS] in RETRY_STATUSES:
-            dirty = True  # a torn line or a failure: redone
+        if row is None:
+            torn = True
             continue
-        kept.append(row)
+        rows.append(row)
     # A whole last row without its newline: the next append would join two rows on one line.
-    return kept, dirty or bool(lines and not lines[-1].endswith("\n"))
+    return rows, torn or bool(lines and not lines[-1].endswith("\n"))
+
+
+def _read_existing(path: Path) -> tuple[list[dict], bool]:
+    """Finished rows already in the output, and whether the file needs rewriting (torn line or failures)."""
+    rows, torn = read_output_rows(path)
+    kept = [row for row in rows if row[R.STATUS] not in RETRY_STATUSES]  # failures are redone
+    return kept, torn or len(kept) < len(rows)
 
 
 @contextmanager
-def _locked(path: Path):
+def locked(path: Path):
     """Hold an exclusive lock beside the output so two runs never append to one file; the lock file goes after."""
     lock_path = path.with_name(path.name + ".lock")
     try:
@@ -160,6 +167,25 @@ def plan(tasks: list[dict], model: str, settings: GenerationSettings, existing: 
     return todo, stale
 
 
+def prepare_output(tasks: list[dict], model: str, settings: GenerationSettings, output: Path,
+                   replace_stale: bool) -> tuple[list[dict], int]:
+    """Under the output's lock: drop torn lines, failures and (when replacing) stale rows; return the tasks to run."""
+    existing, dirty = _read_existing(output)
+    todo, stale = plan(tasks, model, settings, existing)
+    if stale and not replace_stale:
+        raise R.RecordError(
+            f"{output}: {len(stale)} ids (e.g. {stale[0]}) already have records made with another "
+            "prompt, model or settings; write to a new output or pass --replace-stale"
+        )
+    if stale:
+        stale_keys = {(t[R.LEVEL], str(t[R.ID])) for t in todo}
+        existing = [r for r in existing if (r[R.LEVEL], str(r[R.ID])) not in stale_keys]
+        dirty = True
+    if dirty:
+        R.write_jsonl(output, existing)  # atomic: drops torn lines, failures to retry, stale rows
+    return todo, len(stale)
+
+
 def generate_records(
     tasks: list[dict],
     teacher: Teacher,
@@ -170,27 +196,10 @@ def generate_records(
 ) -> dict:
     """Run every task not already in `output`, appending one record per answer; return a summary."""
     output = R.check_writable_file(output)
-    with _locked(output):
-        existing, dirty = _read_existing(output)
-        todo, stale = plan(tasks, teacher.model, settings, existing)
-        if stale and not replace_stale:
-            raise R.RecordError(
-                f"{output}: {len(stale)} ids (e.g. {stale[0]}) already have records made with another "
-                "prompt, model or settings; write to a new output or pass --replace-stale"
-            )
-        if stale:
-            stale_keys = {(t[R.LEVEL], str(t[R.ID])) for t in todo}
-            existing = [r for r in existing if (r[R.LEVEL], str(r[R.ID])) not in stale_keys]
-            dirty = True
-        if dirty:
-            R.write_jsonl(output, existing)  # atomic: drops torn lines, failures to retry, stale rows
+    with locked(output):
+        todo, stale = prepare_output(tasks, teacher.model, settings, output, replace_stale)
         counts = _run(todo, teacher, settings, output, desc)
-    return {
-        "tasks": len(tasks),
-        "skipped_done": len(tasks) - len(todo),
-        "replaced_stale": len(stale),
-        **counts,
-    }
+    return {"tasks": len(tasks), "skipped_done": len(tasks) - len(todo), "replaced_stale": stale, **counts}
 
 
 def _run(todo: list[dict], teacher: Teacher, settings: GenerationSettings, output: Path, desc: str) -> dict:
@@ -217,13 +226,18 @@ def _run(todo: list[dict], teacher: Teacher, settings: GenerationSettings, outpu
         if fh is not None:
             fh.close()
     bar.close()
-    elapsed = time.perf_counter() - start
+    return run_metrics(status, tokens, prompt_tokens, time.perf_counter() - start)
+
+
+def run_metrics(status: Counter[str], tokens: int, prompt_tokens: int, elapsed: float) -> dict:
+    """The counts and speeds of one run, as written to its run JSON."""
+    done = sum(status.values())
     return {
-        "generated": sum(status.values()),
+        "generated": done,
         "status": dict(status),
         "completion_tokens": tokens,
         "prompt_tokens": prompt_tokens,
         "seconds": round(elapsed, 2),
-        "rows_per_s": round(sum(status.values()) / elapsed, 3) if todo else 0.0,
-        "tokens_per_s": round(tokens / elapsed, 2) if todo else 0.0,
+        "rows_per_s": round(done / elapsed, 3) if done else 0.0,
+        "tokens_per_s": round(tokens / elapsed, 2) if done else 0.0,
     }

@@ -20,6 +20,12 @@ def parse_teacher(spec: str | None) -> tuple[str, str]:
     return backend, model
 
 
+def teacher_label(spec: str | None) -> str:
+    """The `model` field a teacher puts on its records (and in its request keys), without building it."""
+    backend, model = parse_teacher(spec)
+    return f"{'openai' if backend == 'openai-batch' else backend}:{model}"  # the batch API answers as `openai`
+
+
 def make_teacher(spec: str | None, batch_size: int = 8, concurrency: int = 16, output: Path | None = None) -> Teacher:
     """Build the named backend; each heavy dependency is imported only when its backend is chosen."""
     backend, model = parse_teacher(spec)

@@ -37,3 +37,33 @@ def task(i: int, level: str = "item", name: str = "name") -> dict:
     """A minimal generation task whose answer names `{name}-i`."""
     return {"id": f"x{i}", "level": level, "input": f"{name}-{i}", "template": "item", "reference_id": "pool-1",
             "messages": [{"role": "user", "content": f"Product Name: {name}-{i}"}]}
+
+
+class CrashOnceTeacher(FakeTeacher):
+    """Kills its own process on its first batch, once per marker file: a worker dying mid-run."""
+
+    def __init__(self, marker: str):
+        super().__init__()
+        self.marker = marker
+
+    def complete(self, prompts, settings):
+        import os
+
+        if not os.path.exists(self.marker):
+            open(self.marker, "w").close()
+            os._exit(1)  # no cleanup, no exception: what an OOM kill or a segfault looks like
+        yield from super().complete(prompts, settings)
+
+
+class LoggingTeacher(FakeTeacher):
+    """Appends the input of every prompt it answers to a log file (shared by all workers of a run)."""
+
+    def __init__(self, log: str):
+        super().__init__()
+        self.log = log
+
+    def complete(self, prompts, settings):
+        with open(self.log, "a") as fh:
+            for messages in prompts:
+                fh.write(messages[-1]["content"].rsplit(":", 1)[-1].strip() + "\n")
+        yield from super().complete(prompts, settings)

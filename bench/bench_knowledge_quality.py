@@ -4,7 +4,7 @@ Generates the embedded teacher's answers for the gold items and users (resumable
 scores them against data/gold/gold.jsonl beside the name-words baseline, and records one line per
 (level, format) to bench/results/knowledge_quality.jsonl.
 
-    python bench/bench_knowledge_quality.py --variants text json json-noref --levels item user --out /work/runs/knowledge
+    python bench/bench_knowledge_quality.py --variants json-span text --levels item user --out /work/runs/knowledge
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from eval.baselines import baseline_records  # noqa: E402
 from eval.embedder import Embedder  # noqa: E402
 from eval.f1_report import evaluate_f1  # noqa: E402
 from kgen import records as R  # noqa: E402
+from kgen.answer_schema import default_max_new_tokens  # noqa: E402
 from kgen.generate import GenerateConfig, generate_knowledge  # noqa: E402
 from kgen.grounding import grounding_metrics  # noqa: E402
 from kgen.teachers.base import GenerationSettings  # noqa: E402
@@ -82,15 +83,17 @@ def without_leaked(rows: list[dict]) -> list[dict]:
     return [{**r, R.KEY_PHRASES: [p for p in r[R.KEY_PHRASES] if p not in r.get(R.LEAKED, [])]} for r in rows]
 
 
-# variant -> (answer format, reference example)
-VARIANTS = {"text": ("text", "nearest"), "json": ("json", "nearest"), "json-noref": ("json", "none")}
+# variant -> (answer format, reference example, explicit values constrained to input spans)
+VARIANTS = {"text": ("text", "nearest", False), "json-span": ("json", "nearest", True),
+            "json-span-noref": ("json", "none", True), "json-free": ("json", "nearest", False)}
 
 
-def run(level: str, variant: str, inputs: Path, out: Path, max_new_tokens: int, embedder: Embedder,
+def run(level: str, variant: str, inputs: Path, out: Path, max_new_tokens: int | None, embedder: Embedder,
         limit: int | None) -> dict:
-    fmt, reference = VARIANTS[variant]
+    fmt, reference, spans = VARIANTS[variant]
     output = out / f"{level}_{variant}.jsonl"
-    settings = GenerationSettings(max_new_tokens=max_new_tokens, answer_format=fmt)
+    max_new_tokens = max_new_tokens or default_max_new_tokens(fmt)
+    settings = GenerationSettings(max_new_tokens=max_new_tokens, answer_format=fmt, explicit_spans=spans)
     info = generate_knowledge(GenerateConfig(level, inputs, output, items=SAMPLE / "items.jsonl", settings=settings,
                                              reference=reference, limit=limit))
     rows = R.read_records(output, "knowledge")
@@ -105,7 +108,7 @@ def main() -> None:
                    help=f"to generate: {', '.join(VARIANTS)}; with --compare-existing, any <level>_<name>.jsonl under --out")
     p.add_argument("--limit", type=int, default=None, help="only the first N gold inputs (a smoke run)")
     p.add_argument("--levels", nargs="+", default=["item", "user"])
-    p.add_argument("--max-new-tokens", type=int, default=384)
+    p.add_argument("--max-new-tokens", type=int, default=None, help="default: the format's (kgen default_max_new_tokens)")
     p.add_argument("--out", type=Path, default=Path("/work/runs/knowledge"))
     p.add_argument("--compare-existing", action="store_true",
                    help="generate nothing: score the stored answers of --variants on the ids all of them have")

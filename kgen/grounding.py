@@ -21,6 +21,7 @@ _FUNCTION_WORDS = frozenset("a an the of and with for in on to by from or".split
 # A count glued to its number by the normaliser ("12pack", "6pcs", "12x") is two words to a reader.
 _COUNT = re.compile(r"^(\d+(?:\.\d+)?)(pack|pcs|x)$")
 _TIMES = re.compile(r"(?<=\d)x(?=\d)")  # "12x200g" -> "12", "200g"
+_BRACKETS = re.compile(r"[=()\[\]{}]+")  # "country=finland", "(oldest": the normaliser keeps these, a reader does not
 
 
 def _stem(word: str) -> str:
@@ -46,7 +47,8 @@ def _split_word(word: str) -> list[str]:
 @lru_cache(maxsize=1 << 16)
 def words(text: str) -> tuple[str, ...]:
     """The stemmed words of a text after key-phrase normalisation, in order."""
-    return tuple(_stem(w) for token in normalize_phrase(text).split() for w in _split_word(token))
+    tokens = _BRACKETS.sub(" ", normalize_phrase(text)).split()
+    return tuple(_stem(w) for token in tokens for w in _split_word(token))
 
 
 @lru_cache(maxsize=1 << 12)

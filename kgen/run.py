@@ -21,7 +21,9 @@ from pathlib import Path
 from tqdm import tqdm
 
 from kgen import records as R
+from kgen.answer_schema import answer_schema, input_spans
 from kgen.grounding import with_grounding
+from kgen.inputs import input_segments
 from kgen.parse import parse_answer
 from kgen.teachers.base import Completion, GenerationSettings, Teacher
 
@@ -33,6 +35,13 @@ def request_key(messages: list[dict], model: str, settings: GenerationSettings) 
     """Content hash of one request: the same prompt, model and settings always give the same key."""
     blob = json.dumps({"messages": messages, "model": model, "settings": settings.to_dict()}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
+
+
+def request_schema(task: dict, settings: GenerationSettings) -> dict | None:
+    """The answer schema of one request: None for text answers; with explicit spans, built from its input."""
+    if not settings.structured:
+        return None
+    return answer_schema(input_spans(input_segments(task[R.INPUT])) if settings.explicit_spans else None)
 
 
 def knowledge_record(task: dict, key: str, model: str, completion: Completion) -> dict:
@@ -200,7 +209,8 @@ def _run(todo: list[dict], teacher: Teacher, settings: GenerationSettings, outpu
     fh = None  # opened at the first answer: a model that fails to load leaves no new, empty output behind
     try:
         prompts = [t[MESSAGES] for t in todo]
-        for index, completion in teacher.complete(prompts, settings):
+        schemas = [request_schema(t, settings) for t in todo] if settings.structured else None
+        for index, completion in teacher.complete(prompts, settings, schemas):
             task = todo[index]
             row = knowledge_record(task, task[R.REQUEST_KEY], teacher.model, completion)
             fh = fh or output.open("a", encoding="utf-8")

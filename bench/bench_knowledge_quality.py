@@ -25,6 +25,8 @@ from kgen import records as R  # noqa: E402
 from kgen.answer_schema import default_max_new_tokens  # noqa: E402
 from kgen.generate import GenerateConfig, generate_knowledge  # noqa: E402
 from kgen.grounding import grounding_metrics  # noqa: E402
+from kgen.reference import reference_texts  # noqa: E402
+from kgen.run import reparse_record  # noqa: E402
 from kgen.teachers.base import GenerationSettings  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,7 +70,7 @@ def quality(rows: list[dict], level: str, embedder: Embedder, ids: set[str] | No
 
 def compare_existing(level: str, variants: list[str], out: Path, embedder: Embedder) -> None:
     """Score the variants' stored answers on the gold ids every one of them has answered (a paired comparison)."""
-    rows = {v: R.read_records(out / f"{level}_{v}.jsonl", "knowledge") for v in variants}
+    rows = {v: regrounded(R.read_records(out / f"{level}_{v}.jsonl", "knowledge")) for v in variants}
     ids = set.intersection(*({str(r[R.ID]) for r in rs} for rs in rows.values()))
     gold = [g for g in R.read_records(GOLD, "gold") if str(g[R.ID]) in ids]
     baseline = score(baseline_records(gold), level, embedder, ids)
@@ -76,6 +78,12 @@ def compare_existing(level: str, variants: list[str], out: Path, embedder: Embed
         record("knowledge_quality", {"level": level, "variant": variant, "paired_on_common_ids": len(ids),
                                      **quality(rs, level, embedder, ids), "baseline_name_words": baseline,
                                      "teacher": "embedded SmolLM2-135M", "note": "shared 2-core machine"})
+
+
+def regrounded(rows: list[dict]) -> list[dict]:
+    """The records re-parsed with this checkout's parser and grounding (answers made before a fix are scored alike)."""
+    examples = reference_texts()
+    return [reparse_record(r, examples.get(r.get(R.REFERENCE_ID), "")) for r in rows]
 
 
 def without_leaked(rows: list[dict]) -> list[dict]:

@@ -62,7 +62,8 @@ def test_settings_and_configs_check_the_format():
     with pytest.raises(ValueError, match="answer_format must be one of text, json"):
         GenerationSettings(answer_format="yaml")
     with pytest.raises(ValueError, match="reference 'none' needs answer_format 'json'"):
-        GenerateConfig(level="item", input="i.jsonl", output="o.jsonl", reference="none")
+        GenerateConfig(level="item", input="i.jsonl", output="o.jsonl", reference="none", settings=GenerationSettings())
+    assert GenerateConfig(level="item", input="i.jsonl", output="o.jsonl").settings.answer_format == "json"  # default
     assert default_max_new_tokens("json") > default_max_new_tokens("text")
 
 

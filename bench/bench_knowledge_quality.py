@@ -4,7 +4,7 @@ Generates the embedded teacher's answers for the gold items and users (resumable
 scores them against data/gold/gold.jsonl beside the name-words baseline, and records one line per
 (level, format) to bench/results/knowledge_quality.jsonl.
 
-    python bench/bench_knowledge_quality.py --variants text json json-noref --levels item user --out /work/runs/knowledge
+    python bench/bench_knowledge_quality.py --variants json-span text --levels item user --out /work/runs/knowledge
 """
 
 from __future__ import annotations
@@ -22,8 +22,11 @@ from eval.baselines import baseline_records  # noqa: E402
 from eval.embedder import Embedder  # noqa: E402
 from eval.f1_report import evaluate_f1  # noqa: E402
 from kgen import records as R  # noqa: E402
+from kgen.answer_schema import default_max_new_tokens  # noqa: E402
 from kgen.generate import GenerateConfig, generate_knowledge  # noqa: E402
 from kgen.grounding import grounding_metrics  # noqa: E402
+from kgen.reference import reference_texts  # noqa: E402
+from kgen.run import reparse_record  # noqa: E402
 from kgen.teachers.base import GenerationSettings  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,7 +70,7 @@ def quality(rows: list[dict], level: str, embedder: Embedder, ids: set[str] | No
 
 def compare_existing(level: str, variants: list[str], out: Path, embedder: Embedder) -> None:
     """Score the variants' stored answers on the gold ids every one of them has answered (a paired comparison)."""
-    rows = {v: R.read_records(out / f"{level}_{v}.jsonl", "knowledge") for v in variants}
+    rows = {v: regrounded(R.read_records(out / f"{level}_{v}.jsonl", "knowledge")) for v in variants}
     ids = set.intersection(*({str(r[R.ID]) for r in rs} for rs in rows.values()))
     gold = [g for g in R.read_records(GOLD, "gold") if str(g[R.ID]) in ids]
     baseline = score(baseline_records(gold), level, embedder, ids)
@@ -77,20 +80,28 @@ def compare_existing(level: str, variants: list[str], out: Path, embedder: Embed
                                      "teacher": "embedded SmolLM2-135M", "note": "shared 2-core machine"})
 
 
+def regrounded(rows: list[dict]) -> list[dict]:
+    """The records re-parsed with this checkout's parser and grounding (answers made before a fix are scored alike)."""
+    examples = reference_texts()
+    return [reparse_record(r, examples.get(r.get(R.REFERENCE_ID), "")) for r in rows]
+
+
 def without_leaked(rows: list[dict]) -> list[dict]:
     """The answers with their leaked key phrases dropped (the 'drop leaked phrases' option, measured offline)."""
     return [{**r, R.KEY_PHRASES: [p for p in r[R.KEY_PHRASES] if p not in r.get(R.LEAKED, [])]} for r in rows]
 
 
-# variant -> (answer format, reference example)
-VARIANTS = {"text": ("text", "nearest"), "json": ("json", "nearest"), "json-noref": ("json", "none")}
+# variant -> (answer format, reference example, explicit values constrained to input spans)
+VARIANTS = {"text": ("text", "nearest", False), "json-span": ("json", "nearest", True),
+            "json-span-noref": ("json", "none", True), "json-free": ("json", "nearest", False)}
 
 
-def run(level: str, variant: str, inputs: Path, out: Path, max_new_tokens: int, embedder: Embedder,
+def run(level: str, variant: str, inputs: Path, out: Path, max_new_tokens: int | None, embedder: Embedder,
         limit: int | None) -> dict:
-    fmt, reference = VARIANTS[variant]
+    fmt, reference, spans = VARIANTS[variant]
     output = out / f"{level}_{variant}.jsonl"
-    settings = GenerationSettings(max_new_tokens=max_new_tokens, answer_format=fmt)
+    max_new_tokens = max_new_tokens or default_max_new_tokens(fmt)
+    settings = GenerationSettings(max_new_tokens=max_new_tokens, answer_format=fmt, explicit_spans=spans)
     info = generate_knowledge(GenerateConfig(level, inputs, output, items=SAMPLE / "items.jsonl", settings=settings,
                                              reference=reference, limit=limit))
     rows = R.read_records(output, "knowledge")
@@ -105,7 +116,7 @@ def main() -> None:
                    help=f"to generate: {', '.join(VARIANTS)}; with --compare-existing, any <level>_<name>.jsonl under --out")
     p.add_argument("--limit", type=int, default=None, help="only the first N gold inputs (a smoke run)")
     p.add_argument("--levels", nargs="+", default=["item", "user"])
-    p.add_argument("--max-new-tokens", type=int, default=384)
+    p.add_argument("--max-new-tokens", type=int, default=None, help="default: the format's (kgen default_max_new_tokens)")
     p.add_argument("--out", type=Path, default=Path("/work/runs/knowledge"))
     p.add_argument("--compare-existing", action="store_true",
                    help="generate nothing: score the stored answers of --variants on the ids all of them have")

@@ -69,11 +69,13 @@ def generate(
     limit: Annotated[int | None, typer.Option(help="Only the first N input rows.")] = None,
     batch_size: Annotated[int, typer.Option(help="Batch size (local backends).")] = 8,
     concurrency: Annotated[int, typer.Option(help="Requests in flight (openai backend).")] = 16,
-    max_new_tokens: Annotated[int | None, typer.Option(help="Token limit per answer (default: 320 text, 480 json).")] = None,
+    max_new_tokens: Annotated[int | None, typer.Option(help="Token limit per answer (default: 320 text; json: the schema's longest answer, so none is cut).")] = None,
     temperature: float = 0.0,
     top_p: float = 1.0,
     seed: int = 0,
-    answer_format: Annotated[str, typer.Option(help="json: answers constrained to kgen/answer_schema.py; text: the Key Features text format.")] = "text",
+    answer_format: Annotated[str, typer.Option(help="json: answers constrained to kgen/answer_schema.py; text: the Key Features text format.")] = "json",
+    explicit_spans: Annotated[bool, typer.Option("--explicit-spans/--free-explicit", help="json: explicit values must be spans of the input.")] = True,
+    drop_leaked: Annotated[bool, typer.Option("--drop-leaked/--keep-leaked", help="Take phrases leaked from the one-shot example out of the key phrases (still listed under `leaked`).")] = True,
     reference: Annotated[str, typer.Option(help="One-shot example: nearest (most similar pool example) or none (json answers only).")] = "nearest",
     pool: Annotated[Path | None, typer.Option(help="Reference pool JSONL (default: the shipped one).")] = None,
     embedder: Annotated[str | None, typer.Option(help="Sentence-transformer for picking the one-shot example.")] = None,
@@ -89,9 +91,9 @@ def generate(
     with one_line_errors():
         R.check_writable_file(output)
         limit_tokens = default_max_new_tokens(answer_format) if max_new_tokens is None else max_new_tokens
-        settings = GenerationSettings(limit_tokens, temperature, top_p, seed, answer_format)
+        settings = GenerationSettings(limit_tokens, temperature, top_p, seed, answer_format, explicit_spans)
         config = GenerateConfig(level, input, output, teacher, items, limit, batch_size, concurrency, settings,
-                                pool, embedder, replace_stale, reference, engine=engine, workers=workers)
+                                pool, embedder, replace_stale, reference, drop_leaked, engine=engine, workers=workers)
         info = generate_knowledge(config)
     typer.echo(json.dumps(info["metrics"], indent=2))
 
@@ -100,6 +102,7 @@ def generate(
 def reparse(
     input: InputOpt,
     output: OutputOpt,
+    drop_leaked: Annotated[bool, typer.Option("--drop-leaked/--keep-leaked", help="Take leaked phrases out of the key phrases.")] = True,
 ) -> None:
     """Re-parse stored answers with the current parser; no model is called."""
     from collections import Counter
@@ -111,7 +114,7 @@ def reparse(
         R.check_writable_file(output)
         rows = R.read_records(input, "knowledge")
         examples = reference_texts()
-        out = [reparse_record(r, examples.get(r.get(R.REFERENCE_ID))) for r in rows]
+        out = [reparse_record(r, examples.get(r.get(R.REFERENCE_ID)), drop_leaked) for r in rows]
         R.write_jsonl(output, out)
     before, after = (dict(Counter(r[R.STATUS] for r in rs)) for rs in (rows, out))
     typer.echo(f"re-parsed {len(out)} records -> {output}\nstatus before {before}\nstatus after  {after}")

@@ -14,13 +14,14 @@ from collections.abc import Iterable
 from functools import lru_cache
 
 from eval.normalize import normalize_phrase
-from kgen.records import EXPLICIT, GROUNDED, IMPLICIT, INPUT, KEY_PHRASES, LEAKED, STATUS, VALUE
+from kgen.records import EXPLICIT, GROUNDED, IMPLICIT, INPUT, KEY_PHRASES, LEAKED, LEAKED_DROPPED, STATUS, VALUE
 
 # Words a phrase may add without saying anything the input does not ("pack of 12" for "12 pack").
 _FUNCTION_WORDS = frozenset("a an the of and with for in on to by from or".split())
 # A count glued to its number by the normaliser ("12pack", "6pcs", "12x") is two words to a reader.
 _COUNT = re.compile(r"^(\d+(?:\.\d+)?)(pack|pcs|x)$")
 _TIMES = re.compile(r"(?<=\d)x(?=\d)")  # "12x200g" -> "12", "200g"
+_BRACKETS = re.compile(r"[=()\[\]{}]+")  # "country=finland", "(oldest": the normaliser keeps these, a reader does not
 
 
 def _stem(word: str) -> str:
@@ -46,7 +47,8 @@ def _split_word(word: str) -> list[str]:
 @lru_cache(maxsize=1 << 16)
 def words(text: str) -> tuple[str, ...]:
     """The stemmed words of a text after key-phrase normalisation, in order."""
-    return tuple(_stem(w) for token in normalize_phrase(text).split() for w in _split_word(token))
+    tokens = _BRACKETS.sub(" ", normalize_phrase(text)).split()
+    return tuple(_stem(w) for token in tokens for w in _split_word(token))
 
 
 @lru_cache(maxsize=1 << 12)
@@ -84,12 +86,21 @@ def answer_phrases(row: dict) -> list[str]:
     return [*row.get(KEY_PHRASES, []), *(a[VALUE] for a in row.get(EXPLICIT, []) + row.get(IMPLICIT, []))]
 
 
-def with_grounding(row: dict, example: str | None) -> dict:
-    """The record with `grounded` on each explicit entry and, given the example's text, its `leaked` phrases."""
+def with_grounding(row: dict, example: str | None, drop_leaked: bool = False) -> dict:
+    """The record with `grounded` on each explicit entry and, given the example's text, its `leaked` phrases.
+
+    With `drop_leaked`, leaked phrases also leave the key phrases (they stay listed under `leaked`, and in
+    `raw`), unless every key phrase leaked: then nothing is dropped, so an ok record never has no key phrase.
+    """
     source = row[INPUT]
     out = {**row, EXPLICIT: [{**a, GROUNDED: is_grounded(a[VALUE], source)} for a in row.get(EXPLICIT, [])]}
+    out.pop(LEAKED_DROPPED, None)
     if example is not None:
         out[LEAKED] = leaked_phrases(answer_phrases(row), example, source)
+    stated = out.get(KEY_PHRASES, [])
+    kept = [p for p in stated if p not in out.get(LEAKED, [])]
+    if drop_leaked and kept and len(kept) < len(stated):
+        out[KEY_PHRASES], out[LEAKED_DROPPED] = kept, [p for p in stated if p not in kept]
     return out
 
 
@@ -98,8 +109,10 @@ def grounding_metrics(rows: list[dict]) -> dict:
     ok = [r for r in rows if r.get(STATUS) == "ok"]
     marked = [r for r in ok if LEAKED in r]
     explicit = [a for r in ok for a in r.get(EXPLICIT, []) if GROUNDED in a]
-    phrases = [p for r in marked for p in r.get(KEY_PHRASES, [])]
-    leaked_keys = [p for r in marked for p in r.get(KEY_PHRASES, []) if p in r[LEAKED]]
+    # The key phrases as the model stated them: those dropped as leaked still count.
+    stated = [(p, r) for r in marked for p in r.get(KEY_PHRASES, []) + r.get(LEAKED_DROPPED, [])]
+    phrases = [p for p, _ in stated]
+    leaked_keys = [p for p, r in stated if p in r[LEAKED]]
     return {
         "ok": len(ok),
         "leakage_rate": round(sum(bool(r[LEAKED]) for r in marked) / len(marked), 4) if marked else None,

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 from kgen.records import HISTORY, NAME, PROFILE, USER_ID, ConfigError, RecordError
 
 HISTORY_HEADER = "Purchase history (oldest first):"
+PROFILE_MARK = "Profile: "
 # A longer name is cut. Product names run under ~200 characters; a 100k-character "name" would otherwise
 # overrun the model's context and run for minutes. 20 clipped names (~2,500 tokens) in a user's history
 # still fit a 4k-token context with the one-shot example and the answer.
@@ -42,5 +45,22 @@ def user_input(user: dict, items_by_id: dict[str, dict], max_history: int = 20) 
         lines.append(f"{n}. {item_input(item)}")
     profile = user.get(PROFILE)
     if profile:
-        lines.append("Profile: " + ", ".join(f"{k}={profile[k]}" for k in sorted(profile)))
+        lines.append(PROFILE_MARK + ", ".join(f"{k}={profile[k]}" for k in sorted(profile)))
     return "\n".join(lines)
+
+
+_LIST_MARK = re.compile(r"^\d+\.\s+")
+
+
+def input_segments(text: str) -> list[str]:
+    """The pieces of an input text a phrase may be cut from: an item's name, or each history name and profile value."""
+    segments = []
+    for line in text.split("\n"):
+        line = line.strip()
+        if not line or line == HISTORY_HEADER:
+            continue
+        if line.startswith(PROFILE_MARK):
+            segments += [part.split("=", 1)[-1] for part in line[len(PROFILE_MARK):].split(", ")]
+            continue
+        segments.append(_LIST_MARK.sub("", line))
+    return segments

@@ -26,7 +26,15 @@ from pathlib import Path
 from tqdm import tqdm
 
 from kgen import records as R
-from kgen.run import MESSAGES, knowledge_record, locked, prepare_output, read_output_rows, run_metrics
+from kgen.run import (
+    MESSAGES,
+    knowledge_record,
+    locked,
+    prepare_output,
+    read_output_rows,
+    request_schema,
+    run_metrics,
+)
 from kgen.teachers.base import GenerationSettings, Teacher
 
 MISSING_RAY = "--engine ray needs Ray Data: pip install msd-toolkit[ray]"
@@ -58,15 +66,18 @@ def batch_rows(backend: str, batch_size: int, concurrency: int) -> int:
 class GenerateBatch:
     """A Ray Data actor: one teacher for its lifetime; each batch answered, written as one shard, summarised."""
 
-    def __init__(self, make_teacher: Callable[[], Teacher], settings: GenerationSettings, shards: str):
+    def __init__(self, make_teacher: Callable[[], Teacher], settings: GenerationSettings, shards: str,
+                 drop_leaked: bool = False):
         self.teacher, self.settings, self.shards = make_teacher(), settings, Path(shards)
+        self.drop_leaked = drop_leaked
 
     def __call__(self, batch: dict) -> dict:
         tasks = [json.loads(text) for text in batch[TASK]]
         rows: list[dict | None] = [None] * len(tasks)
-        for index, completion in self.teacher.complete([t[MESSAGES] for t in tasks], self.settings):
+        schemas = [request_schema(t, self.settings) for t in tasks] if self.settings.structured else None
+        for index, completion in self.teacher.complete([t[MESSAGES] for t in tasks], self.settings, schemas):
             task = tasks[index]
-            rows[index] = knowledge_record(task, task[R.REQUEST_KEY], self.teacher.model, completion)
+            rows[index] = knowledge_record(task, task[R.REQUEST_KEY], self.teacher.model, completion, self.drop_leaked)
         missing = [t[R.ID] for t, row in zip(tasks, rows) if row is None]
         if missing:  # a backend that skipped a prompt is a bug: fail the batch rather than lose the row
             raise RuntimeError(f"{self.teacher.model} gave no answer for ids {missing[:3]}")
@@ -159,6 +170,7 @@ def generate_records_ray(
     rows_per_batch: int = 32,  # at most; fewer when that keeps every worker busy
     desc: str = "generate",
     replace_stale: bool = False,
+    drop_leaked: bool = False,
 ) -> dict:
     """`generate_records` over Ray Data: the same records, one per task, written through worker shards."""
     output = R.check_writable_file(output)
@@ -171,7 +183,8 @@ def generate_records_ray(
         workers = workers or (default_workers(ray, backend) if ray else 0)
         rows_per_batch = max(1, min(rows_per_batch, math.ceil(len(todo) / max(workers, 1))))  # a small run uses all
         try:
-            counts = _dispatch(ray, todo, make_teacher, backend, settings, output, workers, rows_per_batch, desc)
+            counts = _dispatch(ray, todo, make_teacher, backend, settings, output, workers, rows_per_batch, desc,
+                               drop_leaked)
         finally:
             merge_shards(output)  # also when stopped: the batches already finished are kept in the output
         _remove_if_empty(shard_dir(output))
@@ -181,7 +194,7 @@ def generate_records_ray(
 
 
 def _dispatch(ray, todo: list[dict], make_teacher, backend: str, settings: GenerationSettings, output: Path,
-              workers: int, rows_per_batch: int, desc: str) -> dict:
+              workers: int, rows_per_batch: int, desc: str, drop_leaked: bool = False) -> dict:
     """Map the to-do tasks through a pool of `workers` actors; count what comes back."""
     status: Counter[str] = Counter()
     tokens = prompt_tokens = 0
@@ -193,7 +206,8 @@ def _dispatch(ray, todo: list[dict], make_teacher, backend: str, settings: Gener
         blocks = max(1, min(len(items), math.ceil(len(items) / rows_per_batch)))
         ds = ray.data.from_items(items, override_num_blocks=blocks).map_batches(
             GenerateBatch,
-            fn_constructor_kwargs={"make_teacher": make_teacher, "settings": settings, "shards": str(shards)},
+            fn_constructor_kwargs={"make_teacher": make_teacher, "settings": settings, "shards": str(shards),
+                                   "drop_leaked": drop_leaked},
             batch_size=rows_per_batch,
             # A fixed pool; Ray Data's defaults for actor pools restart a dead actor and retry its batch.
             compute=ray.data.ActorPoolStrategy(size=workers),

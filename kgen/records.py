@@ -39,6 +39,7 @@ VALUE = "value"
 RATIONALE = "rationale"
 GROUNDED = "grounded"  # on an explicit entry: its value is found in the input (kgen.grounding)
 LEAKED = "leaked"  # on a knowledge record: phrases of the reference example that are not in the input
+LEAKED_DROPPED = "leaked_dropped"  # on a knowledge record: the leaked key phrases taken out of its key phrases
 REFERENCE_TEXT = "reference_text"  # on a generation task only: the chosen example's input and answer
 
 ITEM_ID = "item_id"

@@ -37,11 +37,15 @@ def example_answer(example: dict, answer_format: str) -> str:
     """A pool example's answer as the teacher is shown it: the text as written, or its JSON form."""
     if answer_format != "json":
         return example[ANSWER]
-    from kgen.answer_schema import format_json_answer
+    from kgen.answer_schema import format_json_answer, input_spans
+    from kgen.inputs import input_segments
     from kgen.parse import parse_answer
 
     parsed = parse_answer(example[ANSWER])
-    return format_json_answer(parsed.explicit, parsed.implicit, parsed.key_phrases)
+    # The example shows what the schema asks for: explicit values copied from the input (others are left out).
+    spans = {s.casefold() for s in input_spans(input_segments(example[INPUT]))}
+    explicit = [a for a in parsed.explicit if a["value"].casefold() in spans] or parsed.explicit
+    return format_json_answer(explicit, parsed.implicit)
 
 
 def reference_text(example: dict) -> str:

@@ -21,7 +21,9 @@ from pathlib import Path
 from tqdm import tqdm
 
 from kgen import records as R
+from kgen.answer_schema import answer_schema, input_spans
 from kgen.grounding import with_grounding
+from kgen.inputs import input_segments
 from kgen.parse import parse_answer
 from kgen.teachers.base import Completion, GenerationSettings, Teacher
 
@@ -35,7 +37,14 @@ def request_key(messages: list[dict], model: str, settings: GenerationSettings) 
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
 
-def knowledge_record(task: dict, key: str, model: str, completion: Completion) -> dict:
+def request_schema(task: dict, settings: GenerationSettings) -> dict | None:
+    """The answer schema of one request: None for text answers; with explicit spans, built from its input."""
+    if not settings.structured:
+        return None
+    return answer_schema(input_spans(input_segments(task[R.INPUT])) if settings.explicit_spans else None)
+
+
+def knowledge_record(task: dict, key: str, model: str, completion: Completion, drop_leaked: bool = False) -> dict:
     """One knowledge record from a task and the model's answer (parsed; raw text always kept)."""
     parsed = parse_answer(completion.text) if completion.status != "api_error" else None
     status = completion.status
@@ -63,26 +72,28 @@ def knowledge_record(task: dict, key: str, model: str, completion: Completion) -
     error = completion.error or (parsed.error if parsed else None)
     if error:
         row[R.ERROR] = error
-    return with_grounding(row, task.get(R.REFERENCE_TEXT))
+    return with_grounding(row, task.get(R.REFERENCE_TEXT), drop_leaked)
 
 
-def reparse_record(row: dict, example: str | None = None) -> dict:
+def reparse_record(row: dict, example: str | None = None, drop_leaked: bool = False) -> dict:
     """Parse a stored record's raw text again (a changed parser never needs the model).
 
     Only `ok` and `parse_error` come from the parser; any other status (truncated, api_error, or a
     failure kind this version does not know) was set by the run and is kept as it is. Grounding marks
-    are redone; leaked phrases too when the reference example's text is given, else kept.
+    are redone; leaked phrases too when the reference example's text is given, else kept (and with
+    `drop_leaked`, taken out of the key phrases again).
     """
     keep = None if row[R.STATUS] in ("ok", "parse_error") else row[R.STATUS]
     parsed = parse_answer(row[R.RAW])
     out = {**row, R.EXPLICIT: parsed.explicit, R.IMPLICIT: parsed.implicit, R.KEY_PHRASES: parsed.key_phrases}
+    out.pop(R.LEAKED_DROPPED, None)  # the parse gives every key phrase back
     out[R.STATUS] = keep or parsed.status
     out.pop(R.ERROR, None)
     if parsed.error and keep != "api_error":
         out[R.ERROR] = parsed.error
     elif row.get(R.ERROR) and keep:
         out[R.ERROR] = row[R.ERROR]
-    return with_grounding(out, example)
+    return with_grounding(out, example, drop_leaked)
 
 
 def _existing_row(line: str, path: Path, lineno: int, last: bool) -> dict | None:
@@ -193,16 +204,18 @@ def generate_records(
     output: Path,
     desc: str = "generate",
     replace_stale: bool = False,
+    drop_leaked: bool = False,
 ) -> dict:
     """Run every task not already in `output`, appending one record per answer; return a summary."""
     output = R.check_writable_file(output)
     with locked(output):
         todo, stale = prepare_output(tasks, teacher.model, settings, output, replace_stale)
-        counts = _run(todo, teacher, settings, output, desc)
+        counts = _run(todo, teacher, settings, output, desc, drop_leaked)
     return {"tasks": len(tasks), "skipped_done": len(tasks) - len(todo), "replaced_stale": stale, **counts}
 
 
-def _run(todo: list[dict], teacher: Teacher, settings: GenerationSettings, output: Path, desc: str) -> dict:
+def _run(todo: list[dict], teacher: Teacher, settings: GenerationSettings, output: Path, desc: str,
+         drop_leaked: bool) -> dict:
     status: Counter[str] = Counter()
     tokens = prompt_tokens = 0
     start = time.perf_counter()
@@ -210,9 +223,10 @@ def _run(todo: list[dict], teacher: Teacher, settings: GenerationSettings, outpu
     fh = None  # opened at the first answer: a model that fails to load leaves no new, empty output behind
     try:
         prompts = [t[MESSAGES] for t in todo]
-        for index, completion in teacher.complete(prompts, settings):
+        schemas = [request_schema(t, settings) for t in todo] if settings.structured else None
+        for index, completion in teacher.complete(prompts, settings, schemas):
             task = todo[index]
-            row = knowledge_record(task, task[R.REQUEST_KEY], teacher.model, completion)
+            row = knowledge_record(task, task[R.REQUEST_KEY], teacher.model, completion, drop_leaked)
             fh = fh or output.open("a", encoding="utf-8")
             R.append_line(fh, row)
             status[row[R.STATUS]] += 1

@@ -61,7 +61,7 @@ class MainConfig:
     batch_size: int = 8
     max_new_tokens: int = 384  # answers to long purchase histories need it; loops are cut at the Key Features line
     teacher: str | None = None
-    answer_format: str = "text"  # the teacher's: "json" = constrained to kgen/answer_schema.py
+    answer_format: str = "json"  # the teacher's: "json" = constrained to kgen/answer_schema.py (spans of the input)
     student: str = EMBEDDED_LLM
     train_epochs: float = 2.0
     # A 135M student with rank-16 LoRA needs a larger rate than the 2e-4 default (tuned for 7B models) to pick up

@@ -332,6 +332,17 @@ def test_structured_answers_send_the_answer_schema_and_parse():
     assert teacher.notes == []
 
 
+def test_each_request_sends_its_own_schema():
+    from kgen.answer_schema import answer_schema
+
+    schemas = {c: answer_schema([c, f"{c} x"]) for c in ("mug", "cup", "jar")}
+    with FakeOpenAIServer() as server:
+        contents = list(schemas)
+        dict(make_teacher(server).complete([user(c) for c in contents], JSON_SETTINGS, list(schemas.values())))
+        sent = {c.body["messages"][-1]["content"]: c.body["response_format"]["json_schema"]["schema"] for c in server.calls}
+    assert sent == schemas
+
+
 def test_a_server_that_rejects_the_schema_is_asked_again_without_it_and_the_run_says_so():
     with FakeOpenAIServer(refuse_schema=True) as server:
         teacher = make_teacher(server, concurrency=1)

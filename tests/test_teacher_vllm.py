@@ -181,9 +181,23 @@ def test_structured_answers_ask_vllm_for_the_answer_schema(fake_vllm):
     json_settings = GenerationSettings(max_new_tokens=32, seed=7, answer_format="json")
     list(teacher.complete([user("a")], json_settings))
     list(teacher.complete([user("b")], SETTINGS))
-    structured, plain = teacher.llm.params
+    (structured,), plain = teacher.llm.params  # structured: one SamplingParams per prompt
     assert structured.structured_outputs == StructuredOutputsParams(json=answer_schema())
     assert structured.max_tokens == 32 and plain.structured_outputs is None
+
+
+def test_each_prompt_gets_its_own_schema(fake_vllm):
+    from kgen.answer_schema import answer_schema
+
+    fake_vllm.SamplingParams = StructuredSamplingParams
+    fake_vllm.sampling_params = types.SimpleNamespace(StructuredOutputsParams=StructuredOutputsParams)
+    teacher = VLLMTeacher("m", batch_size=2)
+    schemas = [answer_schema([f"span {i}"]) for i in range(3)]
+    json_settings = GenerationSettings(max_new_tokens=32, answer_format="json")
+    answers = dict(teacher.complete([user(f"item {i}") for i in range(3)], json_settings, schemas))
+    assert sorted(answers) == [0, 1, 2]
+    sent = [p.structured_outputs.json for chunk in teacher.llm.params for p in chunk]
+    assert sent == schemas and [len(chunk) for chunk in teacher.llm.params] == [2, 1]
 
 
 def test_an_older_vllm_gets_guided_decoding():

@@ -22,6 +22,8 @@ class GenerationSettings:
     seed: int = 0
     # "json": the backend constrains the answer to kgen.answer_schema; "text": free text for kgen.parse.
     answer_format: str = "text"
+    # With "json": an explicit value must be a span of the input (a per-input schema); False: any short string.
+    explicit_spans: bool = True
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
@@ -41,7 +43,7 @@ class GenerationSettings:
         # The text format is left out, so request keys made before the field existed stay valid (runs resume).
         settings = asdict(self)
         if not self.structured:
-            del settings["answer_format"]
+            del settings["answer_format"], settings["explicit_spans"]
         return settings
 
 
@@ -61,8 +63,12 @@ class Teacher(Protocol):
 
     model: str  # "backend:model", recorded on every output
 
-    def complete(self, prompts: Sequence[Messages], settings: GenerationSettings) -> Iterator[tuple[int, Completion]]:
-        """Yield (index into prompts, completion) in any order; never raise for one prompt's failure."""
+    def complete(self, prompts: Sequence[Messages], settings: GenerationSettings,
+                 schemas: Sequence[dict] | None = None) -> Iterator[tuple[int, Completion]]:
+        """Yield (index into prompts, completion) in any order; never raise for one prompt's failure.
+
+        With structured settings, `schemas` holds each prompt's answer schema (default: `answer_schema()` for all).
+        """
         ...
 
     def close(self) -> None:

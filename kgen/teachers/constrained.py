@@ -8,6 +8,7 @@ is a framework around such an engine. Both would be heavy for a CPU laptop insta
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 
 import torch
@@ -36,7 +37,13 @@ def _llg_tokenizer(tokenizer, n_vocab: int):
 
 def json_grammar(schema: dict) -> str:
     """The llguidance grammar of a JSON schema, with the compact separators above."""
-    return _llguidance().LLMatcher.grammar_from_json_schema(schema, defaults=JSON_OPTIONS)
+    return _grammar(json.dumps(schema, sort_keys=True))
+
+
+@lru_cache(maxsize=256)
+def _grammar(schema_json: str) -> str:
+    # One per distinct schema: a user's per-input schema recurs for each of its requests in a rerun.
+    return _llguidance().LLMatcher.grammar_from_json_schema(json.loads(schema_json), defaults=JSON_OPTIONS)
 
 
 def unpack_bitmask(bitmask: torch.Tensor, vocab: int) -> torch.Tensor:
@@ -49,19 +56,19 @@ def unpack_bitmask(bitmask: torch.Tensor, vocab: int) -> torch.Tensor:
 class SchemaLogitsProcessor:
     """Set to -inf, row by row, every token that cannot continue a JSON answer valid under the schema.
 
-    One llguidance matcher per row follows that row's tokens. Once a row's JSON is closed (the matcher stops),
+    One llguidance matcher per row, on that row's own schema (per-input schemas: explicit values are spans of
+    that row's input), follows that row's tokens. Once a row's JSON is closed (the matcher stops),
     or if the matcher ever refused a token, only EOS is allowed: the row ends, and generate() pads it.
     """
 
-    def __init__(self, tokenizer, schema: dict, batch_size: int, prompt_len: int, n_vocab: int):
+    def __init__(self, tokenizer, schemas: list[dict], prompt_len: int, n_vocab: int):
         llg = _llguidance()
         tok = _llg_tokenizer(tokenizer, n_vocab)
-        grammar = json_grammar(schema)
-        self.matchers = [llg.LLMatcher(tok, grammar) for _ in range(batch_size)]
-        error = self.matchers[0].get_error() if self.matchers[0].is_error() else None
-        if error:
-            raise ValueError(f"the answer schema does not compile: {error}")
-        self.bitmask = llg.torch.allocate_token_bitmask(batch_size, n_vocab)
+        self.matchers = [llg.LLMatcher(tok, json_grammar(schema)) for schema in schemas]
+        for matcher in self.matchers:
+            if matcher.is_error():
+                raise ValueError(f"the answer schema does not compile: {matcher.get_error()}")
+        self.bitmask = llg.torch.allocate_token_bitmask(len(schemas), n_vocab)
         self.prompt_len, self.n_vocab = prompt_len, n_vocab
         self.eos_only = torch.zeros_like(self.bitmask[0])
         self.eos_only[tokenizer.eos_token_id // 32] = 1 << (tokenizer.eos_token_id % 32)

@@ -57,13 +57,18 @@ class OpenAITeacher:
         self.schema_refused = False  # set when the server rejected response_format json_schema
         self.notes: list[str] = []  # written to the run JSON
 
-    def complete(self, prompts: Sequence[Messages], settings: GenerationSettings) -> Iterator[tuple[int, Completion]]:
-        """Yield (index, answer) as each request finishes; stopping early cancels the requests still in flight."""
+    def complete(self, prompts: Sequence[Messages], settings: GenerationSettings,
+                 schemas: Sequence[dict] | None = None) -> Iterator[tuple[int, Completion]]:
+        """Yield (index, answer) as each request finishes; stopping early cancels the requests still in flight.
+
+        Structured answers send each request its own `response_format` (its schema from `schemas`, if given).
+        """
         if not prompts:
             return
         results: queue.SimpleQueue = queue.SimpleQueue()
         loop = asyncio.new_event_loop()
-        main = loop.create_task(self._answer_all(list(prompts), settings, results.put))
+        formats = [response_format(schemas[i] if schemas else answer_schema()) for i in range(len(prompts))]
+        main = loop.create_task(self._answer_all(list(prompts), formats, settings, results.put))
         worker = threading.Thread(
             target=_drive, args=(loop, main, results.put), name="kgen-openai-teacher", daemon=True
         )
@@ -83,7 +88,8 @@ class OpenAITeacher:
     def close(self) -> None:
         """Nothing to release: each `complete` call opens and closes its own HTTP client."""
 
-    async def _answer_all(self, prompts: list[Messages], settings: GenerationSettings, put: Callable) -> None:
+    async def _answer_all(self, prompts: list[Messages], formats: list[dict], settings: GenerationSettings,
+                          put: Callable) -> None:
         # One client per call: an httpx pool belongs to the event loop it was first used on.
         async with openai.AsyncOpenAI(
             api_key=self.api_key, base_url=self.base_url, timeout=self.timeout, max_retries=0
@@ -91,7 +97,7 @@ class OpenAITeacher:
             gate = asyncio.Semaphore(self.concurrency)
 
             async def answer(index: int, messages: Messages) -> None:
-                put((index, await self._answer(client, gate, messages, settings)))
+                put((index, await self._answer(client, gate, messages, formats[index], settings)))
 
             tasks = [asyncio.ensure_future(answer(i, messages)) for i, messages in enumerate(prompts)]
             try:
@@ -102,7 +108,8 @@ class OpenAITeacher:
                 await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _answer(
-        self, client: openai.AsyncOpenAI, gate: asyncio.Semaphore, messages: Messages, settings: GenerationSettings
+        self, client: openai.AsyncOpenAI, gate: asyncio.Semaphore, messages: Messages, fmt: dict,
+        settings: GenerationSettings,
     ) -> Completion:
         attempts = 0
         while True:
@@ -111,7 +118,7 @@ class OpenAITeacher:
                 async with gate:  # held only while a request is in flight, not while backing off
                     structured = settings.structured and not self.schema_refused  # read once a slot is free
                     response = await client.chat.completions.create(
-                        **chat_request(self.api_model, messages, settings, structured)
+                        **chat_request(self.api_model, messages, settings, fmt if structured else None)
                     )
                 return completion_from_response(response)
             except openai.APIError as exc:
@@ -133,11 +140,13 @@ class OpenAITeacher:
             )
 
 
-RESPONSE_FORMAT = {"type": "json_schema", "json_schema": {"name": "knowledge", "schema": answer_schema(), "strict": True}}
+def response_format(schema: dict) -> dict:
+    """The `response_format` that asks the server for JSON under one answer schema."""
+    return {"type": "json_schema", "json_schema": {"name": "knowledge", "schema": schema, "strict": True}}
 
 
-def chat_request(model: str, messages: Messages, settings: GenerationSettings, structured: bool) -> dict:
-    """The body of one chat completion request; the batch backend sends exactly this too."""
+def chat_request(model: str, messages: Messages, settings: GenerationSettings, fmt: dict | None) -> dict:
+    """The body of one chat completion request (`fmt`: its response_format, if any); the batch backend sends this too."""
     return {
         "model": model,
         "messages": messages,
@@ -145,7 +154,7 @@ def chat_request(model: str, messages: Messages, settings: GenerationSettings, s
         "top_p": settings.top_p,
         "max_tokens": settings.max_new_tokens,
         "seed": settings.seed,
-        **({"response_format": RESPONSE_FORMAT} if structured else {}),
+        **({"response_format": fmt} if fmt else {}),
     }
 
 

@@ -25,6 +25,7 @@ import openai
 from tqdm import tqdm
 
 from kgen import records as R
+from kgen.answer_schema import answer_schema
 from kgen.run import request_key
 from kgen.teachers.base import Completion, GenerationSettings, Messages
 from kgen.teachers.openai_backend import (
@@ -33,6 +34,7 @@ from kgen.teachers.openai_backend import (
     describe_error,
     is_retryable,
     resolve_api_key,
+    response_format,
 )
 
 ENDPOINT = "/v1/chat/completions"
@@ -90,8 +92,12 @@ class OpenAIBatchTeacher:
         self.max_retries, self.timeout = max_retries, timeout
         self.notes: list[str] = []  # written to the run JSON: every batch and how it ended
 
-    def complete(self, prompts: Sequence[Messages], settings: GenerationSettings) -> Iterator[tuple[int, Completion]]:
-        """Resume the stored batches that cover these prompts, submit the rest, and yield answers as batches end."""
+    def complete(self, prompts: Sequence[Messages], settings: GenerationSettings,
+                 schemas: Sequence[dict] | None = None) -> Iterator[tuple[int, Completion]]:
+        """Resume the stored batches that cover these prompts, submit the rest, and yield answers as batches end.
+
+        Structured answers send each request its own `response_format` (its schema from `schemas`, if given).
+        """
         where: dict[str, list[int]] = {}  # key -> indices (two tasks may render one request)
         for index, messages in enumerate(prompts):  # custom_id is the key the run gives the record
             where.setdefault(request_key(messages, self.model, settings), []).append(index)
@@ -102,7 +108,7 @@ class OpenAIBatchTeacher:
             state = self._resumable(where)
             covered = {key for entry in state.batches for key in entry.keys}
             pending = [key for key in where if key not in covered]
-            for chunk in batch_lines(pending, where, prompts, self.api_model, settings):
+            for chunk in batch_lines(pending, where, prompts, self.api_model, settings, schemas):
                 self._submit(client, state, chunk)
             for entry in state.batches:
                 self._create(client, state, entry, adopt=True)  # uploaded by a run killed before it was created
@@ -213,12 +219,15 @@ class OpenAIBatchTeacher:
 
 
 def batch_lines(
-    keys: list[str], where: dict[str, list[int]], prompts: Sequence[Messages], model: str, settings: GenerationSettings
+    keys: list[str], where: dict[str, list[int]], prompts: Sequence[Messages], model: str, settings: GenerationSettings,
+    schemas: Sequence[dict] | None = None,
 ) -> Iterator[list[tuple[str, bytes]]]:
     """(key, JSONL line) chunks, each within the API's limits on requests and bytes per batch."""
     chunk, size = [], 0
     for key in keys:
-        body = chat_request(model, prompts[where[key][0]], settings, settings.structured)
+        index = where[key][0]
+        fmt = response_format(schemas[index] if schemas else answer_schema()) if settings.structured else None
+        body = chat_request(model, prompts[index], settings, fmt)
         line = (R.dumps({"custom_id": key, "method": "POST", "url": ENDPOINT, "body": body}) + "\n").encode()
         if chunk and (len(chunk) == MAX_REQUESTS or size + len(line) > MAX_BYTES):
             yield chunk

@@ -102,7 +102,8 @@ class TransformersTeacher:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.lm = lm.to(self.device).eval()
 
-    def complete(self, prompts: Sequence[Messages], settings: GenerationSettings) -> Iterator[tuple[int, Completion]]:
+    def complete(self, prompts: Sequence[Messages], settings: GenerationSettings,
+                 schemas: Sequence[dict] | None = None) -> Iterator[tuple[int, Completion]]:
         """Yield each prompt's answer, batch by batch (prompts of similar length batched together)."""
         if prompts and self.lm is None:
             self._load()
@@ -110,20 +111,24 @@ class TransformersTeacher:
         for start in range(0, len(order), self.batch_size):
             batch = order[start : start + self.batch_size]
             try:
-                answers = self._generate([prompts[i] for i in batch], settings)
+                batch_schemas = None
+                if settings.structured:
+                    batch_schemas = [schemas[i] if schemas else answer_schema() for i in batch]
+                answers = self._generate([prompts[i] for i in batch], settings, batch_schemas)
             except (RuntimeError, ValueError) as exc:  # e.g. out of memory, a prompt over the context length
                 answers = [Completion("", "api_error", error=f"{type(exc).__name__}: {exc}")] * len(batch)
             yield from zip(batch, answers)
 
     @torch.inference_mode()
-    def _generate(self, batch: list[Messages], settings: GenerationSettings) -> list[Completion]:
+    def _generate(self, batch: list[Messages], settings: GenerationSettings,
+                  schemas: list[dict] | None) -> list[Completion]:
         enc = self.tokenizer.apply_chat_template(
             batch, add_generation_prompt=True, padding=True, return_tensors="pt", return_dict=True
         ).to(self.device)
         prompt_len = enc["input_ids"].shape[1]
         torch.manual_seed(settings.seed)
         sampling = settings.temperature > 0
-        constrain = self._schema_processor(len(batch), prompt_len) if settings.structured else None
+        constrain = self._schema_processor(schemas, prompt_len) if schemas else None
         # A schema bounds every list and string, so a structured answer ends by itself; the text format needs the
         # stop at a finished Key Features line.
         stop = [StopAfterKeyFeatures(self.tokenizer, prompt_len)] if self.stop_early and not constrain else None
@@ -140,11 +145,11 @@ class TransformersTeacher:
         )
         return [self._completion(row[prompt_len:], mask, settings) for row, mask in zip(out, enc["attention_mask"])]
 
-    def _schema_processor(self, batch_size: int, prompt_len: int):
+    def _schema_processor(self, schemas: list[dict], prompt_len: int):
         from kgen.teachers.constrained import SchemaLogitsProcessor
 
         n_vocab = self.lm.get_output_embeddings().weight.shape[0]
-        return SchemaLogitsProcessor(self.tokenizer, answer_schema(), batch_size, prompt_len, n_vocab)
+        return SchemaLogitsProcessor(self.tokenizer, schemas, prompt_len, n_vocab)
 
     def _completion(self, new_tokens: torch.Tensor, prompt_mask: torch.Tensor, settings: GenerationSettings) -> Completion:
         pad, eos = self.tokenizer.pad_token_id, self.tokenizer.eos_token_id

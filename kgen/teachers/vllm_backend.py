@@ -37,18 +37,27 @@ class VLLMTeacher:
             options["max_model_len"] = max_model_len
         self.llm = vllm.LLM(model=resolve_llm(model), **options)
 
-    def complete(self, prompts: Sequence[Messages], settings: GenerationSettings) -> Iterator[tuple[int, Completion]]:
-        """Yield each answer chunk by chunk (`batch_size` prompts per `LLM.chat` call)."""
-        params = self._vllm.SamplingParams(
-            temperature=settings.temperature,
-            top_p=settings.top_p,
-            max_tokens=settings.max_new_tokens,
-            seed=settings.seed,
-            **(structured_output_options(self._vllm, answer_schema()) if settings.structured else {}),
-        )
+    def complete(self, prompts: Sequence[Messages], settings: GenerationSettings,
+                 schemas: Sequence[dict] | None = None) -> Iterator[tuple[int, Completion]]:
+        """Yield each answer chunk by chunk (`batch_size` prompts per `LLM.chat` call).
+
+        Structured answers get one SamplingParams per prompt, each with its own schema (from `schemas`, if given).
+        """
+        def params(index: int):
+            schema = (schemas[index] if schemas else answer_schema()) if settings.structured else None
+            return self._vllm.SamplingParams(
+                temperature=settings.temperature,
+                top_p=settings.top_p,
+                max_tokens=settings.max_new_tokens,
+                seed=settings.seed,
+                **(structured_output_options(self._vllm, schema) if schema is not None else {}),
+            )
+
+        shared = None if settings.structured else params(0)
         for start in range(0, len(prompts), self.batch_size):
             chunk = list(prompts[start : start + self.batch_size])
-            yield from enumerate(self._answer_chunk(chunk, params), start)
+            chunk_params = shared or [params(i) for i in range(start, start + len(chunk))]
+            yield from enumerate(self._answer_chunk(chunk, chunk_params), start)
 
     def close(self) -> None:
         """Drop the engine and give its GPU memory back."""
@@ -60,6 +69,7 @@ class VLLMTeacher:
             torch.cuda.empty_cache()
 
     def _answer_chunk(self, chunk: list[Messages], params) -> list[Completion]:
+        """Answer a chunk; `params` is one SamplingParams for all, or a list with one per prompt."""
         try:
             outputs = self._chat(chunk, params)
         except Exception as exc:  # vLLM raises many kinds (ValueError for a prompt over max_model_len, CUDA OOM, ...)
@@ -69,7 +79,8 @@ class VLLMTeacher:
             return [completion_from_output(out) for out in outputs]
         # One bad prompt fails its whole call; answer the chunk one by one so only that prompt is lost
         # (else a rerun would meet the same chunk and fail it again).
-        return [answer for messages in chunk for answer in self._answer_chunk([messages], params)]
+        one_each = params if isinstance(params, list) else [params] * len(chunk)
+        return [answer for messages, p in zip(chunk, one_each) for answer in self._answer_chunk([messages], [p])]
 
     def _chat(self, chunk: list[Messages], params) -> list:
         outputs = self.llm.chat(chunk, sampling_params=params, use_tqdm=False)

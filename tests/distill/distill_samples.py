@@ -75,7 +75,7 @@ class CannedStudent:
     def __init__(self, answer: str, model: str = "fake:student"):
         self.answer, self.model, self.prompts = answer, model, []
 
-    def complete(self, prompts, settings):
+    def complete(self, prompts, settings, schemas=None):
         from kgen.teachers.base import Completion
 
         for i, messages in enumerate(prompts):

@@ -19,7 +19,7 @@ class FakeTeacher:
     def __init__(self, fail_on: set[str] = frozenset(), delay: float = 0.0, model: str = "fake:teacher"):
         self.model, self.fail_on, self.delay, self.calls = model, set(fail_on), delay, 0
 
-    def complete(self, prompts, settings):
+    def complete(self, prompts, settings, schemas=None):
         for i, messages in enumerate(prompts):
             self.calls += 1
             time.sleep(self.delay)

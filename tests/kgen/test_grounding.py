@@ -62,3 +62,25 @@ def test_leaked_phrases_are_in_the_example_but_not_in_the_input():
 
 def test_nothing_leaks_when_the_answer_keeps_to_the_input():
     assert leaked_phrases(["Cotton Tote"], "Product name: Cotton Apron", "Cotton Tote Bag") == []
+
+
+def test_dropping_leaked_phrases_keeps_them_listed_and_never_empties_an_answer():
+    from kgen.grounding import grounding_metrics, with_grounding
+    from kgen.run import reparse_record
+
+    example = "Product name: Skulls Design Canvas Tote\nKey Features: Canvas, Paris Print"
+    raw = '{"explicit": [{"aspect": "Type", "value": "Tote Bag"}], "implicit": [{"aspect": "Style", "value": "Paris Print"}]}'
+    row = {"id": "1", "level": "item", "input": "Cotton Tote Bag", "raw": raw, "status": "ok",
+           "explicit": [{"aspect": "Type", "value": "Tote Bag", "rationale": ""}],
+           "implicit": [{"aspect": "Style", "value": "Paris Print", "rationale": ""}],
+           "key_phrases": ["Tote Bag", "Paris Print"]}
+    dropped = with_grounding(row, example, drop_leaked=True)
+    assert dropped["key_phrases"] == ["Tote Bag"] and dropped["leaked"] == ["Paris Print"]
+    assert dropped["leaked_dropped"] == ["Paris Print"] and dropped["explicit"][0]["grounded"]
+    assert with_grounding(row, example)["key_phrases"] == ["Tote Bag", "Paris Print"]  # the default keeps them
+    # The metrics count what the model said: half its key phrases leaked, dropped or not.
+    assert grounding_metrics([dropped])["leaked_key_phrase_share"] == 0.5
+    assert reparse_record(dropped, example, drop_leaked=False)["key_phrases"] == ["Tote Bag", "Paris Print"]
+    assert reparse_record(dropped, example, drop_leaked=True) == dropped  # a reparse never drops twice
+    only_leaked = {**row, "key_phrases": ["Paris Print"]}
+    assert with_grounding(only_leaked, example, drop_leaked=True)["key_phrases"] == ["Paris Print"]

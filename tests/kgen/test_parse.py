@@ -149,5 +149,8 @@ def test_the_json_form_of_an_answer_round_trips():
     from kgen.parse import parse_answer
 
     parsed = parse_answer(JSON_ANSWER)
-    again = parse_answer(format_json_answer(parsed.explicit, parsed.implicit, parsed.key_phrases))
-    assert (again.explicit, again.implicit, again.key_phrases) == (parsed.explicit, parsed.implicit, parsed.key_phrases)
+    again = parse_answer(format_json_answer(parsed.explicit, parsed.implicit))
+    # The canonical form has no rationale and no key-feature list: the key phrases are the values, explicit first.
+    assert [a["value"] for a in again.explicit] == [a["value"] for a in parsed.explicit]
+    assert again.key_phrases == [a["value"] for a in parsed.explicit + parsed.implicit]
+    assert again.key_phrases_from == "aspects" and again.status == "ok"

@@ -186,7 +186,7 @@ def test_a_stored_row_without_status_names_the_line(tmp_path):
 class BrokenTeacher(FakeTeacher):
     """A teacher whose model cannot load."""
 
-    def complete(self, prompts, settings):
+    def complete(self, prompts, settings, schemas=None):
         raise RecordError("/nowhere: cannot load this model")
         yield  # a generator, like the real backends
 

@@ -61,18 +61,39 @@ def test_looping_catches_the_loops_small_models_fall_into():
 
 
 def test_structured_answers_of_a_random_model_all_parse_under_the_schema(tiny_model_dir):
-    from kgen.answer_schema import MAX_ANSWER_TOKENS, MAX_EXPLICIT, MAX_KEY_FEATURES, MAX_VALUE_CHARS
+    from kgen.answer_schema import MAX_EXPLICIT, MAX_IMPLICIT, MAX_VALUE_CHARS, max_answer_tokens
     from kgen.parse import parse_answer
 
     teacher = TransformersTeacher(tiny_model_dir, batch_size=3)
-    settings = GenerationSettings(max_new_tokens=MAX_ANSWER_TOKENS, answer_format="json", temperature=1.0, seed=3)
+    settings = GenerationSettings(max_new_tokens=max_answer_tokens(), answer_format="json", temperature=1.0, seed=3)
     got = dict(teacher.complete(prompts(5), settings))
     assert sorted(got) == list(range(5))
     for completion in got.values():
         # A random model samples nonsense, yet the grammar lets it write only JSON the schema accepts.
         assert completion.status == "ok", completion.text
         answer = json.loads(completion.text)
-        assert list(answer) == ["explicit", "implicit", "key_features"]
-        assert 1 <= len(answer["explicit"]) <= MAX_EXPLICIT and 3 <= len(answer["key_features"]) <= MAX_KEY_FEATURES
+        assert list(answer) == ["explicit", "implicit"]
+        assert 1 <= len(answer["explicit"]) <= MAX_EXPLICIT and 1 <= len(answer["implicit"]) <= MAX_IMPLICIT
         assert all(len(a["value"]) <= MAX_VALUE_CHARS for a in answer["explicit"] + answer["implicit"])
         assert parse_answer(completion.text).status in ("ok", "parse_error")  # parse_error only if all phrases blank
+
+
+def test_each_row_of_a_batch_is_held_to_the_spans_of_its_own_input(tiny_model_dir):
+    from kgen.answer_schema import input_spans, max_answer_tokens
+    from kgen.grounding import is_grounded
+    from kgen.parse import parse_answer
+    from kgen.run import request_schema
+
+    names = ["Jumbo Bag Red Retrospot", "Set of 3 Cake Tins Pantry Design", "Pack of 12 London Tissues",
+             "Coca-Cola Zero Sugar 1.25L", "Doormat Union Flag", "Glass Star Frosted T-Light Holder", "Mug"]
+    settings = GenerationSettings(max_new_tokens=max_answer_tokens(), answer_format="json", temperature=1.0, seed=5)
+    schemas = [request_schema({"input": name}, settings) for name in names]
+    batch = [[{"role": "user", "content": f"Product Name: {name}"}] for name in names]
+    got = dict(TransformersTeacher(tiny_model_dir, batch_size=4).complete(batch, settings, schemas))
+    assert sorted(got) == list(range(len(names)))
+    for i, completion in got.items():
+        assert completion.status == "ok", completion.text
+        parsed = parse_answer(completion.text)
+        assert parsed.status == "ok" and parsed.explicit, completion.text
+        for fact in parsed.explicit:  # a random model, yet every explicit value is a span of its own row's input
+            assert fact["value"] in input_spans([names[i]]) and is_grounded(fact["value"], names[i]), (names[i], fact)

@@ -41,6 +41,7 @@ sys.path.insert(0, str(ROOT / "tests" / "ctr"))
 from bench.common import record  # noqa: E402
 from redis_server import RedisServer, free_port  # noqa: E402
 
+DEFAULT_DATA = Path("/work/runs/prepared/ml-1m")
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false",
        "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
 
@@ -239,7 +240,7 @@ def table(rows: list[dict]) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", type=Path, default=Path("/work/runs/prepared/ml-1m"))
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA)
     p.add_argument("--knowledge", type=Path, default=Path("/work/runs/ctr-model/emb-ml1m-smollm2"))
     p.add_argument("--work", type=Path, default=Path("/work/runs/serve/bench"))
     p.add_argument("--elec", type=Path, default=None, help="an ELEC run folder (ctr train --model elec)")

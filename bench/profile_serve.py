@@ -43,11 +43,12 @@ def timed_pass(served: dict, mix: list[dict]) -> dict[str, list[float]]:
 
 
 def callees(stats: pstats.Stats, parent: str, n: int) -> dict[str, float]:
-    """ms per request under each function called by functions named `parent` (cumulative, via that edge)."""
+    """ms per request under each function called by `parent` ("module.function" of ctr/) via that edge."""
     out: dict[str, float] = {}
+    module, function = parent.split(".")
     for func, (_, _, _, _, callers) in stats.stats.items():
         for caller, edge in callers.items():
-            if caller[2] == parent and caller[0].startswith(str(ROOT.parent)):
+            if caller[2] == function and Path(caller[0]).stem == module and "/ctr/" in caller[0]:
                 name = f"{Path(func[0]).stem}.{func[2]}" if func[0] != "~" else func[2]
                 out[name] = out.get(name, 0.0) + edge[3] * 1000 / n
     return dict(sorted(out.items(), key=lambda kv: -kv[1]))
@@ -64,9 +65,8 @@ def profile(served, mix: list[dict]) -> dict:
     profiler.disable()
     stats = pstats.Stats(profiler)
     rounded = lambda d: {k: round(v, 2) for k, v in d.items() if v >= 0.05}
-    return {"profiled_ms": round(total, 2), "score": rounded(callees(stats, "score", len(mix))),
-            "set_vectors": rounded(callees(stats, "set_vectors", len(mix))),
-            "forward": rounded(callees(stats, "forward", len(mix)))}
+    parents = ("scoring.score", "scoring.set_vectors", "knowledge.forward", "knowledge.knowledge", "din.forward")
+    return {"profiled_ms": round(total, 2), **{p: rounded(callees(stats, p, len(mix))) for p in parents}}
 
 
 def main() -> None:

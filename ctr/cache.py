@@ -22,16 +22,16 @@ from typing import Literal
 
 import numpy as np
 
-Codec = Literal["float16", "int8"]
-CODECS: tuple[str, ...] = ("float16", "int8")
+Codec = Literal["float16", "int8", "float32"]
+CODECS: tuple[str, ...] = ("float16", "int8", "float32")  # float32: exact (the scores of `ctr eval`), twice float16's size
 log = logging.getLogger("ctr.serve")
 
 
 def encode_vectors(vectors: np.ndarray, codec: Codec) -> list[bytes]:
-    """(N, D) float32 -> N blobs: float16, or int8 with a float32 scale in front (max |x| maps to 127)."""
+    """(N, D) float32 -> N blobs: float16, float32, or int8 with a float32 scale in front (max |x| maps to 127)."""
     vectors = np.asarray(vectors, np.float32).reshape(len(vectors), -1)
-    if codec == "float16":
-        return [row.tobytes() for row in vectors.astype(np.float16)]
+    if codec in ("float16", "float32"):
+        return [row.tobytes() for row in vectors.astype(codec)]
     peaks = np.abs(vectors).max(axis=1, initial=0.0).astype(np.float64)  # (N,) the scale in float64, then float32
     scales = (np.maximum(peaks, 1e-12) / 127.0).astype(np.float32)  # (N,)
     values = np.round(vectors / scales[:, None]).clip(-127, 127).astype(np.int8)  # (N, D)
@@ -41,8 +41,8 @@ def encode_vectors(vectors: np.ndarray, codec: Codec) -> list[bytes]:
 def decode_vectors(blobs: list[bytes], codec: Codec) -> np.ndarray:
     """N blobs of one width -> (N, D) float32 in one conversion (the inverse of encode_vectors, up to its rounding)."""
     data = b"".join(blobs)
-    if codec == "float16":
-        return np.frombuffer(data, np.float16).reshape(len(blobs), -1).astype(np.float32)
+    if codec in ("float16", "float32"):
+        return np.frombuffer(data, codec).reshape(len(blobs), -1).astype(np.float32)
     raw = np.frombuffer(data, np.uint8).reshape(len(blobs), -1)  # (N, 4 + D)
     scales = np.ascontiguousarray(raw[:, :4]).view(np.float32)  # (N, 1)
     return raw[:, 4:].view(np.int8).astype(np.float32) * scales

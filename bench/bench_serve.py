@@ -1,6 +1,7 @@
 """Serving latency of `ctr serve` (paper section 3.5: baseline 35 ms, MSD 37.2 ms per request, ratio 1.063).
 
-    python bench/bench_serve.py            (one command; trains the two small runs it needs once)
+    python bench/bench_serve.py            (one command; trains the three small runs it needs once)
+    python bench/bench_serve.py --din RUN --msd RUN --elec RUN     (or serves given run folders)
 
 A fixed request mix drawn from the test split (seeded): a user with a 20-item history and 100
 candidates (the row's target + 99 test items drawn by their test frequency). Scenarios, each a
@@ -15,9 +16,10 @@ fresh `ctr serve` process (torch 1 thread, OMP_NUM_THREADS=1), clients in this p
                 (`ctr warm --top N`), N the smallest giving a 90% hit rate over the pass (simulated),
                 misses computed by the student and written back
   msd-cold      MSD, no Redis, LRU off: every vector computed by the student on every request
-  elec          ELEC's vanilla network, when --elec names an ELEC run folder
+  elec          ELEC's vanilla network (`ctr train --model elec`): no student, no cache
 p50/p95/p99 ms and requests/s at 1 and 8 concurrent clients, and the measured hit rate.
-The runs are trained for one epoch on a slice (latency does not depend on their quality).
+Runs not given are trained into --work for one epoch on a slice (latency does not depend on their
+quality) and reused by the next bench.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ sys.path.insert(0, str(ROOT / "tests" / "ctr"))
 from bench.common import record  # noqa: E402
 from redis_server import RedisServer, free_port  # noqa: E402
 
+DEFAULT_DATA = Path("/work/runs/prepared/ml-1m")
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false",
        "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
 
@@ -239,20 +242,24 @@ def table(rows: list[dict]) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", type=Path, default=Path("/work/runs/prepared/ml-1m"))
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA)
     p.add_argument("--knowledge", type=Path, default=Path("/work/runs/ctr-model/emb-ml1m-smollm2"))
     p.add_argument("--work", type=Path, default=Path("/work/runs/serve/bench"))
-    p.add_argument("--elec", type=Path, default=None, help="an ELEC run folder (ctr train --model elec)")
+    p.add_argument("--din", type=Path, default=None, help="a DIN run folder (default: trained into --work)")
+    p.add_argument("--msd", type=Path, default=None, help="an MSD run folder (default: trained into --work)")
+    p.add_argument("--elec", type=Path, default=None, help="an ELEC run folder (default: trained into --work)")
     p.add_argument("--requests", type=int, default=200, help="requests per pass (din, msd-warm, msd-redis)")
     p.add_argument("--partial-requests", type=int, default=20, help="requests per pass at the 90%% hit rate")
     p.add_argument("--cold-requests", type=int, default=3, help="requests per pass with a cold cache")
-    p.add_argument("--train-rows", type=int, default=100_000)
+    p.add_argument("--train-rows", type=int, default=20_000, help="train rows of the runs the bench trains")
     p.add_argument("--skip", default="", help="comma list of scenarios to leave out")
     args = p.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # a killed bench still stops its servers (finally)
     skip = set(args.skip.split(","))
-    din = ensure_run(args.work, args.data, "din", args.knowledge, args.train_rows)
-    msd = ensure_run(args.work, args.data, "msd", args.knowledge, args.train_rows)
+    din = args.din or ensure_run(args.work, args.data, "din", args.knowledge, args.train_rows)
+    msd = args.msd or ensure_run(args.work, args.data, "msd", args.knowledge, args.train_rows)
+    elec = None if "elec" in skip else args.elec or ensure_run(args.work, args.data, "elec", args.knowledge,
+                                                                args.train_rows)
     mix = request_mix(args.data, args.requests)
     encoded = [json.dumps(b).encode() for b in mix]
     rows, notes = [], {}
@@ -282,10 +289,8 @@ def main() -> None:
                              before_pass=lambda: restore(redis.url, warmed))
         if "msd-cold" not in skip:
             rows += scenario({"msd-cold": ["--model", str(msd), "--lru-size", "0"]}, encoded[: args.cold_requests])
-        if args.elec is not None and "elec" not in skip:
-            rows += scenario({"elec": ["--model", str(args.elec)]}, encoded, warmup=True)
-        else:
-            notes["elec"] = "not measured: no ELEC run given (--elec RUN)"
+        if elec is not None:
+            rows += scenario({"elec": ["--model", str(elec)]}, encoded, warmup=True)
     finally:
         redis.stop()
     p50 = {(r["scenario"], r["clients"]): r["p50_ms"] for r in rows}
@@ -296,7 +301,7 @@ def main() -> None:
              for kind, suffix, c in pairs if (f"msd-warm{suffix}", c) in p50 and (f"din{suffix}", c) in p50}
     print(table(rows))
     print(f"headline: MSD/DIN p50 with a warm cache = {ratio} (paper 37.2/35 = 1.063)")
-    record("serve", {"data": str(args.data), "knowledge": str(args.knowledge), "runs": {"din": str(din), "msd": str(msd)},
+    record("serve", {"data": str(args.data), "knowledge": str(args.knowledge), "runs": {"din": str(din), "msd": str(msd), "elec": str(elec)},
                      "request": "user + 20-item history + 100 candidates from the test split", "rows": rows,
                      "msd_din_p50_ratio_warm": ratio, "paper_ratio": round(37.2 / 35, 3), "notes": notes,
                      "machine_note": "shared 2-core machine, other agents running: figures from a loaded machine"})

@@ -22,25 +22,40 @@ from typing import Literal
 
 import numpy as np
 
-Codec = Literal["float16", "int8"]
-CODECS: tuple[str, ...] = ("float16", "int8")
+Codec = Literal["float16", "int8", "float32"]
+CODECS: tuple[str, ...] = ("float16", "int8", "float32")  # float32: exact (the scores of `ctr eval`), twice float16's size
 log = logging.getLogger("ctr.serve")
 
 
+def encode_vectors(vectors: np.ndarray, codec: Codec) -> list[bytes]:
+    """(N, D) float32 -> N blobs: float16, float32, or int8 with a float32 scale in front (max |x| maps to 127)."""
+    vectors = np.asarray(vectors, np.float32).reshape(len(vectors), -1)
+    if codec in ("float16", "float32"):
+        return [row.tobytes() for row in vectors.astype(codec)]
+    peaks = np.abs(vectors).max(axis=1, initial=0.0).astype(np.float64)  # (N,) the scale in float64, then float32
+    scales = (np.maximum(peaks, 1e-12) / 127.0).astype(np.float32)  # (N,)
+    values = np.round(vectors / scales[:, None]).clip(-127, 127).astype(np.int8)  # (N, D)
+    return [scale.tobytes() + row.tobytes() for scale, row in zip(scales, values)]
+
+
+def decode_vectors(blobs: list[bytes], codec: Codec) -> np.ndarray:
+    """N blobs of one width -> (N, D) float32 in one conversion (the inverse of encode_vectors, up to its rounding)."""
+    data = b"".join(blobs)
+    if codec in ("float16", "float32"):
+        return np.frombuffer(data, codec).reshape(len(blobs), -1).astype(np.float32)
+    raw = np.frombuffer(data, np.uint8).reshape(len(blobs), -1)  # (N, 4 + D)
+    scales = np.ascontiguousarray(raw[:, :4]).view(np.float32)  # (N, 1)
+    return raw[:, 4:].view(np.int8).astype(np.float32) * scales
+
+
 def encode_vector(vector: np.ndarray, codec: Codec) -> bytes:
-    """(D,) float32 -> bytes: float16, or int8 with a float32 scale in front (max |x| maps to 127)."""
-    if codec == "float16":
-        return vector.astype(np.float16).tobytes()
-    scale = np.float32(max(float(np.abs(vector).max(initial=0.0)), 1e-12) / 127.0)
-    return scale.tobytes() + np.round(vector / scale).clip(-127, 127).astype(np.int8).tobytes()
+    """(D,) float32 -> bytes (see encode_vectors)."""
+    return encode_vectors(vector[None], codec)[0]
 
 
 def decode_vector(data: bytes, codec: Codec) -> np.ndarray:
-    """bytes -> (D,) float32 (the inverse of encode_vector, up to its rounding)."""
-    if codec == "float16":
-        return np.frombuffer(data, np.float16).astype(np.float32)
-    scale = np.frombuffer(data[:4], np.float32)[0]
-    return np.frombuffer(data[4:], np.int8).astype(np.float32) * scale
+    """bytes -> (D,) float32 (see decode_vectors)."""
+    return decode_vectors([data], codec)[0]
 
 
 def vector_key(version: str, codec: Codec, kind: str, text: str) -> str:
@@ -50,24 +65,59 @@ def vector_key(version: str, codec: Codec, kind: str, text: str) -> str:
 
 
 class LRU:
-    """In-process least-recently-used map key -> (D,) float32 vector; capacity 0 disables it."""
+    """In-process least-recently-used map key -> (D,) float32 vector; capacity 0 disables it.
+
+    The vectors live in rows of one array (grown by doubling up to the capacity; an evicted key's row is
+    reused), so a request's hits are read with one gather instead of stacking one array per key.
+    """
 
     def __init__(self, capacity: int):
-        self.capacity, self.entries = capacity, OrderedDict()
+        self.capacity = capacity
+        self.slots: OrderedDict[str, int] = OrderedDict()  # key -> row, oldest first
+        self.rows: np.ndarray | None = None  # (allocated, D) float32
+
+    def __len__(self) -> int:
+        return len(self.slots)
+
+    def slot(self, key: str) -> int | None:
+        """The row of key (now the most recent), or None."""
+        slot = self.slots.get(key)
+        if slot is not None:
+            self.slots.move_to_end(key)
+        return slot
+
+    def gather(self, slots: list[int]) -> np.ndarray:
+        """(len(slots), D) copies of the rows (safe against a later eviction reusing a row)."""
+        return self.rows[slots]
 
     def get(self, key: str) -> np.ndarray | None:
-        vector = self.entries.get(key)
-        if vector is not None:
-            self.entries.move_to_end(key)
-        return vector
+        slot = self.slot(key)
+        return None if slot is None else self.rows[slot].copy()
 
     def put(self, key: str, vector: np.ndarray) -> None:
+        self.put_many([key], np.asarray(vector)[None])
+
+    def put_many(self, keys: list[str], vectors: np.ndarray) -> None:
+        """Store (N, D) vectors under keys, evicting the least recently used beyond the capacity."""
         if self.capacity <= 0:
             return
-        self.entries[key] = vector
-        self.entries.move_to_end(key)
-        while len(self.entries) > self.capacity:
-            self.entries.popitem(last=False)
+        for key, vector in zip(keys, vectors):
+            slot = self.slots.get(key)
+            if slot is None:
+                slot = self.slots.popitem(last=False)[1] if len(self.slots) >= self.capacity else self._grow(vector)
+            self.slots[key] = slot
+            self.slots.move_to_end(key)
+            self.rows[slot] = vector
+
+    def _grow(self, vector: np.ndarray) -> int:
+        """A new row index (rows fill densely until the capacity), enlarging the array when it is full."""
+        used = len(self.slots)
+        if self.rows is None or used >= len(self.rows):
+            rows = np.zeros((min(self.capacity, max(1024, 2 * used)), *vector.shape), np.float32)
+            if self.rows is not None:
+                rows[:used] = self.rows[:used]
+            self.rows = rows
+        return used
 
 
 class RedisStore:
@@ -150,34 +200,47 @@ class VectorCache:
     def key(self, kind: str, text: str) -> str:
         return vector_key(self.version, self.codec, kind, text)
 
-    def get(self, kind: str, texts: list[str], compute: Callable[[list[str]], np.ndarray]) -> tuple[np.ndarray, CacheStats]:
-        """(N, D) float32 vectors of texts (duplicates looked up once) and where they came from."""
-        stats, unique = CacheStats(), list(dict.fromkeys(texts))
-        keys = [self.key(kind, t) for t in unique]
-        found: dict[str, np.ndarray] = {}
-        for text, key in zip(unique, keys):
-            vector = self.lru.get(key)
-            if vector is not None:
-                found[text] = vector
-        stats.lru = len(found)
-        missing = [(t, k) for t, k in zip(unique, keys) if t not in found]
+    def get(self, kind: str, texts: list[str], compute: Callable[[list[str]], np.ndarray],
+            keys: list[str] | None = None) -> tuple[np.ndarray, CacheStats]:
+        """(N, D) float32 vectors of texts (duplicates looked up once) and where they came from.
+
+        keys: the texts' keys when the caller keeps them (`key(kind, text)`), so they are not hashed again."""
+        keys = [self.key(kind, t) for t in texts] if keys is None else keys
+        if not keys:
+            return np.zeros((0, 0), np.float32), CacheStats()
+        first = dict(zip(keys, texts))  # key -> text, unique, in order
+        unique = list(first)
+        slots = [self.lru.slot(k) for k in unique]
+        hits = [i for i, s in enumerate(slots) if s is not None]
+        parts = [(hits, self.lru.gather([slots[i] for i in hits]))] if hits else []
+        stats = CacheStats(lru=len(hits))
+        missing = [i for i, s in enumerate(slots) if s is None]
         if missing and self.redis is not None:
-            for (text, key), data in zip(missing, self.redis.get_many([k for _, k in missing])):
-                if data is not None:
-                    found[text] = decode_vector(data, self.codec)
-                    self.lru.put(key, found[text])
-                    stats.redis += 1
-            missing = [(t, k) for t, k in missing if t not in found]
+            blobs = self.redis.get_many([unique[i] for i in missing])
+            read = [(i, b) for i, b in zip(missing, blobs) if b is not None]
+            if read:
+                vectors = decode_vectors([b for _, b in read], self.codec)
+                self.lru.put_many([unique[i] for i, _ in read], vectors)
+                parts.append(([i for i, _ in read], vectors))
+                stats.redis = len(read)
+                missing = [i for i, b in zip(missing, blobs) if b is None]
         if missing:
             stats.computed = len(missing)
-            stats.redis_writes = self.store(missing, compute([t for t, _ in missing]), found)
-        return np.stack([found[t] for t in texts]), stats
+            vectors, stats.redis_writes = self.store([unique[i] for i in missing],
+                                                     compute([first[unique[i]] for i in missing]))
+            parts.append((missing, vectors))
+        out = np.empty((len(unique), parts[0][1].shape[1]), np.float32)
+        for positions, vectors in parts:
+            out[positions] = vectors
+        if len(unique) == len(keys):
+            return out, stats
+        position = {k: i for i, k in enumerate(unique)}
+        return out[[position[k] for k in keys]], stats
 
-    def store(self, missing: list[tuple[str, str]], vectors: np.ndarray, found: dict[str, np.ndarray]) -> int:
-        """Round the computed vectors through the codec, keep them, write them back; returns Redis writes."""
-        blobs = {key: encode_vector(vector, self.codec) for (_, key), vector in zip(missing, vectors)}
-        for text, key in missing:
-            found[text] = decode_vector(blobs[key], self.codec)
-            self.lru.put(key, found[text])
-        written = self.redis is not None and self.redis.set_many(blobs)
-        return len(blobs) if written else 0
+    def store(self, keys: list[str], vectors: np.ndarray) -> tuple[np.ndarray, int]:
+        """Round computed vectors through the codec, keep them, write them back: (the rounded vectors, Redis writes)."""
+        blobs = encode_vectors(vectors, self.codec)
+        rounded = decode_vectors(blobs, self.codec)
+        self.lru.put_many(keys, rounded)
+        written = self.redis is not None and self.redis.set_many(dict(zip(keys, blobs)))
+        return rounded, len(blobs) if written else 0

@@ -132,7 +132,7 @@ _Model = Annotated[Path, typer.Option("--model", "-m", help="Run folder of `ctr 
 _Student = Annotated[str | None, typer.Option(help="Student that computes missing vectors (default: the model that "
                                                    "wrote the run's knowledge tables, from its embed_config.json).")]
 _Redis = Annotated[str | None, typer.Option(help="Redis URL (redis://127.0.0.1:6379/0); none: in-process cache only.")]
-_Codec = Annotated[str, typer.Option(help="Stored vector format: float16 or int8 (with a scale).")]
+_Codec = Annotated[str, typer.Option(help="Stored vector format: float16, int8 (with a scale) or float32 (exact).")]
 
 
 @app.command()

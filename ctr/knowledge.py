@@ -174,7 +174,9 @@ class MSD(nn.Module):
             e_item = e_t + topk_sum(e_t, e_i, keep, self.top_k)
         parts = [e_item]
         if self.user_level:
-            parts.append(self.user_adaptor(self.vectors.users(batch.user_key)))  # (B, dim)
+            # Adapted once per distinct user too: a served request is one user for every candidate.
+            users, inverse = torch.unique(batch.user_key, return_inverse=True)  # (u,), (B,)
+            parts.append(self.user_adaptor(self.vectors.users(users))[inverse])  # (B, dim)
         return torch.stack(parts, dim=1)  # (B, X, dim)
 
     def forward(self, batch: Batch) -> torch.Tensor:

@@ -20,12 +20,13 @@ import json
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
 from torch import nn
 
-from ctr.cache import CODECS, CacheStats, Codec, RedisStore, VectorCache
+from ctr.cache import CODECS, LRU, CacheStats, Codec, RedisStore, VectorCache
 from ctr.data import Batch, Catalogue, build_catalogue, load_prepared
 from ctr.features import UNKNOWN, Features, encode
 from distill.embed import ITEM_TABLE, USER_TABLE, read_table
@@ -34,6 +35,16 @@ from kgen import records as R
 from kgen.inputs import item_input, user_input
 
 EMBED_CONFIG = "embed_config.json"
+
+
+class Local(NamedTuple):
+    """One distinct item of a request."""
+
+    item_id: str
+    record: dict
+    text: str  # what the student reads (kgen.inputs.item_input)
+    key: str  # its vector's cache key ("" when the model reads no vectors)
+    catalogue: int  # its catalogue key (ID features from the catalogue), 0 when outside it (read from the record)
 
 
 class RequestError(ValueError):
@@ -75,8 +86,14 @@ class GivenVectors(nn.Module):
     def __init__(self, dim: int):
         super().__init__()
         self.dim = dim
-        self.item_rows = torch.zeros(1, dim)  # (n + 1, Dk), row 0 = padding
+        self.item_rows = torch.zeros(1, dim)  # (>= n + 1, Dk), row 0 = padding, rows 1..n the request's items
         self.user_rows = torch.zeros(2, dim)  # (2, Dk), row 1 = the request's user
+
+    def item_block(self, n: int) -> np.ndarray:
+        """(n, Dk) writable view of rows 1..n; the rows are kept between requests and enlarged when needed."""
+        if len(self.item_rows) < n + 1:
+            self.item_rows = torch.zeros(max(n + 1, 2 * len(self.item_rows)), self.dim)
+        return self.item_rows.numpy()[1 : n + 1]
 
     def items(self, keys: torch.Tensor) -> torch.Tensor:
         return self.item_rows[keys]
@@ -222,20 +239,56 @@ class Served:
             self.model.vectors = GivenVectors(self.model.vectors.dim)
         self.tables = [m for m in self.model.modules() if "item_table" in dict(m.named_buffers(recurse=False))]
         self.name, self.lock = str(run.get("model")), threading.Lock()
+        self.item_fields = self.catalogue.item_table.numpy()  # (K + 1, Fi) by catalogue key
+        self.known: dict[str, Local] = {}  # catalogue items met so far, text and cache key built once
+        self.user_memo = LRU(config.lru_size if self.knowledge else 0)  # user id -> scaled semantic vector
+        self.table_rows: torch.Tensor | None = None  # the models' item_table: the current request's rows
 
-    def resolve(self, entry: str | dict) -> tuple[str, dict]:
-        """(item id, item record) of an id or a record from a request."""
-        if isinstance(entry, dict):
-            return str(entry[R.ITEM_ID]), entry
-        if entry not in self.items:
-            raise RequestError(f"item {entry!r} is unknown to this model: send its record "
-                               '({"item_id", "name", ...}) instead of the id')
-        return entry, self.items[entry]
+    def known_item(self, item_id: str) -> Local:
+        """A catalogue item as a request uses it; its text and cache key are built once, on first use."""
+        item = self.known.get(item_id)
+        if item is None:
+            record = self.items.get(item_id)
+            if record is None:
+                raise RequestError(f"item {item_id!r} is unknown to this model: send its record "
+                                   '({"item_id", "name", ...}) instead of the id')
+            item = self.known[item_id] = self.local(item_id, record)
+        return item
 
-    def item_row(self, item_id: str, record: dict) -> np.ndarray:
-        """(Fi,) ID-feature ids: the catalogue's for a known item; else read from the record (absent -> unknown)."""
-        if item_id in self.item_key:
-            return self.catalogue.item_table[self.item_key[item_id]].numpy()
+    def local(self, item_id: str, record: dict) -> Local:
+        text = item_input(record)
+        return Local(item_id=item_id, record=record, text=text, catalogue=self.item_key.get(item_id, 0),
+                     key=self.knowledge.cache.key("i", text) if self.knowledge else "")
+
+    def local_items(self, entries: list) -> tuple[list[int], list[Local]]:
+        """Each entry's request-local key (1..n) and the n distinct items (an id, or an id with its text)."""
+        local: dict[str | tuple[str, str], int] = {}
+        items: list[Local] = []
+        keys = []
+        for entry in entries:
+            if isinstance(entry, dict):
+                item = self.local(str(entry[R.ITEM_ID]), entry)
+                mark: str | tuple[str, str] = (item.item_id, item.text)
+            else:
+                item, mark = self.known_item(entry), entry
+            key = local.setdefault(mark, len(items) + 1)
+            if key > len(items):
+                items.append(item)
+            items[key - 1] = item  # the last record of an (id, text) wins
+            keys.append(key)
+        return keys, items
+
+    def id_table(self, items: list[Local]) -> np.ndarray:
+        """(n + 1, Fi) ID-feature ids by local key (row 0 padding): one gather from the catalogue, records apart."""
+        table = np.zeros((len(items) + 1, self.item_fields.shape[1]), np.int64)
+        catalogue = np.array([item.catalogue for item in items], np.int64)
+        table[1:] = self.item_fields[catalogue]
+        for n in np.flatnonzero(catalogue == 0):
+            table[n + 1] = self.record_row(items[n].item_id, items[n].record)
+        return table
+
+    def record_row(self, item_id: str, record: dict) -> np.ndarray:
+        """(Fi,) ID-feature ids of an item outside the catalogue, read from its record (absent -> unknown)."""
         attributes = record.get(R.ATTRIBUTES) or {}
         values = [item_id] + [record.get(f, attributes.get(f)) for f in self.features.item_fields[1:]]
         return np.array([encode([v], self.features.vocabs[f])[0] if v is not None else UNKNOWN
@@ -254,61 +307,81 @@ class Served:
 
     def score(self, user_id: str, history: list, candidates: list, user_features: dict | None = None) -> dict:
         """Click probabilities of the candidates, in order, and where the request's vectors came from."""
-        entries = [self.resolve(e) for e in history[-self.max_history:] + candidates]
-        local: dict[tuple[str, str], int] = {}
-        for item_id, record in entries:
-            local.setdefault((item_id, item_input(record)), len(local) + 1)
-        keys = [local[(i, item_input(r))] for i, r in entries]
+        keys, items = self.local_items(history[-self.max_history:] + candidates)
         hist, cand = keys[: len(keys) - len(candidates)], keys[len(keys) - len(candidates):]
-        records = {k: r for (i, r), k in zip(entries, keys)}
-        table = np.stack([np.zeros(len(self.features.item_fields), np.int64)]
-                         + [self.item_row(i, records[k]) for (i, _), k in local.items()])
+        table = self.id_table(items)
         n = len(cand)
-        batch = Batch(user=torch.from_numpy(self.user_row(user_id, user_features)).repeat(n, 1),
+        # Every row shares the user and the history: expanded views, not n copies.
+        batch = Batch(user=torch.from_numpy(self.user_row(user_id, user_features)).expand(n, -1),
                       user_key=torch.ones(n, dtype=torch.long), item=torch.tensor(cand),
-                      history=torch.tensor([hist or [0]]).repeat(n, 1), label=torch.zeros(n))
+                      history=torch.tensor([hist or [0]]).expand(n, -1), label=torch.zeros(n))
         with self.lock:
-            stats = self.set_vectors([t for _, t in local], user_id) if self.knowledge else None
-            for module in self.tables:
-                module.item_table = torch.from_numpy(table)
+            stats = self.set_vectors(items, user_id) if self.knowledge else None
+            self.set_table(table)
             with torch.inference_mode():
                 scores = torch.sigmoid(self.model(batch)).tolist()
         return {"scores": scores, "cache": stats}
 
-    def set_vectors(self, texts: list[str], user_id: str) -> dict:
+    def set_table(self, table: np.ndarray) -> None:
+        """Write the request's ID table into the models' item_table buffer (one tensor, enlarged when needed)."""
+        if self.table_rows is None or len(self.table_rows) < len(table):
+            size = max(len(table), 2 * (0 if self.table_rows is None else len(self.table_rows)))
+            self.table_rows = torch.zeros(size, table.shape[1], dtype=torch.long)
+            for module in self.tables:
+                module.item_table = self.table_rows
+        self.table_rows.numpy()[: len(table)] = table
+
+    def set_vectors(self, items: list[Local], user_id: str) -> dict:
         """Fill GivenVectors with the request's item vectors (row k = local key k) and its user's vector."""
-        kn, vectors = self.knowledge, self.model.vectors
-        items, stats = kn.cache.get("i", texts, kn.encoder)
-        items = scaled(items, kn.item_stats)
-        vectors.item_rows = torch.from_numpy(np.concatenate([np.zeros((1, vectors.dim), np.float32), items]))
-        user = np.zeros(vectors.dim, np.float32)
-        record = self.users.get(user_id)
-        if kn.user_level and record is not None and kn.user_mode != "none":
-            user, user_stats = self.user_vector(record)
-            stats.add(user_stats)
-            if user.any():  # a user without a vector stays zero, as in the run's table
-                user = scaled(user, kn.user_stats)
-        vectors.user_rows = torch.from_numpy(np.stack([np.zeros(vectors.dim, np.float32), user]))
+        kn, given = self.knowledge, self.model.vectors
+        vectors, stats = kn.cache.get("i", [item.text for item in items], kn.encoder, keys=[item.key for item in items])
+        scaled(vectors, kn.item_stats, out=given.item_block(len(items)))  # the run's z-scoring, once for the block
+        user, user_stats = self.user_vector(user_id)
+        stats.add(user_stats)
+        given.user_rows[1] = torch.from_numpy(user)
         return stats.as_dict()
 
-    def user_vector(self, record: dict):
-        """(Dk,) vector of a stored user, as the run's user table made it, through the cache."""
+    def user_vector(self, user_id: str) -> tuple[np.ndarray, CacheStats]:
+        """(Dk,) the user's semantic vector as the run's user table made it (scaled), remembered per user.
+
+        It depends on the user's stored record and the student alone, never on the request, so one
+        computation per user and student version stands (the memo is part of the in-process level)."""
+        kn = self.knowledge
+        record = self.users.get(user_id)
+        if not kn.user_level or record is None or kn.user_mode == "none":
+            return np.zeros(self.model.vectors.dim, np.float32), CacheStats()
+        slot = self.user_memo.slot(user_id)
+        if slot is not None:
+            return self.user_memo.gather([slot])[0], CacheStats(lru=1)
+        user, stats = self.stored_user_vector(record)
+        if user.any():  # a user without a vector stays zero, as in the run's table
+            user = scaled(user, kn.user_stats)
+        self.user_memo.put(user_id, user)
+        return user, stats
+
+    def stored_user_vector(self, record: dict) -> tuple[np.ndarray, CacheStats]:
+        """(Dk,) raw vector of a stored user, as the run's user table made it, through the cache."""
         kn = self.knowledge
         if kn.user_mode == "student":
             text = user_input(record, self.items, kn.user_max_history)
             vector, stats = kn.cache.get("u", [text], kn.encoder)
             return vector[0], stats
         # "mean": the mean of the user's stored history items, each through the item cache (no extra key to go stale)
-        texts = [item_input(self.items[str(i)]) for i in record[R.HISTORY] if str(i) in self.items]
-        if not texts:
+        items = [self.known_item(str(i)) for i in record[R.HISTORY] if str(i) in self.items]
+        if not items:
             return np.zeros(self.model.vectors.dim, np.float32), CacheStats()
-        vectors, stats = kn.cache.get("i", texts, kn.encoder)
+        vectors, stats = kn.cache.get("i", [item.text for item in items], kn.encoder, keys=[item.key for item in items])
         return vectors.mean(axis=0), stats
 
 
-def scaled(vectors: np.ndarray, stats: tuple[np.ndarray, np.ndarray] | None) -> np.ndarray:
-    """Vectors z-scored with a run's table statistics (unchanged when the run used raw vectors)."""
-    return vectors if stats is None else ((vectors - stats[0]) / stats[1]).astype(np.float32)
+def scaled(vectors: np.ndarray, stats: tuple[np.ndarray, np.ndarray] | None, out: np.ndarray | None = None) -> np.ndarray:
+    """Vectors z-scored with a run's table statistics (unchanged when the run used raw vectors), into out if given."""
+    out = np.empty_like(vectors, np.float32) if out is None else out
+    if stats is None:
+        out[...] = vectors
+        return out
+    np.subtract(vectors, stats[0], out=out)
+    return np.divide(out, stats[1], out=out)
 
 
 def warm(config: ServeConfig, top: int) -> dict:

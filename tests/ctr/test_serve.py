@@ -66,6 +66,11 @@ def msd_mean_run(tmp_path_factory, prepared, student_knowledge) -> Path:
 
 
 @pytest.fixture(scope="module")
+def elec_run(tmp_path_factory, prepared, student_knowledge) -> Path:
+    return train_run(tmp_path_factory.mktemp("elec-run"), prepared, "elec", student_knowledge)
+
+
+@pytest.fixture(scope="module")
 def din_run(tmp_path_factory, prepared) -> Path:
     return train_run(tmp_path_factory.mktemp("din-run"), prepared, "din")
 
@@ -89,16 +94,11 @@ def client_for(config: ServeConfig):
 def eval_rows(run: Path, n: int) -> tuple[list[dict], np.ndarray]:
     """The first n test rows as requests and `ctr eval`'s probabilities for them (its model, its batches)."""
     from ctr.data import build_split
-    from ctr.features import Features
-    from ctr.train import build_model, load_data, predict
-    from ctr.train_config import CTRConfig
+    from ctr.train import load_run, predict
 
-    config = CTRConfig(**json.loads((run / "ctr_config.json").read_text()))
-    data, features, catalogue, max_history = load_data(config, Features.load(run / "features.json"))
-    model = build_model(config, features, catalogue, data)
-    model.load_state_dict(torch.load(run / "model.pt"), strict=False)
-    probs = predict(model, build_split(data, "test", features, max_history, n), 4096)
-    rows = data.split("test").iloc[:n]
+    loaded = load_run(run)  # as `ctr eval` loads it (an ELEC run: its vanilla network)
+    probs = predict(loaded.model, build_split(loaded.data, "test", loaded.features, loaded.max_history, n), 4096)
+    rows = loaded.data.split("test").iloc[:n]
     requests = [{"user_id": r.user_id, "history": [str(i) for i in r.history], "candidates": [r.item_id]}
                 for r in rows.itertuples()]
     return requests, probs
@@ -109,19 +109,38 @@ def a_request(prepared: Path, n_history: int = 4, n_candidates: int = 6) -> dict
     return {"user_id": "u3", "history": items[:n_history], "candidates": items[n_history : n_history + n_candidates]}
 
 
-@pytest.mark.parametrize("run_name", ["msd_run", "msd_mean_run", "din_run"])
-def test_served_scores_equal_ctr_eval_scores(run_name, request):
+@pytest.mark.parametrize("run_name, codec, tolerance", [("msd_run", "float16", 2e-3), ("msd_mean_run", "float16", 2e-3),
+                                                        ("msd_run", "float32", 1e-6), ("msd_mean_run", "float32", 1e-6),
+                                                        ("din_run", "float16", 1e-6), ("elec_run", "float16", 1e-6)])
+def test_served_scores_equal_ctr_eval_scores(run_name, codec, tolerance, request):
+    """float32 vectors (and the models that read none: DIN, ELEC's vanilla network) give `ctr eval`'s scores."""
     run = request.getfixturevalue(run_name)
     requests, expected = eval_rows(run, 25)
-    client, served = client_for(ServeConfig(model=str(run)))
+    client, served = client_for(ServeConfig(model=str(run), codec=codec))
     got = []
     for body in requests:
         response = client.post("/score", json=body)
         assert response.status_code == 200, response.text
         got.extend(response.json()["scores"])
-    assert (served.knowledge is None) == (run_name == "din_run")  # DIN: no student, no cache
-    np.testing.assert_allclose(got, expected, atol=2e-3)  # float16 vectors in the MSD path
+    assert (served.knowledge is None) == (run_name in ("din_run", "elec_run"))  # no student, no cache
+    np.testing.assert_allclose(got, expected, rtol=0, atol=tolerance)
     assert np.std(expected) > 1e-3  # the rows are not all scored alike
+
+
+@pytest.mark.parametrize("run_name", ["msd_run", "msd_mean_run", "elec_run"])
+def test_a_request_scores_the_same_cold_and_after_others(run_name, prepared, request):
+    """The per-user memo, the kept item and table rows (grown by a larger request) never leak between requests."""
+    run = request.getfixturevalue(run_name)
+    body = a_request(prepared, 3, 5)
+    first = Served(ServeConfig(model=str(run))).score(**body)["scores"]  # a fresh server: everything computed
+    served = Served(ServeConfig(model=str(run)))
+    larger = {**a_request(prepared, 8, 12), "user_id": "u5"}
+    for other in (larger, body, a_request(prepared, 1, 2), larger):
+        served.score(**other)
+    again = served.score(**body)
+    np.testing.assert_allclose(again["scores"], first, rtol=0, atol=1e-6)
+    if served.knowledge is not None:
+        assert again["cache"]["computed"] == 0 and again["cache"]["hit_rate"] == 1.0
 
 
 def test_hit_miss_and_write_back(msd_run, prepared, redis_server):

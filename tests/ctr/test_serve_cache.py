@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ctr.cache import LRU, VectorCache, decode_vector, encode_vector, vector_key
+from ctr.cache import LRU, VectorCache, decode_vector, decode_vectors, encode_vector, encode_vectors, vector_key
 
 
-@pytest.mark.parametrize("codec, size, tolerance", [("float16", 2 * 64, 1e-3), ("int8", 4 + 64, 0.02)])
+@pytest.mark.parametrize("codec, size, tolerance", [("float16", 2 * 64, 1e-3), ("int8", 4 + 64, 0.02),
+                                                         ("float32", 4 * 64, 0.0)])
 def test_codecs_are_compact_and_close(codec, size, tolerance):
     vector = np.random.default_rng(0).normal(size=64).astype(np.float32)
     data = encode_vector(vector, codec)
@@ -52,3 +53,21 @@ def test_misses_are_computed_once_in_one_batch_then_hit():
     vectors, stats = cache.get("i", ["b", "ccc"], compute)
     assert calls[-1] == ["ccc"] and (stats.lru, stats.computed) == (1, 1)
     assert vectors[:, 0].tolist() == [1.0, 3.0]
+
+
+@pytest.mark.parametrize("codec", ["float16", "int8", "float32"])
+def test_a_block_converts_as_its_vectors_one_by_one(codec):
+    vectors = np.random.default_rng(1).normal(size=(7, 16)).astype(np.float32) * np.arange(7)[:, None]  # row 0: zeros
+    blobs = encode_vectors(vectors, codec)
+    assert blobs == [encode_vector(v, codec) for v in vectors]
+    assert np.array_equal(decode_vectors(blobs, codec), np.stack([decode_vector(b, codec) for b in blobs]))
+
+
+def test_lru_rows_are_reused_and_a_gather_is_a_copy():
+    lru = LRU(3)
+    lru.put_many(["a", "b", "c"], np.arange(12, dtype=np.float32).reshape(3, 4))
+    hits = lru.gather([lru.slot("a"), lru.slot("c")])
+    lru.put_many(["d", "e"], np.full((2, 4), -1.0, np.float32))  # evicts b then a: their rows are rewritten
+    assert hits[:, 0].tolist() == [0.0, 8.0]  # what was read before stays as read
+    assert lru.get("a") is None and lru.get("b") is None and len(lru) == 3
+    assert lru.get("c")[0] == 8.0 and lru.get("e")[0] == -1.0 and len(lru.rows) == 3

@@ -1,0 +1,98 @@
+"""Where a warm-cache MSD request spends its time next to DIN's, in process (no HTTP): `Served.score` only.
+
+    python bench/profile_serve.py [--din RUN --msd RUN] [--requests 100] [--code DIR]
+
+Both runs are loaded in one process (torch 1 thread) and the bench's request mix (a user with a
+20-item history and 100 candidates from the test split) is scored once to warm MSD's in-process
+cache; then each request is scored by DIN and by MSD in turn (the order alternating), so the two
+see the same machine load: p50 ms per request and their ratio. A cProfile pass of each then gives
+the per-request breakdown: the cumulative ms of each function `Served.score` calls (and, one level
+down, of what MSD's vector step and the model's forward call). cProfile's own overhead inflates
+every figure, Python-heavy stages most; the timed pass has none.
+
+--code DIR imports ctr/ from another checkout (e.g. the code before a change) for a before/after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import json
+import pstats
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+from bench_serve import DEFAULT_DATA, request_mix  # noqa: E402
+
+
+def timed_pass(served: dict, mix: list[dict]) -> dict[str, list[float]]:
+    """ms per request of each server, the servers taking turns on each request (order alternating)."""
+    times = {name: [] for name in served}
+    names = list(served)
+    for i, body in enumerate(mix):
+        for name in names[i % 2:] + names[: i % 2]:
+            start = time.perf_counter()
+            served[name].score(body["user_id"], body["history"], body["candidates"])
+            times[name].append((time.perf_counter() - start) * 1000)
+    return times
+
+
+def callees(stats: pstats.Stats, parent: str, n: int) -> dict[str, float]:
+    """ms per request under each function called by `parent` ("module.function" of ctr/) via that edge."""
+    out: dict[str, float] = {}
+    module, function = parent.split(".")
+    for func, (_, _, _, _, callers) in stats.stats.items():
+        for caller, edge in callers.items():
+            if caller[2] == function and Path(caller[0]).stem == module and "/ctr/" in caller[0]:
+                name = f"{Path(func[0]).stem}.{func[2]}" if func[0] != "~" else func[2]
+                out[name] = out.get(name, 0.0) + edge[3] * 1000 / n
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
+
+def profile(served, mix: list[dict]) -> dict:
+    """cProfile one pass: total ms per request and the breakdown one and two levels down."""
+    profiler = cProfile.Profile()
+    profiler.enable()
+    start = time.perf_counter()
+    for body in mix:
+        served.score(body["user_id"], body["history"], body["candidates"])
+    total = (time.perf_counter() - start) * 1000 / len(mix)
+    profiler.disable()
+    stats = pstats.Stats(profiler)
+    rounded = lambda d: {k: round(v, 2) for k, v in d.items() if v >= 0.05}
+    parents = ("scoring.score", "scoring.set_vectors", "knowledge.forward", "knowledge.knowledge", "din.forward")
+    return {"profiled_ms": round(total, 2), **{p: rounded(callees(stats, p, len(mix))) for p in parents}}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    p.add_argument("--din", type=Path, default=Path("/work/runs/serve/bench/din"))
+    p.add_argument("--msd", type=Path, default=Path("/work/runs/serve/bench/msd"))
+    p.add_argument("--requests", type=int, default=100)
+    p.add_argument("--code", type=Path, default=ROOT, help="the checkout whose ctr/ is profiled")
+    args = p.parse_args()
+    sys.path.insert(0, str(args.code))
+    import torch
+
+    from ctr.scoring import ServeConfig, Served
+
+    torch.set_num_threads(1)
+    mix = request_mix(args.data, args.requests)
+    served = {"din": Served(ServeConfig(model=str(args.din))), "msd": Served(ServeConfig(model=str(args.msd)))}
+    timed_pass(served, mix)  # warms MSD's in-process cache (every vector, the user memo) and both allocators
+    times = timed_pass(served, mix)
+    p50 = {name: float(np.median(t)) for name, t in times.items()}
+    out = {"code": str(args.code), "requests": len(mix), "p50_ms": {k: round(v, 2) for k, v in p50.items()},
+           "msd_din_p50_ratio": round(p50["msd"] / p50["din"], 3),
+           "profile": {name: profile(s, mix) for name, s in served.items()}}
+    print(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()

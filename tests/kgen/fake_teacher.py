@@ -46,7 +46,7 @@ class CrashOnceTeacher(FakeTeacher):
         super().__init__()
         self.marker = marker
 
-    def complete(self, prompts, settings):
+    def complete(self, prompts, settings, schemas=None):
         import os
 
         if not os.path.exists(self.marker):
@@ -62,7 +62,7 @@ class LoggingTeacher(FakeTeacher):
         super().__init__()
         self.log = log
 
-    def complete(self, prompts, settings):
+    def complete(self, prompts, settings, schemas=None):
         with open(self.log, "a") as fh:
             for messages in prompts:
                 fh.write(messages[-1]["content"].rsplit(":", 1)[-1].strip() + "\n")

@@ -17,13 +17,14 @@ from fake_teacher import task
 from typer.testing import CliRunner
 
 from kgen import records
+from kgen.answer_schema import answer_schema
 from kgen.cli import app
 from kgen.records import ConfigError, RecordError, read_records
 from kgen.run import generate_records, request_key
 from kgen.teachers import make_teacher, parse_teacher
 from kgen.teachers import openai_batch
 from kgen.teachers.base import GenerationSettings
-from kgen.teachers.openai_backend import OpenAITeacher, chat_request
+from kgen.teachers.openai_backend import OpenAITeacher, chat_request, response_format
 from kgen.teachers.openai_batch import OpenAIBatchTeacher, batch_state_path, write_state
 
 TEXT = GenerationSettings(max_new_tokens=64, temperature=0.7, top_p=0.9, seed=11)
@@ -82,9 +83,10 @@ def test_submit_poll_download_gives_the_records_a_live_run_gives(tmp_path, setti
 
 def test_the_request_body_is_the_live_backends(tmp_path):
     messages = task(0)["messages"]
-    body = chat_request("m", messages, JSON, structured=True)
-    assert body["max_tokens"] == 64 and body["seed"] == 0 and body["response_format"]["type"] == "json_schema"
-    assert "response_format" not in chat_request("m", messages, TEXT, structured=False)
+    fmt = response_format(answer_schema())
+    body = chat_request("m", messages, JSON, fmt)
+    assert body["max_tokens"] == 64 and body["seed"] == 0 and body["response_format"] == fmt
+    assert "response_format" not in chat_request("m", messages, TEXT, None)
 
 
 def test_failed_and_expired_rows_are_api_errors_then_retried_in_a_new_batch(tmp_path):

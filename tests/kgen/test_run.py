@@ -229,7 +229,7 @@ class WatchingTeacher(FakeTeacher):
         super().__init__(**kw)
         self.out, self.seen = out, []
 
-    def complete(self, prompts, settings):
+    def complete(self, prompts, settings, schemas=None):
         for item in super().complete(prompts, settings):
             self.seen.append(self.out.read_bytes() if self.out.exists() else b"")
             yield item
@@ -294,7 +294,7 @@ class GatedTeacher(FakeTeacher):
         super().__init__(**kw)
         self.started, self.go = threading.Event(), threading.Event()
 
-    def complete(self, prompts, settings):
+    def complete(self, prompts, settings, schemas=None):
         self.started.set()
         assert self.go.wait(60), "the test never let the first run go on"
         yield from super().complete(prompts, settings)

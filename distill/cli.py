@@ -64,7 +64,7 @@ def train(
     epochs: float | None = None,
     max_steps: Annotated[int | None, typer.Option(help="Stop after this many steps (overrides epochs).")] = None,
     learning_rate: Annotated[float | None, typer.Option("--lr", "--learning-rate")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Examples per optimizer step (default 8).")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Examples per optimizer step and device, times --grad-accum (default 8).")] = None,
     micro_batch_size: Annotated[int | None, typer.Option(help="Examples per forward pass, a divisor of --batch-size "
                                                          "(default: 2 on CPU, the whole batch on a GPU).")] = None,
     grad_accum: int | None = None,

@@ -35,7 +35,7 @@ class TrainConfig:
     lr_scheduler: str = "linear"
     warmup_ratio: float = 0.03
     weight_decay: float = 0.0
-    batch_size: int = 8  # examples per optimizer step (and device)
+    batch_size: int = 8  # examples per device in an optimizer step (times grad_accum)
     micro_batch_size: int | None = None  # examples per forward pass, a divisor of batch_size; None: CPU 2, GPU all
     eval_batch_size: int | None = None  # None: batch_size
     grad_accum: int = 1

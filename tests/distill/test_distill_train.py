@@ -273,3 +273,9 @@ def test_the_micro_batch_is_two_on_cpu_and_the_whole_batch_on_a_gpu():
     assert micro_batch(TrainConfig(data="d", output="o", batch_size=8, micro_batch_size=4), cuda=False) == 4
     with pytest.raises(ConfigError, match="micro_batch_size must divide batch_size 8, got 3"):
         TrainConfig(data="d", output="o", batch_size=8, micro_batch_size=3)
+
+
+def test_a_limit_that_leaves_no_answer_token_is_refused(sft_dir, tiny_model, tmp_path):
+    train_split, val = load_splits(sft_dir)
+    with pytest.raises(ConfigError, match="max_length 16 leaves no answer token in any training example"):
+        build_trainer(tiny_config(sft_dir, tiny_model, tmp_path / "run", max_length=16), train_split, val)

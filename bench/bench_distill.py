@@ -14,6 +14,10 @@ Appends one JSON line to bench/results/distill.jsonl (machine facts and the
 load average included: the CPU may be shared).
 
     .venv/bin/python bench/bench_distill.py --train-examples 32 --gen-items 16
+
+To time another checkout, run from inside it (`python -m distill.cli` finds the current folder first):
+
+    cd ../old && PYTHONPATH=$PWD OMP_NUM_THREADS=1 python ../new/bench/bench_distill.py --gen-items 0
 """
 
 from __future__ import annotations
@@ -57,32 +61,47 @@ def pool_knowledge(n: int, path: Path) -> int:
     return R.write_jsonl(path, rows[:n])
 
 
-def run_cli(args: list[str]) -> tuple[float, float, list[float]]:
-    """Run a `distill` command as this script's only child; return (wall seconds, its peak RSS in MiB, loss per log)."""
+def run_cli(args: list[str]) -> tuple[float, float, float, list[float]]:
+    """Run a `distill` command as this script's only child; return (wall s, its CPU s, its peak RSS in MiB, loss per log).
+
+    With OMP_NUM_THREADS=1 the CPU seconds move much less with the machine's load than wall time, so two checkouts
+    can be compared side by side on a shared machine.
+    """
     start = time.perf_counter()
     done = subprocess.run([*DISTILL, *args], check=True, stdout=subprocess.PIPE, text=True)
     wall = time.perf_counter() - start
     print(done.stdout, end="")
     # The Trainer prints each log as a dict line; read the losses from there, so that any checkout's code can be timed.
     logs = [ast.literal_eval(line.strip()) for line in done.stdout.splitlines() if line.strip().startswith("{'loss'")]
-    # The largest RSS of any waited-for child: the only child is this one.
-    return wall, round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1), [round(float(d["loss"]), 4) for d in logs]
+    child = resource.getrusage(resource.RUSAGE_CHILDREN)  # the only waited-for child is this one
+    return (wall, round(child.ru_utime + child.ru_stime, 1), round(child.ru_maxrss / 1024, 1),
+            [round(float(d["loss"]), 4) for d in logs])
 
 
-def bench_train(tmp: Path, n: int, batch_size: int, epochs: float, checkpointing: bool) -> tuple[dict, Path]:
+def bench_train(tmp: Path, n: int, batch_size: int, epochs: float, checkpointing: bool | None) -> tuple[dict, Path]:
     """(a): figures of one `distill train --lora` run, and the run folder."""
     knowledge, sft, run = tmp / "knowledge.jsonl", tmp / "sft", tmp / "student"
     written = pool_knowledge(n, knowledge)
     build_data(DataConfig([knowledge], sft, augment=(), val_fraction=0.0))
-    wall, peak, curve = run_cli(["train", "--data", str(sft), "-o", str(run), "--lora", "--epochs", str(epochs),
+    wall, cpu, peak, curve = run_cli(["train", "--data", str(sft), "-o", str(run), "--lora", "--epochs", str(epochs),
                           "--batch-size", str(batch_size), "--save-steps", "1000", "--no-resume", "--logging-steps", "1",
-                          "--gradient-checkpointing" if checkpointing else "--no-gradient-checkpointing"])
+                          *checkpointing_flag(checkpointing)])
     metrics = json.loads((run / "metrics.json").read_text())
-    return {"examples": written, "batch_size": batch_size, "epochs": epochs, "gradient_checkpointing": checkpointing,
-            "wall_s": round(wall, 1),
+    used = json.loads((run / "train_config.json").read_text())  # the checkout's own defaults where no flag was given
+    return {"examples": written, "batch_size": batch_size, "epochs": epochs,
+            "gradient_checkpointing": used["gradient_checkpointing"], "lora_dropout": used["lora_dropout"],
+            "max_length": used["max_length"],
+            "wall_s": round(wall, 1), "cpu_s": cpu,
             "peak_rss_mb": peak, "train_runtime_s": metrics["train_runtime_s"], "tokens_per_s": metrics["tokens_per_s"],
             "train_tokens": metrics["train_tokens"], "steps": metrics["global_step"],
             "train_loss": round(metrics["train_loss"], 4), "loss_curve": curve}, run
+
+
+def checkpointing_flag(checkpointing: bool | None) -> list[str]:
+    """The `distill train` flag for gradient checkpointing; none when unset, so each checkout runs its default."""
+    if checkpointing is None:
+        return []
+    return ["--gradient-checkpointing" if checkpointing else "--no-gradient-checkpointing"]
 
 
 def summarise(metrics: dict, wall: float) -> dict:
@@ -115,7 +134,8 @@ def main() -> None:
     p.add_argument("--train-examples", type=int, default=32)
     p.add_argument("--train-batch-size", type=int, default=8)
     p.add_argument("--epochs", type=float, default=1.0)
-    p.add_argument("--gradient-checkpointing", action="store_true", help="Recompute activations: less memory, more time.")
+    p.add_argument("--gradient-checkpointing", action=argparse.BooleanOptionalAction, default=None,
+                   help="Recompute activations (less memory, more time); default: the checkout's own default.")
     p.add_argument("--gen-items", type=int, default=16, help="0 skips the generation benchmark.")
     p.add_argument("--gen-batch-size", type=int, default=8)
     p.add_argument("--max-new-tokens", type=int, default=256)

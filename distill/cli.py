@@ -65,7 +65,9 @@ def train(
     epochs: float | None = None,
     max_steps: Annotated[int | None, typer.Option(help="Stop after this many steps (overrides epochs).")] = None,
     learning_rate: Annotated[float | None, typer.Option("--lr", "--learning-rate")] = None,
-    batch_size: int | None = None,
+    batch_size: Annotated[int | None, typer.Option(help="Examples per optimizer step and device, times --grad-accum (default 8).")] = None,
+    micro_batch_size: Annotated[int | None, typer.Option(help="Examples per forward pass, a divisor of --batch-size "
+                                                         "(default: 2 on CPU, the whole batch on a GPU).")] = None,
     grad_accum: int | None = None,
     max_length: int | None = None,
     save_steps: int | None = None,
@@ -83,7 +85,8 @@ def train(
         "data": str(data) if data else None, "output": str(output) if output else None, "student": student,
         "lora": lora, "lora_r": lora_r, "lora_alpha": lora_alpha, "lora_dropout": lora_dropout,
         "lora_target_modules": _split_list(lora_target_modules) or None, "epochs": epochs, "max_steps": max_steps,
-        "learning_rate": learning_rate, "batch_size": batch_size, "grad_accum": grad_accum, "max_length": max_length,
+        "learning_rate": learning_rate, "batch_size": batch_size,
+        "micro_batch_size": micro_batch_size, "grad_accum": grad_accum, "max_length": max_length,
         "save_steps": save_steps, "eval_steps": eval_steps, "logging_steps": logging_steps, "seed": seed,
         "gradient_checkpointing": gradient_checkpointing, "resume": resume,
     }  # None = not given, so the YAML file or the default applies

@@ -42,12 +42,30 @@ def lora_config(config: TrainConfig):
                       target_modules=list(config.lora_target_modules), task_type="CAUSAL_LM")
 
 
+CPU_MICRO_BATCH = 2  # examples per forward pass on CPU: 2 x 340 tokens keep about 1 GB of activations (135M, fp32)
+
+
+def micro_batch(config: TrainConfig, cuda: bool) -> int:
+    """Examples per forward pass: the configured value, else the whole batch on a GPU and at most 2 on CPU.
+
+    The optimizer step still sees batch_size examples (gradients are accumulated and the loss is divided by the
+    batch's completion tokens), so only the memory changes: on CPU the activations kept for backward grow with the
+    examples in a pass (about 0.5 GB per example of 350 tokens on SmolLM2-135M in fp32).
+    """
+    if config.micro_batch_size is not None:
+        return config.micro_batch_size
+    if cuda:
+        return config.batch_size
+    return max(n for n in range(1, min(config.batch_size, CPU_MICRO_BATCH) + 1) if config.batch_size % n == 0)
+
+
 def sft_config(config: TrainConfig, has_eval: bool):
     """TRL's SFTConfig for a run: completion-only loss, step checkpoints, bf16 only on CUDA, no reporting."""
     import torch
     from trl import SFTConfig
 
     cuda = torch.cuda.is_available()
+    micro = micro_batch(config, cuda)
     # transformers 5.2x renamed gradient_checkpointing (TRL defaults it to True) to activation_checkpointing.
     renamed = "activation_checkpointing" in SFTConfig.__dataclass_fields__
     checkpointing = {"activation_checkpointing" if renamed else "gradient_checkpointing": config.gradient_checkpointing}
@@ -62,9 +80,9 @@ def sft_config(config: TrainConfig, has_eval: bool):
         lr_scheduler_type=config.lr_scheduler,
         warmup_steps=config.warmup_ratio,  # a float below 1 is a ratio of the total steps
         weight_decay=config.weight_decay,
-        per_device_train_batch_size=config.batch_size,
+        per_device_train_batch_size=micro,
         per_device_eval_batch_size=config.eval_batch_size,
-        gradient_accumulation_steps=config.grad_accum,
+        gradient_accumulation_steps=config.grad_accum * (config.batch_size // micro),
         **checkpointing,
         **grouping,
         completion_only_loss=True,  # labels are -100 on the prompt: only the teacher's answer is learned
@@ -116,7 +134,33 @@ def build_trainer(config: TrainConfig, train, val):
     if not torch.cuda.is_available():  # on CUDA, TRL's Triton kernel already scores only the labelled positions
         model = trainer.model
         add_completion_lm_head(model.get_base_model() if hasattr(model, "get_base_model") else model)
+    trainer.sequence_lengths = fit_max_length(trainer, config.max_length, len(train) + len(val or ()))
     return trainer
+
+
+LENGTH_STEP = 64  # max_length is rounded up to a multiple of this
+
+
+def fit_max_length(trainer, limit: int, given: int) -> dict:
+    """Set the trainer's max_length to the longest tokenised example, rounded up, at most `limit`; say so on stderr.
+
+    TRL has already cut every example to `limit` (dropping those left without answer tokens) and pads each batch
+    to its longest, so this changes no batch: it records the length the run needs and names what the limit cost.
+    """
+    lengths = [len(ids) for split in (trainer.train_dataset, trainer.eval_dataset) if split is not None
+               for ids in split["input_ids"]]
+    if len(trainer.train_dataset) == 0:
+        raise R.ConfigError(f"max_length {limit} leaves no answer token in any training example: raise it")
+    longest, at_limit, dropped = max(lengths), sum(n >= limit for n in lengths), given - len(lengths)
+    fitted = min(limit, -(-longest // LENGTH_STEP) * LENGTH_STEP)
+    trainer.args.max_length = fitted
+    cost = (f"; {at_limit} examples reach the limit and lose their ends" if at_limit else "") + (
+        f"; {dropped} examples dropped, their prompt alone reaches it" if dropped else "")
+    if trainer.is_world_process_zero():  # once under `accelerate launch`
+        print(f"distill train: longest example {longest} tokens, max_length {fitted} (limit {limit}){cost}",
+              file=sys.stderr, flush=True)
+    return {"max_length": fitted, "max_length_limit": limit, "longest_example_tokens": longest,
+            "examples_at_limit": at_limit, "examples_dropped": dropped}
 
 
 def last_checkpoint(output: str | Path) -> str | None:
@@ -184,6 +228,8 @@ def train(config: TrainConfig) -> dict:
     metrics = run_metrics(trainer, output, eval_metrics, resume)
     trainer.save_model(config.output)  # the adapter alone with LoRA; the tokenizer goes with it
     if trainer.is_world_process_zero():
-        R.write_json(Path(config.output) / "train_config.json", {**config.to_dict(), "student_path": resolve_llm(config.student)})
+        R.write_json(Path(config.output) / "train_config.json",
+                     {**config.to_dict(), **trainer.sequence_lengths,
+                      "micro_batch_size": trainer.args.per_device_train_batch_size, "student_path": resolve_llm(config.student)})
         R.write_json(Path(config.output) / "metrics.json", metrics)
     return metrics

@@ -7,7 +7,7 @@ from distill_samples import read_json
 from distill.data import DataConfig, build_data
 from distill.train import build_trainer, load_splits, train
 from distill.train_config import TrainConfig, resolve_config
-from kgen.records import RecordError
+from kgen.records import ConfigError, RecordError
 
 
 @pytest.fixture
@@ -195,3 +195,87 @@ def test_the_trainers_head_gives_the_models_own_loss(sft_dir, tiny_model, tmp_pa
     assert fused.log_probs.shape == batch["labels"][:, 1:].shape
     assert int(fused.label_mask.sum()) == int((batch["labels"][:, 1:] != -100).sum())
     assert sum(shape[0] for shape in blocks) == int(fused.label_mask.sum())  # ours, on the completion positions only
+
+
+def test_max_length_is_fitted_to_the_longest_example_and_written_in_the_config(sft_dir, tiny_model, tmp_path, capsys):
+    out = tmp_path / "run"
+    train_split, val = load_splits(sft_dir)
+    trainer = build_trainer(tiny_config(sft_dir, tiny_model, out, lora=True), train_split, val)
+    lengths = [len(ids) for split in (trainer.train_dataset, trainer.eval_dataset) for ids in split["input_ids"]]
+    tokenizer = trainer.processing_class
+    for row, source in zip(trainer.train_dataset, train_split):  # every answer token is still there, then the end
+        start = next(i for i, label in enumerate(row["labels"]) if label != -100)
+        assert tokenizer.decode(row["input_ids"][start:]) == source["completion"][0]["content"] + "<|im_end|>\n"
+    fitted = trainer.args.max_length
+    assert max(lengths) <= fitted < max(lengths) + 64 and fitted % 64 == 0 and fitted < 512
+    assert f"longest example {max(lengths)} tokens, max_length {fitted} (limit 512)" in capsys.readouterr().err
+    train(tiny_config(sft_dir, tiny_model, out, lora=True))
+    written = read_json(out / "train_config.json")
+    assert (written["max_length"], written["max_length_limit"]) == (fitted, 512)
+    assert (written["longest_example_tokens"], written["examples_at_limit"]) == (max(lengths), 0)
+
+
+def test_a_limit_below_the_longest_example_is_kept_and_the_cut_examples_are_named(sft_dir, tiny_model, tmp_path,
+                                                                                  capsys):
+    from transformers import AutoTokenizer
+
+    train_split, val = load_splits(sft_dir)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    prompts = [len(tokenizer.apply_chat_template(row["prompt"], add_generation_prompt=True)["input_ids"])
+               for split in (train_split, val) for row in split]
+    limit = max(prompts) + 8  # every answer keeps a few tokens, the long ones lose their ends
+    trainer = build_trainer(tiny_config(sft_dir, tiny_model, tmp_path / "run", max_length=limit), train_split, val)
+    assert trainer.args.max_length == limit
+    lengths = [len(ids) for split in (trainer.train_dataset, trainer.eval_dataset) for ids in split["input_ids"]]
+    assert len(lengths) == len(prompts) and max(lengths) == limit
+    cut = lengths.count(limit)
+    assert cut > 0 and f"{cut} examples reach the limit" in capsys.readouterr().err
+
+
+def test_the_default_memory_settings_still_train_a_lora_student(sft_dir, tiny_model, tmp_path):
+    # The defaults chosen for memory: no LoRA dropout, passes of 2 examples on CPU (here 2 per step of 4).
+    config = tiny_config(sft_dir, tiny_model, tmp_path / "run", lora=True, max_steps=8, batch_size=4,
+                         learning_rate=1e-2)
+    assert (config.lora_dropout, config.micro_batch_size, config.gradient_checkpointing) == (0.0, None, False)
+    train_split, val = load_splits(sft_dir)
+    trainer = build_trainer(config, train_split, val)
+    assert (trainer.args.per_device_train_batch_size, trainer.args.gradient_accumulation_steps) == (2, 2)
+    before, loss_before = trainable(trainer.model), trainer.evaluate()["eval_loss"]
+    trainer.train()
+    params = dict(trainer.model.named_parameters())
+    assert [n for n in before if torch.equal(params[n], before[n])] == []
+    loss_after = trainer.evaluate()["eval_loss"]
+    print("eval loss", loss_before, loss_after)
+    assert loss_after < loss_before - 0.05
+
+
+def test_micro_batches_change_the_memory_not_the_numbers(sft_dir, tiny_model, tmp_path):
+    # Passes of 2 or 1 examples give the losses and the adapter of one pass of 4: same examples per step, same loss.
+    train_split, _ = load_splits(sft_dir)
+    runs = {}
+    for micro in (4, 2, 1):
+        config = tiny_config(sft_dir, tiny_model, tmp_path / f"run{micro}", lora=True, max_steps=2, batch_size=4,
+                             micro_batch_size=micro)
+        trainer = build_trainer(config, train_split, None)
+        assert (trainer.args.per_device_train_batch_size, trainer.args.gradient_accumulation_steps) == (micro, 4 // micro)
+        trainer.train()
+        runs[micro] = [h["loss"] for h in trainer.state.log_history if "loss" in h], trainable(trainer.model)
+    for micro in (2, 1):
+        assert runs[micro][0] == pytest.approx(runs[4][0], rel=1e-4)
+        assert [n for n, p in runs[4][1].items() if not torch.allclose(runs[micro][1][n], p, atol=1e-6)] == []
+
+
+def test_the_micro_batch_is_two_on_cpu_and_the_whole_batch_on_a_gpu():
+    from distill.train import micro_batch
+
+    assert [micro_batch(TrainConfig(data="d", output="o", batch_size=b), cuda=False) for b in (8, 2, 1, 3)] == [2, 2, 1, 1]
+    assert micro_batch(TrainConfig(data="d", output="o", batch_size=8), cuda=True) == 8
+    assert micro_batch(TrainConfig(data="d", output="o", batch_size=8, micro_batch_size=4), cuda=False) == 4
+    with pytest.raises(ConfigError, match="micro_batch_size must divide batch_size 8, got 3"):
+        TrainConfig(data="d", output="o", batch_size=8, micro_batch_size=3)
+
+
+def test_a_limit_that_leaves_no_answer_token_is_refused(sft_dir, tiny_model, tmp_path):
+    train_split, val = load_splits(sft_dir)
+    with pytest.raises(ConfigError, match="max_length 16 leaves no answer token in any training example"):
+        build_trainer(tiny_config(sft_dir, tiny_model, tmp_path / "run", max_length=16), train_split, val)

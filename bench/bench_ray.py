@@ -35,7 +35,7 @@ class InstantTeacher:
 
     model = "instant:teacher"
 
-    def complete(self, prompts, settings):
+    def complete(self, prompts, settings, schemas=None):
         for i, _ in enumerate(prompts):
             yield i, Completion("Key Features: x", "ok", 1, 1)
 

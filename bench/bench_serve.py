@@ -303,8 +303,7 @@ def main() -> None:
     print(f"headline: MSD/DIN p50 with a warm cache = {ratio} (paper 37.2/35 = 1.063)")
     record("serve", {"data": str(args.data), "knowledge": str(args.knowledge), "runs": {"din": str(din), "msd": str(msd), "elec": str(elec)},
                      "request": "user + 20-item history + 100 candidates from the test split", "rows": rows,
-                     "msd_din_p50_ratio_warm": ratio, "paper_ratio": round(37.2 / 35, 3), "notes": notes,
-                     "machine_note": "shared 2-core machine, other agents running: figures from a loaded machine"})
+                     "msd_din_p50_ratio_warm": ratio, "paper_ratio": round(37.2 / 35, 3), "notes": notes})
 
 
 if __name__ == "__main__":

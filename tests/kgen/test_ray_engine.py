@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from fake_teacher import CrashOnceTeacher, FakeTeacher, LoggingTeacher, task
 from typer.testing import CliRunner
 
@@ -69,12 +70,19 @@ def test_kgen_generate_records_equal_the_single_process_run_byte_for_byte(cluste
 
 def test_distill_generate_and_embed_on_ray_equal_one_process(cluster, tiny_model_dir, items, tmp_path):
     runs = {}
-    for engine in ("local", "ray"):
-        out = tmp_path / engine
-        generate_student(StudentConfig(tiny_model_dir, "item", items, out / "k.jsonl", batch_size=2,
-                                       max_new_tokens=5, engine=engine, workers=2))
-        embed_tables(EmbedConfig(tiny_model_dir, items, out / "emb", batch_size=2, engine=engine, workers=2))
-        runs[engine] = (sorted_lines(out / "k.jsonl"), read_table(out / "emb" / ITEM_TABLE))
+    threads = torch.get_num_threads()
+    # The workers run torch on one thread (WORKER_ENV); a matmul's summation order depends on the thread count,
+    # so the local run uses one thread too and the vectors can be compared bit for bit.
+    torch.set_num_threads(1)
+    try:
+        for engine in ("local", "ray"):
+            out = tmp_path / engine
+            generate_student(StudentConfig(tiny_model_dir, "item", items, out / "k.jsonl", batch_size=2,
+                                           max_new_tokens=5, engine=engine, workers=2))
+            embed_tables(EmbedConfig(tiny_model_dir, items, out / "emb", batch_size=2, engine=engine, workers=2))
+            runs[engine] = (sorted_lines(out / "k.jsonl"), read_table(out / "emb" / ITEM_TABLE))
+    finally:
+        torch.set_num_threads(threads)
     assert runs["ray"][0] == runs["local"][0] and len(runs["local"][0]) == 10
     (ids, vectors), (ray_ids, ray_vectors) = runs["local"][1], runs["ray"][1]
     assert ray_ids == ids and np.array_equal(ray_vectors, vectors)  # the same batches, so the same bits

@@ -44,7 +44,7 @@ PLANTS = {
                                             "            if False:\n                return SaveResult(False, current, True, f\"stored version is",
                                             ["tests/annotate/test_annotate_store.py"]),
 }
-PY = "/work/main/.venv/bin/python"
+PY = sys.executable  # the interpreter that runs this script (e.g. .venv/bin/python)
 ENV = {**os.environ, "PYTHONPATH": os.getcwd(), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 
 

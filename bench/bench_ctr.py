@@ -64,14 +64,13 @@ def summarise(runs: list[dict]) -> dict:
     return out
 
 
-def cost_table(args: argparse.Namespace, lora_common: list[str]) -> tuple[dict, str]:
+def cost_table(args: argparse.Namespace, common: list[str], lora_base: list[str]) -> tuple[dict, str]:
     """Fresh one-epoch runs of DIN, MSD (cached) and MSD + LoRA: samples/s and peak RSS, and the table text."""
     cost_dir = args.runs / "cost"
     shutil.rmtree(cost_dir, ignore_errors=True)  # speed is measured now, never reused from an earlier run
-    main_common = ["--data", str(args.data), "--knowledge", str(args.knowledge), *args.train_args.split(),
-                   "--epochs", "1", "--max-train-samples", str(args.cost_slice)]
+    main_common = [*common, "--epochs", "1", "--max-train-samples", str(args.cost_slice)]
     rows = {**run_table("cost", COST_MAIN, main_common, cost_dir, [0]),
-            **run_table("cost", COST_LORA, [*lora_common[:-4], "--max-train-samples", "64",
+            **run_table("cost", COST_LORA, [*lora_base, "--max-train-samples", "64",
                                             "--max-eval-samples", "64"], cost_dir, [0])}
     lines = [f"{'run':44} {'samples/s':>10} {'peak RSS MB':>11} {'train rows':>10}"]
     lines += [f"{k:44} {v['samples_per_s']['mean']:>10,.1f} {v['peak_rss_mb']:>11,.0f} {v['train_samples']:>10,}"
@@ -131,11 +130,12 @@ def main() -> None:
     seeds = [int(s) for s in args.seeds.split(",")]
     card = json.loads((args.data / "card.json").read_text())
     common = ["--data", str(args.data), "--knowledge", str(args.knowledge), *args.train_args.split()]
-    lora_common = ["--data", str(args.data), "--knowledge", str(args.knowledge), *args.lora_args.split(),
+    lora_base = ["--data", str(args.data), "--knowledge", str(args.knowledge), *args.lora_args.split()]
+    lora_common = [*lora_base,
                    "--max-train-samples", str(args.slice), "--max-eval-samples", str(args.eval_slice)]
     for name in args.tables.split(","):
         if name == "cost":
-            rows, text = cost_table(args, lora_common)
+            rows, text = cost_table(args, common, lora_base)
             print(f"\n{card.get('title', card['dataset'])}: training cost (1 epoch, seed 0)\n{text}\n", flush=True)
             record("ctr", {"table": "cost", "dataset": card.get("title", card["dataset"]), "data": str(args.data),
                            "knowledge": {"folder": str(args.knowledge), "label": args.label},

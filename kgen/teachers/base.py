@@ -6,7 +6,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Literal, Protocol
 
-from kgen.answer_schema import ANSWER_FORMATS
+from kgen.answer_schema import ANSWER_FORMATS, answer_schema
 from kgen.records import ConfigError
 
 Messages = list[dict[str, str]]  # chat messages: [{"role": ..., "content": ...}]
@@ -74,3 +74,8 @@ class Teacher(Protocol):
     def close(self) -> None:
         """Release the model or client."""
         ...
+
+
+def prompt_schema(schemas: Sequence[dict] | None, index: int) -> dict:
+    """The answer schema of prompt `index`: its own when the run gave per-request schemas, else the generic one."""
+    return schemas[index] if schemas else answer_schema()

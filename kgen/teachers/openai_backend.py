@@ -24,9 +24,8 @@ from urllib.parse import urlparse
 
 import openai
 
-from kgen.answer_schema import answer_schema
 from kgen.records import ConfigError
-from kgen.teachers.base import Completion, GenerationSettings, Messages
+from kgen.teachers.base import Completion, GenerationSettings, Messages, prompt_schema
 
 PLACEHOLDER_KEY = "EMPTY"
 OPENAI_HOST = "api.openai.com"
@@ -67,7 +66,7 @@ class OpenAITeacher:
             return
         results: queue.SimpleQueue = queue.SimpleQueue()
         loop = asyncio.new_event_loop()
-        formats = [response_format(schemas[i] if schemas else answer_schema()) for i in range(len(prompts))]
+        formats = [response_format(prompt_schema(schemas, i)) for i in range(len(prompts))]
         main = loop.create_task(self._answer_all(list(prompts), formats, settings, results.put))
         worker = threading.Thread(
             target=_drive, args=(loop, main, results.put), name="kgen-openai-teacher", daemon=True

@@ -25,9 +25,8 @@ import openai
 from tqdm import tqdm
 
 from kgen import records as R
-from kgen.answer_schema import answer_schema
 from kgen.run import request_key
-from kgen.teachers.base import Completion, GenerationSettings, Messages
+from kgen.teachers.base import Completion, GenerationSettings, Messages, prompt_schema
 from kgen.teachers.openai_backend import (
     chat_request,
     completion_from_response,
@@ -226,7 +225,7 @@ def batch_lines(
     chunk, size = [], 0
     for key in keys:
         index = where[key][0]
-        fmt = response_format(schemas[index] if schemas else answer_schema()) if settings.structured else None
+        fmt = response_format(prompt_schema(schemas, index)) if settings.structured else None
         body = chat_request(model, prompts[index], settings, fmt)
         line = (R.dumps({"custom_id": key, "method": "POST", "url": ENDPOINT, "body": body}) + "\n").encode()
         if chunk and (len(chunk) == MAX_REQUESTS or size + len(line) > MAX_BYTES):

@@ -7,11 +7,10 @@ from collections.abc import Iterator, Sequence
 
 import torch
 
-from kgen.answer_schema import answer_schema
 from kgen.models import loading_model, resolve_llm
 from kgen.parse import strip_list_marker
 from kgen.records import ConfigError
-from kgen.teachers.base import Completion, GenerationSettings, Messages
+from kgen.teachers.base import Completion, GenerationSettings, Messages, prompt_schema
 
 _DONE_MARK = "key features"
 
@@ -113,7 +112,7 @@ class TransformersTeacher:
             try:
                 batch_schemas = None
                 if settings.structured:
-                    batch_schemas = [schemas[i] if schemas else answer_schema() for i in batch]
+                    batch_schemas = [prompt_schema(schemas, i) for i in batch]
                 answers = self._generate([prompts[i] for i in batch], settings, batch_schemas)
             except (RuntimeError, ValueError) as exc:  # e.g. out of memory, a prompt over the context length
                 answers = [Completion("", "api_error", error=f"{type(exc).__name__}: {exc}")] * len(batch)

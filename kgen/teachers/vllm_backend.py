@@ -5,10 +5,9 @@ from __future__ import annotations
 import gc
 from collections.abc import Iterator, Sequence
 
-from kgen.answer_schema import answer_schema
 from kgen.models import resolve_llm
 from kgen.records import ConfigError, MissingExtra
-from kgen.teachers.base import Completion, GenerationSettings, Messages
+from kgen.teachers.base import Completion, GenerationSettings, Messages, prompt_schema
 
 MISSING_VLLM = "the vllm backend needs `pip install msd-toolkit[vllm]` (and a GPU)"
 
@@ -44,7 +43,7 @@ class VLLMTeacher:
         Structured answers get one SamplingParams per prompt, each with its own schema (from `schemas`, if given).
         """
         def params(index: int):
-            schema = (schemas[index] if schemas else answer_schema()) if settings.structured else None
+            schema = prompt_schema(schemas, index) if settings.structured else None
             return self._vllm.SamplingParams(
                 temperature=settings.temperature,
                 top_p=settings.top_p,

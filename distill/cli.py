@@ -39,13 +39,14 @@ def build_data(
     dictionary: Annotated[Path | None, typer.Option(help="Synonym dictionary TSV (default: prompts/synonyms.tsv).")] = None,
     val_fraction: Annotated[float, typer.Option(help="Share of ids held out for validation.")] = 0.1,
     seed: int = 0,
+    answer_format: Annotated[str, typer.Option(help="json: completions in the structured format `distill generate` constrains the student to; text: the Key Features text format.")] = "json",
 ) -> None:
     """Build the student's SFT dataset (prompt/completion, split by id) from ok knowledge records."""
     from distill.data import DEFAULT_DICTIONARY, DataConfig, build_data as run
 
     with one_line_errors():
         config = DataConfig(knowledge, output, tuple(_split_list(augment)), shuffle_factor, dictionary_factor,
-                            dictionary or DEFAULT_DICTIONARY, val_fraction, seed)
+                            dictionary or DEFAULT_DICTIONARY, val_fraction, seed, answer_format)
         stats = run(config)
     typer.echo(json.dumps(stats, indent=2))
     typer.echo(f"-> {output}")
@@ -107,19 +108,22 @@ def generate(
     ids: Annotated[Path | None, typer.Option(help="Only these ids (one per line).")] = None,
     limit: Annotated[int | None, typer.Option(help="Only the first N inputs.")] = None,
     batch_size: int = 8,
-    max_new_tokens: int = 256,
+    max_new_tokens: Annotated[int | None, typer.Option(help="Token limit (default: a whole answer of the format).")] = None,
     temperature: float = 0.0,
     seed: int = 0,
     replace_stale: Annotated[bool, typer.Option(help="Replace stored rows made by another model or prompt.")] = False,
     engine: EngineOpt = "local",
     workers: WorkersOpt = None,
+    answer_format: Annotated[str, typer.Option(help="json: answers constrained to kgen/answer_schema.py (train the student with `build-data --answer-format json`); text: the Key Features text format.")] = "json",
+    explicit_spans: Annotated[bool, typer.Option("--explicit-spans/--free-explicit", help="json: explicit values must be spans of the input.")] = True,
 ) -> None:
     """Generate knowledge records with the student's short prompt (same parser and records as the teacher)."""
     from distill.generate import GenerateConfig, generate_student
 
     with one_line_errors():
         config = GenerateConfig(model, level, input, output, items, ids, limit, batch_size, max_new_tokens,
-                                temperature, seed, replace_stale, engine=engine, workers=workers)
+                                temperature, seed, replace_stale, engine=engine, workers=workers,
+                                answer_format=answer_format, explicit_spans=explicit_spans)
         info = generate_student(config)
     metrics = info["metrics"]
     if metrics["missing_ids"]:

@@ -10,8 +10,9 @@ from pathlib import Path
 
 from distill.augment import Dictionary, load_dictionary, shuffle_answer, substitute
 from kgen import records as R
+from kgen.answer_schema import ANSWER_FORMATS, format_json_answer
 from kgen.parse import ParsedAnswer, format_answer
-from kgen.prompting import STUDENT_TEMPLATES, build_messages
+from kgen.prompting import build_messages, student_template
 from prompts import PROMPTS_DIR
 
 AUGMENTATIONS = ("shuffle", "dictionary")
@@ -34,6 +35,8 @@ class DataConfig:
     dictionary: Path = DEFAULT_DICTIONARY
     val_fraction: float = 0.1
     seed: int = 0
+    # The completions' format: "json" (what `distill generate` constrains the student to by default) or "text".
+    answer_format: str = "json"
 
     def __post_init__(self) -> None:
         self.knowledge = [Path(p) for p in self.knowledge]
@@ -49,6 +52,8 @@ class DataConfig:
                 raise R.ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0 <= self.val_fraction < 1:
             raise R.ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        if self.answer_format not in ANSWER_FORMATS:
+            raise R.ConfigError(f"--answer-format must be one of {', '.join(ANSWER_FORMATS)}, got {self.answer_format!r}")
 
     def to_dict(self) -> dict:
         return R.config_dict(self)
@@ -89,13 +94,25 @@ def answer_of(row: dict) -> ParsedAnswer:
     return ParsedAnswer(list(row.get(R.EXPLICIT) or []), list(row.get(R.IMPLICIT) or []), list(row[R.KEY_PHRASES]))
 
 
-def example(row: dict, answer: ParsedAnswer, source: str) -> dict:
-    """One conversational prompt/completion example: the student's short prompt, the canonical answer text."""
-    template = STUDENT_TEMPLATES[row[R.LEVEL]]
-    text = format_answer(answer.explicit, answer.implicit, answer.key_phrases)
+def completion_text(row: dict, answer: ParsedAnswer, answer_format: str) -> str:
+    """The canonical answer in the student's format.
+
+    JSON answers carry no separate key-phrase list (the values are the key phrases), so an aspect whose value the
+    teacher run took out of the key phrases as leaked from its one-shot example is left out with it.
+    """
+    if answer_format == "text":
+        return format_answer(answer.explicit, answer.implicit, answer.key_phrases)
+    dropped = {p.casefold() for p in row.get(R.LEAKED_DROPPED) or []}
+    kept = lambda aspects: [a for a in aspects if a[R.VALUE].casefold() not in dropped]
+    return format_json_answer(kept(answer.explicit), kept(answer.implicit))
+
+
+def example(row: dict, answer: ParsedAnswer, source: str, answer_format: str) -> dict:
+    """One conversational prompt/completion example: the student's short prompt, the canonical answer."""
+    template = student_template(row[R.LEVEL], answer_format)
     return {
         "prompt": build_messages(template, row[R.INPUT]),
-        "completion": [{"role": "assistant", "content": text}],
+        "completion": [{"role": "assistant", "content": completion_text(row, answer, answer_format)}],
         R.ID: str(row[R.ID]),
         R.LEVEL: row[R.LEVEL],
         SOURCE: source,
@@ -105,11 +122,11 @@ def example(row: dict, answer: ParsedAnswer, source: str) -> dict:
 def augmented_answers(row: dict, config: DataConfig, dictionary: Dictionary | None, rng: random.Random) -> list[tuple[str, ParsedAnswer]]:
     """The original answer and its distinct augmentations, each tagged with the augmentation that made it."""
     original = answer_of(row)
-    seen = {format_answer(original.explicit, original.implicit, original.key_phrases)}
+    seen = {completion_text(row, original, config.answer_format)}
     out = [("original", original)]
 
     def keep(source: str, answer: ParsedAnswer) -> bool:
-        text = format_answer(answer.explicit, answer.implicit, answer.key_phrases)
+        text = completion_text(row, answer, config.answer_format)
         if text in seen:
             return False
         seen.add(text)
@@ -132,7 +149,8 @@ def build_examples(rows: list[dict], config: DataConfig, dictionary: Dictionary 
     splits: dict[str, list[dict]] = {s: [] for s in SPLITS}
     for row in rows:
         split = "validation" if (row[R.LEVEL], str(row[R.ID])) in val else "train"
-        splits[split] += [example(row, answer, source) for source, answer in augmented_answers(row, config, dictionary, rng)]
+        splits[split] += [example(row, answer, source, config.answer_format)
+                          for source, answer in augmented_answers(row, config, dictionary, rng)]
     return splits
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from distill.export import adapter_base, fingerprint, is_adapter, merge_adapter, student_path
 from kgen import records as R
+from kgen.answer_schema import ANSWER_FORMATS, default_max_new_tokens
 from kgen.generate import check_engine, check_level_and_limit, run_info_path
 from kgen.teachers.transformers_backend import TransformersTeacher
 
@@ -24,12 +25,16 @@ class GenerateConfig:
     ids: Path | None = None
     limit: int | None = None
     batch_size: int = 8
-    max_new_tokens: int = 256
+    max_new_tokens: int | None = None  # None: enough for a whole answer of the format (kgen.answer_schema)
     temperature: float = 0.0
     seed: int = 0
     replace_stale: bool = False
     engine: str = "local"  # or ray: Ray Data workers, each with its own copy of the student (kgen/ray_engine.py)
     workers: int | None = None
+    # json (the default): the student answers under the teacher's schema, explicit values constrained to spans of
+    # its input, as `distill build-data` taught it; text: the Key Features text format.
+    answer_format: str = "json"
+    explicit_spans: bool = True
 
     def __post_init__(self) -> None:
         self.input, self.output = Path(self.input), Path(self.output)
@@ -39,6 +44,8 @@ class GenerateConfig:
         check_engine(self.engine, self.workers)
         if self.batch_size < 1:
             raise R.ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.answer_format not in ANSWER_FORMATS:
+            raise R.ConfigError(f"--answer-format must be one of {', '.join(ANSWER_FORMATS)}, got {self.answer_format!r}")
 
     def to_dict(self) -> dict:
         return R.config_dict(self)
@@ -96,13 +103,15 @@ def generate_student(config: GenerateConfig, student=None) -> dict:
     from kgen.tasks import load_inputs, student_tasks
     from kgen.teachers.base import GenerationSettings
 
-    settings = GenerationSettings(max_new_tokens=config.max_new_tokens, temperature=config.temperature, seed=config.seed)
+    settings = GenerationSettings(max_new_tokens=config.max_new_tokens or default_max_new_tokens(config.answer_format),
+                                  temperature=config.temperature, seed=config.seed,
+                                  answer_format=config.answer_format, explicit_spans=config.explicit_spans)
     ids = read_ids(config.ids) if config.ids else None
     inputs = load_inputs(config.level, config.input, config.items, None if ids else config.limit)
     inputs, missing = select_inputs(inputs, ids, config.limit)
     if not inputs:
         raise R.RecordError(f"{config.input}: no inputs to generate for" + (f" ({len(missing)} requested ids not found)" if missing else ""))
-    tasks = student_tasks(config.level, inputs)
+    tasks = student_tasks(config.level, inputs, config.answer_format)
     desc = f"student {config.level}"
     if config.engine == "ray":
         from kgen.ray_engine import batch_rows, generate_records_ray

@@ -12,6 +12,7 @@ from prompts import PROMPTS_DIR
 TEACHER_TEMPLATES = {"item": "item", "user": "user"}
 JSON_TEACHER_TEMPLATES = {"item": "item_json", "user": "user_json"}
 STUDENT_TEMPLATES = {"item": "student_item", "user": "student_user"}
+JSON_STUDENT_TEMPLATES = {"item": "student_item_json", "user": "student_user_json"}
 
 
 @cache
@@ -33,6 +34,11 @@ def render(template: str, **variables: object) -> str:
 def teacher_template(level: str, answer_format: str) -> str:
     """The teacher template of a level for an answer format ("text" or "json")."""
     return (JSON_TEACHER_TEMPLATES if answer_format == "json" else TEACHER_TEMPLATES)[level]
+
+
+def student_template(level: str, answer_format: str) -> str:
+    """The student's short template of a level for an answer format ("text" or "json")."""
+    return (JSON_STUDENT_TEMPLATES if answer_format == "json" else STUDENT_TEMPLATES)[level]
 
 
 def build_messages(template: str, input_text: str, example: dict | None = None) -> Messages:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from kgen import records as R
 from kgen.inputs import input_clipped, item_input, user_input
-from kgen.prompting import STUDENT_TEMPLATES, build_messages, teacher_template
+from kgen.prompting import build_messages, student_template, teacher_template
 from kgen.reference import ANSWER, TextEncoder, example_answer, load_pool, pick_examples, reference_text
 from kgen.run import MESSAGES
 
@@ -63,9 +63,9 @@ def teacher_tasks(level: str, inputs: list[tuple[str, str, dict]], encoder: Text
     return tasks
 
 
-def student_tasks(level: str, inputs: list[tuple[str, str, dict]]) -> list[dict]:
-    """Student tasks: the short template, no reference example."""
-    template = STUDENT_TEMPLATES[level]
+def student_tasks(level: str, inputs: list[tuple[str, str, dict]], answer_format: str = "json") -> list[dict]:
+    """Student tasks: the short template of the answer format, no reference example."""
+    template = student_template(level, answer_format)
     return [_task(rid, level, text, row, template, build_messages(template, text)) for rid, text, row in inputs]
 
 

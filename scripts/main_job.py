@@ -61,7 +61,8 @@ class MainConfig:
     batch_size: int = 8
     max_new_tokens: int = 384  # answers to long purchase histories need it; loops are cut at the Key Features line
     teacher: str | None = None
-    answer_format: str = "json"  # the teacher's: "json" = constrained to kgen/answer_schema.py (spans of the input)
+    # Teacher and student alike: "json" = constrained to kgen/answer_schema.py (explicit values spans of the input).
+    answer_format: str = "json"
     student: str = EMBEDDED_LLM
     train_epochs: float = 2.0
     # A 135M student with rank-16 LoRA needs a larger rate than the 2e-4 default (tuned for 7B models) to pick up
@@ -123,11 +124,13 @@ def teacher_knowledge(cfg: MainConfig, level: str, input_path: Path, items: Path
 
 
 def student_knowledge(cfg: MainConfig, model: str, paths: dict, name: str) -> Path:
-    """Generate the student's answers for the gold ids of both levels into one file."""
+    """Generate the student's answers for the gold ids of both levels into one file (the teacher's format)."""
     out = cfg.out / "knowledge" / f"{name}.jsonl"
+    max_new_tokens = max(cfg.max_new_tokens, default_max_new_tokens(cfg.answer_format))
     for level in R.LEVELS:
         config = StudentConfig(model, level, paths[f"eval_{level}"], out, items=paths["items"],
-                               batch_size=cfg.batch_size, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed)
+                               batch_size=cfg.batch_size, max_new_tokens=max_new_tokens, seed=cfg.seed,
+                               answer_format=cfg.answer_format)
         generate_student(config)
     return out
 
@@ -186,7 +189,7 @@ def main(cfg: MainConfig) -> dict:
     stage("3. distill build-data: SFT examples with key-phrase shuffling and dictionary substitution")
     sft = build_data(DataConfig([knowledge / f"teacher_train_{lv}.jsonl" for lv in R.LEVELS], cfg.out / "sft",
                                 augment=("shuffle", "dictionary"), shuffle_factor=1, dictionary_factor=1,
-                                val_fraction=0.1, seed=cfg.seed))
+                                val_fraction=0.1, seed=cfg.seed, answer_format=cfg.answer_format))
     m["sft"] = sft
     print(json.dumps(sft))
     stage("4. the untrained student on the gold inputs")
@@ -261,7 +264,7 @@ def parse_args() -> MainConfig:
     p.add_argument("--student", default=EMBEDDED_LLM, help="student base: hub id, path, or the embedded alias")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--answer-format", default=MainConfig.answer_format, choices=["text", "json"],
-                   help="the teacher's answer format (json: constrained to kgen/answer_schema.py)")
+                   help="the teacher's and the student's answer format (json: constrained to kgen/answer_schema.py)")
     a = p.parse_args()
     return MainConfig(out=a.out, scale=a.scale, teacher=a.teacher, student=a.student, seed=a.seed,
                       answer_format=a.answer_format)

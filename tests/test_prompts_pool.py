@@ -73,6 +73,17 @@ def test_student_template_has_no_reference_example(template):
     assert "example" not in text.casefold()
 
 
+@pytest.mark.parametrize("template", ["student_item_json", "student_user_json"])
+def test_student_json_template_asks_for_the_schema_fields_and_shows_no_example(template):
+    variables = TEMPLATE_VARIABLES[template.removesuffix("_json")]
+    text = _render(template, variables)
+    assert all(f'"{key}"' in text for key in ("explicit", "implicit", "aspect", "value"))
+    assert "example" not in text.casefold()
+    assert text.rstrip().endswith(variables["input"] + "\nAnswer:")
+    with pytest.raises(jinja2.UndefinedError):
+        _render(template, {})
+
+
 @pytest.mark.parametrize(("template", "missing"), [(t, v) for t in sorted(TEMPLATE_VARIABLES) for v in TEMPLATE_VARIABLES[t]])
 def test_template_fails_on_a_missing_variable(template, missing):
     variables = {k: v for k, v in TEMPLATE_VARIABLES[template].items() if k != missing}

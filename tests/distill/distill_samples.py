@@ -73,13 +73,14 @@ class CannedStudent:
     """A stand-in student for logic tests: records the prompts it gets and answers with a fixed text."""
 
     def __init__(self, answer: str, model: str = "fake:student"):
-        self.answer, self.model, self.prompts = answer, model, []
+        self.answer, self.model, self.prompts, self.schemas = answer, model, [], []
 
     def complete(self, prompts, settings, schemas=None):
         from kgen.teachers.base import Completion
 
         for i, messages in enumerate(prompts):
             self.prompts.append(messages)
+            self.schemas.append(schemas[i] if schemas else None)
             yield i, Completion(self.answer, "ok", 10, 20)
 
     def close(self) -> None:

@@ -49,9 +49,9 @@ def test_build_data_counts_and_splits_by_id(tmp_path, knowledge_file, synonyms):
     assert read_json(out / "stats.json") == stats
 
 
-def test_examples_are_the_short_student_prompt_and_the_canonical_answer(tmp_path, knowledge_file, synonyms):
+def test_text_examples_are_the_short_student_prompt_and_the_canonical_answer(tmp_path, knowledge_file, synonyms):
     out = tmp_path / "sft"
-    build_data(DataConfig([knowledge_file], out, ("shuffle", "dictionary"), 2, 1, synonyms, 0.25, 0))
+    build_data(DataConfig([knowledge_file], out, ("shuffle", "dictionary"), 2, 1, synonyms, 0.25, 0, "text"))
     data = load(out)
     rows = {r["id"]: r for r in many_rows(12)}
     for ex in data["train"]:
@@ -67,6 +67,63 @@ def test_examples_are_the_short_student_prompt_and_the_canonical_answer(tmp_path
             assert sorted(parsed.key_phrases) == sorted(row["key_phrases"])
         if ex["source"] == "dictionary":
             assert parsed.explicit == row["explicit"] and parsed.key_phrases != row["key_phrases"]
+
+
+def test_json_examples_are_the_student_json_prompt_and_the_answer_in_the_schema(tmp_path, knowledge_file, synonyms):
+    import json
+
+    from kgen.answer_schema import answer_schema
+
+    out = tmp_path / "sft"
+    stats = build_data(DataConfig([knowledge_file], out, ("shuffle", "dictionary"), 2, 1, synonyms, 0.25, 0))
+    assert read_json(out / "build_config.json")["answer_format"] == "json"  # the default
+    data = load(out)
+    rows = {r["id"]: r for r in many_rows(12)}
+    facts = lambda aspects: [(a["aspect"], a["value"]) for a in aspects]
+    texts = defaultdict(set)
+    for ex in [*data["train"], *data["validation"]]:
+        row = rows[ex["id"]]
+        assert ex["prompt"] == build_messages("student_item_json", row["input"])
+        text = ex["completion"][0]["content"]
+        texts[ex["id"]].add(text)
+        answer = json.loads(text)
+        jsonschema_validate(answer, answer_schema())
+        parsed = parse_answer(text)
+        assert parsed.status == "ok" and facts(parsed.explicit) == facts(answer["explicit"])
+        if ex["source"] == "original":
+            assert facts(answer["explicit"]) == facts(row["explicit"]) and facts(answer["implicit"]) == facts(row["implicit"])
+        if ex["source"] == "shuffle":  # the same facts, another order
+            assert sorted(facts(answer["explicit"])) == sorted(facts(row["explicit"]))
+            assert sorted(facts(answer["implicit"])) == sorted(facts(row["implicit"]))
+        if ex["source"] == "dictionary":  # explicit values copied from the name never change
+            assert facts(answer["explicit"]) == facts(row["explicit"]) and facts(answer["implicit"]) != facts(row["implicit"])
+    # every example of an id is a distinct completion: a key-phrase shuffle the JSON cannot show is not counted
+    assert sum(len(t) for t in texts.values()) == stats["train_examples"] + stats["validation_examples"]
+
+
+def test_json_examples_leave_out_the_facts_taken_out_as_leaked_from_the_example(tmp_path):
+    import json
+
+    row = many_rows(1)[0]
+    row["key_phrases"] = [p for p in row["key_phrases"] if p != "Gift"]
+    row["leaked_dropped"] = ["gift"]  # the teacher's one-shot example said "Gift" and the name does not
+    knowledge = tmp_path / "k.jsonl"
+    write_jsonl(knowledge, [row])
+    build_data(DataConfig([knowledge], tmp_path / "sft", val_fraction=0.0))
+    (ex,) = load(tmp_path / "sft")["train"]
+    answer = json.loads(ex["completion"][0]["content"])
+    assert [a["value"] for a in answer["implicit"]] == ["Home Decor"]
+    assert [a["value"] for a in answer["explicit"]] == ["White", "T-Light Holder", "Hanging Heart"]
+
+
+def jsonschema_validate(answer: dict, schema: dict) -> None:
+    """The schema's own rules, checked by hand (no jsonschema dependency): keys, list sizes, string lengths."""
+    assert set(answer) == set(schema["required"])
+    for key, rule in schema["properties"].items():
+        assert rule["minItems"] <= len(answer[key]) <= rule["maxItems"], (key, answer[key])
+        for fact in answer[key]:
+            assert set(fact) == {"aspect", "value"}
+            assert 1 <= len(fact["value"]) <= rule["items"]["properties"]["value"]["maxLength"]
 
 
 def test_the_split_of_an_id_does_not_change_when_data_grows():

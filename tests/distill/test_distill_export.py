@@ -93,19 +93,39 @@ def test_embed_accepts_an_adapter_folder_and_refuses_duplicate_ids(adapter_dir, 
         embed_tables(EmbedConfig(str(adapter_dir), dup, tmp_path / "emb2"))
 
 
-def test_generate_uses_the_short_student_prompt_and_writes_knowledge_records(inputs, tmp_path):
+def test_text_generate_uses_the_short_student_prompt_and_writes_knowledge_records(inputs, tmp_path):
     items, users = inputs
     row = knowledge_row("85123A")
     student = CannedStudent(format_answer(row["explicit"], row["implicit"], row["key_phrases"]))
     out = tmp_path / "student_users.jsonl"
-    info = generate_student(GenerateConfig("runs/x", "user", users, out, items=items), student=student)
+    info = generate_student(GenerateConfig("runs/x", "user", users, out, items=items, answer_format="text"),
+                            student=student)
     by_id = {i["item_id"]: i for i in SAMPLE_ITEMS}
     assert student.prompts == [build_messages("student_user", user_input(u, by_id)) for u in SAMPLE_USERS]
+    assert student.schemas == [None, None]
     records = read_records(out, "knowledge")
     assert [r["id"] for r in records] == ["u12347", "u12348"]
     assert all(r["template"] == "student_user" and r["reference_id"] is None for r in records)
     assert records[0]["key_phrases"] == row["key_phrases"] and records[0]["status"] == "ok"
     assert info["metrics"]["generated"] == 2 and read_json(tmp_path / "student_users.run.json")["metrics"]["generated"] == 2
+
+
+def test_json_generate_is_the_default_and_holds_explicit_values_to_the_input_spans(inputs, tmp_path):
+    from kgen.answer_schema import format_json_answer, input_spans, max_answer_tokens
+
+    items, _ = inputs
+    row = knowledge_row("85123A")
+    student = CannedStudent(format_json_answer(row["explicit"], row["implicit"]))
+    out = tmp_path / "student_items.jsonl"
+    info = generate_student(GenerateConfig("runs/x", "item", items, out), student=student)
+    assert student.prompts == [build_messages("student_item_json", item_input(i)) for i in SAMPLE_ITEMS]
+    for item, schema in zip(SAMPLE_ITEMS, student.schemas):  # each request carries the spans of its own input
+        assert schema["properties"]["explicit"]["items"]["properties"]["value"]["enum"] == input_spans([item_input(item)])
+    settings = info["config"]["settings"]
+    assert settings["answer_format"] == "json" and settings["max_new_tokens"] == max_answer_tokens()
+    records = read_records(out, "knowledge")
+    assert all(r["template"] == "student_item_json" and r["status"] == "ok" for r in records)
+    assert records[0]["key_phrases"][:3] == ["White", "T-Light Holder", "Hanging Heart"]
 
 
 def test_generate_selects_ids_and_limits(inputs, tmp_path):
@@ -116,7 +136,7 @@ def test_generate_selects_ids_and_limits(inputs, tmp_path):
     info = generate_student(GenerateConfig("m", "item", items, tmp_path / "s.jsonl", ids=ids, limit=1), student=student)
     assert [r["id"] for r in read_records(tmp_path / "s.jsonl", "knowledge")] == ["85123A"]  # input order, then limit
     assert info["metrics"]["missing_ids"] == ["nope"]
-    assert student.prompts == [build_messages("student_item", item_input(SAMPLE_ITEMS[0]))]
+    assert student.prompts == [build_messages("student_item_json", item_input(SAMPLE_ITEMS[0]))]
 
 
 def test_generate_with_a_real_tiny_adapter_is_resumable(adapter_dir, inputs, tmp_path):

@@ -9,7 +9,8 @@ from distill.data import DataConfig, build_data
 from distill.generate import GenerateConfig, generate_student
 from distill.train import train
 from distill.train_config import TrainConfig
-from kgen.records import STATUSES, read_records, write_jsonl
+from kgen.answer_schema import input_spans
+from kgen.records import read_records, write_jsonl
 
 
 @pytest.mark.integration
@@ -25,7 +26,10 @@ def test_lora_on_smollm2_trains_two_steps_and_generates(tmp_path):
     items = tmp_path / "items.jsonl"
     write_jsonl(items, SAMPLE_ITEMS)
     out = tmp_path / "student.jsonl"
-    info = generate_student(GenerateConfig(str(run), "item", items, out, limit=2, batch_size=2, max_new_tokens=32))
+    info = generate_student(GenerateConfig(str(run), "item", items, out, limit=2, batch_size=2))
     records = read_records(out, "knowledge")
     assert info["metrics"]["generated"] == 2 and sorted(r["id"] for r in records) == ["22423", "85123A"]
-    assert all(r["status"] in STATUSES and r["raw"] for r in records)
+    # The default structured answer: it always closes, and every explicit value is a span of its own input.
+    assert all(r["status"] == "ok" and r["explicit"] for r in records), [r["raw"] for r in records]
+    for r in records:
+        assert all(a["value"] in input_spans([r["input"]]) for a in r["explicit"]), (r["input"], r["explicit"])

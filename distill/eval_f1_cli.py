@@ -40,12 +40,18 @@ def eval_f1(
     baseline: Annotated[
         str | None, typer.Option(help="Also score a no-model baseline on the same gold and print it beside: name-words.")
     ] = None,
+    teacher: Annotated[
+        Path | None,
+        typer.Option(help="The teacher's answers (knowledge JSONL): also score them, and report --pred's F1 as a "
+                          "ratio to theirs with a bootstrap interval paired over the same gold records."),
+    ] = None,
 ) -> None:
     """Key-phrase F1 (macro headline, micro, tau sweep, many-to-one, exact) with bootstrap 95% intervals."""
     from eval.baselines import BASELINES, baseline_records
     from eval.calibrate import calibrate_tau
     from eval.embedder import Embedder
     from eval.f1_report import DEFAULT_TAU, evaluate_f1, format_comparison, format_report
+    from eval.paired import format_ratio, paired_f1_ratio, per_item_f1
 
     if tau is not None and calibrate is not None:
         fail("give --tau or --calibrate, not both")
@@ -62,6 +68,8 @@ def eval_f1(
         report = evaluate_f1(pred_rows, gold_rows, encoder, tau=chosen_tau, n_boot=n_boot, seed=seed, level=level)
         base = baseline and evaluate_f1(baseline_records(gold_rows, baseline), gold_rows, encoder, tau=chosen_tau,
                                         n_boot=n_boot, seed=seed, level=level)
+        ref = teacher and evaluate_f1(R.read_records(teacher, "knowledge", unique=True), gold_rows, encoder,
+                                      tau=chosen_tau, n_boot=n_boot, seed=seed, level=level)
     counts = report["counts"]
     if counts["n_items_scored"] == 0:
         fail(f"{gold}: no gold records to score" + (f" at level {level}" if level else ""))
@@ -74,15 +82,23 @@ def eval_f1(
         "pred": str(pred), "gold": str(gold), "embedder": embedder, "embedder_path": encoder.path,
         "tau": chosen_tau, "tau_calibrated": calibration is not None, "calibrate": str(calibrate) if calibrate else None,
         "n_boot": n_boot, "seed": seed, "level": level, "baseline": baseline,
+        "teacher": str(teacher) if teacher else None,
     }  # fmt: skip
     if base:
         base.pop("per_item")
         report["baseline"] = {"name": baseline, "headline": base["headline"], "by_level": base["by_level"]}
+    if ref:
+        ratio = paired_f1_ratio(per_item_f1(per_item), per_item_f1(ref.pop("per_item")), n_boot=n_boot, seed=seed)
+        report["over_teacher"] = {"teacher": str(teacher), "headline": ref["headline"], "by_level": ref["by_level"],
+                                  **ratio}
     with one_line_errors():
         R.write_json(out_dir / F1_JSON, report)
         R.write_jsonl(out_dir / PER_ITEM_JSONL, per_item)
     note = f"calibrated on {calibrate}" if calibration else "uncalibrated: pass --calibrate pairs.tsv to choose it"
     typer.echo(format_report(report, tau_note=note))
-    if base:
-        typer.echo(format_comparison({"prediction": report, f"baseline {baseline}": base}))
+    if base or ref:
+        others = {**({"teacher": ref} if ref else {}), **({f"baseline {baseline}": base} if base else {})}
+        typer.echo(format_comparison({"prediction": report, **others}))
+    if ref:
+        typer.echo(f"prediction F1 / teacher F1: {format_ratio(report['over_teacher'])}")
     typer.echo(f"wrote {out_dir / F1_JSON} and {out_dir / PER_ITEM_JSONL}")

@@ -35,6 +35,7 @@ class GenerateConfig:
     # its input, as `distill build-data` taught it; text: the Key Features text format.
     answer_format: str = "json"
     explicit_spans: bool = True
+    repetition_penalty: float = 1.0  # STUDENT_REPETITION_PENALTY is the CLI's default
 
     def __post_init__(self) -> None:
         self.input, self.output = Path(self.input), Path(self.output)
@@ -105,7 +106,8 @@ def generate_student(config: GenerateConfig, student=None) -> dict:
 
     settings = GenerationSettings(max_new_tokens=config.max_new_tokens or default_max_new_tokens(config.answer_format),
                                   temperature=config.temperature, seed=config.seed,
-                                  answer_format=config.answer_format, explicit_spans=config.explicit_spans)
+                                  answer_format=config.answer_format, explicit_spans=config.explicit_spans,
+                                  repetition_penalty=config.repetition_penalty)
     ids = read_ids(config.ids) if config.ids else None
     inputs = load_inputs(config.level, config.input, config.items, None if ids else config.limit)
     inputs, missing = select_inputs(inputs, ids, config.limit)

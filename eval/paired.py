@@ -30,3 +30,12 @@ def paired_f1_ratio(num: dict, den: dict, n_boot: int = 1000, seed: int = 0) -> 
     ci = [float(np.percentile(ratios, 2.5)), float(np.percentile(ratios, 97.5))] if len(ratios) and n_boot else None
     return {"ratio": None if point is None else float(point), "ratio_ci95": ci, "n_items": len(keys),
             "num_f1": float(a.mean()), "den_f1": float(b.mean())}
+
+
+def format_ratio(ratio: dict) -> str:
+    """One line for a paired_f1_ratio result: the ratio, its interval and how many records it pairs."""
+    if ratio["ratio"] is None:
+        return f"undefined (the denominator's F1 is 0 on the {ratio['n_items']} paired gold records)"
+    ci = ratio["ratio_ci95"]
+    interval = f"  95% CI [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else ""
+    return f"{ratio['ratio']:.2f}{interval} (paired bootstrap over {ratio['n_items']} gold records)"

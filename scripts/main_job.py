@@ -35,7 +35,7 @@ from distill.train_config import TrainConfig
 from eval.baselines import baseline_records
 from eval.embedder import Embedder
 from eval.f1_report import evaluate_f1
-from eval.paired import paired_f1_ratio, per_item_f1
+from eval.paired import format_ratio, paired_f1_ratio, per_item_f1
 from kgen import records as R
 from kgen.answer_schema import default_max_new_tokens
 from kgen.generate import GenerateConfig, generate_knowledge
@@ -241,10 +241,7 @@ def print_summary(m: dict, cfg: MainConfig) -> None:
               f"P {f['precision']:.3f}  R {f['recall']:.3f}  exact-match F1 {f['exact_f1']:.3f}  ({f['n_items']} gold records)")
     gain = m["f1"]["student_after"]["f1"] - m["f1"]["student_before"]["f1"]
     print(f"student F1 after training minus before: {gain:+.3f}")
-    r = m["student_over_teacher"]
-    ratio = "undefined (teacher F1 0)" if r["ratio"] is None else (
-        f"{r['ratio']:.2f}  95% CI [{r['ratio_ci95'][0]:.2f}, {r['ratio_ci95'][1]:.2f}] (paired bootstrap)")
-    print(f"student F1 / teacher F1 (after training, {r['n_items']} gold records): {ratio}")
+    print(f"student F1 / teacher F1 (after training): {format_ratio(m['student_over_teacher'])}")
     base, teacher = m["f1"]["baseline_name_words"]["f1"], m["f1"]["teacher"]["f1"]
     print(f"teacher F1 minus the no-model name-words baseline: {teacher - base:+.3f}"
           + ("  (the LLM knowledge does not beat the words of the input here)" if teacher <= base else ""))

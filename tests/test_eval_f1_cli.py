@@ -133,6 +133,23 @@ def test_the_name_words_baseline_is_printed_beside_the_prediction(files):
     assert report["macro_f1"] == pytest.approx(0.25)  # the prediction's own figures are unchanged
 
 
+def test_the_teacher_is_scored_beside_and_the_ratio_is_paired_over_the_same_gold(files):
+    teacher = [{R.ID: "a", R.LEVEL: "item", R.INPUT: "x", R.KEY_PHRASES: ["Present", "mug"], R.RAW: "", R.STATUS: "ok"},
+               {R.ID: "b", R.LEVEL: "item", R.INPUT: "x", R.KEY_PHRASES: ["Tea"], R.RAW: "", R.STATUS: "ok"}]
+    R.write_jsonl(files / "teacher.jsonl", teacher)
+    out = files / "out"
+    result = invoke("--pred", files / "pred.jsonl", "--gold", files / "gold.jsonl", "-o", out, "--n-boot", 200,
+                    "--teacher", files / "teacher.jsonl")
+    assert result.exit_code == 0, result.output
+    ratio = json.loads((out / F1_JSON).read_text())["over_teacher"]
+    # prediction: a 0.5, b missing 0 -> 0.25; teacher: a 1.0, b 0 -> 0.5; the ratio of the means over both records.
+    assert (ratio["num_f1"], ratio["den_f1"], ratio["n_items"]) == (pytest.approx(0.25), pytest.approx(0.5), 2)
+    assert ratio["ratio"] == pytest.approx(0.5) and ratio["headline"]["macro"]["f1"] == pytest.approx(0.5)
+    # resampling {a, b}: only draws holding a have a teacher F1 above 0; each gives 0.5 / 1.0
+    assert ratio["ratio_ci95"] == pytest.approx([0.5, 0.5])
+    assert "teacher" in result.output and "prediction F1 / teacher F1: 0.50  95% CI [0.50, 0.50]" in result.output
+
+
 def test_an_unknown_baseline_is_refused(files):
     result = invoke("--pred", files / "pred.jsonl", "--gold", files / "gold.jsonl", "--baseline", "random")
     assert result.exit_code == 1 and "--baseline must be one of name-words" in result.output

@@ -359,5 +359,12 @@ def test_a_text_run_never_sends_a_response_format():
         assert "response_format" not in server.calls[0].body
 
 
+def test_a_repetition_penalty_is_refused_before_any_request():
+    with FakeOpenAIServer() as server:
+        with pytest.raises(ValueError, match="repetition_penalty is not a parameter of the OpenAI chat API"):
+            run_all_with(make_teacher(server), ["mug"], GenerationSettings(max_new_tokens=8, repetition_penalty=1.2))
+        assert server.calls == []
+
+
 def run_all_with(teacher: OpenAITeacher, contents: list[str], settings: GenerationSettings) -> dict:
     return {contents[i]: c for i, c in teacher.complete([user(c) for c in contents], settings)}

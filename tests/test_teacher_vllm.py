@@ -25,6 +25,7 @@ class SamplingParams:
     top_p: float = 1.0
     max_tokens: int | None = 16
     seed: int | None = None
+    repetition_penalty: float = 1.0
 
 
 @dataclass
@@ -119,6 +120,13 @@ def test_prompts_go_in_chunks_and_every_answer_comes_back_with_its_index(fake_vl
         assert completion.prompt_tokens == 2 + 2  # "Describe it." + "item i"
         assert completion.completion_tokens == 4  # "answer to: item i"
     assert teacher.llm.params[0] == SamplingParams(temperature=0.5, top_p=0.8, max_tokens=32, seed=7)
+
+
+def test_a_repetition_penalty_goes_to_the_sampling_params(fake_vllm):
+    teacher = VLLMTeacher("m", batch_size=3)
+    list(teacher.complete([user("mug")], GenerationSettings(max_new_tokens=32, seed=7, repetition_penalty=1.15)))
+    assert teacher.llm.params[0] == SamplingParams(temperature=0.0, top_p=1.0, max_tokens=32, seed=7,
+                                                   repetition_penalty=1.15)
 
 
 def test_answers_come_out_chunk_by_chunk(fake_vllm):

@@ -24,6 +24,9 @@ class GenerationSettings:
     answer_format: str = "text"
     # With "json": an explicit value must be a span of the input (a per-input schema); False: any short string.
     explicit_spans: bool = True
+    # > 1 makes tokens already in the prompt or answer less likely (transformers / vLLM semantics); 1 = off.
+    # Under a schema it only reorders the choices the grammar allows (which span, which aspect), never the JSON.
+    repetition_penalty: float = 1.0
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
@@ -32,6 +35,8 @@ class GenerationSettings:
             raise ConfigError(f"temperature must be >= 0, got {self.temperature}")
         if not 0 < self.top_p <= 1:
             raise ConfigError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.repetition_penalty <= 0:
+            raise ConfigError(f"repetition_penalty must be > 0, got {self.repetition_penalty}")
         if self.answer_format not in ANSWER_FORMATS:
             raise ConfigError(f"answer_format must be one of {', '.join(ANSWER_FORMATS)}, got {self.answer_format!r}")
 
@@ -40,10 +45,13 @@ class GenerationSettings:
         return self.answer_format == "json"
 
     def to_dict(self) -> dict:
-        # The text format is left out, so request keys made before the field existed stay valid (runs resume).
+        # The text format and no penalty are left out, so request keys made before those fields existed stay
+        # valid (runs resume).
         settings = asdict(self)
         if not self.structured:
             del settings["answer_format"], settings["explicit_spans"]
+        if self.repetition_penalty == 1.0:
+            del settings["repetition_penalty"]
         return settings
 
 

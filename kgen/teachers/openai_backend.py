@@ -62,6 +62,7 @@ class OpenAITeacher:
 
         Structured answers send each request its own `response_format` (its schema from `schemas`, if given).
         """
+        check_settings(settings)
         if not prompts:
             return
         results: queue.SimpleQueue = queue.SimpleQueue()
@@ -142,6 +143,13 @@ class OpenAITeacher:
 def response_format(schema: dict) -> dict:
     """The `response_format` that asks the server for JSON under one answer schema."""
     return {"type": "json_schema", "json_schema": {"name": "knowledge", "schema": schema, "strict": True}}
+
+
+def check_settings(settings: GenerationSettings) -> None:
+    """Refuse, before any request, a setting the OpenAI chat API has no parameter for."""
+    if settings.repetition_penalty != 1.0:
+        raise ConfigError("repetition_penalty is not a parameter of the OpenAI chat API; use the transformers or "
+                          "vllm backend for it")
 
 
 def chat_request(model: str, messages: Messages, settings: GenerationSettings, fmt: dict | None) -> dict:

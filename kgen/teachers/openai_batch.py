@@ -29,6 +29,7 @@ from kgen.run import request_key
 from kgen.teachers.base import Completion, GenerationSettings, Messages, prompt_schema
 from kgen.teachers.openai_backend import (
     chat_request,
+    check_settings,
     completion_from_response,
     describe_error,
     is_retryable,
@@ -97,6 +98,7 @@ class OpenAIBatchTeacher:
 
         Structured answers send each request its own `response_format` (its schema from `schemas`, if given).
         """
+        check_settings(settings)
         where: dict[str, list[int]] = {}  # key -> indices (two tasks may render one request)
         for index, messages in enumerate(prompts):  # custom_id is the key the run gives the record
             where.setdefault(request_key(messages, self.model, settings), []).append(index)

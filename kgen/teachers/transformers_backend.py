@@ -138,6 +138,7 @@ class TransformersTeacher:
             temperature=settings.temperature if sampling else None,
             top_p=settings.top_p if sampling else None,
             top_k=None,
+            repetition_penalty=settings.repetition_penalty,
             pad_token_id=self.tokenizer.pad_token_id,
             stopping_criteria=stop,
             logits_processor=[constrain] if constrain else None,

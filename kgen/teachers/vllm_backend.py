@@ -49,6 +49,7 @@ class VLLMTeacher:
                 top_p=settings.top_p,
                 max_tokens=settings.max_new_tokens,
                 seed=settings.seed,
+                repetition_penalty=settings.repetition_penalty,
                 **(structured_output_options(self._vllm, schema) if schema is not None else {}),
             )
 

@@ -67,6 +67,13 @@ def test_settings_and_configs_check_the_format():
     assert default_max_new_tokens("json") > default_max_new_tokens("text")
 
 
+def test_a_repetition_penalty_is_part_of_the_request_key_only_when_it_is_on():
+    assert "repetition_penalty" not in GenerationSettings().to_dict()  # keys of runs made before it stay valid
+    assert GenerationSettings(repetition_penalty=1.15).to_dict()["repetition_penalty"] == 1.15
+    with pytest.raises(ValueError, match="repetition_penalty must be > 0, got 0"):
+        GenerationSettings(repetition_penalty=0)
+
+
 def test_the_schema_bounds_every_list_and_string():
     schema = answer_schema()
     assert list(schema["properties"]) == ["explicit", "implicit"]

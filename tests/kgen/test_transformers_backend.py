@@ -97,3 +97,23 @@ def test_each_row_of_a_batch_is_held_to_the_spans_of_its_own_input(tiny_model_di
         assert parsed.status == "ok" and parsed.explicit, completion.text
         for fact in parsed.explicit:  # a random model, yet every explicit value is a span of its own row's input
             assert fact["value"] in input_spans([names[i]]) and is_grounded(fact["value"], names[i]), (names[i], fact)
+
+
+def test_a_repetition_penalty_changes_the_choices_but_never_breaks_the_schema(tiny_model_dir):
+    from kgen.answer_schema import input_spans, max_answer_tokens
+    from kgen.parse import parse_answer
+    from kgen.run import request_schema
+
+    names = ["Jumbo Bag Red Retrospot", "Set of 3 Cake Tins Pantry Design", "Pack of 12 London Tissues"]
+    batch = [[{"role": "user", "content": f"Product Name: {name}"}] for name in names]
+    answers = {}
+    for penalty in (1.0, 3.0):
+        settings = GenerationSettings(max_new_tokens=max_answer_tokens(), answer_format="json",
+                                      repetition_penalty=penalty)
+        schemas = [request_schema({"input": name}, settings) for name in names]
+        answers[penalty] = dict(TransformersTeacher(tiny_model_dir, batch_size=3).complete(batch, settings, schemas))
+        for i, completion in answers[penalty].items():
+            parsed = parse_answer(completion.text)
+            assert completion.status == "ok" and parsed.status == "ok", completion.text
+            assert all(fact["value"] in input_spans([names[i]]) for fact in parsed.explicit)
+    assert [c.text for c in answers[1.0].values()] != [c.text for c in answers[3.0].values()]  # it reaches generate

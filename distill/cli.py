@@ -116,7 +116,7 @@ def generate(
     workers: WorkersOpt = None,
     answer_format: Annotated[str, typer.Option(help="json: answers constrained to kgen/answer_schema.py (train the student with `build-data --answer-format json`); text: the Key Features text format.")] = "json",
     explicit_spans: Annotated[bool, typer.Option("--explicit-spans/--free-explicit", help="json: explicit values must be spans of the input.")] = True,
-    repetition_penalty: Annotated[float | None, typer.Option(help="Tokens already in the prompt or answer are made less likely (1 = off; default: the student's, see the README).")] = None,
+    repetition_penalty: Annotated[float | None, typer.Option(help="Tokens already in the prompt or answer are made less likely (1 = off; default 1.15 for json answers, off for text).")] = None,
 ) -> None:
     """Generate knowledge records with the student's short prompt (same parser and records as the teacher)."""
     from distill.generate import GenerateConfig, generate_student
@@ -125,7 +125,7 @@ def generate(
         config = GenerateConfig(model, level, input, output, items, ids, limit, batch_size, max_new_tokens,
                                 temperature, seed, replace_stale, engine=engine, workers=workers,
                                 answer_format=answer_format, explicit_spans=explicit_spans,
-                                **({} if repetition_penalty is None else {"repetition_penalty": repetition_penalty}))
+                                repetition_penalty=repetition_penalty)
         info = generate_student(config)
     metrics = info["metrics"]
     if metrics["missing_ids"]:

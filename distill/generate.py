@@ -13,6 +13,14 @@ from kgen.generate import check_engine, check_level_and_limit, run_info_path
 from kgen.teachers.transformers_backend import TransformersTeacher
 
 
+# Under the span schema a greedy 135M student repeats one span ("Rose Du Sud" as type, style and material); a mild
+# penalty makes it pick distinct spans. On data/gold's 67 items the demo's trained student went from F1 0.135 to
+# 0.195 (its teacher: 0.193); the value was picked on 24 of them (1.15 and 1.3 tried), and on the other 43 alone
+# the ratio to the teacher is 1.12. The teacher, led by its one-shot example, does worse with it (0.210 -> 0.156
+# on those 24), so kgen leaves it off. README "Distillation" has the table.
+STUDENT_REPETITION_PENALTY = 1.15
+
+
 @dataclass
 class GenerateConfig:
     """Settings of `distill generate`."""
@@ -35,7 +43,8 @@ class GenerateConfig:
     # its input, as `distill build-data` taught it; text: the Key Features text format.
     answer_format: str = "json"
     explicit_spans: bool = True
-    repetition_penalty: float = 1.0  # STUDENT_REPETITION_PENALTY is the CLI's default
+    # None: STUDENT_REPETITION_PENALTY for json answers, 1 (off) for text; 1 turns it off.
+    repetition_penalty: float | None = None
 
     def __post_init__(self) -> None:
         self.input, self.output = Path(self.input), Path(self.output)
@@ -47,6 +56,8 @@ class GenerateConfig:
             raise R.ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.answer_format not in ANSWER_FORMATS:
             raise R.ConfigError(f"--answer-format must be one of {', '.join(ANSWER_FORMATS)}, got {self.answer_format!r}")
+        if self.repetition_penalty is None:
+            self.repetition_penalty = STUDENT_REPETITION_PENALTY if self.answer_format == "json" else 1.0
 
     def to_dict(self) -> dict:
         return R.config_dict(self)

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from distill.cli import app
 from distill.embed import EmbedConfig, embed_tables, mean_pool, read_table
 from distill.export import export_model, is_adapter
-from distill.generate import GenerateConfig, generate_student
+from distill.generate import STUDENT_REPETITION_PENALTY, GenerateConfig, generate_student
 from kgen.inputs import item_input, user_input
 from kgen.parse import format_answer
 from kgen.prompting import build_messages
@@ -103,6 +103,7 @@ def test_text_generate_uses_the_short_student_prompt_and_writes_knowledge_record
     by_id = {i["item_id"]: i for i in SAMPLE_ITEMS}
     assert student.prompts == [build_messages("student_user", user_input(u, by_id)) for u in SAMPLE_USERS]
     assert student.schemas == [None, None]
+    assert "repetition_penalty" not in info["config"]["settings"]  # off for text answers
     records = read_records(out, "knowledge")
     assert [r["id"] for r in records] == ["u12347", "u12348"]
     assert all(r["template"] == "student_user" and r["reference_id"] is None for r in records)
@@ -123,6 +124,7 @@ def test_json_generate_is_the_default_and_holds_explicit_values_to_the_input_spa
         assert schema["properties"]["explicit"]["items"]["properties"]["value"]["enum"] == input_spans([item_input(item)])
     settings = info["config"]["settings"]
     assert settings["answer_format"] == "json" and settings["max_new_tokens"] == max_answer_tokens()
+    assert settings["repetition_penalty"] == STUDENT_REPETITION_PENALTY
     records = read_records(out, "knowledge")
     assert all(r["template"] == "student_item_json" and r["status"] == "ok" for r in records)
     assert records[0]["key_phrases"][:3] == ["White", "T-Light Holder", "Hanging Heart"]

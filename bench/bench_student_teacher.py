@@ -22,8 +22,8 @@ from common import record  # noqa: E402
 
 from eval.baselines import baseline_records  # noqa: E402
 from eval.embedder import Embedder  # noqa: E402
-from eval.f1_report import evaluate_f1  # noqa: E402
-from eval.paired import format_ratio, paired_f1_ratio, per_item_f1  # noqa: E402
+from eval.f1_report import evaluate_f1, headline_figures  # noqa: E402
+from eval.paired import format_ratio, paired_f1_ratio, per_item_f1, rounded  # noqa: E402
 from kgen import records as R  # noqa: E402
 from kgen.models import EMBEDDED_EMBEDDER  # noqa: E402
 
@@ -44,18 +44,12 @@ def level_files(pairs: list[str]) -> dict[str, Path]:
 def score(rows: list[dict], gold: list[dict], encoder: Embedder, level: str) -> tuple[dict, dict]:
     """(headline macro figures, per-record F1) of one answer set at one level."""
     report = evaluate_f1(rows, gold, encoder, seed=0, level=level)
-    head = report["headline"]["macro"]
-    figures = {"f1": round(head["f1"], 4), "f1_ci95": [round(x, 4) for x in head["f1_ci95"]],
-               "precision": round(head["precision"], 4), "recall": round(head["recall"], 4),
-               "n_items": report["headline"]["n_items"]}
-    return figures, per_item_f1(report["per_item"])
+    return headline_figures(report), per_item_f1(report["per_item"])
 
 
 def ratio(student: dict, teacher: dict, keep=lambda key: True) -> dict:
     pick = lambda d: {k: v for k, v in d.items() if keep(k)}
-    out = paired_f1_ratio(pick(student), pick(teacher), n_boot=1000, seed=0)
-    return {k: round(v, 4) if isinstance(v, float) else [round(x, 4) for x in v] if isinstance(v, list) else v
-            for k, v in out.items()}
+    return rounded(paired_f1_ratio(pick(student), pick(teacher), n_boot=1000, seed=0))
 
 
 def main() -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from distill.augment import Dictionary, load_dictionary, shuffle_answer, substitute
 from kgen import records as R
-from kgen.answer_schema import ANSWER_FORMATS, format_json_answer
+from kgen.answer_schema import check_answer_format, format_json_answer
 from kgen.parse import ParsedAnswer, format_answer
 from kgen.prompting import build_messages, student_template
 from prompts import PROMPTS_DIR
@@ -52,8 +52,7 @@ class DataConfig:
                 raise R.ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0 <= self.val_fraction < 1:
             raise R.ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
-        if self.answer_format not in ANSWER_FORMATS:
-            raise R.ConfigError(f"--answer-format must be one of {', '.join(ANSWER_FORMATS)}, got {self.answer_format!r}")
+        check_answer_format(self.answer_format, "--answer-format")
 
     def to_dict(self) -> dict:
         return R.config_dict(self)

@@ -96,9 +96,13 @@ def eval_f1(
         R.write_jsonl(out_dir / PER_ITEM_JSONL, per_item)
     note = f"calibrated on {calibrate}" if calibration else "uncalibrated: pass --calibrate pairs.tsv to choose it"
     typer.echo(format_report(report, tau_note=note))
-    if base or ref:
-        others = {**({"teacher": ref} if ref else {}), **({f"baseline {baseline}": base} if base else {})}
-        typer.echo(format_comparison({"prediction": report, **others}))
+    comparison = {"prediction": report}
+    if ref:
+        comparison["teacher"] = ref
+    if base:
+        comparison[f"baseline {baseline}"] = base
+    if len(comparison) > 1:
+        typer.echo(format_comparison(comparison))
     if ref:
         typer.echo(f"prediction F1 / teacher F1: {format_ratio(report['over_teacher'])}")
     typer.echo(f"wrote {out_dir / F1_JSON} and {out_dir / PER_ITEM_JSONL}")

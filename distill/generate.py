@@ -8,7 +8,7 @@ from pathlib import Path
 
 from distill.export import adapter_base, fingerprint, is_adapter, merge_adapter, student_path
 from kgen import records as R
-from kgen.answer_schema import ANSWER_FORMATS, default_max_new_tokens
+from kgen.answer_schema import check_answer_format, default_max_new_tokens
 from kgen.generate import check_engine, check_level_and_limit, run_info_path
 from kgen.teachers.transformers_backend import TransformersTeacher
 
@@ -54,8 +54,7 @@ class GenerateConfig:
         check_engine(self.engine, self.workers)
         if self.batch_size < 1:
             raise R.ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
-        if self.answer_format not in ANSWER_FORMATS:
-            raise R.ConfigError(f"--answer-format must be one of {', '.join(ANSWER_FORMATS)}, got {self.answer_format!r}")
+        check_answer_format(self.answer_format, "--answer-format")
         if self.repetition_penalty is None:
             self.repetition_penalty = STUDENT_REPETITION_PENALTY if self.answer_format == "json" else 1.0
 

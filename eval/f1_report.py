@@ -291,6 +291,14 @@ def format_report(report: dict, tau_note: str = "uncalibrated") -> str:
     return "\n".join(lines)
 
 
+def headline_figures(report: dict) -> dict:
+    """The headline macro figures of an F1 report, rounded: F1 and its interval, P, R, exact-match F1, records."""
+    head = report["headline"]["macro"]
+    return {"f1": round(head["f1"], 4), "f1_ci95": [round(x, 4) for x in head["f1_ci95"]],
+            "precision": round(head["precision"], 4), "recall": round(head["recall"], 4),
+            "exact_f1": round(report["exact"]["macro"]["f1"], 4), "n_items": report["headline"]["n_items"]}
+
+
 def format_comparison(reports: dict[str, dict]) -> str:
     """Headline macro P/R/F1 of several reports on the same gold, one line each, then per level."""
     lines = [f"{'headline macro, same gold':<28} {'P':>5}  {'R':>5}  {'F1':>5}  {'F1 95% CI':<16} {'items':>6}"]

@@ -32,6 +32,12 @@ def paired_f1_ratio(num: dict, den: dict, n_boot: int = 1000, seed: int = 0) -> 
             "num_f1": float(a.mean()), "den_f1": float(b.mean())}
 
 
+def rounded(ratio: dict, digits: int = 4) -> dict:
+    """A paired_f1_ratio result with its floats (and interval ends) rounded, for run JSON and tables."""
+    return {k: round(v, digits) if isinstance(v, float) else [round(x, digits) for x in v] if isinstance(v, list) else v
+            for k, v in ratio.items()}
+
+
 def format_ratio(ratio: dict) -> str:
     """One line for a paired_f1_ratio result: the ratio, its interval and how many records it pairs."""
     if ratio["ratio"] is None:

@@ -15,7 +15,7 @@ import json
 from collections.abc import Sequence
 from typing import Literal
 
-from kgen.records import ASPECT, EXPLICIT, IMPLICIT, VALUE
+from kgen.records import ASPECT, EXPLICIT, IMPLICIT, VALUE, ConfigError
 
 AnswerFormat = Literal["text", "json"]
 ANSWER_FORMATS: tuple[str, ...] = ("text", "json")
@@ -29,6 +29,12 @@ TEXT_MAX_NEW_TOKENS = 320  # the text format's default limit (its answers stop a
 # Words a span neither starts nor ends with ("of 12", "Bag with"): a reader would never pick them as a phrase.
 _EDGE_WORDS = frozenset("a an the of and with for in on to by from or x & + -".split())
 _TRIM = "\"'()[]{},;:!?."
+
+
+def check_answer_format(value: str, name: str = "answer_format") -> None:
+    """Raise ConfigError (naming the setting `name`) unless `value` is one of ANSWER_FORMATS."""
+    if value not in ANSWER_FORMATS:
+        raise ConfigError(f"{name} must be one of {', '.join(ANSWER_FORMATS)}, got {value!r}")
 
 
 def input_spans(segments: Sequence[str], max_words: int = MAX_SPAN_WORDS) -> list[str]:

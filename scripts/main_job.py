@@ -34,8 +34,8 @@ from distill.train import train
 from distill.train_config import TrainConfig
 from eval.baselines import baseline_records
 from eval.embedder import Embedder
-from eval.f1_report import evaluate_f1
-from eval.paired import format_ratio, paired_f1_ratio, per_item_f1
+from eval.f1_report import evaluate_f1, headline_figures
+from eval.paired import format_ratio, paired_f1_ratio, per_item_f1, rounded
 from kgen import records as R
 from kgen.answer_schema import default_max_new_tokens
 from kgen.generate import GenerateConfig, generate_knowledge
@@ -78,6 +78,11 @@ class MainConfig:
     def n(self, base: int) -> int:
         return base * self.scale
 
+    def token_limit(self) -> int:
+        """Teacher and student: a structured answer needs room for every list at its limit; the text format stops
+        at its Key Features line."""
+        return max(self.max_new_tokens, default_max_new_tokens(self.answer_format))
+
 
 def stage(title: str) -> float:
     print(f"\n== {title}", flush=True)
@@ -116,9 +121,7 @@ def prepare_sample(cfg: MainConfig) -> dict[str, Path]:
 
 def teacher_knowledge(cfg: MainConfig, level: str, input_path: Path, items: Path, output: Path) -> dict:
     """Generate one level's knowledge with the teacher (resumes if the output exists)."""
-    # A structured answer needs room for every list at its limit; the text format stops at its Key Features line.
-    max_new_tokens = max(cfg.max_new_tokens, default_max_new_tokens(cfg.answer_format))
-    settings = GenerationSettings(max_new_tokens=max_new_tokens, seed=cfg.seed, answer_format=cfg.answer_format)
+    settings = GenerationSettings(max_new_tokens=cfg.token_limit(), seed=cfg.seed, answer_format=cfg.answer_format)
     config = GenerateConfig(level, input_path, output, cfg.teacher, items, batch_size=cfg.batch_size, settings=settings)
     return generate_knowledge(config)["metrics"]
 
@@ -126,10 +129,9 @@ def teacher_knowledge(cfg: MainConfig, level: str, input_path: Path, items: Path
 def student_knowledge(cfg: MainConfig, model: str, paths: dict, name: str) -> Path:
     """Generate the student's answers for the gold ids of both levels into one file (the teacher's format)."""
     out = cfg.out / "knowledge" / f"{name}.jsonl"
-    max_new_tokens = max(cfg.max_new_tokens, default_max_new_tokens(cfg.answer_format))
     for level in R.LEVELS:
         config = StudentConfig(model, level, paths[f"eval_{level}"], out, items=paths["items"],
-                               batch_size=cfg.batch_size, max_new_tokens=max_new_tokens, seed=cfg.seed,
+                               batch_size=cfg.batch_size, max_new_tokens=cfg.token_limit(), seed=cfg.seed,
                                answer_format=cfg.answer_format)
         generate_student(config)
     return out
@@ -141,19 +143,14 @@ def f1_against_gold(pred: Path | list[dict], gold: Path, embedder: Embedder, out
     report = evaluate_f1(rows, R.read_records(gold, "gold"), embedder, seed=0)
     R.write_jsonl(out / "per_item.jsonl", report.pop("per_item"))
     R.write_json(out / "f1.json", report)
-    head = report["headline"]["macro"]
-    return {"f1": round(head["f1"], 4), "f1_ci95": [round(x, 4) for x in head["f1_ci95"]],
-            "precision": round(head["precision"], 4), "recall": round(head["recall"], 4),
-            "exact_f1": round(report["exact"]["macro"]["f1"], 4), "n_items": report["headline"]["n_items"]}
+    return headline_figures(report)
 
 
 def student_teacher_ratio(f1_dir: Path) -> dict:
     """The trained student's macro F1 over its teacher's, paired over the same gold records, with a bootstrap CI."""
     per_item = {name: per_item_f1([row for _, row in R.iter_jsonl(f1_dir / name / "per_item.jsonl")])
                 for name in ("student_after", "teacher")}
-    out = paired_f1_ratio(per_item["student_after"], per_item["teacher"], n_boot=1000, seed=0)
-    return {k: (round(v, 4) if isinstance(v, float) else [round(x, 4) for x in v] if isinstance(v, list) else v)
-            for k, v in out.items()}
+    return rounded(paired_f1_ratio(per_item["student_after"], per_item["teacher"], n_boot=1000, seed=0))
 
 
 def ctr_comparison(cfg: MainConfig, student: Path) -> dict:

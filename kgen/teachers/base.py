@@ -6,7 +6,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Literal, Protocol
 
-from kgen.answer_schema import ANSWER_FORMATS, answer_schema
+from kgen.answer_schema import answer_schema, check_answer_format
 from kgen.records import ConfigError
 
 Messages = list[dict[str, str]]  # chat messages: [{"role": ..., "content": ...}]
@@ -37,8 +37,7 @@ class GenerationSettings:
             raise ConfigError(f"top_p must be in (0, 1], got {self.top_p}")
         if self.repetition_penalty <= 0:
             raise ConfigError(f"repetition_penalty must be > 0, got {self.repetition_penalty}")
-        if self.answer_format not in ANSWER_FORMATS:
-            raise ConfigError(f"answer_format must be one of {', '.join(ANSWER_FORMATS)}, got {self.answer_format!r}")
+        check_answer_format(self.answer_format)
 
     @property
     def structured(self) -> bool:

@@ -23,7 +23,7 @@ from annotate.phrases import (
     near_duplicate,
     tidy_phrase,
 )
-from kgen import records as R
+from ground import records as R
 from kgen.grounding import is_grounded
 
 EDIT_OPS: tuple[str, ...] = ("accept", "reject", "edit", "add", "toggle", "accept_all", "reset")

@@ -5,7 +5,7 @@
 - alpha with MASI distance: each item is a unit, each annotator's value is
   the set of normalised final phrases (Passonneau 2006's MASI).
 - pairwise F1: for each pair of annotators, phrases match when their
-  `eval.normalize.normalize_phrase` forms are equal (exact normalised match,
+  `ground.normalize.normalize_phrase` forms are equal (exact normalised match,
   not the embedding match of `distill eval-f1`), micro-averaged over shared
   items; overall and per type (explicit, implicit).
 """
@@ -18,8 +18,8 @@ import numpy as np
 
 from annotate.phrases import DECISION, ORIGIN, ROWS, final_phrases
 from annotate.store import Annotation, Snapshot
-from eval.normalize import unique_normalized
-from kgen import records as R
+from ground.normalize import unique_normalized
+from ground import records as R
 
 KEPT_VALUE, REJECTED_VALUE = 1.0, 0.0
 
@@ -130,5 +130,5 @@ def agreement_report(snapshot: Snapshot) -> dict:
         "decision_alpha": _alpha(decisions) if decisions.size else None,
         "masi_alpha": masi_alpha(items, annotators) if items else None,
         "pairwise_f1": pairwise_f1(items),
-        "matching": "exact match after eval.normalize.normalize_phrase",
+        "matching": "exact match after ground.normalize.normalize_phrase",
     }

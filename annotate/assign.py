@@ -11,7 +11,7 @@ import hashlib
 import random
 from dataclasses import dataclass
 
-from kgen.records import ConfigError
+from ground.errors import ConfigError
 
 
 @dataclass(frozen=True)

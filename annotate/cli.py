@@ -9,8 +9,9 @@ import typer
 
 from annotate.assign import AssignConfig
 from annotate.store import Store, StoreError
-from kgen import records as R
-from kgen.cli_errors import fail, one_line_errors
+from ground.errors import ConfigError
+from ground.files import write_json, write_jsonl
+from ground.cli import fail, one_line_errors
 
 app = typer.Typer(help="Gold key phrases: the annotation app, its export and agreement.", no_args_is_help=True)
 
@@ -47,7 +48,7 @@ def serve(
         annotators = check_roles(accounts, reviewer or [])
         config.check(len(annotators))
         if not 0 < port < 65536:
-            raise R.ConfigError(f"--port must be between 1 and 65535, got {port}")
+            raise ConfigError(f"--port must be between 1 and 65535, got {port}")
         records = read_knowledge(input) if input else []
         store = _open_db(db, readonly=False)
         summary = prepare_store(store, records, annotators, config)
@@ -87,8 +88,8 @@ def export(
     if not rows and output.exists() and output.stat().st_size and not force:
         fail(f"{output}: exists and {db} has no gold records yet; not overwritten (give --force to empty it)")
     empty = empty_gold(rows)
-    R.write_jsonl(output, rows)
-    R.write_json(output.with_name(output.stem + ".run.json"),
+    write_jsonl(output, rows)
+    write_json(output.with_name(output.stem + ".run.json"),
                  {"config": {"db": str(db), "output": str(output)},
                   "metrics": {"gold": len(rows), **counts, "empty_gold": len(empty)}, "empty_gold_ids": empty})
     left = ", ".join(f"{n} {state}" for state, n in counts.items() if state in ("waiting", "needs review") and n)
@@ -107,7 +108,7 @@ def agreement(
 
     report = agreement_report(_open_db(db, readonly=True).snapshot())
     if output:
-        R.write_json(output, report)
+        write_json(output, report)
 
     def fmt(x: float | None) -> str:
         return "n/a" if x is None else f"{x:.3f}"

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 from annotate.phrases import DECISION, ORIGIN, PHRASE, ROWS, TYPE, final_phrases, flag_of, kept_rows
 from annotate.store import Annotation, Review, Snapshot, item_key
-from eval.normalize import normalize_phrase
-from kgen import records as R
+from ground.normalize import normalize_phrase
+from ground import records as R
 
 # Gold fields beyond the shared schema, spelled once here.
 ANNOTATORS = "annotators"

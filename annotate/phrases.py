@@ -16,8 +16,8 @@ import unicodedata
 from collections import Counter
 from collections.abc import Iterable
 
-from eval.normalize import normalize_phrase
-from kgen import records as R
+from ground.normalize import normalize_phrase
+from ground import records as R
 from kgen.grounding import is_grounded
 
 PHRASE, TYPE, DECISION, ORIGIN, HINT, ROWS, FLAG = "phrase", "type", "decision", "origin", "hint", "rows", "flag"

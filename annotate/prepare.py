@@ -9,7 +9,9 @@ from pathlib import Path
 
 from annotate.assign import AssignConfig, plan_assignments
 from annotate.store import Store, item_key
-from kgen import records as R
+from ground.errors import ConfigError, RecordError
+from ground.files import read_lines
+from ground import records as R
 
 _USER = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 
@@ -19,16 +21,16 @@ def parse_account(text: str, where: str = "--auth") -> tuple[str, str]:
     user, sep, password = text.partition(":")
     user = user.strip()
     if not sep or not password:
-        raise R.ConfigError(f"{where}: expected user:password, got {text.split(':', 1)[0]!r} without a password")
+        raise ConfigError(f"{where}: expected user:password, got {text.split(':', 1)[0]!r} without a password")
     if not _USER.match(user):
-        raise R.ConfigError(f"{where}: user name {user!r} may hold only letters, digits and _ . @ -")
+        raise ConfigError(f"{where}: user name {user!r} may hold only letters, digits and _ . @ -")
     return user, password
 
 
 def read_accounts_file(path: Path) -> list[tuple[str, str]]:
     """Accounts from a file, one `user:password` a line; blank lines and `#` comments skipped."""
     accounts = []
-    for lineno, line in R.read_lines(path):
+    for lineno, line in read_lines(path):
         if line.strip() and not line.lstrip().startswith("#"):
             accounts.append(parse_account(line.strip(), f"{path}:{lineno}"))
     return accounts
@@ -38,19 +40,19 @@ def check_roles(accounts: list[tuple[str, str]], reviewers: list[str]) -> list[s
     """The annotators (accounts that are not reviewers); fails on duplicates or unknown reviewers."""
     names = [u for u, _ in accounts]
     if not names:
-        raise R.ConfigError("no accounts: give --auth user:password (repeatable) or --auth-file")
+        raise ConfigError("no accounts: give --auth user:password (repeatable) or --auth-file")
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
-        raise R.ConfigError(f"account {repeated[0]!r} is given more than once")
+        raise ConfigError(f"account {repeated[0]!r} is given more than once")
     unknown = [r for r in reviewers if r not in names]
     if unknown and ":" in unknown[0]:
         user = unknown[0].split(":", 1)[0]
-        raise R.ConfigError(f"--reviewer takes an account name, not user:password: give --auth {unknown[0]} --reviewer {user}")
+        raise ConfigError(f"--reviewer takes an account name, not user:password: give --auth {unknown[0]} --reviewer {user}")
     if unknown:
-        raise R.ConfigError(f"--reviewer {unknown[0]!r} has no account; add it with --auth {unknown[0]}:<password>")
+        raise ConfigError(f"--reviewer {unknown[0]!r} has no account; add it with --auth {unknown[0]}:<password>")
     annotators = [n for n in names if n not in reviewers]
     if not annotators:
-        raise R.ConfigError("every account is a reviewer; at least one annotator account is needed")
+        raise ConfigError("every account is a reviewer; at least one annotator account is needed")
     return annotators
 
 
@@ -61,7 +63,7 @@ def read_knowledge(path: Path) -> list[dict]:
     for lineno, row in enumerate(rows, start=1):
         key = item_key(row)
         if key in seen:
-            raise R.RecordError(f"{path}: record {lineno} repeats level={row[R.LEVEL]} id={row[R.ID]} "
+            raise RecordError(f"{path}: record {lineno} repeats level={row[R.LEVEL]} id={row[R.ID]} "
                                 f"(first at record {seen[key]}); keep one answer per id")
         seen[key] = lineno
     return rows

@@ -9,7 +9,7 @@ import html
 from collections.abc import Iterable
 
 from annotate.phrases import DECISION, HINT, ORIGIN, PHRASE, ROWS, TYPE, final_phrases, flag_of, grounded, highlight_spans
-from kgen import records as R
+from ground import records as R
 
 DECISION_LABEL = {"pending": "pending", "accept": "✓ accepted", "reject": "✗ rejected", "edit": "✎ edited", "add": "+ added"}
 STATUS_LABEL = {"pending": "pending", "draft": "draft", "submitted": "submitted"}

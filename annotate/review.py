@@ -11,7 +11,7 @@ from __future__ import annotations
 from annotate.gold import ItemState, item_state
 from annotate.phrases import DECISION, MAX_PHRASE_CHARS, ORIGIN, PHRASE, ROWS, TYPE, TYPES, kept_rows, tidy_phrase
 from annotate.store import SaveResult, Snapshot, Store
-from eval.normalize import normalize_phrase
+from ground.normalize import normalize_phrase
 
 MIN_REASON_CHARS = 3
 UNION = "union of all"

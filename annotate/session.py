@@ -14,7 +14,7 @@ from annotate.actions import EDIT_OPS, OP, Outcome, apply_edit
 from annotate.phrases import FLAG, MAX_REASON_CHARS, final_phrases, flag_of, initial_doc, pending_count, suggestions
 from annotate.store import Store, item_key
 from annotate.undo import TO, undo_target
-from kgen import records as R
+from ground import records as R
 
 NAV_OPS: tuple[str, ...] = ("next", "prev", "goto", "reload", "open")
 REASON = "reason"

@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from annotate.phrases import FLAG
-from kgen import records as R
+from ground import records as R
 
 STATUSES: tuple[str, ...] = ("pending", "draft", "submitted")  # "pending" is saved only by undoing to the start
 SAVED_STATUSES: tuple[str, ...] = STATUSES[1:]  # what an annotator or API client saves

@@ -26,7 +26,8 @@ from bench_ctr import train_run  # noqa: E402
 from common import peak_rss_mb, record  # noqa: E402
 
 from ctr.metrics import ctr_metrics, mean_std  # noqa: E402
-from ctr.train import load_data, set_seed  # noqa: E402
+from ctr.runs import load_data  # noqa: E402
+from ctr.train import set_seed  # noqa: E402
 from ctr.train_config import CTRConfig  # noqa: E402
 from ctr.data import build_split  # noqa: E402
 

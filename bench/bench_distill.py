@@ -39,7 +39,8 @@ from common import record  # noqa: E402
 from distill.data import DataConfig, build_data  # noqa: E402
 from distill.generate import GenerateConfig as StudentConfig  # noqa: E402
 from distill.generate import generate_student  # noqa: E402
-from kgen import records as R  # noqa: E402
+from ground.files import iter_jsonl, write_jsonl
+from ground import records as R
 from kgen.generate import GenerateConfig, generate_knowledge  # noqa: E402
 from kgen.parse import parse_answer  # noqa: E402
 from kgen.teachers.base import GenerationSettings  # noqa: E402
@@ -53,12 +54,12 @@ DISTILL = [sys.executable, "-m", "distill.cli"]
 def pool_knowledge(n: int, path: Path) -> int:
     """Write up to n knowledge records made from the curated pool answers; return how many."""
     rows = []
-    for _, ex in R.iter_jsonl(PROMPTS_DIR / "pool_items.jsonl"):
+    for _, ex in iter_jsonl(PROMPTS_DIR / "pool_items.jsonl"):
         parsed = parse_answer(ex["answer"])
         rows.append({R.ID: ex[R.ID], R.LEVEL: "item", R.INPUT: ex[R.INPUT], R.EXPLICIT: parsed.explicit,
                      R.IMPLICIT: parsed.implicit, R.KEY_PHRASES: parsed.key_phrases, R.RAW: ex["answer"],
                      R.MODEL: "curated", R.TEMPLATE: "item", R.REFERENCE_ID: None, R.STATUS: parsed.status})
-    return R.write_jsonl(path, rows[:n])
+    return write_jsonl(path, rows[:n])
 
 
 def run_cli(args: list[str]) -> tuple[float, float, float, list[float]]:

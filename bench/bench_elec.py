@@ -31,9 +31,11 @@ from common import peak_rss_mb, record  # noqa: E402
 
 from ctr.data import build_split  # noqa: E402
 from ctr.elec import ELEC  # noqa: E402
-from ctr.train import build_model, fit, load_data, score, set_seed  # noqa: E402
+from ctr.build import build_model  # noqa: E402
+from ctr.runs import load_data  # noqa: E402
+from ctr.train import fit, score, set_seed  # noqa: E402
 from ctr.train_config import CTRConfig  # noqa: E402
-from kgen import records as R  # noqa: E402
+from ground.files import write_json
 
 # run name -> CTRConfig fields beyond the shared settings
 RUNS = {"din": {"model": "din"}, "elec": {"model": "elec"},
@@ -85,7 +87,7 @@ def run_all(args, settings: dict, seeds: list[int]) -> dict[str, list[dict]]:
                     print(f"data read in {time.perf_counter() - start:.0f} s", flush=True)
                 print(f"-- {name} seed {seed}", flush=True)
                 config = CTRConfig(**{**settings, **fields, "seed": seed, "output": str(path.parent)})
-                R.write_json(path, train_in_process(config, loaded, splits))
+                write_json(path, train_in_process(config, loaded, splits))
             out.setdefault(name, []).append(json.loads(path.read_text()))
     return out
 

@@ -26,7 +26,8 @@ from common import peak_rss_mb, record  # noqa: E402
 
 from eval.embedder import Embedder  # noqa: E402
 from eval.f1_report import evaluate_f1  # noqa: E402
-from kgen import records as R  # noqa: E402
+from ground.files import write_json, write_jsonl
+from ground import records as R
 
 COLOURS = "red blue pink green white black ivory gold silver pastel".split()
 MOTIFS = ["retrospot", "polka dot", "union jack", "spaceboy", "dolly girl", "paisley", "floral", "heart", "star", "owl"]
@@ -128,8 +129,8 @@ def main() -> None:
     eval_s = time.perf_counter() - start
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        R.write_json(Path(tmp) / "f1.json", {k: v for k, v in report.items() if k != "per_item"})
-        R.write_jsonl(Path(tmp) / "per_item.jsonl", report["per_item"])
+        write_json(Path(tmp) / "f1.json", {k: v for k, v in report.items() if k != "per_item"})
+        write_jsonl(Path(tmp) / "per_item.jsonl", report["per_item"])
     write_s = time.perf_counter() - start
     import torch
 

@@ -21,7 +21,8 @@ from common import record  # noqa: E402
 from eval.baselines import baseline_records  # noqa: E402
 from eval.embedder import Embedder  # noqa: E402
 from eval.f1_report import evaluate_f1  # noqa: E402
-from kgen import records as R  # noqa: E402
+from ground.files import write_jsonl
+from ground import records as R
 from kgen.answer_schema import default_max_new_tokens  # noqa: E402
 from kgen.generate import GenerateConfig, generate_knowledge  # noqa: E402
 from kgen.grounding import grounding_metrics  # noqa: E402
@@ -41,8 +42,8 @@ def gold_inputs(out: Path) -> dict[str, Path]:
     items = [r for r in R.read_records(SAMPLE / "items.jsonl", "item") if str(r[R.ITEM_ID]) in ids["item"]]
     users = [r for r in R.read_records(SAMPLE / "users.jsonl", "user") if str(r[R.USER_ID]) in ids["user"]]
     paths = {"item": out / "gold_items.jsonl", "user": out / "gold_users.jsonl"}
-    R.write_jsonl(paths["item"], items)
-    R.write_jsonl(paths["user"], users)
+    write_jsonl(paths["item"], items)
+    write_jsonl(paths["user"], users)
     return paths
 
 

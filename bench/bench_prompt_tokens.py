@@ -19,7 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import record  # noqa: E402
 
-from kgen import records as R  # noqa: E402
+from ground import records as R
 from kgen.run import MESSAGES  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

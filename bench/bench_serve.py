@@ -85,7 +85,7 @@ def request_mix(data: Path, n: int, seed: int = 0) -> list[dict]:
 
 def top_n_for_hit_rate(data: Path, bodies: list[dict], target: float) -> tuple[int, float]:
     """Smallest N whose top-N-by-exposures warm-up gives `target` hit rate over one pass (write-back included)."""
-    from kgen import records as R
+    from ground import records as R
     from kgen.inputs import item_input
 
     items = {str(r[R.ITEM_ID]): r for r in R.read_records(data / "items.jsonl", "item")}

@@ -24,7 +24,7 @@ from eval.baselines import baseline_records  # noqa: E402
 from eval.embedder import Embedder  # noqa: E402
 from eval.f1_report import evaluate_f1, headline_figures  # noqa: E402
 from eval.paired import format_ratio, paired_f1_ratio, per_item_f1, rounded  # noqa: E402
-from kgen import records as R  # noqa: E402
+from ground import records as R
 from kgen.models import EMBEDDED_EMBEDDER  # noqa: E402
 
 GOLD = Path(__file__).resolve().parents[1] / "data" / "gold" / "gold.jsonl"

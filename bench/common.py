@@ -8,7 +8,7 @@ import platform
 import time
 from pathlib import Path
 
-from distill.train import peak_rss_mb  # noqa: F401  (one definition; the benchmarks import it from here)
+from ground.runinfo import peak_rss_mb  # noqa: F401  (the bench scripts take it from here)
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -19,8 +19,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ctr.knowledge import write_user_mean_table  # noqa: E402
-from distill.embed import ITEM_TABLE, write_table  # noqa: E402
-from kgen import records as R  # noqa: E402
+from ground.vectors import ITEM_TABLE, write_table
+from ground.files import write_json
+from ground import records as R
 from kgen.inputs import item_input  # noqa: E402
 
 
@@ -29,7 +30,7 @@ def user_mean(data: Path, knowledge: Path) -> int:
     summary = json.loads((knowledge / "embed_config.json").read_text()) if (knowledge / "embed_config.json").exists() else {}
     summary["users_vector"] = "mean of the item vectors of the user's train-split clicks (ctr.knowledge.write_user_mean_table)"
     summary.setdefault("counts", {})["users"] = n
-    R.write_json(knowledge / "embed_config.json", summary)
+    write_json(knowledge / "embed_config.json", summary)
     return n
 
 
@@ -43,7 +44,7 @@ def minilm(data: Path, output: Path) -> int:
     vectors = model.encode([item_input(i) for i in items], batch_size=64, show_progress_bar=True)
     output.mkdir(parents=True, exist_ok=True)
     write_table(output / ITEM_TABLE, [str(i[R.ITEM_ID]) for i in items], np.asarray(vectors, np.float32))
-    R.write_json(output / "embed_config.json", {"model": "all-MiniLM-L6-v2 (sentence-transformers, mean pooling)",
+    write_json(output / "embed_config.json", {"model": "all-MiniLM-L6-v2 (sentence-transformers, mean pooling)",
                                                 "items": str(data / "items.jsonl"), "dim": int(vectors.shape[1]),
                                                 "counts": {"items": len(items)}})
     return len(items)

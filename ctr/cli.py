@@ -9,8 +9,8 @@ from typing import Annotated
 
 import typer
 
-from kgen.cli_errors import one_line_errors
-from kgen.records import ConfigError
+from ground.cli import one_line_errors
+from ground.errors import ConfigError
 
 app = typer.Typer(help="CTR datasets and models: prepare, train (DeepFM, DIN, MSD, ELEC), eval, serve, warm.",
                   no_args_is_help=True)
@@ -35,7 +35,8 @@ def prepare(
     max_users: Annotated[int, typer.Option(help="online-retail: customers drawn at random (0 = all).")] = 1500,
 ) -> None:
     """Raw dataset -> items.jsonl, users.jsonl, samples.parquet, card.json (split by time, train-only stats)."""
-    from ctr.prepare import PrepareConfig, prepare as run_prepare
+    from ctr.prepare import prepare as run_prepare
+    from ctr.raw import PrepareConfig
 
     with one_line_errors():
         try:

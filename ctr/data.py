@@ -20,7 +20,8 @@ import torch
 
 from ctr.distributed import shard
 from ctr.features import Features, encode, lookup
-from kgen import records as R
+from ground.errors import RecordError
+from ground import records as R
 
 SAMPLES, CARD, ITEMS, USERS = "samples.parquet", "card.json", "items.jsonl", "users.jsonl"
 SPLITS = ("train", "val", "test")
@@ -81,11 +82,11 @@ def load_prepared(folder: str | Path) -> Prepared:
     folder = Path(folder)
     for name in (SAMPLES, CARD, ITEMS):
         if not (folder / name).exists():
-            raise R.RecordError(f"{folder / name}: no such file (is {folder} a `ctr prepare` folder?)")
+            raise RecordError(f"{folder / name}: no such file (is {folder} a `ctr prepare` folder?)")
     samples = pd.read_parquet(folder / SAMPLES, dtype_backend="pyarrow")  # list and string columns stay in Arrow
     bad = sorted(set(samples["split"].unique()) - set(SPLITS))
     if bad:
-        raise R.RecordError(f"{folder / SAMPLES}: unknown split value {bad[0]!r} (expected {', '.join(SPLITS)})")
+        raise RecordError(f"{folder / SAMPLES}: unknown split value {bad[0]!r} (expected {', '.join(SPLITS)})")
     items = [str(r[R.ITEM_ID]) for r in R.read_records(folder / ITEMS, "item")]
     users = [str(r[R.USER_ID]) for r in R.read_records(folder / USERS, "user")] if (folder / USERS).exists() else []
     return Prepared(folder=folder, samples=samples, card=json.loads((folder / CARD).read_text()),
@@ -96,7 +97,7 @@ def item_keys(values, item_ids: list[str], where: str) -> np.ndarray:
     """(N,) keys of item ids; an id missing from items.jsonl raises RecordError."""
     keys = lookup(values, item_ids, np.arange(1, len(item_ids) + 1), 0)
     if (keys == 0).any():
-        raise R.RecordError(f"{where}: item {np.asarray(values, dtype=object)[keys == 0][0]!r} is not in {ITEMS}")
+        raise RecordError(f"{where}: item {np.asarray(values, dtype=object)[keys == 0][0]!r} is not in {ITEMS}")
     return keys
 
 

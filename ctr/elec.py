@@ -22,15 +22,12 @@ network (and the projection); the gain network learns from its own BCE alone.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ctr.data import Batch
-from ctr.features import Features
-from kgen.records import ConfigError
 
 
 def score_loss(vanilla_logits: torch.Tensor, gain_logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
@@ -104,6 +101,10 @@ class ELEC(nn.Module):
         return PairOutput(gain_logits=gain_logits, vanilla_logits=vanilla_logits,
                           gain_hidden=self.gain_tap.value, vanilla_hidden=self.vanilla_tap.value)
 
+    def training_loss(self, batch: Batch) -> torch.Tensor:
+        """What the training loop minimises: the weighted sum of the four terms."""
+        return self.losses(batch)["total"]
+
     def losses(self, batch: Batch) -> dict[str, torch.Tensor]:
         """The four terms and their weighted sum ("total")."""
         out = self.pair(batch)
@@ -126,16 +127,3 @@ def split_state(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor]
     return vanilla, rest
 
 
-def load_vanilla(run_dir: str | Path, data_dir: str | Path | None = None) -> tuple[nn.Module, Features]:
-    """(the served vanilla network in eval mode, its features) of a `ctr train --model elec` run folder.
-
-    The prepared folder (default: the one the run was trained on) gives the item-field table;
-    no knowledge table or student is read.
-    """
-    # ctr.train builds ELEC from this module, so its loader is imported here, not at the top.
-    from ctr.train import load_run
-
-    run = load_run(run_dir, data_dir)
-    if not run.config.is_elec:
-        raise ConfigError(f"{run_dir}: model {run.config.model!r} is not an ELEC run (train with --model elec)")
-    return run.model.eval(), run.features

@@ -11,7 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from kgen import records as R
+from ground.errors import RecordError
+from ground.files import write_json
+from ground import records as R
 
 PAD, UNKNOWN = 0, 1
 USER_ID, ITEM_ID = R.USER_ID, R.ITEM_ID
@@ -58,7 +60,7 @@ class Features:
         return [len(self.vocabs[f]) + 2 for f in fields]
 
     def save(self, path: str | Path) -> None:
-        R.write_json(path, asdict(self))
+        write_json(path, asdict(self))
 
     @classmethod
     def load(cls, path: str | Path) -> Features:
@@ -73,6 +75,6 @@ def build_features(train, card: dict) -> Features:
     item_fields = [ITEM_ID, *card["fields"]["item"]]
     missing = [f for f in user_fields + item_fields if f not in train.columns]
     if missing:
-        raise R.RecordError(f"samples.parquet: no column for field(s) {missing} named in card.json")
+        raise RecordError(f"samples.parquet: no column for field(s) {missing} named in card.json")
     vocabs = {f: build_vocab(train[f]) for f in user_fields + item_fields}
     return Features(user_fields=user_fields, item_fields=item_fields, vocabs=vocabs)

@@ -26,8 +26,9 @@ from torch import nn
 
 from ctr.data import Batch, Prepared
 from ctr.models.layers import mlp
-from distill.embed import ITEM_TABLE, USER_TABLE, mean_pool, read_table, write_table
-from kgen import records as R
+from ground.vectors import ITEM_TABLE, USER_TABLE, mean_pool, read_table, write_table
+from ground.errors import RecordError
+from ground import records as R
 
 
 def masking_probs(item_counts: torch.Tensor, rate: float) -> torch.Tensor:
@@ -116,7 +117,7 @@ class TableVectors(nn.Module):
         super().__init__()
         folder = Path(folder)
         if not (folder / ITEM_TABLE).exists():
-            raise R.RecordError(f"{folder / ITEM_TABLE}: no such file (run `distill embed` first)")
+            raise RecordError(f"{folder / ITEM_TABLE}: no such file (run `distill embed` first)")
         items, missing_items = aligned_table(folder / ITEM_TABLE, data.item_ids)
         users, missing_users = (aligned_table(folder / USER_TABLE, data.user_ids) if (folder / USER_TABLE).exists()
                                 else (torch.zeros(len(data.user_ids) + 1, items.shape[1]), len(data.user_ids)))

@@ -11,8 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -20,92 +18,23 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from kgen import records as R
+from ctr.prepare_movielens import load_ml1m, load_ml100k
+from ctr.prepare_retail import load_retail
+from ctr.prepare_sample import load_sample
+from ctr.raw import Log, PrepareConfig, RawData
+from ground.errors import ConfigError
+from ground.files import atomic_folder, write_json, write_jsonl
+from ground import records as R
 
 FORMAT = "ctr-prepare/1"  # card.json key that marks a folder this command wrote (and may replace)
 SPLITS = ("train", "val", "test")
-DATASETS = ("ml-1m", "ml-100k", "online-retail", "sample")
 SPLIT, HISTORY_COL = "split", R.HISTORY
 SAMPLES_FILE, CARD_FILE = "samples.parquet", "card.json"
 
-Log = Callable[[str], None]
-
-
-@dataclass(kw_only=True)
-class PrepareConfig:
-    """Everything `ctr prepare` needs; options of another dataset are ignored (and not recorded)."""
-
-    dataset: str
-    raw: Path
-    output: Path
-    max_history: int = 50
-    split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
-    seed: int = 0
-    # MovieLens
-    ratings: str | None = None  # file name or glob inside raw; default ratings.dat*, then ratings*.dat*
-    max_user: int | None = None  # keep users with id <= max_user (ml-1m-partial: 2998)
-    click_threshold: int = 4  # rating >= this is a click
-    # Online Retail
-    negatives: int = 1  # sampled negatives per purchased line
-    min_item_baskets: int = 10  # items bought in fewer baskets are dropped
-    max_users: int | None = 1500  # customers drawn uniformly (seeded); None = all
-
-    def __post_init__(self) -> None:
-        self.raw, self.output = Path(self.raw), Path(self.output)
-        self.split_fractions = tuple(float(f) for f in self.split_fractions)  # type: ignore[assignment]
-        if self.dataset not in DATASETS:
-            raise R.ConfigError(f"dataset must be one of {', '.join(DATASETS)}, got {self.dataset!r}")
-        if self.max_history < 1:
-            raise R.ConfigError(f"max_history must be >= 1, got {self.max_history}")
-        fr = self.split_fractions
-        if len(fr) != 3 or min(fr) < 0 or fr[0] <= 0 or abs(sum(fr) - 1) > 1e-9:
-            raise R.ConfigError(f"split_fractions must be 3 non-negative numbers summing to 1 (train > 0), got {fr}")
-        for name in ("negatives", "min_item_baskets", "click_threshold"):
-            if getattr(self, name) < 1:
-                raise R.ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("max_user", "max_users"):
-            if getattr(self, name) is not None and getattr(self, name) < 1:
-                raise R.ConfigError(f"{name} must be >= 1 or unset, got {getattr(self, name)}")
-
-    def relevant(self) -> dict:
-        """The settings this dataset uses, JSON-ready (for card.json)."""
-        used = {"ml-1m": {"ratings", "max_user", "click_threshold"}, "ml-100k": {"max_user", "click_threshold"},
-                "online-retail": {"negatives", "min_item_baskets", "max_users"}, "sample": set()}[self.dataset]
-        common = {"dataset", "raw", "output", "max_history", "split_fractions", "seed"}
-        return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items() if k in common | used}
-
-
-@dataclass(kw_only=True)
-class RawData:
-    """A dataset read and validated, before splitting: what each loader returns."""
-
-    items: pd.DataFrame  # index item_id (str): name, category, attributes (dict), [original_name], item fields
-    users: pd.DataFrame  # index user_id (str): profile (dict), user fields
-    events: pd.DataFrame  # user_id, item_id (str), label (int8), ts (int64); row order breaks ts ties
-    fields: dict[str, list[str]]  # {"user": [...], "item": [...]}: single-valued string columns
-    protocol: dict[str, object]  # click, sample and negative rules of this dataset
-    sources: list[Path]
-    title: str  # how results on it are named, e.g. "ML-1M (users 1-2998)"
-    notes: dict[str, object] = field(default_factory=dict)  # loader counts (dropped rows, ...)
 
 
 # --- checks of input rows (each stops at the first bad row with path:line) ----------
 
-def stop_at_first(bad: np.ndarray, lines: Sequence[int], path: Path, problem: Callable[[int], str]) -> None:
-    """Raise RecordError `path:line: problem(i)` for the first True of `bad` (row i is on line lines[i])."""
-    if np.any(bad):
-        i = int(np.flatnonzero(bad)[0])
-        raise R.RecordError(f"{path}:{lines[i]}: {problem(i)}")
-
-
-def check_unique(ids: Sequence, lines: Sequence[int], path: Path, what: str) -> None:
-    """Stop at the first id seen before."""
-    stop_at_first(pd.Series(ids).duplicated().to_numpy(), lines, path, lambda i: f"{what} {ids[i]} appears twice")
-
-
-def check_known(ids: Sequence, known: pd.Index, lines: Sequence[int], path: Path, what: str, where: str) -> None:
-    """Stop at the first id that is not in `known`."""
-    stop_at_first(~pd.Index(ids).isin(known), lines, path, lambda i: f"{what} {ids[i]} is not in {where}")
 
 
 # --- the output folder -------------------------------------------------------
@@ -113,7 +42,7 @@ def check_known(ids: Sequence, known: pd.Index, lines: Sequence[int], path: Path
 def check_output(output: Path) -> None:
     """Refuse a path that is a file, or a non-empty folder that an earlier `ctr prepare` did not write."""
     if output.exists() and not output.is_dir():
-        raise R.ConfigError(f"{output}: exists and is not a folder")
+        raise ConfigError(f"{output}: exists and is not a folder")
     if not output.exists() or not any(output.iterdir()):
         return
     card = output / CARD_FILE
@@ -122,7 +51,7 @@ def check_output(output: Path) -> None:
     except (OSError, ValueError, AttributeError):
         ours = False
     if not ours:
-        raise R.ConfigError(f"{output}: not empty and not a `ctr prepare` output (no {CARD_FILE} with format "
+        raise ConfigError(f"{output}: not empty and not a `ctr prepare` output (no {CARD_FILE} with format "
                          f"{FORMAT!r}); choose an empty or new folder")
 
 
@@ -152,7 +81,7 @@ def history_slices(user: np.ndarray, ts: np.ndarray, click: np.ndarray,
     t0 = int(ts.min()) if len(ts) else 0
     span = int(ts.max()) - t0 + 2 if len(ts) else 1
     if (int(user.max()) + 1 if len(user) else 0) * span >= 2**62:
-        raise R.ConfigError("timestamps span too wide to key by user and time")
+        raise ConfigError("timestamps span too wide to key by user and time")
     key = user.astype(np.int64) * span + (ts - t0)
     rows = np.flatnonzero(click)
     clicks = rows[np.lexsort((rows, ts[rows], user[rows]))]
@@ -285,7 +214,7 @@ def build_card(raw: RawData, config: PrepareConfig, samples: pd.DataFrame, cutof
 def build_samples(raw: RawData, config: PrepareConfig) -> tuple[pd.DataFrame, pa.Table, tuple[int, int]]:
     """Events in time order with split and fields; the same as an Arrow table with the history column."""
     if raw.events.empty:
-        raise R.ConfigError(f"{config.raw}: no samples left to prepare (see --max-user / --max-users)")
+        raise ConfigError(f"{config.raw}: no samples left to prepare (see --max-user / --max-users)")
     events = raw.events.reset_index(drop=True)
     events = events.iloc[np.argsort(events[R.TS].to_numpy(), kind="stable")].reset_index(drop=True)
     cutoffs = time_cutoffs(events[R.TS].to_numpy(), config.split_fractions)
@@ -317,11 +246,11 @@ def prepare(config: PrepareConfig, log: Log = print) -> dict:
     items, users = item_records(raw.items, samples), user_records(raw.users, samples, config.max_history)
     card = build_card(raw, config, samples, cutoffs, lengths)
     check_output(config.output)  # it may have appeared while we were reading
-    with R.atomic_folder(config.output) as tmp:
-        R.write_jsonl(tmp / "items.jsonl", items)
-        R.write_jsonl(tmp / "users.jsonl", users)
+    with atomic_folder(config.output) as tmp:
+        write_jsonl(tmp / "items.jsonl", items)
+        write_jsonl(tmp / "users.jsonl", users)
         pq.write_table(table, tmp / SAMPLES_FILE, compression="zstd")
-        R.write_json(tmp / CARD_FILE, card)
+        write_json(tmp / CARD_FILE, card)
     log(f"wrote {config.output}")
     return card
 
@@ -329,13 +258,7 @@ def prepare(config: PrepareConfig, log: Log = print) -> dict:
 def load(config: PrepareConfig, log: Log) -> RawData:
     """The dataset's loader (imported here so each stays in its own module)."""
     if config.dataset in ("ml-1m", "ml-100k"):
-        from ctr.prepare_movielens import load_ml1m, load_ml100k
-
         return (load_ml1m if config.dataset == "ml-1m" else load_ml100k)(config, log)
     if config.dataset == "online-retail":
-        from ctr.prepare_retail import load_retail
-
         return load_retail(config, log)
-    from ctr.prepare_sample import load_sample
-
     return load_sample(config, log)

@@ -15,8 +15,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kgen import records as R
-from ctr.prepare import Log, PrepareConfig, RawData, check_known, check_unique, stop_at_first
+from ground.errors import ConfigError, RecordError
+from ground import records as R
+from ctr.raw import Log, PrepareConfig, RawData, check_known, check_unique, stop_at_first
 
 GENRES_100K = ("unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary",
                "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller",
@@ -42,7 +43,7 @@ def read_lines(path: Path) -> list[str]:
         try:
             data = gzip.decompress(data)
         except (EOFError, OSError, zlib.error) as exc:  # a cut or corrupt download
-            raise R.RecordError(f"{path}: not a complete gzip file ({exc})") from None
+            raise RecordError(f"{path}: not a complete gzip file ({exc})") from None
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -82,23 +83,23 @@ def find_file(raw: Path, name: str) -> Path:
     """raw/name or raw/name.gz, exactly one of them."""
     found = [p for p in (raw / name, raw / f"{name}.gz") if p.is_file()]
     if len(found) != 1:
-        raise R.ConfigError(f"{raw}: expected one of {name} or {name}.gz, found {len(found)}")
+        raise ConfigError(f"{raw}: expected one of {name} or {name}.gz, found {len(found)}")
     return found[0]
 
 
 def find_ratings(raw: Path, pattern: str | None) -> Path:
     """The ratings file: `pattern` (a name or glob) in raw; by default ratings.dat*, else the one ratings*.dat*."""
     if not raw.is_dir():
-        raise R.ConfigError(f"{raw}: not a folder (--raw is the folder holding the dataset files)")
+        raise ConfigError(f"{raw}: not a folder (--raw is the folder holding the dataset files)")
     tries = [pattern] if pattern else ["ratings.dat*", "ratings*.dat*"]
     for glob in tries:
         found = sorted(p for p in raw.glob(glob) if p.is_file())
         if len(found) == 1:
             return found[0]
         if len(found) > 1:
-            raise R.ConfigError(f"{raw}: {glob} matches {len(found)} files ({', '.join(p.name for p in found)}); "
+            raise ConfigError(f"{raw}: {glob} matches {len(found)} files ({', '.join(p.name for p in found)}); "
                              "name one with --ratings")
-    raise R.ConfigError(f"{raw}: no ratings file matches {' or '.join(tries)}; name it with --ratings")
+    raise ConfigError(f"{raw}: no ratings file matches {' or '.join(tries)}; name it with --ratings")
 
 
 # --- titles and events -----------------------------------------------------------

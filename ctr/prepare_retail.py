@@ -14,8 +14,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from kgen import records as R
-from ctr.prepare import Log, PrepareConfig, RawData
+from ground.errors import ConfigError
+from ground import records as R
+from ctr.raw import Log, PrepareConfig, RawData
 from ctr.retail import build_catalog, load_purchases, price_band
 
 COLUMNS = ("InvoiceNo", "StockCode", "Description", "Quantity", "InvoiceDate", "UnitPrice", "CustomerID", "Country")
@@ -34,7 +35,7 @@ def parquet_path(raw: Path) -> Path:
         return raw
     found = sorted(raw.glob("*.parquet")) if raw.is_dir() else []
     if len(found) != 1:
-        raise R.ConfigError(f"{raw}: expected a parquet file or a folder with one .parquet file, found {len(found)}")
+        raise ConfigError(f"{raw}: expected a parquet file or a folder with one .parquet file, found {len(found)}")
     return found[0]
 
 
@@ -43,10 +44,10 @@ def check_columns(path: Path) -> None:
     try:
         names = set(pq.read_schema(path).names)
     except (pa.ArrowException, OSError) as exc:
-        raise R.ConfigError(f"{path}: not a readable parquet file ({exc})") from None
+        raise ConfigError(f"{path}: not a readable parquet file ({exc})") from None
     missing = [c for c in COLUMNS if c not in names]
     if missing:
-        raise R.ConfigError(f"{path}: missing column(s) {', '.join(missing)} (expected the UCI Online Retail columns)")
+        raise ConfigError(f"{path}: missing column(s) {', '.join(missing)} (expected the UCI Online Retail columns)")
 
 
 def pick_users(lines: pd.DataFrame, max_users: int | None, rng: np.random.Generator) -> pd.DataFrame:

@@ -13,21 +13,23 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kgen import records as R
-from ctr.prepare import Log, PrepareConfig, RawData, check_known, check_unique
+from ground.errors import RecordError
+from ground.files import iter_jsonl
+from ground import records as R
+from ctr.raw import Log, PrepareConfig, RawData, check_known, check_unique
 from ctr.retail import price_band
 
 
 def read_checked(path: Path, kind: R.Kind) -> tuple[list[dict], list[int]]:
     """Valid `kind` records and their line numbers; the first bad line stops with path:line."""
     rows, lines = [], []
-    for lineno, row in R.iter_jsonl(path):
+    for lineno, row in iter_jsonl(path):
         problem = R.check_record(row, kind)
         if problem is None and kind == "interaction" and (isinstance(row.get(R.TS), bool)
                                                           or not isinstance(row.get(R.TS), int)):
             problem = f"field 'ts' must be an integer (unix seconds), got {json.dumps(row.get(R.TS))[:40]}"
         if problem:
-            raise R.RecordError(f"{path}:{lineno}: {problem}")
+            raise RecordError(f"{path}:{lineno}: {problem}")
         rows.append(row)
         lines.append(lineno)
     return rows, lines

@@ -27,11 +27,13 @@ import torch
 from torch import nn
 
 from ctr.cache import CODECS, LRU, CacheStats, Codec, RedisStore, VectorCache
-from ctr.data import Batch, Catalogue, build_catalogue, load_prepared
+from ctr.data import Batch
+from ctr.runs import load_run, read_config
 from ctr.features import UNKNOWN, Features, encode
-from distill.embed import ITEM_TABLE, USER_TABLE, read_table
-from kgen.records import ConfigError
-from kgen import records as R
+from ground.vectors import ITEM_TABLE, USER_TABLE, read_table
+from ground.errors import ConfigError
+from ground.errors import RecordError
+from ground import records as R
 from kgen.inputs import item_input, user_input
 
 EMBED_CONFIG = "embed_config.json"
@@ -106,14 +108,14 @@ class StudentEncoder:
     """texts -> (N, Dk) float32 vectors: the student as `distill embed` runs it (mean of the last hidden states)."""
 
     def __init__(self, student: str, max_length: int, batch_size: int):
-        from distill.embed import load_encoder
+        from distill.encode import load_encoder
 
         self.model, self.tokenizer = load_encoder(student)
         self.max_length, self.batch_size = max_length, batch_size
         self.version = student_version(student, max_length)
 
     def __call__(self, texts: list[str]) -> np.ndarray:
-        from distill.embed import encode_texts
+        from distill.encode import encode_texts
 
         return encode_texts(self.model, self.tokenizer, texts, self.batch_size, self.max_length, "", progress=False)
 
@@ -138,7 +140,7 @@ def user_mode(knowledge: Path) -> tuple[str, int]:
         return "mean", 0
     if embed.get("users"):
         return "student", int(embed.get("max_history", 20))
-    raise R.RecordError(f"{knowledge / EMBED_CONFIG}: cannot tell how {USER_TABLE} was made "
+    raise RecordError(f"{knowledge / EMBED_CONFIG}: cannot tell how {USER_TABLE} was made "
                         "(neither `distill embed --users` nor a user-mean table)")
 
 
@@ -178,7 +180,7 @@ def load_knowledge(run: dict, config: ServeConfig, data) -> Knowledge:
     embed = json.loads((knowledge / EMBED_CONFIG).read_text()) if (knowledge / EMBED_CONFIG).exists() else {}
     student = config.student or embed.get("model")
     if not student:
-        raise R.RecordError(f"{knowledge / EMBED_CONFIG}: no student model recorded; pass --student")
+        raise RecordError(f"{knowledge / EMBED_CONFIG}: no student model recorded; pass --student")
     encoder = StudentEncoder(student, int(embed.get("max_length", 256)), config.encode_batch_size)
     redis = RedisStore(config.redis, config.redis_timeout_s, config.redis_retry_s) if config.redis else None
     cache = VectorCache(version=encoder.version, codec=config.codec, lru_size=config.lru_size, redis=redis)
@@ -186,25 +188,6 @@ def load_knowledge(run: dict, config: ServeConfig, data) -> Knowledge:
     item_stats, user_stats = table_stats(knowledge, data) if run.get("standardize_vectors", True) else (None, None)
     return Knowledge(encoder=encoder, cache=cache, user_mode=mode, user_max_history=max_history,
                      user_level=bool(run.get("user_level", True)), item_stats=item_stats, user_stats=user_stats)
-
-
-def load_run_model(model_dir: Path, run: dict, features: Features, catalogue: Catalogue, data) -> nn.Module:
-    """The trained network of a run folder in eval mode (as `ctr eval` builds it)."""
-    from ctr.train import WEIGHTS, build_model
-    from ctr.train_config import CTRConfig
-
-    if str(run.get("model", "")).startswith("elec"):  # ELEC-SWITCH (elec, elec-deepfm): the vanilla network, no student, no cache
-        from ctr.elec import load_vanilla
-
-        return load_vanilla(model_dir)[0].eval()
-    config = CTRConfig(**run)
-    if config.lora:
-        raise R.RecordError(f"{model_dir}: serving a --lora MSD run is not supported (train it on cached tables)")
-    model = build_model(config, features, catalogue, data)
-    unexpected = model.load_state_dict(torch.load(model_dir / WEIGHTS), strict=False).unexpected_keys
-    if unexpected:
-        raise R.RecordError(f"{model_dir / WEIGHTS}: weights {unexpected[:3]} do not fit the model of its config")
-    return model.eval()
 
 
 def user_field_rows(data, features: Features) -> dict[str, np.ndarray]:
@@ -218,17 +201,13 @@ class Served:
     """A run folder ready to score requests; one request at a time through the model (a lock)."""
 
     def __init__(self, config: ServeConfig):
-        from ctr.train import CONFIG, FEATURES
-
         model_dir = Path(config.model)
-        if not (model_dir / CONFIG).exists():
-            raise R.RecordError(f"{model_dir / CONFIG}: no such file (not a `ctr train` output folder)")
-        run = json.loads((model_dir / CONFIG).read_text())
-        data = load_prepared(run["data"])
-        self.features = Features.load(model_dir / FEATURES)
-        self.catalogue = build_catalogue(data, self.features)
-        self.model = load_run_model(model_dir, run, self.features, self.catalogue, data)
-        self.max_history = int(run.get("max_history") or data.card["max_history"])
+        if read_config(model_dir).lora:
+            raise RecordError(f"{model_dir}: serving a --lora MSD run is not supported (train it on cached tables)")
+        loaded = load_run(model_dir)  # an ELEC run: its vanilla network, no student, no cache
+        run, data = loaded.config.to_dict(), loaded.data
+        self.features, self.catalogue, self.max_history = loaded.features, loaded.catalogue, loaded.max_history
+        self.model = loaded.model.eval()
         self.items = {str(r[R.ITEM_ID]): r for r in R.read_records(data.folder / "items.jsonl", "item")}
         self.item_key = {item_id: key for key, item_id in enumerate(data.item_ids, start=1)}
         self.users = ({str(r[R.USER_ID]): r for r in R.read_records(data.folder / "users.jsonl", "user")}

@@ -12,11 +12,10 @@ ctr_config.json, features.json (the train-split vocabularies) and metrics.json.
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,73 +24,19 @@ import torch.nn.functional as F
 from torch import nn
 
 from ctr import distributed as D
-from ctr.data import Batch, Catalogue, Prepared, Split, batch_of, batches, build_catalogue, build_split, load_prepared
-from ctr.elec import ELEC, split_state
-from ctr.features import Features, build_features
-from ctr.knowledge import MSD, StudentVectors, TableVectors, lora_student
+from ctr.build import build_model
+from ctr.data import Batch, Split, batch_of, batches, build_split
 from ctr.metrics import ctr_metrics, mean_std
-from ctr.models.deepfm import DeepFM
-from ctr.models.din import DIN
+from ctr.runs import load_data, load_run, save_run
 from ctr.train_config import CTRConfig
-from distill.embed import EmbedConfig, load_texts
-from distill.train import peak_rss_mb
-from kgen.records import ConfigError
-from kgen import records as R
-
-WEIGHTS, CONFIG, FEATURES, METRICS = "model.pt", "ctr_config.json", "features.json", "metrics.json"
-GAIN_WEIGHTS = "gain.pt"  # ELEC: the gain network (and projection); model.pt holds the served vanilla network
-
+from ground.runinfo import peak_rss_mb
+from ground.errors import ConfigError
+from ground.files import write_json
 
 def set_seed(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def build_backbone(config: CTRConfig, features: Features, catalogue: Catalogue, n_extra: int) -> nn.Module:
-    shared = dict(user_sizes=features.sizes(features.user_fields), item_sizes=features.sizes(features.item_fields),
-                  item_table=catalogue.item_table, dim=config.embed_dim, hidden=config.hidden,
-                  dropout=config.dropout, n_extra=n_extra)
-    if config.backbone == "din":
-        return DIN(**shared, attention_hidden=config.attention_hidden)
-    return DeepFM(**shared)
-
-
-def student_vectors(config: CTRConfig, data: Prepared) -> StudentVectors:
-    """The LoRA student over the prepared folder's item and user texts (as `distill embed` renders them)."""
-    users = data.folder / "users.jsonl"
-    texts = EmbedConfig(model=config.student, items=data.folder / "items.jsonl", output=data.folder,
-                        users=users if users.exists() else None, max_history=config.student_max_history)
-    item_texts, user_texts = load_texts(texts)
-    peft_model, tokenizer = lora_student(config.student, config.lora_r, config.lora_alpha, config.lora_dropout,
-                                         config.lora_target_modules)
-    return StudentVectors(peft_model, tokenizer, [item_texts[i] for i in data.item_ids],
-                          [user_texts.get(u, "") for u in data.user_ids], config.student_max_length)
-
-
-def build_vanilla(config: CTRConfig, features: Features, catalogue: Catalogue) -> nn.Module:
-    """ELEC's served network: the backbone on tabular features only, `vanilla_hidden` MLP sizes when set."""
-    return build_backbone(replace(config, hidden=config.vanilla_hidden or config.hidden), features, catalogue, 0)
-
-
-def build_model(config: CTRConfig, features: Features, catalogue: Catalogue, data: Prepared) -> nn.Module:
-    """The model a config names; MSD wraps its backbone with the knowledge fields; ELEC pairs MSD with a vanilla net."""
-    if config.is_elec:
-        return ELEC(gain=build_msd(config, features, catalogue, data), vanilla=build_vanilla(config, features, catalogue),
-                    score_weight=config.distill_score_weight, repr_weight=config.distill_repr_weight,
-                    temperature=config.distill_temperature)
-    if not config.is_msd:
-        return build_backbone(config, features, catalogue, n_extra=0)
-    return build_msd(config, features, catalogue, data)
-
-
-def build_msd(config: CTRConfig, features: Features, catalogue: Catalogue, data: Prepared) -> MSD:
-    vectors = (student_vectors(config, data) if config.lora
-               else TableVectors(config.knowledge, data, standardized=config.standardize_vectors))
-    backbone = build_backbone(config, features, catalogue, n_extra=1 + config.user_level)
-    return MSD(backbone=backbone, vectors=vectors, item_counts=catalogue.item_counts, dim=config.embed_dim,
-               adaptor_hidden=config.adaptor_hidden, top_k=config.top_k, mask_rate=config.mask_rate,
-               item_fusion=config.item_fusion, user_level=config.user_level)
 
 
 def predict(model: nn.Module, split: Split, batch_size: int) -> np.ndarray:
@@ -135,9 +80,8 @@ class TrainLoss(nn.Module):
         self.model = model
 
     def forward(self, batch: Batch) -> torch.Tensor:
-        if isinstance(self.model, ELEC):
-            return self.model.losses(batch)["total"]
-        return F.binary_cross_entropy_with_logits(self.model(batch), batch.label)
+        own = getattr(self.model, "training_loss", None)  # a model with a loss of its own (ELEC) says so itself
+        return own(batch) if own else F.binary_cross_entropy_with_logits(self.model(batch), batch.label)
 
 
 def train_epoch(loss_fn: nn.Module, split: Split, opt: torch.optim.Optimizer, config: CTRConfig,
@@ -189,12 +133,6 @@ def fit(model: nn.Module, train: Split, val: Split, config: CTRConfig) -> FitRes
     return FitResult(best_state=best_state, best_epoch=best_epoch, history=history, train_seconds=seconds)
 
 
-def load_data(config: CTRConfig, features: Features | None = None):
-    """(prepared data, features, catalogue, max_history): features are built on the train split unless given."""
-    data = load_prepared(config.data)
-    features = features or build_features(data.split("train"), data.card)
-    max_history = config.max_history or int(data.card["max_history"])
-    return data, features, build_catalogue(data, features), max_history
 
 
 def train(config: CTRConfig) -> dict:
@@ -222,7 +160,7 @@ def train(config: CTRConfig) -> dict:
                "train_seconds": round(result.train_seconds, 2), "peak_rss_mb": peak_rss_mb(),
                "trainable_params": sum(t.numel() for t in result.best_state.values()),
                "knowledge_missing": getattr(getattr(model, "vectors", None), "missing", None)}
-    if isinstance(model, ELEC):  # the figures above are the vanilla network's (served); these the gain network's
+    if config.is_elec:  # the figures above are the vanilla network's (served); these the gain network's
         metrics["gain"] = {name: score(model.gain, splits[name], config.eval_batch_size) for name in ("val", "test")}
         metrics["knowledge_missing"] = model.gain.vectors.missing
         metrics["served_params"] = sum(p.numel() for p in model.vanilla.parameters())
@@ -245,51 +183,6 @@ def check_distributed(config: CTRConfig) -> None:
                           f"{world} ranks")
 
 
-def save_weights(state: dict, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")  # a reader never sees half a file
-    torch.save(state, tmp)
-    tmp.replace(path)
-
-
-def save_run(config: CTRConfig, features: Features, state: dict, metrics: dict) -> None:
-    out = Path(config.output)
-    out.mkdir(parents=True, exist_ok=True)
-    if config.is_elec:
-        state, gain = split_state(state)
-        save_weights(gain, out / GAIN_WEIGHTS)
-    save_weights(state, out / WEIGHTS)
-    features.save(out / FEATURES)
-    R.write_json(out / CONFIG, config.to_dict())
-    R.write_json(out / METRICS, metrics)
-
-
-@dataclass(kw_only=True)
-class LoadedRun:
-    model: nn.Module  # with its saved weights; an ELEC run's vanilla network alone
-    config: CTRConfig
-    features: Features
-    data: Prepared
-    max_history: int
-
-
-def load_run(model_dir: str | Path, data_dir: str | Path | None = None) -> LoadedRun:
-    """A saved run and the prepared folder it scores (default: the one it was trained on)."""
-    model_dir = Path(model_dir)
-    if not (model_dir / WEIGHTS).exists():
-        raise R.RecordError(f"{model_dir / WEIGHTS}: no such file (not a `ctr train` output folder)")
-    values = json.loads((model_dir / CONFIG).read_text())
-    config = CTRConfig(**{**values, "data": str(data_dir or values["data"])})
-    data, features, catalogue, max_history = load_data(config, Features.load(model_dir / FEATURES))
-    model = (build_vanilla(config, features, catalogue) if config.is_elec
-             else build_model(config, features, catalogue, data))
-    result = model.load_state_dict(torch.load(model_dir / WEIGHTS), strict=False)
-    # the vanilla network has no frozen part, so every one of its weights must be in model.pt
-    if result.unexpected_keys or (config.is_elec and result.missing_keys):
-        keys = result.unexpected_keys or result.missing_keys
-        raise R.RecordError(f"{model_dir / WEIGHTS}: weights {keys[:3]} do not fit the model of {CONFIG}")
-    return LoadedRun(model=model, config=config, features=features, data=data, max_history=max_history)
-
-
 def evaluate_run(model_dir: str | Path, data_dir: str | Path | None = None, split: str = "test") -> dict:
     """Score a saved run on a split of a prepared folder (default: the one it was trained on)."""
     run = load_run(model_dir, data_dir)
@@ -307,5 +200,5 @@ def train_seeds(config: CTRConfig, seeds: list[int]) -> dict:
                "test": {k: mean_std([r["test"][k] for r in runs]) for k in ("auc", "gauc", "logloss")},
                "samples_per_s": mean_std([r["samples_per_s"] for r in runs])}
     if D.is_main():
-        R.write_json(Path(config.output) / "summary.json", summary)
+        write_json(Path(config.output) / "summary.json", summary)
     return summary

@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from distill.train_config import DEFAULT_TARGET_MODULES, load_yaml
+from distill.train_config import DEFAULT_TARGET_MODULES
+from ground.config import load_yaml
 from kgen.models import EMBEDDED_LLM
-from kgen.records import ConfigError
+from ground.errors import ConfigError
 
 MODELS = ("deepfm", "din", "msd", "msd-deepfm", "elec", "elec-deepfm")
 BACKBONES = {"deepfm": "deepfm", "din": "din", "msd": "din", "msd-deepfm": "deepfm", "elec": "din", "elec-deepfm": "deepfm"}

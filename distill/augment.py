@@ -19,7 +19,9 @@ import re
 from pathlib import Path
 
 from kgen.parse import ParsedAnswer, dedupe
-from kgen.records import ASPECT, RATIONALE, VALUE, RecordError, read_lines
+from ground.records import ASPECT, RATIONALE, VALUE
+from ground.errors import RecordError
+from ground.files import read_lines
 
 Dictionary = dict[str, list[str]]  # casefolded phrase -> its synonyms, as written in the file
 

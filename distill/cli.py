@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from kgen.cli import EngineOpt, WorkersOpt
-from kgen.cli_errors import DebugOpt, one_line_errors, set_debug
+from ground.cli import DebugOpt, one_line_errors, set_debug
 
 app = typer.Typer(help="Distillation: build SFT data, train the student, generate, export, embed, score.",
                   no_args_is_help=True)

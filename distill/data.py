@@ -9,7 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from distill.augment import Dictionary, load_dictionary, shuffle_answer, substitute
-from kgen import records as R
+from ground.config import config_dict
+from ground.errors import ConfigError, RecordError
+from ground.files import check_output_folder, folder_beside, swap_folder, write_json
+from ground import records as R
 from kgen.answer_schema import check_answer_format, format_json_answer
 from kgen.parse import ParsedAnswer, format_answer
 from kgen.prompting import build_messages, student_template
@@ -43,19 +46,19 @@ class DataConfig:
         self.output, self.dictionary = Path(self.output), Path(self.dictionary)
         self.augment = tuple(self.augment)
         if not self.knowledge:
-            raise R.ConfigError("at least one --knowledge file is needed")
+            raise ConfigError("at least one --knowledge file is needed")
         unknown = [a for a in self.augment if a not in AUGMENTATIONS]
         if unknown:
-            raise R.ConfigError(f"--augment: unknown augmentation {unknown[0]!r}; choose from {', '.join(AUGMENTATIONS)}")
+            raise ConfigError(f"--augment: unknown augmentation {unknown[0]!r}; choose from {', '.join(AUGMENTATIONS)}")
         for name in ("shuffle_factor", "dictionary_factor"):
             if getattr(self, name) < 0:
-                raise R.ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0 <= self.val_fraction < 1:
-            raise R.ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+            raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
         check_answer_format(self.answer_format, "--answer-format")
 
     def to_dict(self) -> dict:
-        return R.config_dict(self)
+        return config_dict(self)
 
 
 def read_ok_records(paths: list[Path]) -> tuple[list[dict], Counter]:
@@ -185,15 +188,15 @@ BUILT_ENTRIES = frozenset({"dataset_dict.json", *SPLITS, BUILD_CONFIG, "stats.js
 
 def check_output(output: Path) -> None:
     """Refuse an output folder that holds anything but an earlier build-data output: it is replaced whole."""
-    R.check_output_folder(output)
+    check_output_folder(output)
     here = Path.cwd().resolve()
     if output.resolve() in (here, *here.parents):
-        raise R.RecordError(f"{output}: is the current folder or one above it; give a new folder for the dataset")
+        raise RecordError(f"{output}: is the current folder or one above it; give a new folder for the dataset")
     entries = sorted(p.name for p in output.iterdir()) if output.is_dir() else []
     foreign = [name for name in entries if name not in BUILT_ENTRIES]
     if entries and (foreign or BUILD_CONFIG not in entries):
         shown = foreign[0] if foreign else entries[0]
-        raise R.RecordError(f"{output}: holds {shown!r} and is not an earlier `distill build-data` output; "
+        raise RecordError(f"{output}: holds {shown!r} and is not an earlier `distill build-data` output; "
                             "give a new or empty folder")
 
 
@@ -218,13 +221,13 @@ def build_data(config: DataConfig) -> dict:
     check_output(config.output)
     rows, skipped = read_ok_records(config.knowledge)
     if not rows:
-        raise R.RecordError(f"no usable knowledge records in {', '.join(map(str, config.knowledge))} (skipped: {dict(skipped)})")
+        raise RecordError(f"no usable knowledge records in {', '.join(map(str, config.knowledge))} (skipped: {dict(skipped)})")
     dictionary = load_dictionary(config.dictionary) if "dictionary" in config.augment else None
     splits = build_examples(rows, config, dictionary)
     stats = count_stats(len(rows) + sum(skipped.values()), skipped, splits)
-    with R.folder_beside(config.output) as tmp:
+    with folder_beside(config.output) as tmp:
         save_splits(splits, tmp)
-        R.write_json(tmp / BUILD_CONFIG, config.to_dict())
-        R.write_json(tmp / "stats.json", stats)
-        R.swap_folder(tmp, config.output)
+        write_json(tmp / BUILD_CONFIG, config.to_dict())
+        write_json(tmp / "stats.json", stats)
+        swap_folder(tmp, config.output)
     return stats

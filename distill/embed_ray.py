@@ -7,7 +7,7 @@ padding a single process sees and the vectors come out bit for bit the same.
 
 from __future__ import annotations
 
-from distill.embed import encode_texts, load_encoder
+from distill.encode import encode_texts, load_encoder
 
 INDEX, TEXTS, VECTORS = "index", "texts", "vectors"
 

@@ -7,8 +7,9 @@ from typing import Annotated
 
 import typer
 
-from kgen import records as R
-from kgen.cli_errors import fail, one_line_errors
+from ground.files import check_output_folder, write_json, write_jsonl
+from ground import records as R
+from ground.cli import fail, one_line_errors
 from kgen.models import EMBEDDED_EMBEDDER
 
 F1_JSON = "f1.json"
@@ -59,7 +60,7 @@ def eval_f1(
         fail(f"--baseline must be one of {', '.join(BASELINES)}, got {baseline!r}")
     out_dir = output or _default_output(pred)
     with one_line_errors():  # EmbedderError is a ConfigError
-        R.check_output_folder(out_dir)  # before minutes of embedding, not after
+        check_output_folder(out_dir)  # before minutes of embedding, not after
         pred_rows = R.read_records(pred, "knowledge", unique=True)
         gold_rows = R.require_rows(R.read_records(gold, "gold", unique=True), gold)
         encoder = Embedder(embedder, show_progress=True)
@@ -92,8 +93,8 @@ def eval_f1(
         report["over_teacher"] = {"teacher": str(teacher), "headline": ref["headline"], "by_level": ref["by_level"],
                                   **ratio}
     with one_line_errors():
-        R.write_json(out_dir / F1_JSON, report)
-        R.write_jsonl(out_dir / PER_ITEM_JSONL, per_item)
+        write_json(out_dir / F1_JSON, report)
+        write_jsonl(out_dir / PER_ITEM_JSONL, per_item)
     note = f"calibrated on {calibrate}" if calibration else "uncalibrated: pass --calibrate pairs.tsv to choose it"
     typer.echo(format_report(report, tau_note=note))
     comparison = {"prediction": report}

@@ -6,7 +6,8 @@ import hashlib
 import json
 from pathlib import Path
 
-from kgen import records as R
+from ground.errors import RecordError
+from ground.files import check_output_folder, folder_beside, write_json
 from kgen.models import loading_model, resolve_llm
 
 ADAPTER_CONFIG = "adapter_config.json"
@@ -53,11 +54,11 @@ def student_path(model: str | Path) -> str:
     text = str(model)
     if Path(text).is_dir():
         if not any((Path(text) / name).is_file() for name in ("config.json", ADAPTER_CONFIG)):
-            raise R.RecordError(f"{text}: not a model folder (no config.json or {ADAPTER_CONFIG}); "
+            raise RecordError(f"{text}: not a model folder (no config.json or {ADAPTER_CONFIG}); "
                                 "give the output of `distill train` or `distill export`")
         return text
     if text.startswith(("/", ".", "~")) or text.count("/") > 1:
-        raise R.RecordError(f"{text}: no such model folder")
+        raise RecordError(f"{text}: no such model folder")
     return resolve_llm(text)
 
 
@@ -78,9 +79,9 @@ def load_causal_lm(model: str | Path):
 
 def export_model(model_dir: str | Path, output: str | Path) -> dict:
     """Write a merged, plain HF model folder (+ tokenizer, export_config.json); return its config."""
-    output = R.check_output_folder(output)
+    output = check_output_folder(output)
     model, tokenizer = load_causal_lm(model_dir)
-    with R.folder_beside(output) as tmp:
+    with folder_beside(output) as tmp:
         model.save_pretrained(str(tmp))
         tokenizer.save_pretrained(str(tmp))
         # Files already in the output (e.g. embedding tables) stay; the model files are replaced.
@@ -97,5 +98,5 @@ def export_model(model_dir: str | Path, output: str | Path) -> dict:
         "dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
         "parameters": sum(p.numel() for p in model.parameters()),
     }
-    R.write_json(output / "export_config.json", config)
+    write_json(output / "export_config.json", config)
     return config

@@ -7,7 +7,9 @@ from functools import partial
 from pathlib import Path
 
 from distill.export import adapter_base, fingerprint, is_adapter, merge_adapter, student_path
-from kgen import records as R
+from ground.config import config_dict
+from ground.errors import ConfigError, RecordError
+from ground.files import read_lines, write_json
 from kgen.answer_schema import check_answer_format, default_max_new_tokens
 from kgen.generate import check_engine, check_level_and_limit, run_info_path
 from kgen.teachers.transformers_backend import TransformersTeacher
@@ -53,18 +55,18 @@ class GenerateConfig:
         check_level_and_limit(self.level, self.limit)
         check_engine(self.engine, self.workers)
         if self.batch_size < 1:
-            raise R.ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
+            raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
         check_answer_format(self.answer_format, "--answer-format")
         if self.repetition_penalty is None:
             self.repetition_penalty = STUDENT_REPETITION_PENALTY if self.answer_format == "json" else 1.0
 
     def to_dict(self) -> dict:
-        return R.config_dict(self)
+        return config_dict(self)
 
 
 def read_ids(path: Path) -> list[str]:
     """Ids, one per line; blank lines and '#' comments ignored."""
-    lines = (line.split("#", 1)[0].strip() for _, line in R.read_lines(path))
+    lines = (line.split("#", 1)[0].strip() for _, line in read_lines(path))
     return [line for line in lines if line]
 
 
@@ -122,7 +124,7 @@ def generate_student(config: GenerateConfig, student=None) -> dict:
     inputs = load_inputs(config.level, config.input, config.items, None if ids else config.limit)
     inputs, missing = select_inputs(inputs, ids, config.limit)
     if not inputs:
-        raise R.RecordError(f"{config.input}: no inputs to generate for" + (f" ({len(missing)} requested ids not found)" if missing else ""))
+        raise RecordError(f"{config.input}: no inputs to generate for" + (f" ({len(missing)} requested ids not found)" if missing else ""))
     tasks = student_tasks(config.level, inputs, config.answer_format)
     desc = f"student {config.level}"
     if config.engine == "ray":
@@ -137,7 +139,7 @@ def generate_student(config: GenerateConfig, student=None) -> dict:
         label, metrics = _generate_here(tasks, settings, config, student, desc)
     metrics["missing_ids"] = missing
     info = {"config": {**config.to_dict(), "model_label": label, "settings": settings.to_dict()}, "metrics": metrics}
-    R.write_json(run_info_path(config.output), info)
+    write_json(run_info_path(config.output), info)
     return info
 
 

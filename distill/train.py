@@ -8,12 +8,13 @@ written by the main process only.
 from __future__ import annotations
 
 import ctypes
-import resource
 import sys
 from pathlib import Path
 
 from distill.train_config import TrainConfig
-from kgen import records as R
+from ground.errors import ConfigError, RecordError
+from ground.files import write_json
+from ground.runinfo import peak_rss_mb
 from kgen.models import loading_model, resolve_llm
 
 TRAIN_COLUMNS = ["prompt", "completion"]
@@ -25,10 +26,10 @@ def load_splits(data: str | Path):
 
     path = Path(data)
     if not (path / "dataset_dict.json").exists():
-        raise R.RecordError(f"{path}: not a dataset folder from `distill build-data` (no dataset_dict.json)")
+        raise RecordError(f"{path}: not a dataset folder from `distill build-data` (no dataset_dict.json)")
     splits = load_from_disk(str(path))
     if len(splits["train"]) == 0:
-        raise R.RecordError(f"{path}: the train split is empty")
+        raise RecordError(f"{path}: the train split is empty")
     train = splits["train"].select_columns(TRAIN_COLUMNS)
     val = splits["validation"].select_columns(TRAIN_COLUMNS) if "validation" in splits else None
     return train, (val if val is not None and len(val) else None)
@@ -150,7 +151,7 @@ def fit_max_length(trainer, limit: int, given: int) -> dict:
     lengths = [len(ids) for split in (trainer.train_dataset, trainer.eval_dataset) if split is not None
                for ids in split["input_ids"]]
     if len(trainer.train_dataset) == 0:
-        raise R.ConfigError(f"max_length {limit} leaves no answer token in any training example: raise it")
+        raise ConfigError(f"max_length {limit} leaves no answer token in any training example: raise it")
     longest, at_limit, dropped = max(lengths), sum(n >= limit for n in lengths), given - len(lengths)
     fitted = min(limit, -(-longest // LENGTH_STEP) * LENGTH_STEP)
     trainer.args.max_length = fitted
@@ -168,12 +169,6 @@ def last_checkpoint(output: str | Path) -> str | None:
     from transformers.trainer_utils import get_last_checkpoint
 
     return get_last_checkpoint(str(output)) if Path(output).is_dir() else None
-
-
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far, in MiB."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return round(peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024, 1)  # bytes on macOS, KiB on Linux
 
 
 def run_metrics(trainer, train_output, eval_metrics: dict, resumed_from: str | None) -> dict:
@@ -228,8 +223,8 @@ def train(config: TrainConfig) -> dict:
     metrics = run_metrics(trainer, output, eval_metrics, resume)
     trainer.save_model(config.output)  # the adapter alone with LoRA; the tokenizer goes with it
     if trainer.is_world_process_zero():
-        R.write_json(Path(config.output) / "train_config.json",
+        write_json(Path(config.output) / "train_config.json",
                      {**config.to_dict(), **trainer.sequence_lengths,
                       "micro_batch_size": trainer.args.per_device_train_batch_size, "student_path": resolve_llm(config.student)})
-        R.write_json(Path(config.output) / "metrics.json", metrics)
+        write_json(Path(config.output) / "metrics.json", metrics)
     return metrics

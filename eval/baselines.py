@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from kgen import records as R
+from ground import records as R
 from kgen.inputs import HISTORY_HEADER
 
 BASELINES: tuple[str, ...] = ("name-words",)

@@ -14,8 +14,9 @@ import numpy as np
 
 from eval.embedder import PhraseEncoder
 from eval.f1_report import DEFAULT_TAU, PhraseTable
-from eval.normalize import normalize_phrase
-from kgen.records import RecordError, read_lines
+from ground.normalize import normalize_phrase
+from ground.errors import RecordError
+from ground.files import read_lines
 
 TAU_GRID = tuple(round(0.30 + 0.01 * k, 2) for k in range(66))  # 0.30 .. 0.95
 _HEADER = ("phrase_a", "phrase_b", "label")

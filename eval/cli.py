@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from kgen.cli_errors import one_line_errors
+from ground.cli import one_line_errors
 
 app = typer.Typer(help="Evaluation studies over finished runs.", no_args_is_help=True)
 

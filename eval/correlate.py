@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from kgen.records import RecordError, write_json
+from ground.errors import RecordError
+from ground.files import write_json
 
 NAME, F1, F1_CI95, AUC_MEAN, AUC_STD, AUCS, N_SEEDS = "name", "f1", "f1_ci95", "auc_mean", "auc_std", "aucs", "n_seeds"
 CORRELATION_JSON, TABLE_MD, PLOT_PNG = "correlation.json", "table.md", "f1_auc.png"

@@ -12,9 +12,9 @@ from typing import Protocol
 
 import numpy as np
 
-from eval.normalize import has_cjk
+from ground.normalize import has_cjk
 from kgen.models import EMBEDDED_EMBEDDER, embedder_path, loading_model, resolve_embedder
-from kgen.records import ConfigError
+from ground.errors import ConfigError
 
 MULTILINGUAL_HINT = "sentence-transformers/paraphrase-multilingual-MiniLM-L12-v2"
 # Above this share of [UNK] tokens a phrase's embedding says little about the phrase.

@@ -14,8 +14,9 @@ import numpy as np
 
 from eval.embedder import PhraseEncoder
 from eval.keyphrase_f1 import aggregate, item_scores, match_one_to_one, similarity_matrix
-from eval.normalize import unique_normalized
-from kgen import records as R
+from ground.normalize import unique_normalized
+from ground.errors import ConfigError
+from ground import records as R
 
 Key = tuple[str, str]
 DEFAULT_TAU = 0.8
@@ -185,11 +186,11 @@ def evaluate_f1(
 def _check_args(tau: float, taus: Sequence[float], n_boot: int, level: str | None) -> None:
     for t in (tau, *taus):
         if not 0.0 < t <= 1.0:
-            raise R.ConfigError(f"tau must be in (0, 1], got {t}")
+            raise ConfigError(f"tau must be in (0, 1], got {t}")
     if n_boot < 0:
-        raise R.ConfigError(f"n_boot must be >= 0, got {n_boot}")
+        raise ConfigError(f"n_boot must be >= 0, got {n_boot}")
     if level is not None and level not in R.LEVELS:
-        raise R.ConfigError(f"level must be one of {R.LEVELS}, got {level!r}")
+        raise ConfigError(f"level must be one of {R.LEVELS}, got {level!r}")
 
 
 def _headline(scored: list[dict], tau: float, seed: int, n_boot: int) -> dict:

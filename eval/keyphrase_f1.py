@@ -13,7 +13,7 @@ from typing import Literal
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from eval.normalize import numbers_and_units
+from ground.normalize import numbers_and_units
 
 Pair = tuple[int, int, float]
 Matching = Literal["one_to_one", "many_to_one", "exact"]

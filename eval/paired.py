@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kgen import records as R
+from ground import records as R
 
 
 def per_item_f1(per_item: list[dict]) -> dict[tuple[str, str], float]:

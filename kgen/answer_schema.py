@@ -15,7 +15,8 @@ import json
 from collections.abc import Sequence
 from typing import Literal
 
-from kgen.records import ASPECT, EXPLICIT, IMPLICIT, VALUE, ConfigError
+from ground.records import ASPECT, EXPLICIT, IMPLICIT, VALUE
+from ground.errors import ConfigError
 
 AnswerFormat = Literal["text", "json"]
 ANSWER_FORMATS: tuple[str, ...] = ("text", "json")

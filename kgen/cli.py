@@ -10,8 +10,9 @@ from typing import Annotated
 
 import typer
 
-from kgen import records as R
-from kgen.cli_errors import DebugOpt, fail, one_line_errors, set_debug
+from ground.files import check_writable_file, write_json, write_jsonl
+from ground import records as R
+from ground.cli import DebugOpt, fail, one_line_errors, set_debug
 
 app = typer.Typer(help="Knowledge generation: sampling, teacher runs, re-parsing.", no_args_is_help=True)
 
@@ -47,14 +48,14 @@ def sample(
         fail(f"--level must be item or user, got {level!r}")
     with one_line_errors():
         config = SampleConfig(n=n, by=by, allocation=allocation, weight=weight, seed=seed)  # type: ignore[arg-type]
-        R.check_writable_file(output)
+        check_writable_file(output)
         numbered = R.read_numbered_records(input, "item" if level == "item" else "user")
         check_rows(R.require_rows(numbered, input), config, str(input))
         rows = [row for _, row in numbered]
         picked = sample_rows(rows, config)
-        R.write_jsonl(output, picked)
+        write_jsonl(output, picked)
         strata = sorted({str(r.get(R.STRATUM)) for r in picked})
-        R.write_json(run_info_path(output), {"config": {**asdict(config), "input": str(input), "level": level},
+        write_json(run_info_path(output), {"config": {**asdict(config), "input": str(input), "level": level},
                                              "metrics": {"population": len(rows), "picked": len(picked), "strata": len(strata)}})
     typer.echo(f"picked {len(picked)} of {len(rows)} rows across {len(strata)} strata -> {output}")
 
@@ -89,7 +90,7 @@ def generate(
     from kgen.teachers.base import GenerationSettings
 
     with one_line_errors():
-        R.check_writable_file(output)
+        check_writable_file(output)
         limit_tokens = default_max_new_tokens(answer_format) if max_new_tokens is None else max_new_tokens
         settings = GenerationSettings(limit_tokens, temperature, top_p, seed, answer_format, explicit_spans)
         config = GenerateConfig(level, input, output, teacher, items, limit, batch_size, concurrency, settings,
@@ -111,11 +112,11 @@ def reparse(
     from kgen.run import reparse_record
 
     with one_line_errors():
-        R.check_writable_file(output)
+        check_writable_file(output)
         rows = R.read_records(input, "knowledge")
         examples = reference_texts()
         out = [reparse_record(r, examples.get(r.get(R.REFERENCE_ID)), drop_leaked) for r in rows]
-        R.write_jsonl(output, out)
+        write_jsonl(output, out)
     before, after = (dict(Counter(r[R.STATUS] for r in rs)) for rs in (rows, out))
     typer.echo(f"re-parsed {len(out)} records -> {output}\nstatus before {before}\nstatus after  {after}")
 

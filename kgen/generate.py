@@ -7,7 +7,10 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
-from kgen import records as R
+from ground.config import config_dict
+from ground.errors import ConfigError, MissingExtra
+from ground.files import write_json
+from ground import records as R
 from kgen.answer_schema import default_max_new_tokens
 from kgen.grounding import grounding_metrics
 from kgen.run import generate_records
@@ -21,21 +24,21 @@ ENGINES = ("local", "ray")
 def check_engine(engine: str, workers: int | None) -> None:
     """`local` or `ray`, and a positive worker count when one is given."""
     if engine not in ENGINES:
-        raise R.ConfigError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+        raise ConfigError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
     if workers is not None and workers < 1:
-        raise R.ConfigError(f"workers must be >= 1, got {workers}")
+        raise ConfigError(f"workers must be >= 1, got {workers}")
     if engine == "ray" and importlib.util.find_spec("ray") is None:  # said before any input is read or model loaded
         from kgen.ray_engine import MISSING_RAY
 
-        raise R.MissingExtra(MISSING_RAY)
+        raise MissingExtra(MISSING_RAY)
 
 
 def check_level_and_limit(level: str, limit: int | None) -> None:
     """The checks a teacher run and a student run share."""
     if level not in R.LEVELS:
-        raise R.ConfigError(f"level must be item or user, got {level!r}")
+        raise ConfigError(f"level must be item or user, got {level!r}")
     if limit is not None and limit < 1:
-        raise R.ConfigError(f"limit must be >= 1, got {limit}")
+        raise ConfigError(f"limit must be >= 1, got {limit}")
 
 
 @dataclass
@@ -64,18 +67,18 @@ class GenerateConfig:
     def __post_init__(self) -> None:
         check_level_and_limit(self.level, self.limit)
         if self.batch_size < 1 or self.concurrency < 1:
-            raise R.ConfigError(f"batch_size and concurrency must be >= 1, got {self.batch_size}, {self.concurrency}")
+            raise ConfigError(f"batch_size and concurrency must be >= 1, got {self.batch_size}, {self.concurrency}")
         backend = parse_teacher(self.teacher)[0]
         check_engine(self.engine, self.workers)
         if self.engine == "ray" and backend == "openai-batch":
-            raise R.ConfigError("the openai-batch teacher runs on the provider's batch engine; drop --engine ray")
+            raise ConfigError("the openai-batch teacher runs on the provider's batch engine; drop --engine ray")
         if self.reference not in REFERENCES:
             raise ValueError(f"reference must be one of {', '.join(REFERENCES)}, got {self.reference!r}")
         if self.reference == "none" and not self.settings.structured:
             raise ValueError("reference 'none' needs answer_format 'json': the text format is taught by its example")
 
     def to_dict(self) -> dict:
-        return R.config_dict(self)
+        return config_dict(self)
 
 
 def run_info_path(output: Path) -> Path:
@@ -118,7 +121,7 @@ def generate_knowledge(config: GenerateConfig) -> dict:
     info = {"config": {**config.to_dict(), "teacher": label}, "metrics": metrics}
     if notes:
         info["notes"] = notes
-    R.write_json(run_info_path(config.output), info)
+    write_json(run_info_path(config.output), info)
     return info
 
 

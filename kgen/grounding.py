@@ -1,7 +1,7 @@
 """Is a phrase found in a text? Grounding of explicit phrases and leakage from the reference example.
 
 `is_grounded("1.25 litres Coke", "Coca-Cola Coke 1.25L")` is True: both sides are normalised as
-key phrases are for F1 (`eval.normalize`: case, spacing, unit forms), split into words, and each
+key phrases are for F1 (`ground.normalize`: case, spacing, unit forms), split into words, and each
 word is reduced to a crude stem ("bags" == "bag", "printed" == "print"). A phrase is grounded when
 every content word of it occurs in the text, in any order. The annotation app imports
 `is_grounded`, so its signature stays fixed.
@@ -13,8 +13,8 @@ import re
 from collections.abc import Iterable
 from functools import lru_cache
 
-from eval.normalize import normalize_phrase
-from kgen.records import EXPLICIT, GROUNDED, IMPLICIT, INPUT, KEY_PHRASES, LEAKED, LEAKED_DROPPED, STATUS, VALUE
+from ground.normalize import normalize_phrase
+from ground.records import EXPLICIT, GROUNDED, IMPLICIT, INPUT, KEY_PHRASES, LEAKED, LEAKED_DROPPED, STATUS, VALUE
 
 # Words a phrase may add without saying anything the input does not ("pack of 12" for "12 pack").
 _FUNCTION_WORDS = frozenset("a an the of and with for in on to by from or".split())

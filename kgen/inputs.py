@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 
-from kgen.records import HISTORY, NAME, PROFILE, USER_ID, ConfigError, RecordError
+from ground.records import HISTORY, NAME, PROFILE, USER_ID
+from ground.errors import ConfigError, RecordError
 
 HISTORY_HEADER = "Purchase history (oldest first):"
 PROFILE_MARK = "Profile: "

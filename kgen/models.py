@@ -13,7 +13,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from kgen.records import MissingExtra, RecordError, folder_beside, swap_folder
+from ground.errors import MissingExtra, RecordError
+from ground.files import folder_beside, swap_folder
 
 EMBEDDED_LLM = "smollm2-135m-instruct"
 EMBEDDED_EMBEDDER = "all-minilm-l6-v2"

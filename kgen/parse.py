@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from kgen.answer_schema import KEY_FEATURES
-from kgen.records import ASPECT, EXPLICIT, IMPLICIT, RATIONALE, VALUE
+from ground.records import ASPECT, EXPLICIT, IMPLICIT, RATIONALE, VALUE
 
 _CJK_PUNCT = str.maketrans({"：": ":", "，": ",", "、": ",", "；": ";", "。": ". ", "（": "(", "）": ")", "“": '"', "”": '"'})
 _BULLET = re.compile(r"^\s*(?:[-*•·+>]+|\d{1,2}[.)](?!\d)|[a-z][.)]\s|#+)\s*", re.IGNORECASE)

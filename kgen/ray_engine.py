@@ -25,7 +25,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from kgen import records as R
+from ground.errors import ConfigError, MissingExtra, RecordError
+from ground.files import atomic_writer, check_writable_file, dumps, iter_jsonl, write_jsonl
+from ground import records as R
 from kgen.run import (
     MESSAGES,
     knowledge_record,
@@ -81,7 +83,7 @@ class GenerateBatch:
         missing = [t[R.ID] for t, row in zip(tasks, rows) if row is None]
         if missing:  # a backend that skipped a prompt is a bug: fail the batch rather than lose the row
             raise RuntimeError(f"{self.teacher.model} gave no answer for ids {missing[:3]}")
-        R.write_jsonl(self.shards / f"part-{uuid.uuid4().hex}.jsonl", rows)  # atomic: the whole batch or nothing
+        write_jsonl(self.shards / f"part-{uuid.uuid4().hex}.jsonl", rows)  # atomic: the whole batch or nothing
         usage = [row[R.USAGE] for row in rows]
         return {R.STATUS: [row[R.STATUS] for row in rows],
                 "prompt_tokens": [u["prompt_tokens"] for u in usage],
@@ -95,7 +97,7 @@ class GenerateBatch:
 
 def _shard_rows(shards: Path) -> list[tuple[Path, list[dict]]]:
     """(shard, its records) for every finished shard; temp files of a batch cut short are not finished shards."""
-    return [(path, [_shard_row(row, path, lineno) for lineno, row in R.iter_jsonl(path)])
+    return [(path, [_shard_row(row, path, lineno) for lineno, row in iter_jsonl(path)])
             for path in sorted(shards.glob(SHARD_GLOB))]
 
 
@@ -112,15 +114,15 @@ def merge_shards(output: Path) -> int:
         return 0
     seen: set[str] = set()
     added = 0
-    with R.atomic_writer(output) as fh:
+    with atomic_writer(output) as fh:
         for row in read_output_rows(output)[0]:
             seen.add(row[R.REQUEST_KEY])
-            fh.write(R.dumps(row) + "\n")
+            fh.write(dumps(row) + "\n")
         for _, rows in found:
             for row in rows:
                 if row[R.REQUEST_KEY] not in seen:
                     seen.add(row[R.REQUEST_KEY])
-                    fh.write(R.dumps(row) + "\n")
+                    fh.write(dumps(row) + "\n")
                     added += 1
     for path, _ in found:
         path.unlink()
@@ -132,7 +134,7 @@ def merge_shards(output: Path) -> int:
 def _shard_row(row: object, path: Path, lineno: int) -> dict:
     problem = R.check_record(row, "knowledge")
     if problem or R.REQUEST_KEY not in row:
-        raise R.RecordError(f"{path}:{lineno}: {problem or 'row without a request key'}; remove this shard")
+        raise RecordError(f"{path}:{lineno}: {problem or 'row without a request key'}; remove this shard")
     return row
 
 
@@ -141,7 +143,7 @@ def start_ray():
     try:
         import ray
     except ImportError:
-        raise R.MissingExtra(MISSING_RAY) from None
+        raise MissingExtra(MISSING_RAY) from None
     if not ray.is_initialized():
         env = {**WORKER_ENV, **{k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}}
         ray.init(runtime_env={"env_vars": env}, log_to_driver=False, configure_logging=False)
@@ -154,7 +156,7 @@ def default_workers(ray, backend: str) -> int:
     resources = ray.cluster_resources()
     count = resources.get("GPU", 0) if backend == "vllm" else resources.get("CPU", 1)
     if count < 1:
-        raise R.ConfigError("--engine ray with a vllm teacher needs GPUs in the Ray cluster; none found")
+        raise ConfigError("--engine ray with a vllm teacher needs GPUs in the Ray cluster; none found")
     return int(count)
 
 
@@ -173,7 +175,7 @@ def generate_records_ray(
     drop_leaked: bool = False,
 ) -> dict:
     """`generate_records` over Ray Data: the same records, one per task, written through worker shards."""
-    output = R.check_writable_file(output)
+    output = check_writable_file(output)
     with locked(output):
         merged_before = merge_shards(output)  # a driver killed last time left finished batches behind
         todo, stale = prepare_output(tasks, model, settings, output, replace_stale)

@@ -7,7 +7,9 @@ from typing import Protocol
 
 import numpy as np
 
-from kgen.records import ID, INPUT, LEVEL, RecordError, iter_jsonl
+from ground.records import ID, INPUT, LEVEL
+from ground.errors import RecordError
+from ground.files import iter_jsonl
 from prompts import PROMPTS_DIR
 
 POOL_FILES = {"item": "pool_items.jsonl", "user": "pool_users.jsonl"}

@@ -10,7 +10,6 @@ row is skipped. The output never holds two rows for one key.
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import os
 import time
@@ -20,21 +19,17 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from kgen import records as R
+from ground.errors import RecordError
+from ground.files import append_line, check_writable_file, read_lines, write_jsonl
+from ground import records as R
 from kgen.answer_schema import answer_schema, input_spans
 from kgen.grounding import with_grounding
 from kgen.inputs import input_segments
 from kgen.parse import parse_answer
-from kgen.teachers.base import Completion, GenerationSettings, Teacher
+from kgen.teachers.base import Completion, GenerationSettings, Teacher, request_key
 
 MESSAGES = "messages"
 RETRY_STATUSES = ("api_error",)
-
-
-def request_key(messages: list[dict], model: str, settings: GenerationSettings) -> str:
-    """Content hash of one request: the same prompt, model and settings always give the same key."""
-    blob = json.dumps({"messages": messages, "model": model, "settings": settings.to_dict()}, sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
 
 def request_schema(task: dict, settings: GenerationSettings) -> dict | None:
@@ -104,12 +99,12 @@ def _existing_row(line: str, path: Path, lineno: int, last: bool) -> dict | None
         # append_line writes `{...}\n` at once, so a kill can only leave an unfinished `{"...` as the last line.
         if last and not line.endswith("\n") and line.startswith('{"'):
             return None
-        raise R.RecordError(f"{path}:{lineno}: not a JSON line; this file is not a kgen output (choose another -o)") from None
+        raise RecordError(f"{path}:{lineno}: not a JSON line; this file is not a kgen output (choose another -o)") from None
     if not isinstance(row, dict) or R.REQUEST_KEY not in row:
-        raise R.RecordError(f"{path}:{lineno}: row without '{R.REQUEST_KEY}'; this file is not a kgen output")
+        raise RecordError(f"{path}:{lineno}: row without '{R.REQUEST_KEY}'; this file is not a kgen output")
     problem = R.check_record(row, "knowledge")
     if problem:
-        raise R.RecordError(f"{path}:{lineno}: {problem}")
+        raise RecordError(f"{path}:{lineno}: {problem}")
     return row
 
 
@@ -118,7 +113,7 @@ def read_output_rows(path: Path) -> tuple[list[dict], bool]:
     if not path.exists():
         return [], False
     # A kill can cut a row anywhere, even inside a character: such a last line is read as torn, not as bad UTF-8.
-    lines = [line for _, line in R.read_lines(path, torn_tail=True)]
+    lines = [line for _, line in read_lines(path, torn_tail=True)]
     rows, torn = [], False
     for lineno, line in enumerate(lines, start=1):
         if not line.strip():
@@ -147,16 +142,16 @@ def locked(path: Path):
         path.parent.mkdir(parents=True, exist_ok=True)
         lock = open(lock_path, "a")
     except OSError as exc:
-        raise R.RecordError(f"{path}: cannot write here ({exc.strerror})") from None
+        raise RecordError(f"{path}: cannot write here ({exc.strerror})") from None
     with lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise R.RecordError(f"{path}: another run is writing this output") from None
+            raise RecordError(f"{path}: another run is writing this output") from None
         # A run that finished between our open and our flock removed the file we hold: we lock a stale
         # inode, so another run could lock a new one. Then the lock is not ours; say so rather than race.
         if not lock_path.exists() or os.stat(lock_path).st_ino != os.fstat(lock.fileno()).st_ino:
-            raise R.RecordError(f"{path}: another run just finished writing this output; run again")
+            raise RecordError(f"{path}: another run just finished writing this output; run again")
         try:
             yield
         finally:
@@ -184,7 +179,7 @@ def prepare_output(tasks: list[dict], model: str, settings: GenerationSettings, 
     existing, dirty = _read_existing(output)
     todo, stale = plan(tasks, model, settings, existing)
     if stale and not replace_stale:
-        raise R.RecordError(
+        raise RecordError(
             f"{output}: {len(stale)} ids (e.g. {stale[0]}) already have records made with another "
             "prompt, model or settings; write to a new output or pass --replace-stale"
         )
@@ -193,7 +188,7 @@ def prepare_output(tasks: list[dict], model: str, settings: GenerationSettings, 
         existing = [r for r in existing if (r[R.LEVEL], str(r[R.ID])) not in stale_keys]
         dirty = True
     if dirty:
-        R.write_jsonl(output, existing)  # atomic: drops torn lines, failures to retry, stale rows
+        write_jsonl(output, existing)  # atomic: drops torn lines, failures to retry, stale rows
     return todo, len(stale)
 
 
@@ -207,7 +202,7 @@ def generate_records(
     drop_leaked: bool = False,
 ) -> dict:
     """Run every task not already in `output`, appending one record per answer; return a summary."""
-    output = R.check_writable_file(output)
+    output = check_writable_file(output)
     with locked(output):
         todo, stale = prepare_output(tasks, teacher.model, settings, output, replace_stale)
         counts = _run(todo, teacher, settings, output, desc, drop_leaked)
@@ -228,7 +223,7 @@ def _run(todo: list[dict], teacher: Teacher, settings: GenerationSettings, outpu
             task = todo[index]
             row = knowledge_record(task, task[R.REQUEST_KEY], teacher.model, completion, drop_leaked)
             fh = fh or output.open("a", encoding="utf-8")
-            R.append_line(fh, row)
+            append_line(fh, row)
             status[row[R.STATUS]] += 1
             tokens += completion.completion_tokens
             prompt_tokens += completion.prompt_tokens

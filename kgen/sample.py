@@ -24,9 +24,8 @@ from typing import Literal, get_args
 
 import numpy as np
 
-from kgen.records import (
-    CLICKS, EXPOSURES, HISTORY, INCLUSION_PROB, SAMPLING_WEIGHT, STATS, STRATUM, ConfigError, RecordError, record_id,
-)
+from ground.records import CLICKS, EXPOSURES, HISTORY, INCLUSION_PROB, SAMPLING_WEIGHT, STATS, STRATUM, record_id
+from ground.errors import ConfigError, RecordError
 
 ALL = "all"
 MISSING = "(missing)"

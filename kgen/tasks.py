@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kgen import records as R
+from ground.errors import RecordError
+from ground.files import iter_jsonl
+from ground import records as R
 from kgen.inputs import input_clipped, item_input, user_input
 from kgen.prompting import build_messages, student_template, teacher_template
 from kgen.reference import ANSWER, TextEncoder, example_answer, load_pool, pick_examples, reference_text
@@ -20,16 +22,16 @@ def load_inputs(level: str, path: Path, items_path: Path | None = None, limit: i
             raise ValueError("--items is needed with --level user, to render each user's history")
         items_by_id = {str(r[R.ITEM_ID]): r for r in R.read_records(items_path, "item")}
     out, first_seen = [], {}
-    for lineno, row in R.iter_jsonl(path):
+    for lineno, row in iter_jsonl(path):
         problem = R.check_record(row, kind)
         if problem:
-            raise R.RecordError(f"{path}:{lineno}: {problem}")
+            raise RecordError(f"{path}:{lineno}: {problem}")
         # Two rows with one id would make two answers for one (level, id): refuse rather than pick one.
         R.check_new_key(first_seen, (level, R.record_id(row)), path, lineno)
         try:
             text = item_input(row) if level == "item" else user_input(row, items_by_id)
-        except R.RecordError as exc:
-            raise R.RecordError(f"{path}:{lineno}: {exc}") from None
+        except RecordError as exc:
+            raise RecordError(f"{path}:{lineno}: {exc}") from None
         if input_clipped(row, items_by_id):
             row = {**row, R.INPUT_TRUNCATED: True}
         out.append((R.record_id(row), text, row))

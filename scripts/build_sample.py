@@ -20,7 +20,8 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from kgen import records as R  # noqa: E402
+from ground.files import write_json, write_jsonl  # noqa: E402
+from ground import records as R  # noqa: E402
 from kgen.sample import allocate  # noqa: E402
 from ctr.retail import build_catalog, load_purchases, month_popularity  # noqa: E402
 
@@ -55,7 +56,7 @@ def exposures(df: pd.DataFrame, catalog: pd.DataFrame, items: list[str]) -> dict
 
 
 def item_records(df: pd.DataFrame, catalog: pd.DataFrame, items: list[str]) -> list[dict]:
-    """Item records in the schema of kgen.records."""
+    """Item records in the schema of ground.records."""
     shown = exposures(df, catalog, items)
     return [{
         R.ITEM_ID: item,
@@ -134,7 +135,7 @@ def main(argv: list[str] | None = None) -> None:
     inter_rows = interaction_records(df, items, [u[R.USER_ID] for u in user_rows], args.negatives, rng)
     files = {"items.jsonl": item_rows, "users.jsonl": user_rows, "interactions.jsonl": inter_rows}
     for name, rows in files.items():
-        R.write_jsonl(args.out / name, rows)
+        write_jsonl(args.out / name, rows)
     summary = {
         "command": " ".join(["python scripts/build_sample.py", *(argv if argv is not None else sys.argv[1:])]),
         "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k not in ("parquet", "out")},
@@ -146,7 +147,7 @@ def main(argv: list[str] | None = None) -> None:
         "files": {name: {"rows": len(rows), "bytes": (args.out / name).stat().st_size} for name, rows in files.items()},
         "positives": sum(r[R.LABEL] for r in inter_rows),
     }
-    R.write_json(args.out / "build.json", summary)
+    write_json(args.out / "build.json", summary)
     print(summary)
 
 

@@ -31,7 +31,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from kgen import records as R  # noqa: E402
+from ground.files import write_json, write_jsonl  # noqa: E402
+from ground import records as R  # noqa: E402
 from kgen.models import EMBEDDED_LLM  # noqa: E402
 from kgen.sample import SampleConfig, sample_rows  # noqa: E402
 
@@ -123,9 +124,9 @@ def pick_inputs(cfg: StudyConfig) -> None:
     random.Random(cfg.seed).shuffle(picked)
     eval_ids = {str(g[R.ID]) for g in gold}
     data = cfg.out / "data"
-    R.write_jsonl(data / "eval_items.jsonl", [i for i in items if str(i[R.ITEM_ID]) in eval_ids])
-    R.write_jsonl(data / "eval_gold.jsonl", gold)
-    R.write_jsonl(data / "train_items.jsonl", picked)  # written last: its presence marks the stage complete
+    write_jsonl(data / "eval_items.jsonl", [i for i in items if str(i[R.ITEM_ID]) in eval_ids])
+    write_jsonl(data / "eval_gold.jsonl", gold)
+    write_jsonl(data / "train_items.jsonl", picked)  # written last: its presence marks the stage complete
 
 
 def teacher_args(cfg: StudyConfig) -> list[str]:
@@ -140,7 +141,7 @@ def write_prefix(cfg: StudyConfig, n: int) -> Path:
     order = [str(i[R.ITEM_ID]) for i in R.read_records(cfg.out / "data" / "train_items.jsonl", "item")][:n]
     by_id = {str(r[R.ID]): r for r in R.read_records(cfg.out / "teacher" / "items.jsonl", "knowledge")}
     path = cfg.out / "teacher" / f"items_first{n}.jsonl"
-    R.write_jsonl(path, [by_id[i] for i in order if i in by_id])
+    write_jsonl(path, [by_id[i] for i in order if i in by_id])
     return path
 
 
@@ -219,7 +220,7 @@ def record_bench(cfg: StudyConfig) -> None:
 def main(cfg: StudyConfig, only: list[str] | None = None, record: bool = False) -> None:
     cfg.out.mkdir(parents=True, exist_ok=True)
     config = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()}
-    R.write_json(cfg.out / "study_config.json", config)
+    write_json(cfg.out / "study_config.json", config)
     prepared = cfg.out / "prepared"
     stage(cfg, "ctr prepare", prepared / "card.json", run_cli,
           ["ctr.cli", "prepare", "--dataset", "sample", "--raw", str(SAMPLE), "-o", str(prepared)],
@@ -239,7 +240,7 @@ def main(cfg: StudyConfig, only: list[str] | None = None, record: bool = False) 
     # Every finished student, also those another process (--only) ran; the last process to end writes them all.
     points = [point_of(cfg, *s) for s in cfg.students() if (cfg.out / "ctr" / s[0] / "summary.json").exists()
               and (cfg.out / "f1" / s[0] / "f1.json").exists()]
-    R.write_jsonl(cfg.out / "points.jsonl", points)
+    write_jsonl(cfg.out / "points.jsonl", points)
     if len(points) < 3:
         print(f"{len(points)} finished students so far: the correlation needs 3")
         return

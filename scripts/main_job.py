@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ctr.compare import compare_din_msd, format_comparison
-from ctr.prepare import PrepareConfig
+from ctr.raw import PrepareConfig
 from ctr.prepare import prepare as prepare_ctr_data
 from distill.data import DataConfig, build_data
 from distill.generate import GenerateConfig as StudentConfig
@@ -36,7 +36,8 @@ from eval.baselines import baseline_records
 from eval.embedder import Embedder
 from eval.f1_report import evaluate_f1, headline_figures
 from eval.paired import format_ratio, paired_f1_ratio, per_item_f1, rounded
-from kgen import records as R
+from ground.files import iter_jsonl, write_json, write_jsonl
+from ground import records as R
 from kgen.answer_schema import default_max_new_tokens
 from kgen.generate import GenerateConfig, generate_knowledge
 from kgen.models import EMBEDDED_LLM
@@ -108,11 +109,11 @@ def prepare_sample(cfg: MainConfig) -> dict[str, Path]:
     paths = {"items": SAMPLE / "items.jsonl", "train_item": data / "train_items.jsonl",
              "train_user": data / "train_users.jsonl", "eval_item": data / "eval_items.jsonl",
              "eval_user": data / "eval_users.jsonl", "eval_gold": data / "eval_gold.jsonl"}
-    R.write_jsonl(paths["train_item"], picked_items)
-    R.write_jsonl(paths["train_user"], picked_users)
-    R.write_jsonl(paths["eval_item"], [i for i in items if ("item", str(i[R.ITEM_ID])) in eval_ids])
-    R.write_jsonl(paths["eval_user"], [u for u in users if ("user", str(u[R.USER_ID])) in eval_ids])
-    R.write_jsonl(paths["eval_gold"], eval_gold)
+    write_jsonl(paths["train_item"], picked_items)
+    write_jsonl(paths["train_user"], picked_users)
+    write_jsonl(paths["eval_item"], [i for i in items if ("item", str(i[R.ITEM_ID])) in eval_ids])
+    write_jsonl(paths["eval_user"], [u for u in users if ("user", str(u[R.USER_ID])) in eval_ids])
+    write_jsonl(paths["eval_gold"], eval_gold)
     strata = sorted({r[R.STRATUM] for r in picked_items})
     print(f"training: {len(picked_items)} items over {len(strata)} categories, {len(picked_users)} users; "
           f"scoring on {len(eval_gold)} gold records")
@@ -141,14 +142,14 @@ def f1_against_gold(pred: Path | list[dict], gold: Path, embedder: Embedder, out
     """Key-phrase F1 of one prediction file (or records) on the evaluation gold; the report goes to `out`."""
     rows = pred if isinstance(pred, list) else R.read_records(pred, "knowledge")
     report = evaluate_f1(rows, R.read_records(gold, "gold"), embedder, seed=0)
-    R.write_jsonl(out / "per_item.jsonl", report.pop("per_item"))
-    R.write_json(out / "f1.json", report)
+    write_jsonl(out / "per_item.jsonl", report.pop("per_item"))
+    write_json(out / "f1.json", report)
     return headline_figures(report)
 
 
 def student_teacher_ratio(f1_dir: Path) -> dict:
     """The trained student's macro F1 over its teacher's, paired over the same gold records, with a bootstrap CI."""
-    per_item = {name: per_item_f1([row for _, row in R.iter_jsonl(f1_dir / name / "per_item.jsonl")])
+    per_item = {name: per_item_f1([row for _, row in iter_jsonl(f1_dir / name / "per_item.jsonl")])
                 for name in ("student_after", "teacher")}
     return rounded(paired_f1_ratio(per_item["student_after"], per_item["teacher"], n_boot=1000, seed=0))
 
@@ -202,7 +203,7 @@ def main(cfg: MainConfig) -> dict:
     stage("7. key-phrase F1 against the sample gold")
     embedder = Embedder()
     teacher_eval = knowledge / "teacher_eval.jsonl"
-    R.write_jsonl(teacher_eval, [r for lv in R.LEVELS for r in R.read_records(knowledge / f"teacher_eval_{lv}.jsonl", "knowledge")])
+    write_jsonl(teacher_eval, [r for lv in R.LEVELS for r in R.read_records(knowledge / f"teacher_eval_{lv}.jsonl", "knowledge")])
     baseline = baseline_records(R.read_records(paths["eval_gold"], "gold"))  # no model: the words of each input
     m["f1"] = {name: f1_against_gold(pred, paths["eval_gold"], embedder, cfg.out / "f1" / name)
                for name, pred in (("teacher", teacher_eval), ("student_before", before), ("student_after", after),
@@ -212,7 +213,7 @@ def main(cfg: MainConfig) -> dict:
     m["ctr"] = ctr_comparison(cfg, trained)
     m["total_s"] = round(time.perf_counter() - t0, 1)
     config = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()}
-    R.write_json(cfg.out / "run.json", {"config": config, "metrics": m})
+    write_json(cfg.out / "run.json", {"config": config, "metrics": m})
     print_summary(m, cfg)
     return m
 

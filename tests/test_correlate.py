@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from eval.cli import app
 from eval.correlate import CORRELATION_JSON, PLOT_PNG, TABLE_MD, correlation, plot_points, read_points, write_report
-from kgen.records import RecordError
+from ground.errors import RecordError
 
 ROOT = Path(__file__).resolve().parents[1]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

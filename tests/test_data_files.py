@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from ctr import retail
-from kgen import records as R
+from ground import records as R
 from kgen.inputs import item_input, user_input
 
 DATA = Path(__file__).resolve().parents[1] / "data"

@@ -7,7 +7,8 @@ from typer.testing import CliRunner
 
 import eval.embedder
 from distill.eval_f1_cli import F1_JSON, PER_ITEM_JSONL, eval_f1
-from kgen import records as R
+from ground.files import write_jsonl
+from ground import records as R
 
 app = typer.Typer()
 app.command("eval-f1")(eval_f1)
@@ -41,8 +42,8 @@ def files(tmp_path, monkeypatch):
         {R.ID: "a", R.LEVEL: "item", R.KEY_PHRASES: ["Present", "mug"]},
         {R.ID: "b", R.LEVEL: "item", R.KEY_PHRASES: ["Gift"]},
     ]
-    R.write_jsonl(tmp_path / "pred.jsonl", preds)
-    R.write_jsonl(tmp_path / "gold.jsonl", golds)
+    write_jsonl(tmp_path / "pred.jsonl", preds)
+    write_jsonl(tmp_path / "gold.jsonl", golds)
     return tmp_path
 
 
@@ -105,8 +106,8 @@ def test_bad_pairs_file_and_conflicting_flags(files):
 @pytest.mark.integration
 def test_real_embedder_refuses_cjk(tmp_path):
     pred = {R.ID: "a", R.LEVEL: "item", R.INPUT: "x", R.KEY_PHRASES: ["可口可乐"], R.RAW: "", R.STATUS: "ok"}
-    R.write_jsonl(tmp_path / "pred.jsonl", [pred])
-    R.write_jsonl(tmp_path / "gold.jsonl", [{R.ID: "a", R.LEVEL: "item", R.KEY_PHRASES: ["百事可乐"]}])
+    write_jsonl(tmp_path / "pred.jsonl", [pred])
+    write_jsonl(tmp_path / "gold.jsonl", [{R.ID: "a", R.LEVEL: "item", R.KEY_PHRASES: ["百事可乐"]}])
     result = invoke("--pred", tmp_path / "pred.jsonl", "--gold", tmp_path / "gold.jsonl", "-o", tmp_path / "out")
     assert result.exit_code == 1
     assert "--embedder" in result.stderr and "multilingual" in result.stderr
@@ -121,7 +122,7 @@ def test_nothing_to_score_is_an_error(files):
 def test_the_name_words_baseline_is_printed_beside_the_prediction(files):
     golds = [{R.ID: "a", R.LEVEL: "item", R.INPUT: "Gift Mug", R.KEY_PHRASES: ["Present", "mug"]},
              {R.ID: "b", R.LEVEL: "item", R.INPUT: "Gift of Tea", R.KEY_PHRASES: ["Gift"]}]
-    R.write_jsonl(files / "gold.jsonl", golds)
+    write_jsonl(files / "gold.jsonl", golds)
     out = files / "out"
     result = invoke("--pred", files / "pred.jsonl", "--gold", files / "gold.jsonl", "-o", out, "--n-boot", 0,
                     "--baseline", "name-words")
@@ -136,7 +137,7 @@ def test_the_name_words_baseline_is_printed_beside_the_prediction(files):
 def test_the_teacher_is_scored_beside_and_the_ratio_is_paired_over_the_same_gold(files):
     teacher = [{R.ID: "a", R.LEVEL: "item", R.INPUT: "x", R.KEY_PHRASES: ["Present", "mug"], R.RAW: "", R.STATUS: "ok"},
                {R.ID: "b", R.LEVEL: "item", R.INPUT: "x", R.KEY_PHRASES: ["Tea"], R.RAW: "", R.STATUS: "ok"}]
-    R.write_jsonl(files / "teacher.jsonl", teacher)
+    write_jsonl(files / "teacher.jsonl", teacher)
     out = files / "out"
     result = invoke("--pred", files / "pred.jsonl", "--gold", files / "gold.jsonl", "-o", out, "--n-boot", 200,
                     "--teacher", files / "teacher.jsonl")

@@ -14,7 +14,7 @@ from eval.keyphrase_f1 import (
     prf,
     similarity_matrix,
 )
-from kgen import records as R
+from ground import records as R
 
 
 class FakeEncoder:
@@ -344,7 +344,7 @@ def minilm():
 @pytest.mark.integration
 def test_real_minilm_similarities(minilm):
     def sim(a, b):
-        from eval.normalize import normalize_phrase
+        from ground.normalize import normalize_phrase
 
         na, nb = normalize_phrase(a), normalize_phrase(b)
         emb = minilm.encode([na, nb])

@@ -8,7 +8,7 @@ import pytest
 
 from kgen.inputs import HISTORY_HEADER
 from kgen.parse import parse_answer
-from kgen.records import ASPECT, CATEGORY, ID, INPUT, KEY_PHRASES, LEVEL, RATIONALE, VALUE
+from ground.records import ASPECT, CATEGORY, ID, INPUT, KEY_PHRASES, LEVEL, RATIONALE, VALUE
 from kgen.reference import ANSWER, POOL_FILES, load_pool
 from prompts import PROMPTS_DIR
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kgen.records import INCLUSION_PROB, ITEM_ID, SAMPLING_WEIGHT, STATS
+from ground.records import INCLUSION_PROB, ITEM_ID, SAMPLING_WEIGHT, STATS
 from kgen.sample import STRATUM, SampleConfig, allocate, inclusion_probs, row_weight, sample_rows
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from kgen.models import EMBEDDED_LLM
-from kgen.records import ConfigError
+from ground.errors import ConfigError
 from kgen.teachers.base import Teacher
 
 DEFAULT_TEACHER = f"transformers:{EMBEDDED_LLM}"

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Literal, Protocol
 
 from kgen.answer_schema import answer_schema, check_answer_format
-from kgen.records import ConfigError
+from ground.errors import ConfigError
 
 Messages = list[dict[str, str]]  # chat messages: [{"role": ..., "content": ...}]
 
@@ -86,3 +88,10 @@ class Teacher(Protocol):
 def prompt_schema(schemas: Sequence[dict] | None, index: int) -> dict:
     """The answer schema of prompt `index`: its own when the run gave per-request schemas, else the generic one."""
     return schemas[index] if schemas else answer_schema()
+
+
+def request_key(messages: list[dict], model: str, settings: GenerationSettings) -> str:
+    """Content hash of one request: the same prompt, model and settings always give the same key."""
+    blob = json.dumps({"messages": messages, "model": model, "settings": settings.to_dict()}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:32]
+

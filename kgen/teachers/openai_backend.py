@@ -24,7 +24,7 @@ from urllib.parse import urlparse
 
 import openai
 
-from kgen.records import ConfigError
+from ground.errors import ConfigError
 from kgen.teachers.base import Completion, GenerationSettings, Messages, prompt_schema
 
 PLACEHOLDER_KEY = "EMPTY"

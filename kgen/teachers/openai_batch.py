@@ -24,9 +24,9 @@ from pathlib import Path
 import openai
 from tqdm import tqdm
 
-from kgen import records as R
-from kgen.run import request_key
-from kgen.teachers.base import Completion, GenerationSettings, Messages, prompt_schema
+from ground.errors import ConfigError, RecordError
+from ground.files import dumps, write_json
+from kgen.teachers.base import Completion, GenerationSettings, Messages, prompt_schema, request_key
 from kgen.teachers.openai_backend import (
     chat_request,
     check_settings,
@@ -139,7 +139,7 @@ class OpenAIBatchTeacher:
         try:
             uploaded = client.files.create(file=("kgen-batch.jsonl", data, "application/jsonl"), purpose="batch")
         except openai.APIError as exc:
-            raise R.ConfigError(f"the batch input could not be uploaded: {describe_error(exc, self.max_retries + 1)}") from None
+            raise ConfigError(f"the batch input could not be uploaded: {describe_error(exc, self.max_retries + 1)}") from None
         entry = Submitted(uploaded.id, [key for key, _ in chunk])
         state.batches.append(entry)
         write_state(self.state_path, state)  # before creating: a kill now resumes with this file, never uploads again
@@ -157,7 +157,7 @@ class OpenAIBatchTeacher:
                 metadata={"created_by": "kgen generate"},
             )
         except openai.APIError as exc:
-            raise R.ConfigError(
+            raise ConfigError(
                 f"the batch could not be created: {describe_error(exc, self.max_retries + 1)}; "
                 f"{self.state_path} keeps the uploaded file, so a re-run tries again without uploading"
             ) from None
@@ -202,7 +202,7 @@ class OpenAIBatchTeacher:
             if is_retryable(exc):
                 tqdm.write(f"openai batch {entry.batch_id}: {describe_error(exc, self.max_retries + 1)}; checking again")
                 return None
-            raise R.ConfigError(
+            raise ConfigError(
                 f"{self.state_path}: batch {entry.batch_id} cannot be read ({describe_error(exc, 1)}); is this the "
                 "provider and key that submitted it? Move the file aside to submit the requests anew"
             ) from None
@@ -211,7 +211,7 @@ class OpenAIBatchTeacher:
         try:
             return download_answers(client, batch)
         except openai.APIError as exc:
-            raise R.ConfigError(f"the results of batch {batch.id} could not be downloaded: "
+            raise ConfigError(f"the results of batch {batch.id} could not be downloaded: "
                                 f"{describe_error(exc, self.max_retries + 1)}; a re-run resumes from {self.state_path}") from None
 
     def _say(self, note: str) -> None:
@@ -229,7 +229,7 @@ def batch_lines(
         index = where[key][0]
         fmt = response_format(prompt_schema(schemas, index)) if settings.structured else None
         body = chat_request(model, prompts[index], settings, fmt)
-        line = (R.dumps({"custom_id": key, "method": "POST", "url": ENDPOINT, "body": body}) + "\n").encode()
+        line = (dumps({"custom_id": key, "method": "POST", "url": ENDPOINT, "body": body}) + "\n").encode()
         if chunk and (len(chunk) == MAX_REQUESTS or size + len(line) > MAX_BYTES):
             yield chunk
             chunk, size = [], 0
@@ -299,7 +299,7 @@ def read_state(path: Path) -> BatchState | None:
         raw = json.loads(path.read_text(encoding="utf-8"))
         state = BatchState(raw["model"], [Submitted(**entry) for entry in raw["batches"]])
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise R.RecordError(f"{path}: not a kgen batch state ({type(exc).__name__}: {exc}); move it aside "
+        raise RecordError(f"{path}: not a kgen batch state ({type(exc).__name__}: {exc}); move it aside "
                             "(it may name batches still running) to submit the requests anew") from None
     return state
 
@@ -307,6 +307,6 @@ def read_state(path: Path) -> BatchState | None:
 def write_state(path: Path, state: BatchState) -> None:
     """Save the batches in flight atomically; with none left, remove the file."""
     if state.batches:
-        R.write_json(path, {"version": STATE_VERSION, **asdict(state)})
+        write_json(path, {"version": STATE_VERSION, **asdict(state)})
     else:
         path.unlink(missing_ok=True)

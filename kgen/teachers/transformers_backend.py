@@ -9,7 +9,7 @@ import torch
 
 from kgen.models import loading_model, resolve_llm
 from kgen.parse import strip_list_marker
-from kgen.records import ConfigError
+from ground.errors import ConfigError
 from kgen.teachers.base import Completion, GenerationSettings, Messages, prompt_schema
 
 _DONE_MARK = "key features"

@@ -6,7 +6,7 @@ import gc
 from collections.abc import Iterator, Sequence
 
 from kgen.models import resolve_llm
-from kgen.records import ConfigError, MissingExtra
+from ground.errors import ConfigError, MissingExtra
 from kgen.teachers.base import Completion, GenerationSettings, Messages, prompt_schema
 
 MISSING_VLLM = "the vllm backend needs `pip install msd-toolkit[vllm]` (and a GPU)"

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from kgen import records as R
+from ground import records as R
 from kgen.parse import parse_answer
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 
 from annotate_helpers import CHROMIUM, CHROMIUM_ARGS, ROOT, TIMEOUT_MS, knowledge_records, start_server, stop_server
-from kgen import records as R
+from ground.files import write_jsonl
 
 
 @pytest.fixture
 def knowledge_file(tmp_path: Path) -> Path:
     path = tmp_path / "knowledge.jsonl"
-    R.write_jsonl(path, knowledge_records())
+    write_jsonl(path, knowledge_records())
     return path
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 from annotate_helpers import ACCOUNTS, CHROMIUM, CHROMIUM_ARGS, ROOT, knowledge_records, start_server, stop_server  # noqa: E402
-from kgen import records as R  # noqa: E402
+from ground.files import write_jsonl
 
 
 IDLE = "() => !window.__annState.sent.length && !window.__annState.waiting.length"  # the server has every key
@@ -47,7 +47,7 @@ def main(out: Path) -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         knowledge = Path(tmp) / "knowledge.jsonl"
-        R.write_jsonl(knowledge, knowledge_records(n_pool=14)[:-1])  # the sample-like items, no XSS probe
+        write_jsonl(knowledge, knowledge_records(n_pool=14)[:-1])  # the sample-like items, no XSS probe
         proc, url = start_server(knowledge, Path(tmp) / "gold.sqlite", "--per-item", "2")
         try:
             with sync_playwright() as p:

@@ -9,13 +9,14 @@ from typer.testing import CliRunner
 
 from annotate.cli import app as cli
 from annotate_helpers import ACCOUNTS, IDS, knowledge_records, start_server, stop_server
-from kgen import records as R
+from ground.files import write_jsonl
+from ground import records as R
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("api")
-    R.write_jsonl(tmp / "knowledge.jsonl", knowledge_records())
+    write_jsonl(tmp / "knowledge.jsonl", knowledge_records())
     proc, url = start_server(tmp / "knowledge.jsonl", tmp / "gold.sqlite", "--per-item", "2")
     yield url, tmp / "gold.sqlite"
     stop_server(proc)

@@ -22,7 +22,8 @@ from annotate_helpers import (
     stop_server,
     wait_main,
 )
-from kgen import records as R
+from ground.files import write_jsonl
+from ground import records as R
 
 pytestmark = pytest.mark.browser
 
@@ -30,7 +31,7 @@ pytestmark = pytest.mark.browser
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("browser")
-    R.write_jsonl(tmp / "knowledge.jsonl", knowledge_records())
+    write_jsonl(tmp / "knowledge.jsonl", knowledge_records())
     proc, url = start_server(tmp / "knowledge.jsonl", tmp / "gold.sqlite", "--per-item", "2")
     yield url, Store(tmp / "gold.sqlite")
     stop_server(proc)

@@ -23,7 +23,8 @@ from annotate_helpers import (
     stop_server,
     wait_main,
 )
-from kgen import records as R
+from ground.files import write_jsonl
+from ground import records as R
 
 pytestmark = pytest.mark.browser
 TRUNCATED = {R.ID: "T-EMPTY", R.LEVEL: "item", R.INPUT: "Stainless steel water bottle 750ml", R.KEY_PHRASES: [],
@@ -41,7 +42,7 @@ UNSENT = "() => JSON.parse(sessionStorage.getItem('ann-unsent') || 'null')"
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("browser-gold")
-    R.write_jsonl(tmp / "knowledge.jsonl", knowledge_records() + [TRUNCATED, TOTE])
+    write_jsonl(tmp / "knowledge.jsonl", knowledge_records() + [TRUNCATED, TOTE])
     proc, url = start_server(tmp / "knowledge.jsonl", tmp / "gold.sqlite", "--per-item", "2")
     yield url, Store(tmp / "gold.sqlite")
     stop_server(proc)
@@ -176,7 +177,7 @@ def test_the_reviewer_edits_saves_with_the_keyboard_and_logs_out(served, browser
 
 def test_a_key_typed_while_the_server_is_down_lands_after_the_re_login(tmp_path, browser):
     knowledge, db = tmp_path / "knowledge.jsonl", tmp_path / "gold.sqlite"
-    R.write_jsonl(knowledge, knowledge_records())
+    write_jsonl(knowledge, knowledge_records())
     proc, url = start_server(knowledge, db)
     port = int(url.rstrip("/").rsplit(":", 1)[1])
     try:

@@ -12,7 +12,8 @@ from annotate.cli import app
 from annotate.phrases import initial_doc
 from annotate.prepare import check_roles, parse_account, prepare_store
 from annotate.store import Store
-from kgen import records as R
+from ground.files import write_jsonl
+from ground import records as R
 
 RECORD = {R.ID: "A", R.LEVEL: "item", R.INPUT: "red mug", R.KEY_PHRASES: ["Red", "Mug"], R.EXPLICIT: [],
           R.IMPLICIT: [], R.RAW: "raw", R.STATUS: "ok", R.MODEL: "teacher-x"}
@@ -119,7 +120,7 @@ def test_export_reports_empty_gold_apart(store, tmp_path):
 
 def test_reviewer_given_as_user_password_gets_advice_that_works(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    R.write_jsonl(tmp_path / "k.jsonl", [RECORD])
+    write_jsonl(tmp_path / "k.jsonl", [RECORD])
     args = ["serve", "--db", "g.sqlite", "--input", "k.jsonl", "--auth", "a:pw1", "--reviewer", "rev:pw3"]
     result = CliRunner().invoke(app, args)
     one_line_error(result, "give --auth rev:pw3 --reviewer rev")

@@ -18,7 +18,8 @@ from typer.testing import CliRunner
 import eval.embedder
 from annotate.cli import app as annotate_cli
 from annotate_helpers import ACCOUNTS, IDS, knowledge_records, start_server, stop_server
-from kgen import records as R
+from ground.files import write_jsonl
+from ground import records as R
 
 UNCHANGED, EDITED = IDS[0], IDS[1]
 REJECTED = {"Health-Conscious", "Suitable for Gatherings"}
@@ -53,7 +54,7 @@ def exported(tmp_path_factory):
     """Two annotators agree on two items through the app; returns (gold path, knowledge path)."""
     tmp = tmp_path_factory.mktemp("export")
     knowledge = tmp / "knowledge.jsonl"
-    R.write_jsonl(knowledge, knowledge_records())
+    write_jsonl(knowledge, knowledge_records())
     db = tmp / "gold.sqlite"
     proc, url = start_server(knowledge, db, "--per-item", "2")
     try:

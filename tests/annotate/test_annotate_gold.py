@@ -13,7 +13,8 @@ from annotate.prepare import prepare_store
 from annotate.render import review_columns
 from annotate.review import UNION, candidates, chosen_by, gold_text, initial_choice, parse_gold_text, save_gold
 from annotate.store import Store
-from kgen import records as R
+from ground.files import write_jsonl
+from ground import records as R
 
 
 def record(item_id, explicit, implicit):
@@ -157,7 +158,7 @@ def test_cli_agreement_prints_and_writes(store, tmp_path):
 )
 def test_cli_errors_are_one_line_and_exit_1(tmp_path, monkeypatch, args, message):
     monkeypatch.chdir(tmp_path)
-    R.write_jsonl(tmp_path / "k.jsonl", RECORDS)
+    write_jsonl(tmp_path / "k.jsonl", RECORDS)
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 1
     lines = result.stderr.strip().splitlines()

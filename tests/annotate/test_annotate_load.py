@@ -18,7 +18,7 @@ from gradio_client import Client
 
 from annotate.store import Store
 from annotate_helpers import ACCOUNTS, IDS, knowledge_records, start_server, stop_server
-from kgen import records as R
+from ground.files import write_jsonl
 
 EDITS_PER_SESSION = 50
 # (user, item) per session: two sessions of alice and two of bob share a record each.
@@ -95,7 +95,7 @@ def check_exactly_once(db, sessions: list[Session], complete: bool) -> None:
 
 
 def test_concurrent_sessions_then_a_kill_mid_save(tmp_path):
-    R.write_jsonl(tmp_path / "knowledge.jsonl", knowledge_records())
+    write_jsonl(tmp_path / "knowledge.jsonl", knowledge_records())
     db = tmp_path / "gold.sqlite"
     proc, url = start_server(tmp_path / "knowledge.jsonl", db, "--per-item", "2")
     try:

@@ -10,7 +10,7 @@ from annotate.phrases import (
     tidy_phrase,
 )
 from annotate.render import esc, highlighted, main_screen
-from kgen import records as R
+from ground import records as R
 
 RECORD = {
     R.ID: "85123A", R.LEVEL: "item", R.INPUT: "COSTA Classic Blend Coffee Beans 200 g",

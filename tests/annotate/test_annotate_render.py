@@ -2,7 +2,7 @@
 
 from annotate.phrases import initial_doc
 from annotate.render import main_screen
-from kgen import records as R
+from ground import records as R
 
 RECORD = {R.ID: "T1", R.LEVEL: "item", R.INPUT: "Cotton tote bag, natural colour",
           R.EXPLICIT: [{R.ASPECT: "Material", R.VALUE: "Canvas", R.RATIONALE: ""},

@@ -7,7 +7,9 @@ from annotate.assign import AssignConfig, doubled, plan_assignments
 from annotate.prepare import check_roles, parse_account, prepare_store, read_accounts_file, read_knowledge
 from annotate.store import Store, item_key
 from annotate_helpers import knowledge_records
-from kgen import records as R
+from ground.errors import RecordError
+from ground.files import write_jsonl
+from ground import records as R
 
 DOC = {"rows": [{"phrase": "Mug", "type": "explicit", "decision": "accept", "origin": "Mug"}]}
 
@@ -166,8 +168,8 @@ def test_bad_settings_name_the_bad_value():
 
 def test_repeated_ids_in_the_input_are_refused(tmp_path):
     rows = knowledge_records()
-    R.write_jsonl(tmp_path / "k.jsonl", rows + rows[:1])
-    with pytest.raises(R.RecordError, match="repeats level=item id=85123A"):
+    write_jsonl(tmp_path / "k.jsonl", rows + rows[:1])
+    with pytest.raises(RecordError, match="repeats level=item id=85123A"):
         read_knowledge(tmp_path / "k.jsonl")
 
 

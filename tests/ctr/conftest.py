@@ -23,7 +23,7 @@ def knowledge_dir(tmp_path_factory, prepared) -> Path:
 
     import numpy as np
 
-    from distill.embed import ITEM_TABLE, USER_TABLE, write_table
+    from ground.vectors import ITEM_TABLE, USER_TABLE, write_table
 
     folder = tmp_path_factory.mktemp("knowledge")
     rng = np.random.default_rng(0)

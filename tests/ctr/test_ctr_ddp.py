@@ -22,7 +22,7 @@ import torch
 from ctr import distributed as D
 from ctr.train import evaluate_run, train
 from ctr.train_config import CTRConfig
-from kgen.records import ConfigError
+from ground.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
 RUN_FILES = {"model.pt", "ctr_config.json", "features.json", "metrics.json"}

@@ -7,7 +7,8 @@ from torch import nn
 
 from ctr.data import batches
 from ctr.knowledge import TableVectors, frequency_mask, masking_probs, standardize, topk_sum
-from ctr.train import build_model, optimizer
+from ctr.build import build_model
+from ctr.train import optimizer
 from ctr.train_config import CTRConfig
 
 

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from ctr.data import Batch, batches
-from ctr.train import build_model
+from ctr.build import build_model
 from ctr.train_config import CTRConfig
 
 

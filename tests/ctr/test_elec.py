@@ -14,8 +14,10 @@ import torch
 from torch import nn
 
 from ctr.data import batches
-from ctr.elec import ELEC, load_vanilla, representation_loss, score_loss
-from ctr.train import build_model, evaluate_run, optimizer
+from ctr.build import build_model
+from ctr.elec import ELEC, representation_loss, score_loss
+from ctr.runs import load_vanilla
+from ctr.train import evaluate_run, optimizer
 from ctr.train_config import CTRConfig
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -7,8 +7,9 @@ import pytest
 from prepare_files import (USERS_1M, assert_no_leak, ml100k_folder, ml1m_folder, random_ratings, read_output,
                            train_histories, train_stats, write_text)
 
-from ctr.prepare import PrepareConfig, prepare
-from kgen.records import RecordError
+from ctr.prepare import prepare
+from ctr.raw import PrepareConfig
+from ground.errors import RecordError
 
 
 def run(dataset, raw, out, **kw):

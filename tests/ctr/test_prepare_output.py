@@ -13,7 +13,8 @@ from prepare_files import assert_no_leak, ml1m_folder, read_output, train_histor
 from typer.testing import CliRunner
 
 from ctr.cli import app
-from ctr.prepare import PrepareConfig, assign_splits, history_slices, prepare, time_cutoffs
+from ctr.prepare import assign_splits, history_slices, prepare, time_cutoffs
+from ctr.raw import PrepareConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 runner = CliRunner()

@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 from prepare_files import assert_no_leak, read_output, retail_parquet, train_histories
 
-from ctr.prepare import PrepareConfig, prepare
+from ctr.prepare import prepare
+from ctr.raw import PrepareConfig
 
 
 def run(raw, out, **kw):

@@ -54,7 +54,7 @@ def msd_run(tmp_path_factory, prepared, student_knowledge) -> Path:
 def msd_mean_run(tmp_path_factory, prepared, student_knowledge) -> Path:
     """MSD whose user vectors are the mean of their history items' vectors (bench/ctr_vectors.py user-mean)."""
     from ctr.knowledge import write_user_mean_table
-    from distill.embed import ITEM_TABLE
+    from ground.vectors import ITEM_TABLE
 
     folder = tmp_path_factory.mktemp("mean-knowledge")
     (folder / ITEM_TABLE).write_bytes((student_knowledge / ITEM_TABLE).read_bytes())
@@ -94,7 +94,8 @@ def client_for(config: ServeConfig):
 def eval_rows(run: Path, n: int) -> tuple[list[dict], np.ndarray]:
     """The first n test rows as requests and `ctr eval`'s probabilities for them (its model, its batches)."""
     from ctr.data import build_split
-    from ctr.train import load_run, predict
+    from ctr.runs import load_run
+    from ctr.train import predict
 
     loaded = load_run(run)  # as `ctr eval` loads it (an ELEC run: its vanilla network)
     probs = predict(loaded.model, build_split(loaded.data, "test", loaded.features, loaded.max_history, n), 4096)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from distill_samples import knowledge_row, many_rows
 
-from kgen.records import write_jsonl
+from ground.files import write_jsonl
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from distill_samples import ITEMS, knowledge_row
 from distill.augment import load_dictionary, match_case, shuffle_answer, substitute
 from distill.data import DEFAULT_DICTIONARY, answer_of
 from kgen.parse import ParsedAnswer, format_answer, parse_answer
-from kgen.records import RecordError
+from ground.errors import RecordError
 
 
 def lines(aspects: list[dict]) -> Counter:

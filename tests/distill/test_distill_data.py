@@ -10,7 +10,7 @@ from distill.cli import app
 from distill.data import DataConfig, build_data, validation_keys
 from kgen.parse import parse_answer
 from kgen.prompting import build_messages
-from kgen.records import write_jsonl
+from ground.files import write_jsonl
 
 SYNONYMS = "Gift\tPresent\nHome Decor\tInterior Decoration\nChristmas Decoration\tChristmas Ornament\nWhite\tIvory\n"
 

@@ -8,13 +8,16 @@ from distill_samples import SAMPLE_ITEMS, SAMPLE_USERS, CannedStudent, knowledge
 from typer.testing import CliRunner
 
 from distill.cli import app
-from distill.embed import EmbedConfig, embed_tables, mean_pool, read_table
+from distill.embed import EmbedConfig, embed_tables
+from ground.vectors import mean_pool, read_table
 from distill.export import export_model, is_adapter
 from distill.generate import STUDENT_REPETITION_PENALTY, GenerateConfig, generate_student
 from kgen.inputs import item_input, user_input
 from kgen.parse import format_answer
 from kgen.prompting import build_messages
-from kgen.records import RecordError, read_records, write_jsonl
+from ground.errors import RecordError
+from ground.records import read_records
+from ground.files import write_jsonl
 
 
 @pytest.fixture

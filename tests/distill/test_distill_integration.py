@@ -10,7 +10,8 @@ from distill.generate import GenerateConfig, generate_student
 from distill.train import train
 from distill.train_config import TrainConfig
 from kgen.answer_schema import input_spans
-from kgen.records import read_records, write_jsonl
+from ground.records import read_records
+from ground.files import write_jsonl
 
 
 @pytest.mark.integration

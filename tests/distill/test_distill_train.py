@@ -7,7 +7,7 @@ from distill_samples import read_json
 from distill.data import DataConfig, build_data
 from distill.train import build_trainer, load_splits, train
 from distill.train_config import TrainConfig, resolve_config
-from kgen.records import ConfigError, RecordError
+from ground.errors import ConfigError, RecordError
 
 
 @pytest.fixture

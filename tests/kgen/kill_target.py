@@ -15,27 +15,28 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from fake_teacher import FakeTeacher, task  # noqa: E402
 
-from kgen import records as R  # noqa: E402
+from ground.files import dumps  # noqa: E402
+from kgen import run  # noqa: E402
 from kgen.run import generate_records  # noqa: E402
 from kgen.teachers.base import GenerationSettings  # noqa: E402
 
 
 def tear_at(k: int) -> None:
     """Make the k-th appended row (0-based) a torn line and die there, as a SIGKILL mid-write would."""
-    real, written = R.append_line, []
+    real, written = run.append_line, []
 
     def append_line(fh, row: dict) -> None:
         if len(written) < k:
             written.append(row)
             real(fh, row)
             return
-        line = (R.dumps(row) + "\n").encode()
+        line = (dumps(row) + "\n").encode()
         half = len(line) // 2
         cut = next((j for j in range(half, len(line)) if 0x80 <= line[j] < 0xC0), half)  # inside a character
         os.write(fh.fileno(), line[:cut])  # past Python's buffer: only what append_line flushed is before it
         os.kill(os.getpid(), signal.SIGKILL)
 
-    R.append_line = append_line
+    run.append_line = append_line
 
 
 if __name__ == "__main__":

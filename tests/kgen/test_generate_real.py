@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from kgen.records import read_records
+from ground.records import read_records
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "data" / "sample"

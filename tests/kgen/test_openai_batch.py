@@ -16,14 +16,15 @@ from fake_openai_server import EXPIRES, FAILS, BatchPlan, FakeOpenAIServer, Repl
 from fake_teacher import task
 from typer.testing import CliRunner
 
-from kgen import records
+from kgen import run
 from kgen.answer_schema import answer_schema
 from kgen.cli import app
-from kgen.records import ConfigError, RecordError, read_records
-from kgen.run import generate_records, request_key
+from ground.errors import ConfigError, RecordError
+from ground.records import read_records
+from kgen.run import generate_records
 from kgen.teachers import make_teacher, parse_teacher
 from kgen.teachers import openai_batch
-from kgen.teachers.base import GenerationSettings
+from kgen.teachers.base import GenerationSettings, request_key
 from kgen.teachers.openai_backend import OpenAITeacher, chat_request, response_format
 from kgen.teachers.openai_batch import OpenAIBatchTeacher, batch_state_path, write_state
 
@@ -260,7 +261,7 @@ def test_a_stored_batch_the_server_does_not_know_stops_with_one_line_and_keeps_t
 
 def test_a_run_killed_while_writing_a_batchs_records_keeps_the_batch_and_finishes_it(tmp_path, monkeypatch):
     out, tasks = tmp_path / "k.jsonl", [task(i) for i in range(5)]
-    real_append, appended = records.append_line, []
+    real_append, appended = run.append_line, []
 
     def append_then_die(fh, row):  # the process dies after the second record of the batch is on disk
         if len(appended) == 2:
@@ -269,12 +270,12 @@ def test_a_run_killed_while_writing_a_batchs_records_keeps_the_batch_and_finishe
         appended.append(row["id"])
 
     with FakeOpenAIServer() as server:
-        monkeypatch.setattr(records, "append_line", append_then_die)
+        monkeypatch.setattr(run, "append_line", append_then_die)
         with pytest.raises(KeyboardInterrupt):
             generate_records(tasks, batch_teacher(server, out), JSON, out)
         assert len(read_records(out, "knowledge")) == 2
         assert "batch_0001" in batch_state_path(out).read_text()  # not all its records are written: it stays
-        monkeypatch.setattr(records, "append_line", real_append)
+        monkeypatch.setattr(run, "append_line", real_append)
         summary = generate_records(tasks, batch_teacher(server, out), JSON, out)
         assert len(server.batch_api.batches) == 1 and summary["skipped_done"] == 2 and summary["generated"] == 3
     rows = read_records(out, "knowledge")

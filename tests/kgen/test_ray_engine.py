@@ -12,10 +12,13 @@ from fake_teacher import CrashOnceTeacher, FakeTeacher, LoggingTeacher, task
 from typer.testing import CliRunner
 
 import kgen.ray_engine as E
-from distill.embed import ITEM_TABLE, EmbedConfig, embed_tables, read_table
+from ground.vectors import ITEM_TABLE, read_table
+from distill.embed import EmbedConfig, embed_tables
 from distill.generate import GenerateConfig as StudentConfig
 from distill.generate import generate_student
-from kgen.records import ConfigError, MissingExtra, read_records, write_jsonl
+from ground.errors import ConfigError, MissingExtra
+from ground.records import read_records
+from ground.files import write_jsonl
 from kgen.cli import app
 from kgen.generate import GenerateConfig, generate_knowledge
 from kgen.run import generate_records

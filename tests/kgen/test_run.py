@@ -13,7 +13,8 @@ import pytest
 from fake_teacher import FakeTeacher, task
 
 from kgen.parse import parse_answer
-from kgen.records import RecordError, read_records
+from ground.errors import RecordError
+from ground.records import read_records
 from kgen.run import generate_records, reparse_record, request_key
 from kgen.teachers.base import GenerationSettings
 
@@ -101,7 +102,7 @@ def test_sigkill_halfway_then_rerun_gives_exactly_one_record_per_input(tmp_path,
 
 
 def test_records_mark_ungrounded_explicit_values_and_leaked_phrases(tmp_path):
-    from kgen.records import REFERENCE_TEXT
+    from ground.records import REFERENCE_TEXT
 
     out = tmp_path / "k.jsonl"
     # The fake answers "Type: <input>" and key features "<input>, Gift"; the example is about a gift mug.

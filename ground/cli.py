@@ -15,7 +15,7 @@ from typing import NoReturn
 
 import typer
 
-from kgen.records import ConfigError, MissingExtra, RecordError
+from ground.errors import ConfigError, MissingExtra, RecordError
 
 DEBUG_ENV = "MSD_DEBUG"
 

@@ -1,6 +1,6 @@
 import pytest
 
-from eval.normalize import has_cjk, normalize_phrase, numbers_and_units, numbers_differ, unique_normalized
+from ground.normalize import has_cjk, normalize_phrase, numbers_and_units, numbers_differ, unique_normalized
 
 
 @pytest.mark.parametrize(

@@ -33,16 +33,16 @@ def encode_texts_ray(model: str, texts: list[str], batch_size: int, max_length: 
     import numpy as np
     from tqdm import tqdm
 
-    from kgen.ray_engine import default_workers, start_ray
+    from kgen.ray_engine import actor_resources, default_workers, start_ray
 
     ray = start_ray()
     gpus = ray.cluster_resources().get("GPU", 0) >= 1
-    workers = workers or default_workers(ray, "vllm" if gpus else "transformers")
+    workers = workers or default_workers(ray, gpu=gpus)
     chunks = [{INDEX: i, TEXTS: texts[start : start + batch_size]}
               for i, start in enumerate(range(0, len(texts), batch_size))]
     ds = ray.data.from_items(chunks, override_num_blocks=min(len(chunks), 4 * workers)).map_batches(
         EncodeBatch, fn_constructor_kwargs={"model": model, "max_length": max_length}, batch_size=1,
-        compute=ray.data.ActorPoolStrategy(size=workers), **({"num_gpus": 1.0} if gpus else {"num_cpus": 1.0}))
+        compute=ray.data.ActorPoolStrategy(size=workers), **actor_resources(gpu=gpus))
     by_index = {}
     with tqdm(total=len(chunks), desc=f"{desc} (ray, {workers} workers)", unit="batch", dynamic_ncols=True) as bar:
         for row in ds.iter_rows():

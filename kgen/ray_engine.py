@@ -53,9 +53,9 @@ def shard_dir(output: Path) -> Path:
     return output.with_name(output.name + ".ray-shards")
 
 
-def actor_resources(backend: str) -> dict[str, float]:
-    """What one worker reserves: a GPU for a vLLM engine, a CPU for a transformers model or an openai client."""
-    return {"num_gpus": 1.0} if backend == "vllm" else {"num_cpus": 1.0}
+def actor_resources(gpu: bool) -> dict[str, float]:
+    """What one worker reserves: a GPU (a vLLM engine, a student on a GPU cluster), else a CPU."""
+    return {"num_gpus": 1.0} if gpu else {"num_cpus": 1.0}
 
 
 def batch_rows(backend: str, batch_size: int, concurrency: int) -> int:
@@ -151,10 +151,10 @@ def start_ray():
     return ray
 
 
-def default_workers(ray, backend: str) -> int:
-    """One worker per GPU for vLLM, else one per CPU of the cluster."""
+def default_workers(ray, gpu: bool) -> int:
+    """One worker per GPU of the cluster for work that needs one, else one per CPU."""
     resources = ray.cluster_resources()
-    count = resources.get("GPU", 0) if backend == "vllm" else resources.get("CPU", 1)
+    count = resources.get("GPU", 0) if gpu else resources.get("CPU", 1)
     if count < 1:
         raise ConfigError("--engine ray with a vllm teacher needs GPUs in the Ray cluster; none found")
     return int(count)
@@ -182,7 +182,7 @@ def generate_records_ray(
         start = time.perf_counter()
         ray = start_ray() if todo else None  # nothing left to do: no cluster to start or join
         startup = time.perf_counter() - start
-        workers = workers or (default_workers(ray, backend) if ray else 0)
+        workers = workers or (default_workers(ray, gpu=backend == "vllm") if ray else 0)
         rows_per_batch = max(1, min(rows_per_batch, math.ceil(len(todo) / max(workers, 1))))  # a small run uses all
         try:
             counts = _dispatch(ray, todo, make_teacher, backend, settings, output, workers, rows_per_batch, desc,
@@ -213,7 +213,7 @@ def _dispatch(ray, todo: list[dict], make_teacher, backend: str, settings: Gener
             batch_size=rows_per_batch,
             # A fixed pool; Ray Data's defaults for actor pools restart a dead actor and retry its batch.
             compute=ray.data.ActorPoolStrategy(size=workers),
-            **actor_resources(backend),
+            **actor_resources(gpu=backend == "vllm"),
         )
         with tqdm(total=len(todo), desc=f"{desc} (ray, {workers} workers)", unit="row", dynamic_ncols=True) as bar:
             for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):

@@ -18,6 +18,7 @@ from ground import records as R
 from distill.encode import encode_texts, load_encoder
 from ground.vectors import ITEM_TABLE, USER_TABLE, write_table
 from kgen.inputs import item_input, user_input
+from kgen.settings import check_engine
 
 @dataclass
 class EmbedConfig:
@@ -34,8 +35,6 @@ class EmbedConfig:
     workers: int | None = None
 
     def __post_init__(self) -> None:
-        from kgen.generate import check_engine
-
         self.items, self.output = Path(self.items), Path(self.output)
         self.users = Path(self.users) if self.users else None
         check_engine(self.engine, self.workers)

@@ -11,7 +11,8 @@ from ground.config import config_dict
 from ground.errors import ConfigError, RecordError
 from ground.files import read_lines, write_json
 from kgen.answer_schema import check_answer_format, default_max_new_tokens
-from kgen.generate import check_engine, check_level_and_limit, run_info_path
+from kgen.generate import run_info_path
+from kgen.settings import check_engine, check_level_and_limit
 from kgen.teachers.transformers_backend import TransformersTeacher
 
 

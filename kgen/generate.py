@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
 from ground.config import config_dict
-from ground.errors import ConfigError, MissingExtra
+from ground.errors import ConfigError
 from ground.files import write_json
 from ground import records as R
 from kgen.answer_schema import default_max_new_tokens
@@ -16,30 +15,8 @@ from kgen.grounding import grounding_metrics
 from kgen.run import generate_records
 from kgen.tasks import REFERENCES
 from kgen.teachers import make_teacher, parse_teacher, teacher_label
+from kgen.settings import check_engine, check_level_and_limit
 from kgen.teachers.base import GenerationSettings
-
-ENGINES = ("local", "ray")
-
-
-def check_engine(engine: str, workers: int | None) -> None:
-    """`local` or `ray`, and a positive worker count when one is given."""
-    if engine not in ENGINES:
-        raise ConfigError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
-    if workers is not None and workers < 1:
-        raise ConfigError(f"workers must be >= 1, got {workers}")
-    if engine == "ray" and importlib.util.find_spec("ray") is None:  # said before any input is read or model loaded
-        from kgen.ray_engine import MISSING_RAY
-
-        raise MissingExtra(MISSING_RAY)
-
-
-def check_level_and_limit(level: str, limit: int | None) -> None:
-    """The checks a teacher run and a student run share."""
-    if level not in R.LEVELS:
-        raise ConfigError(f"level must be item or user, got {level!r}")
-    if limit is not None and limit < 1:
-        raise ConfigError(f"limit must be >= 1, got {limit}")
-
 
 @dataclass
 class GenerateConfig:

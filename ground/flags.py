@@ -69,6 +69,8 @@ def _shown(value: Any) -> str:
         return "required"
     if value is None:
         return "none"
+    if value == "":
+        return '""'
     if isinstance(value, (list, tuple)):
         return ",".join(str(v) for v in value)
     if isinstance(value, bool):
@@ -114,7 +116,9 @@ def parameter(f: Field, hint: Any) -> inspect.Parameter:
     """The typer parameter of one config field: default None (not given), the field's default shown in --help."""
     import typer
 
-    option = typer.Option(*flag_names(f, hint), help=help_text(f, hint), show_default=_shown(field_default(f)))
+    repeated = _element(_plain(hint)[0]) if f.metadata.get(REPEAT) else None
+    option = typer.Option(*flag_names(f, hint), help=help_text(f, hint), show_default=_shown(field_default(f)),
+                          metavar=_scalar(repeated).__name__.upper() if repeated else None)
     return inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=None,
                              annotation=Annotated[cli_type(f, hint) | None, option])
 
@@ -159,7 +163,7 @@ def config_flags(*classes: type, exclude: tuple[str, ...] = (), include: tuple[s
     when given) becomes a flag; the command gets the flags given as `flags` (field name -> value of the field's
     type). tests/test_cli_flags.py holds the toolkit's commands to no own parameter repeating a field."""
     def wrap(fn: Callable) -> Callable:
-        own = [p for p in inspect.signature(fn).parameters.values() if p.name != "flags"]
+        own = [p for p in inspect.signature(fn, eval_str=True).parameters.values() if p.name != "flags"]
         derived = flag_fields(classes, exclude + tuple(p.name for p in own), include)
 
         @functools.wraps(fn)
@@ -177,6 +181,16 @@ def config_flags(*classes: type, exclude: tuple[str, ...] = (), include: tuple[s
     return wrap
 
 
+def flag_help(cls: type, name: str) -> str:
+    """A field's help text, for the option of a command with no config class that takes the same setting."""
+    return cls.__dataclass_fields__[name].metadata[HELP]
+
+
+def flag_value(cls: type, name: str, flags: dict) -> Any:
+    """One field's value for a command that needs no whole config: the flag given, else the field's default."""
+    return flags[name] if name in flags else field_default(cls.__dataclass_fields__[name])
+
+
 def only(cls: type, values: dict) -> dict:
     """The entries of `values` that are fields of `cls`."""
     names = {f.name for f, _ in config_fields(cls)}
@@ -190,5 +204,6 @@ def resolve(cls: type, yaml_path: str | Path | None, flags: dict, **fixed: Any) 
     values.update(fixed)
     missing = [f.name for f, _ in config_fields(cls) if field_default(f) is MISSING and f.name not in values]
     if missing:
-        raise ConfigError(f"{missing[0]} is required (--{missing[0].replace('_', '-')}, or its key in a YAML config)")
+        where = f" or its key in {yaml_path}" if yaml_path else ""
+        raise ConfigError(f"{missing[0]} is required (--{missing[0].replace('_', '-')}{where})")
     return cls(**values)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import pytest
 import typer
@@ -131,3 +131,30 @@ def test_a_command_parameter_of_a_field_name_takes_its_place():
 
     assert "data" not in run.config_fields and run.config_classes == (Toy,)
     assert [p for p in inspect.signature(run).parameters].count("data") == 1
+
+
+def test_one_field_value_without_a_whole_config():
+    from ground.flags import flag_help, flag_value
+
+    assert flag_help(Toy, "top_k") == "How many."
+    assert flag_value(Toy, "top_k", {}) == 3 and flag_value(Toy, "top_k", {"top_k": 9}) == 9
+    assert flag_value(Toy, "hidden", {}) == [200, 80]
+
+
+InputOpt = Annotated[Path, typer.Option("--input", "-i", help="Rows to read.")]
+
+
+def test_a_command_keeps_its_own_options_under_postponed_annotations():
+    app = typer.Typer()
+
+    @app.command()
+    @config_flags(Toy)
+    def run(input: InputOpt, *, flags: dict) -> None:  # the annotation is the text 'InputOpt' here
+        typer.echo(f"{input} {flags}")
+
+    @app.command()
+    def other() -> None:
+        pass
+
+    result = CliRunner().invoke(app, ["run", "-i", "rows.jsonl", "--top-k", "4"], catch_exceptions=False)
+    assert result.output.strip() == "rows.jsonl {'top_k': 4}"

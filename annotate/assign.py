@@ -9,18 +9,20 @@ from __future__ import annotations
 
 import hashlib
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ground.errors import ConfigError
+from ground.flags import flag
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class AssignConfig:
     """How many annotators each item gets."""
 
-    per_item: int = 1  # every item gets this many annotators
-    double_share: float = 0.0  # with per_item=1: this share of items gets a second annotator
-    seed: int = 0
+    per_item: int = field(default=1, metadata=flag("Annotators per item."))
+    double_share: float = field(default=0.0, metadata=flag(
+        "With --per-item 1: share of items given a second annotator."))
+    seed: int = field(default=0, metadata=flag("Seed of the assignment."))
 
     def __post_init__(self) -> None:
         if self.per_item < 1:

@@ -12,6 +12,7 @@ from annotate.store import Store, StoreError
 from ground.errors import ConfigError
 from ground.files import write_json, write_jsonl
 from ground.cli import fail, one_line_errors
+from ground.flags import config_flags, resolve
 
 app = typer.Typer(help="Gold key phrases: the annotation app, its export and agreement.", no_args_is_help=True)
 
@@ -27,6 +28,7 @@ def _open_db(db: Path, readonly: bool) -> Store:
 
 
 @app.command()
+@config_flags(AssignConfig)
 def serve(
     db: DbOpt,
     input: Annotated[Path | None, typer.Option("--input", "-i", help="Knowledge JSONL to annotate (new records are added).")] = None,
@@ -35,15 +37,14 @@ def serve(
     auth: Annotated[list[str] | None, typer.Option("--auth", help="An account as user:password (repeatable).")] = None,
     auth_file: Annotated[Path | None, typer.Option(help="Accounts file, one user:password a line.")] = None,
     reviewer: Annotated[list[str] | None, typer.Option("--reviewer", help="A reviewer account name (repeatable); reviewers do not annotate.")] = None,
-    per_item: Annotated[int, typer.Option(help="Annotators per item.")] = 1,
-    double_share: Annotated[float, typer.Option(help="With --per-item 1: share of items given a second annotator.")] = 0.0,
-    seed: Annotated[int, typer.Option(help="Seed of the assignment.")] = 0,
+    *,
+    flags: dict,
 ) -> None:
     """Serve the annotation app (log-in required) on --host:--port."""
     from annotate.prepare import check_roles, parse_account, prepare_store, read_accounts_file, read_knowledge
 
     with one_line_errors():
-        config = AssignConfig(per_item=per_item, double_share=double_share, seed=seed)
+        config = resolve(AssignConfig, None, flags)
         accounts = [parse_account(a) for a in auth or []] + (read_accounts_file(auth_file) if auth_file else [])
         annotators = check_roles(accounts, reviewer or [])
         config.check(len(annotators))

@@ -37,8 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import record  # noqa: E402
 
 from distill.data import DataConfig, build_data  # noqa: E402
-from distill.generate import GenerateConfig as StudentConfig  # noqa: E402
 from distill.generate import generate_student  # noqa: E402
+from distill.student_config import StudentConfig  # noqa: E402
 from ground.files import iter_jsonl, write_jsonl
 from ground import records as R
 from kgen.generate import GenerateConfig, generate_knowledge  # noqa: E402
@@ -83,7 +83,7 @@ def bench_train(tmp: Path, n: int, batch_size: int, epochs: float, checkpointing
     """(a): figures of one `distill train --lora` run, and the run folder."""
     knowledge, sft, run = tmp / "knowledge.jsonl", tmp / "sft", tmp / "student"
     written = pool_knowledge(n, knowledge)
-    build_data(DataConfig([knowledge], sft, augment=(), val_fraction=0.0))
+    build_data(DataConfig(knowledge=[knowledge], output=sft, augment=(), val_fraction=0.0))
     wall, cpu, peak, curve = run_cli(["train", "--data", str(sft), "-o", str(run), "--lora", "--epochs", str(epochs),
                           "--batch-size", str(batch_size), "--save-steps", "1000", "--no-resume", "--logging-steps", "1",
                           *checkpointing_flag(checkpointing)])
@@ -116,14 +116,15 @@ def summarise(metrics: dict, wall: float) -> dict:
 def bench_generation(tmp: Path, student: Path, n: int, batch_size: int, max_new_tokens: int) -> dict:
     """(b): the same items through the teacher prompt (one-shot) and the student prompt (short)."""
     items = ROOT / "data" / "sample" / "items.jsonl"
-    settings = GenerationSettings(max_new_tokens=max_new_tokens)
+    settings = GenerationSettings(max_new_tokens=max_new_tokens, answer_format="text")
     start = time.perf_counter()
-    teacher = generate_knowledge(GenerateConfig("item", items, tmp / "teacher.jsonl", limit=n, batch_size=batch_size,
-                                                settings=settings))["metrics"]
+    teacher = generate_knowledge(GenerateConfig(level="item", input=items, output=tmp / "teacher.jsonl", limit=n,
+                                                batch_size=batch_size, settings=settings))["metrics"]
     teacher_wall = time.perf_counter() - start
     start = time.perf_counter()
-    student_m = generate_student(StudentConfig(str(student), "item", items, tmp / "student.jsonl", limit=n,
-                                               batch_size=batch_size, max_new_tokens=max_new_tokens))["metrics"]
+    student_m = generate_student(StudentConfig(model=str(student), level="item", input=items,
+                                               output=tmp / "student.jsonl", limit=n, batch_size=batch_size,
+                                               max_new_tokens=max_new_tokens))["metrics"]
     student_wall = time.perf_counter() - start
     t, s = summarise(teacher, teacher_wall), summarise(student_m, student_wall)
     return {"batch_size": batch_size, "max_new_tokens": max_new_tokens, "teacher": t, "student": s,

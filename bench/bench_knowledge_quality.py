@@ -23,7 +23,6 @@ from eval.embedder import Embedder  # noqa: E402
 from eval.f1_report import evaluate_f1  # noqa: E402
 from ground.files import write_jsonl
 from ground import records as R
-from kgen.answer_schema import default_max_new_tokens  # noqa: E402
 from kgen.generate import GenerateConfig, generate_knowledge  # noqa: E402
 from kgen.grounding import grounding_metrics  # noqa: E402
 from kgen.reference import reference_texts  # noqa: E402
@@ -101,13 +100,12 @@ def run(level: str, variant: str, inputs: Path, out: Path, max_new_tokens: int |
         limit: int | None) -> dict:
     fmt, reference, spans = VARIANTS[variant]
     output = out / f"{level}_{variant}.jsonl"
-    max_new_tokens = max_new_tokens or default_max_new_tokens(fmt)
     settings = GenerationSettings(max_new_tokens=max_new_tokens, answer_format=fmt, explicit_spans=spans)
-    info = generate_knowledge(GenerateConfig(level, inputs, output, items=SAMPLE / "items.jsonl", settings=settings,
-                                             reference=reference, limit=limit))
+    info = generate_knowledge(GenerateConfig(level=level, input=inputs, output=output, items=SAMPLE / "items.jsonl",
+                                             settings=settings, reference=reference, limit=limit))
     rows = R.read_records(output, "knowledge")
     return {"level": level, "limit": limit, "variant": variant, "answer_format": fmt, "reference": reference,
-            "max_new_tokens": max_new_tokens, "tokens_per_s": info["metrics"].get("tokens_per_s"),
+            "max_new_tokens": settings.max_new_tokens, "tokens_per_s": info["metrics"].get("tokens_per_s"),
             **quality(rows, level, embedder)}
 
 

@@ -46,8 +46,9 @@ class InstantTeacher:
 def generate(engine: str, n: int, max_new_tokens: int, batch_size: int, workers: int, folder: Path) -> tuple[dict, Path]:
     """One kgen generate run; its metrics plus wall time (model load and, for ray, the actors' start included)."""
     out = folder / engine / "k.jsonl"
-    config = GenerateConfig("item", ITEMS, out, limit=n, batch_size=batch_size, engine=engine, workers=workers,
-                            settings=GenerationSettings(max_new_tokens=max_new_tokens))
+    config = GenerateConfig(level="item", input=ITEMS, output=out, limit=n, batch_size=batch_size, engine=engine,
+                            workers=workers, settings=GenerationSettings(max_new_tokens=max_new_tokens,
+                                                                         answer_format="text"))
     start = time.perf_counter()
     metrics = generate_knowledge(config)["metrics"]
     metrics["wall_s"] = round(time.perf_counter() - start, 2)
@@ -66,7 +67,8 @@ def overhead(workers: int, folder: Path, sizes: tuple[int, int] = (8, 32)) -> di
         tasks = [{"id": f"x{i}", "level": "item", "input": f"n{i}", "template": "item", "reference_id": None,
                   MESSAGES: [{"role": "user", "content": f"Product Name: n{i}"}]} for i in range(n)]
         start = time.perf_counter()
-        generate_records_ray(tasks, InstantTeacher, InstantTeacher.model, "transformers", GenerationSettings(),
+        generate_records_ray(tasks, InstantTeacher, InstantTeacher.model, "transformers",
+                             GenerationSettings(answer_format="text"),
                              folder / f"instant-{n}.jsonl", workers=workers, rows_per_batch=1)
         times.append(time.perf_counter() - start)
     per_batch = (times[1] - times[0]) / (sizes[1] - sizes[0])

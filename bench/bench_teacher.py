@@ -27,8 +27,9 @@ ROOT = Path(__file__).resolve().parents[1]
 def run(batch_size: int, n: int, max_new_tokens: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "k.jsonl"
-        cfg = GenerateConfig("item", ROOT / "data/sample/items.jsonl", out, limit=n, batch_size=batch_size,
-                             settings=GenerationSettings(max_new_tokens=max_new_tokens))
+        cfg = GenerateConfig(level="item", input=ROOT / "data/sample/items.jsonl", output=out, limit=n,
+                             batch_size=batch_size,
+                             settings=GenerationSettings(max_new_tokens=max_new_tokens, answer_format="text"))
         start = time.perf_counter()
         m = generate_knowledge(cfg)["metrics"]
         wall = time.perf_counter() - start

@@ -5,15 +5,16 @@ from __future__ import annotations
 import hashlib
 import random
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from distill.augment import Dictionary, load_dictionary, shuffle_answer, substitute
 from ground.config import config_dict
 from ground.errors import ConfigError, RecordError
 from ground.files import check_output_folder, folder_beside, swap_folder, write_json
+from ground.flags import flag
 from ground import records as R
-from kgen.answer_schema import check_answer_format, format_json_answer
+from kgen.answer_schema import DEFAULT_ANSWER_FORMAT, AnswerFormat, check_answer_format, format_json_answer
 from kgen.parse import ParsedAnswer, format_answer
 from kgen.prompting import build_messages, student_template
 from prompts import PROMPTS_DIR
@@ -26,20 +27,23 @@ SPLITS = ("train", "validation")
 _MAX_DRAWS = 8
 
 
-@dataclass
+@dataclass(kw_only=True)
 class DataConfig:
     """Settings of `distill build-data`."""
 
-    knowledge: list[Path]
-    output: Path
-    augment: tuple[str, ...] = ()
-    shuffle_factor: int = 2
-    dictionary_factor: int = 1
-    dictionary: Path = DEFAULT_DICTIONARY
-    val_fraction: float = 0.1
-    seed: int = 0
+    knowledge: list[Path] = field(metadata=flag("Knowledge JSONL.", "--knowledge", "-k", repeat=True))
+    output: Path = field(metadata=flag("Output folder.", "--output", "-o"))
+    augment: tuple[str, ...] = field(default=AUGMENTATIONS, metadata=flag(
+        f"Augmentations: {', '.join(AUGMENTATIONS)} (empty: none)."))
+    shuffle_factor: int = field(default=2, metadata=flag("Shuffled copies per record."))
+    dictionary_factor: int = field(default=1, metadata=flag("Synonym-substituted copies per record."))
+    dictionary: Path = field(default=DEFAULT_DICTIONARY, metadata=flag("Synonym dictionary TSV."))
+    val_fraction: float = field(default=0.1, metadata=flag("Share of ids held out for validation."))
+    seed: int = field(default=0, metadata=flag("Seed of the split and the augmentations."))
     # The completions' format: "json" (what `distill generate` constrains the student to by default) or "text".
-    answer_format: str = "json"
+    answer_format: AnswerFormat = field(default=DEFAULT_ANSWER_FORMAT, metadata=flag(
+        "json: completions in the structured format `distill generate` constrains the student to; text: the Key "
+        "Features text format."))
 
     def __post_init__(self) -> None:
         self.knowledge = [Path(p) for p in self.knowledge]

@@ -7,7 +7,7 @@ student reads in its prompt.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
@@ -16,26 +16,29 @@ from ground.errors import ConfigError, RecordError
 from ground.files import check_output_folder, write_json
 from ground import records as R
 from distill.encode import encode_texts, load_encoder
+from distill.student_config import model_field
+from ground.flags import flag
 from ground.vectors import ITEM_TABLE, USER_TABLE, write_table
 from kgen.inputs import item_input, user_input
+from kgen.settings import check_engine, engine_field, workers_field
 
-@dataclass
+
+@dataclass(kw_only=True)
 class EmbedConfig:
     """Settings of `distill embed`."""
 
-    model: str
-    items: Path
-    output: Path
-    users: Path | None = None
-    batch_size: int = 16
-    max_length: int = 256
-    max_history: int = 20
-    engine: str = "local"  # or ray: batches encoded by Ray Data workers, each with its own copy of the model
-    workers: int | None = None
+    model: str = model_field()
+    items: Path = field(metadata=flag("Item records JSONL."))
+    output: Path = field(metadata=flag("Output folder.", "--output", "-o"))
+    users: Path | None = field(default=None, metadata=flag("User records JSONL (histories rendered from --items)."))
+    batch_size: int = field(default=16, metadata=flag("Texts per forward pass."))
+    max_length: int = field(default=256, metadata=flag("Tokens per input (longer inputs are truncated)."))
+    max_history: int = field(default=20, metadata=flag("Most recent purchases in a user's text."))
+    # or ray: batches encoded by Ray Data workers, each with its own copy of the model
+    engine: str = engine_field()
+    workers: int | None = workers_field()
 
     def __post_init__(self) -> None:
-        from kgen.generate import check_engine
-
         self.items, self.output = Path(self.items), Path(self.output)
         self.users = Path(self.users) if self.users else None
         check_engine(self.engine, self.workers)

@@ -2,66 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
 from distill.export import adapter_base, fingerprint, is_adapter, merge_adapter, student_path
-from ground.config import config_dict
-from ground.errors import ConfigError, RecordError
+from distill.student_config import StudentConfig
+from ground.errors import RecordError
 from ground.files import read_lines, write_json
-from kgen.answer_schema import check_answer_format, default_max_new_tokens
-from kgen.generate import check_engine, check_level_and_limit, run_info_path
+from kgen.generate import run_info_path
 from kgen.teachers.transformers_backend import TransformersTeacher
-
-
-# Under the span schema a greedy 135M student repeats one span ("Rose Du Sud" as type, style and material); a mild
-# penalty makes it pick distinct spans. On data/gold's 67 items the demo's trained student went from F1 0.135 to
-# 0.195 (its teacher: 0.193); the value was picked on 24 of them (1.15 and 1.3 tried), and on the other 43 alone
-# the ratio to the teacher is 1.12. The teacher, led by its one-shot example, does worse with it (0.210 -> 0.156
-# on those 24), so kgen leaves it off. README "Distillation" has the table.
-STUDENT_REPETITION_PENALTY = 1.15
-
-
-@dataclass
-class GenerateConfig:
-    """Settings of `distill generate`."""
-
-    model: str
-    level: str
-    input: Path
-    output: Path
-    items: Path | None = None
-    ids: Path | None = None
-    limit: int | None = None
-    batch_size: int = 8
-    max_new_tokens: int | None = None  # None: enough for a whole answer of the format (kgen.answer_schema)
-    temperature: float = 0.0
-    seed: int = 0
-    replace_stale: bool = False
-    engine: str = "local"  # or ray: Ray Data workers, each with its own copy of the student (kgen/ray_engine.py)
-    workers: int | None = None
-    # json (the default): the student answers under the teacher's schema, explicit values constrained to spans of
-    # its input, as `distill build-data` taught it; text: the Key Features text format.
-    answer_format: str = "json"
-    explicit_spans: bool = True
-    # None: STUDENT_REPETITION_PENALTY for json answers, 1 (off) for text; 1 turns it off.
-    repetition_penalty: float | None = None
-
-    def __post_init__(self) -> None:
-        self.input, self.output = Path(self.input), Path(self.output)
-        self.items = Path(self.items) if self.items else None
-        self.ids = Path(self.ids) if self.ids else None
-        check_level_and_limit(self.level, self.limit)
-        check_engine(self.engine, self.workers)
-        if self.batch_size < 1:
-            raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
-        check_answer_format(self.answer_format, "--answer-format")
-        if self.repetition_penalty is None:
-            self.repetition_penalty = STUDENT_REPETITION_PENALTY if self.answer_format == "json" else 1.0
-
-    def to_dict(self) -> dict:
-        return config_dict(self)
 
 
 def read_ids(path: Path) -> list[str]:
@@ -111,12 +60,12 @@ def make_student(model: str, batch_size: int) -> TransformersTeacher:
     return student
 
 
-def generate_student(config: GenerateConfig, student=None) -> dict:
+def generate_student(config: StudentConfig, student=None) -> dict:
     """Run the student over the inputs into knowledge records; return a summary (also written beside the output)."""
     from kgen.tasks import load_inputs, student_tasks
     from kgen.teachers.base import GenerationSettings
 
-    settings = GenerationSettings(max_new_tokens=config.max_new_tokens or default_max_new_tokens(config.answer_format),
+    settings = GenerationSettings(max_new_tokens=config.max_new_tokens,
                                   temperature=config.temperature, seed=config.seed,
                                   answer_format=config.answer_format, explicit_spans=config.explicit_spans,
                                   repetition_penalty=config.repetition_penalty)
@@ -143,7 +92,7 @@ def generate_student(config: GenerateConfig, student=None) -> dict:
     return info
 
 
-def _generate_here(tasks: list[dict], settings, config: GenerateConfig, student, desc: str) -> tuple[str, dict]:
+def _generate_here(tasks: list[dict], settings, config: StudentConfig, student, desc: str) -> tuple[str, dict]:
     """The single-process run: (the student's label, the run's metrics)."""
     from kgen.run import generate_records
 

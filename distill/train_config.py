@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from kgen.models import EMBEDDED_LLM
-from ground.config import load_yaml
 from ground.errors import ConfigError
+from ground.flags import flag, resolve
+from kgen.models import EMBEDDED_LLM
 
 # Attention and MLP projections of Llama-style models (SmolLM2, Qwen2.5, Llama, Mistral).
 DEFAULT_TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -18,36 +18,43 @@ SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
 class TrainConfig:
     """Everything `distill train` needs; written as train_config.json beside the model."""
 
-    data: str
-    output: str
-    student: str = EMBEDDED_LLM
-    lora: bool = False
-    lora_r: int = 16
-    lora_alpha: int = 32
+    data: str = field(metadata=flag("Dataset folder from `distill build-data`."))
+    output: str = field(metadata=flag("Run folder.", "--output", "-o"))
+    student: str = field(default=EMBEDDED_LLM, metadata=flag("Student base: embedded alias, hub id or folder."))
+    lora: bool = field(default=False, metadata=flag("LoRA adapter or full fine-tuning.", "--lora/--full"))
+    lora_r: int = field(default=16, metadata=flag("LoRA rank."))
+    lora_alpha: int = field(default=32, metadata=flag("LoRA scaling alpha."))
     # 0: on CPU the dropout masks and dropped copies of seven inputs per layer were about 35% of the activation
     # memory and 13% of a LoRA step's time (SmolLM2-135M, bench/results/distill.jsonl); ctr's LoRA uses 0 too.
-    lora_dropout: float = 0.0
-    lora_target_modules: list[str] = field(default_factory=lambda: list(DEFAULT_TARGET_MODULES))
-    epochs: float = 3.0
-    max_steps: int = -1  # > 0 overrides epochs
-    learning_rate: float | None = None  # None: 2e-4 with LoRA, 5e-5 for full fine-tuning
-    lr_scheduler: str = "linear"
-    warmup_ratio: float = 0.03
-    weight_decay: float = 0.0
-    batch_size: int = 8  # examples per device in an optimizer step (times grad_accum)
-    micro_batch_size: int | None = None  # examples per forward pass, a divisor of batch_size; None: CPU 2, GPU all
-    eval_batch_size: int | None = None  # None: batch_size
-    grad_accum: int = 1
-    max_length: int = 768
-    seed: int = 0
-    logging_steps: int = 5
-    save_steps: int = 50
-    save_total_limit: int = 2
-    eval_steps: int | None = None  # None: evaluate at save_steps
-    gradient_checkpointing: bool = False
-    resume: bool = True
+    lora_dropout: float = field(default=0.0, metadata=flag("LoRA dropout."))
+    lora_target_modules: list[str] = field(default_factory=lambda: list(DEFAULT_TARGET_MODULES), metadata=flag(
+        "Modules LoRA adapts (attention and MLP projections)."))
+    epochs: float = field(default=3.0, metadata=flag("Training epochs."))
+    max_steps: int = field(default=-1, metadata=flag("Stop after this many steps (> 0 overrides epochs)."))
+    learning_rate: float | None = field(default=None, metadata=flag(
+        "Peak learning rate (none: 2e-4 with LoRA, 5e-5 for full fine-tuning).", "--lr", "--learning-rate"))
+    lr_scheduler: str = field(default="linear", metadata=flag(f"Learning-rate schedule: {', '.join(SCHEDULERS)}."))
+    warmup_ratio: float = field(default=0.03, metadata=flag("Share of the steps spent warming the rate up."))
+    weight_decay: float = field(default=0.0, metadata=flag("AdamW weight decay."))
+    batch_size: int = field(default=8, metadata=flag("Examples per optimizer step and device, times --grad-accum."))
+    micro_batch_size: int | None = field(default=None, metadata=flag(
+        "Examples per forward pass, a divisor of --batch-size (none: 2 on CPU, the whole batch on a GPU)."))
+    eval_batch_size: int | None = field(default=None, metadata=flag("Examples per evaluation pass (none: --batch-size)."))
+    grad_accum: int = field(default=1, metadata=flag("Gradient accumulation steps per optimizer step."))
+    max_length: int = field(default=768, metadata=flag("Tokens per example (longer ones are cut)."))
+    seed: int = field(default=0, metadata=flag("Seed of the shuffling, dropout and initialisation."))
+    logging_steps: int = field(default=5, metadata=flag("Log the loss every N steps."))
+    save_steps: int = field(default=50, metadata=flag("Save a checkpoint every N steps."))
+    save_total_limit: int = field(default=2, metadata=flag("Checkpoints kept (the oldest are deleted)."))
+    eval_steps: int | None = field(default=None, metadata=flag("Evaluate every N steps (none: --save-steps)."))
+    gradient_checkpointing: bool = field(default=False, metadata=flag(
+        "Recompute activations in the backward pass: less memory, more time."))
+    resume: bool = field(default=True, metadata=flag("Resume from the last checkpoint in --output."))
 
     def __post_init__(self) -> None:
+        for required in ("data", "output"):
+            if not getattr(self, required):
+                raise ConfigError(f"{required} is required (a flag or a YAML key)")
         self.lora_target_modules = list(self.lora_target_modules)
         if self.learning_rate is None:
             self.learning_rate = 2e-4 if self.lora else 5e-5
@@ -85,9 +92,4 @@ def _check_positive(config: TrainConfig, names: tuple[str, ...]) -> None:
 
 def resolve_config(yaml_path: str | Path | None, flags: dict) -> TrainConfig:
     """Defaults, then the YAML file, then the flags that were given (None means not given)."""
-    values = load_yaml(yaml_path, TrainConfig) if yaml_path else {}
-    values.update({k: v for k, v in flags.items() if v is not None})
-    for required in ("data", "output"):
-        if values.get(required) in (None, ""):
-            raise ConfigError(f"{required} is required (a flag or a YAML key)")
-    return TrainConfig(**values)
+    return resolve(TrainConfig, yaml_path, {k: v for k, v in flags.items() if v is not None})

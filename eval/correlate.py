@@ -12,11 +12,13 @@ from __future__ import annotations
 import itertools
 import json
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from ground.errors import RecordError
+from ground.errors import ConfigError, RecordError
+from ground.flags import flag
 from ground.files import write_json
 
 NAME, F1, F1_CI95, AUC_MEAN, AUC_STD, AUCS, N_SEEDS = "name", "f1", "f1_ci95", "auc_mean", "auc_std", "aucs", "n_seeds"
@@ -182,6 +184,22 @@ def plot_points(points: list[dict], stats: dict, path: str | Path, title: str = 
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, format="png")
     plt.close(fig)
+
+
+@dataclass(kw_only=True)
+class CorrelateConfig:
+    """Settings of `msd-eval correlate`."""
+
+    points: Path = field(metadata=flag(
+        "JSONL, one line per student: name, f1, f1_ci95?, auc_mean, auc_std, aucs, n_seeds.", "--points"))
+    output: Path = field(metadata=flag("Output folder: correlation.json, table.md, f1_auc.png.", "--output", "-o"))
+    n_boot: int = field(default=2000, metadata=flag("Bootstrap resamples over the points for the 95% intervals."))
+    seed: int = field(default=0, metadata=flag("Bootstrap seed."))
+    title: str = field(default="", metadata=flag("Plot title."))
+
+    def __post_init__(self) -> None:
+        if self.n_boot < 0:
+            raise ConfigError(f"--n-boot must be >= 0, got {self.n_boot}")
 
 
 def write_report(points_path: str | Path, output: str | Path, n_boot: int = 2000, seed: int = 0,

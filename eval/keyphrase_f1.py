@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 from ground.normalize import numbers_and_units
 
@@ -44,6 +43,8 @@ def _unit(emb: np.ndarray) -> np.ndarray:
 
 def match_one_to_one(sim: np.ndarray, tau: float) -> list[Pair]:
     """Most pairs with similarity >= tau, each phrase used once; ties broken by total similarity."""
+    from scipy.optimize import linear_sum_assignment  # ~1 s to import: not when `distill --help` starts
+
     if sim.size == 0:
         return []
     valid = sim >= tau

@@ -12,7 +12,9 @@ and a typer command takes every field of its config classes as a flag:
         run(resolve(CTRConfig, config, flags))
 
 A flag left out is not in `flags`, so the layering is defaults < YAML file < flags given. Lists are written
-comma-separated (`--hidden 200,80`); a bool is `--name/--no-name` unless the field names its own pair.
+comma-separated (`--hidden 200,80`), or as a repeated flag when the field says `repeat=True` (`-k a.jsonl -k b.jsonl`);
+a bool is `--name/--no-name` unless the field names its own pair. A field that holds another of the command's config
+classes (`settings: GenerationSettings`) is no flag: that class's fields are.
 """
 
 from __future__ import annotations
@@ -26,17 +28,16 @@ from dataclasses import MISSING, Field, fields
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import typer
-
 from ground.config import load_yaml
 from ground.errors import ConfigError
 
-HELP, FLAGS = "help", "flags"
+HELP, FLAGS, REPEAT = "help", "flags", "repeat"
 
 
-def flag(help: str, *names: str) -> dict:
-    """A config field's metadata: its help text and, optionally, its own flag names ('--lr', '--raw/--no-raw')."""
-    return {HELP: help, FLAGS: names}
+def flag(help: str, *names: str, repeat: bool = False) -> dict:
+    """A config field's metadata: its help text, optionally its own flag names ('--lr', '--raw/--no-raw'), and for a
+    list field `repeat=True` to take one value per flag (`-k a -k b`) instead of a comma-separated list."""
+    return {HELP: help, FLAGS: names, REPEAT: repeat}
 
 
 def field_default(f: Field) -> Any:
@@ -68,6 +69,8 @@ def _shown(value: Any) -> str:
         return "required"
     if value is None:
         return "none"
+    if value == "":
+        return '""'
     if isinstance(value, (list, tuple)):
         return ",".join(str(v) for v in value)
     if isinstance(value, bool):
@@ -75,12 +78,20 @@ def _shown(value: Any) -> str:
     return str(value)
 
 
-def cli_type(hint: Any) -> Any:
-    """What typer parses a field as: lists as their comma-separated text, choices as text, the rest as they are."""
+def _scalar(hint: Any) -> Any:
+    return hint if hint in (int, float, str, bool, Path) else str
+
+
+def cli_type(f: Field, hint: Any) -> Any:
+    """What typer parses a field as: lists as their comma-separated text (or, repeated, a list of their element),
+    choices as text, the rest as they are."""
     plain, _ = _plain(hint)
-    if _element(plain) is not None or typing.get_origin(plain) is Literal:
+    element = _element(plain)
+    if element is not None:
+        return list[_scalar(element)] if f.metadata.get(REPEAT) else str
+    if typing.get_origin(plain) is Literal:
         return str
-    return plain if plain in (int, float, str, bool, Path) else str
+    return _scalar(plain)
 
 
 def help_text(f: Field, hint: Any) -> str:
@@ -89,7 +100,7 @@ def help_text(f: Field, hint: Any) -> str:
     if typing.get_origin(plain) is Literal:
         text += f" One of: {', '.join(map(str, typing.get_args(plain)))}."
     elif _element(plain) is not None:
-        text += " Comma-separated."
+        text += " Repeatable." if f.metadata.get(REPEAT) else " Comma-separated."
     return text.strip()
 
 
@@ -103,22 +114,27 @@ def flag_names(f: Field, hint: Any) -> tuple[str, ...]:
 
 def parameter(f: Field, hint: Any) -> inspect.Parameter:
     """The typer parameter of one config field: default None (not given), the field's default shown in --help."""
-    option = typer.Option(*flag_names(f, hint), help=help_text(f, hint), show_default=_shown(field_default(f)))
+    import typer
+
+    repeated = _element(_plain(hint)[0]) if f.metadata.get(REPEAT) else None
+    option = typer.Option(*flag_names(f, hint), help=help_text(f, hint), show_default=_shown(field_default(f)),
+                          metavar=_scalar(repeated).__name__.upper() if repeated else None)
     return inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=None,
-                             annotation=Annotated[cli_type(hint) | None, option])
+                             annotation=Annotated[cli_type(f, hint) | None, option])
 
 
 def parse_value(text: Any, hint: Any, name: str) -> Any:
     """A flag's value as the field's type: comma-separated text to a list (or tuple) of its element type."""
     plain, _ = _plain(hint)
     element = _element(plain)
-    if element is None or not isinstance(text, str):
+    if element is None:
         return text
+    parts = [part.strip() for part in text.split(",")] if isinstance(text, str) else list(text)
     try:
-        values = [element(part.strip()) for part in text.split(",") if part.strip()]
+        values = [element(part) for part in parts if part != ""]
     except ValueError:
-        raise ConfigError(f"--{name.replace('_', '-')} must be comma-separated {element.__name__} values, "
-                          f"got {text!r}") from None
+        listed = "comma-separated " if isinstance(text, str) else ""
+        raise ConfigError(f"--{name.replace('_', '-')} must be {listed}{element.__name__} values, got {text!r}") from None
     return tuple(values) if typing.get_origin(plain) is tuple else values
 
 
@@ -128,27 +144,51 @@ def config_fields(cls: type) -> list[tuple[Field, Any]]:
     return [(f, hints[f.name]) for f in fields(cls) if f.init]
 
 
-def config_flags(*classes: type, exclude: tuple[str, ...] = ()) -> Callable:
-    """Decorate a command: every field of `classes` (less `exclude` and the command's own parameters) becomes a
-    flag; the command gets the flags given as `flags` (field name -> value of the field's type)."""
+def flag_fields(classes: tuple[type, ...], exclude: tuple[str, ...] = (),
+                include: tuple[str, ...] | None = None) -> dict[str, tuple[Field, Any]]:
+    """name -> (field, type hint) of every field of `classes` that becomes a flag: the first class to name a field
+    owns it; a field holding one of `classes` is left out (its class's fields are flags); then `exclude` is left
+    out and, when given, only `include` is kept."""
+    derived: dict[str, tuple[Field, Any]] = {}
+    for cls in classes:
+        for f, hint in config_fields(cls):
+            nested = _plain(hint)[0] in classes
+            if not nested and f.name not in exclude and (include is None or f.name in include):
+                derived.setdefault(f.name, (f, hint))
+    return derived
+
+
+def config_flags(*classes: type, exclude: tuple[str, ...] = (), include: tuple[str, ...] | None = None) -> Callable:
+    """Decorate a command: every field of `classes` (less `exclude` and the command's own parameters, only `include`
+    when given) becomes a flag; the command gets the flags given as `flags` (field name -> value of the field's
+    type). tests/test_cli_flags.py holds the toolkit's commands to no own parameter repeating a field."""
     def wrap(fn: Callable) -> Callable:
-        own = [p for p in inspect.signature(fn).parameters.values() if p.name != "flags"]
-        taken = {p.name for p in own} | set(exclude)
-        derived: dict[str, tuple[Field, Any]] = {}
-        for cls in classes:
-            for f, hint in config_fields(cls):
-                if f.name not in taken:
-                    derived.setdefault(f.name, (f, hint))
+        own = [p for p in inspect.signature(fn, eval_str=True).parameters.values() if p.name != "flags"]
+        derived = flag_fields(classes, exclude + tuple(p.name for p in own), include)
 
         @functools.wraps(fn)
         def command(**kwargs: Any) -> Any:
             given = {name: kwargs.pop(name) for name in derived}
-            flags = {name: parse_value(v, derived[name][1], name) for name, v in given.items() if v is not None}
+            # not given: None, or no value of a repeatable flag (an empty comma list is given: `--augment ''`)
+            flags = {name: parse_value(v, derived[name][1], name) for name, v in given.items()
+                     if v is not None and not (v == [] and derived[name][0].metadata.get(REPEAT))}
             return fn(**kwargs, flags=flags)
 
         command.__signature__ = inspect.Signature(own + [parameter(f, hint) for f, hint in derived.values()])
+        command.config_classes = classes  # what tests/test_cli_flags.py reads
+        command.config_fields = tuple(derived)
         return command
     return wrap
+
+
+def flag_help(cls: type, name: str) -> str:
+    """A field's help text, for the option of a command with no config class that takes the same setting."""
+    return cls.__dataclass_fields__[name].metadata[HELP]
+
+
+def flag_value(cls: type, name: str, flags: dict) -> Any:
+    """One field's value for a command that needs no whole config: the flag given, else the field's default."""
+    return flags[name] if name in flags else field_default(cls.__dataclass_fields__[name])
 
 
 def only(cls: type, values: dict) -> dict:
@@ -164,5 +204,6 @@ def resolve(cls: type, yaml_path: str | Path | None, flags: dict, **fixed: Any) 
     values.update(fixed)
     missing = [f.name for f, _ in config_fields(cls) if field_default(f) is MISSING and f.name not in values]
     if missing:
-        raise ConfigError(f"{missing[0]} is required (--{missing[0].replace('_', '-')}, or its key in a YAML config)")
+        where = f" or its key in {yaml_path}" if yaml_path else ""
+        raise ConfigError(f"{missing[0]} is required (--{missing[0].replace('_', '-')}{where})")
     return cls(**values)

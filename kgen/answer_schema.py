@@ -20,6 +20,9 @@ from ground.errors import ConfigError
 
 AnswerFormat = Literal["text", "json"]
 ANSWER_FORMATS: tuple[str, ...] = ("text", "json")
+# Teacher answers, the student's SFT completions and the student's answers alike: structured answers with
+# span-constrained explicit values beat the text format on data/gold (README).
+DEFAULT_ANSWER_FORMAT: AnswerFormat = "json"
 KEY_FEATURES = "key_features"  # the key-phrase list of older structured answers; still parsed
 
 MAX_EXPLICIT, MAX_IMPLICIT = 3, 4
@@ -107,7 +110,8 @@ def max_answer_tokens() -> int:
 
 
 def default_max_new_tokens(answer_format: str) -> int:
-    """The token limit a run uses unless told otherwise: enough for a whole answer of the format."""
+    """The token limit a run uses unless told otherwise (`max_new_tokens` None): enough for a whole answer of the
+    format. The one place this default is decided; GenerationSettings applies it."""
     return max_answer_tokens() if answer_format == "json" else TEXT_MAX_NEW_TOKENS
 
 

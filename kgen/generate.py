@@ -2,67 +2,50 @@
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
-from ground.config import config_dict
-from ground.errors import ConfigError, MissingExtra
-from ground.files import write_json
 from ground import records as R
-from kgen.answer_schema import default_max_new_tokens
+from ground.config import config_dict
+from ground.errors import ConfigError
+from ground.files import write_json
+from ground.flags import flag
 from kgen.grounding import grounding_metrics
 from kgen.run import generate_records
 from kgen.tasks import REFERENCES
+from kgen.settings import check_engine, check_level_and_limit, engine_field, items_field, level_field, workers_field
 from kgen.teachers import make_teacher, parse_teacher, teacher_label
 from kgen.teachers.base import GenerationSettings
 
-ENGINES = ("local", "ray")
 
-
-def check_engine(engine: str, workers: int | None) -> None:
-    """`local` or `ray`, and a positive worker count when one is given."""
-    if engine not in ENGINES:
-        raise ConfigError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
-    if workers is not None and workers < 1:
-        raise ConfigError(f"workers must be >= 1, got {workers}")
-    if engine == "ray" and importlib.util.find_spec("ray") is None:  # said before any input is read or model loaded
-        from kgen.ray_engine import MISSING_RAY
-
-        raise MissingExtra(MISSING_RAY)
-
-
-def check_level_and_limit(level: str, limit: int | None) -> None:
-    """The checks a teacher run and a student run share."""
-    if level not in R.LEVELS:
-        raise ConfigError(f"level must be item or user, got {level!r}")
-    if limit is not None and limit < 1:
-        raise ConfigError(f"limit must be >= 1, got {limit}")
-
-
-@dataclass
+@dataclass(kw_only=True)
 class GenerateConfig:
-    """Everything one generation run depends on; written beside its output."""
+    """Everything one teacher run depends on; written beside its output."""
 
-    level: str
-    input: Path
-    output: Path
-    teacher: str | None = None  # backend:model; None = the embedded SmolLM2-135M-Instruct
-    items: Path | None = None  # item records, to render user histories
-    limit: int | None = None
-    batch_size: int = 8
-    concurrency: int = 16
-    # Structured answers with span-constrained explicit values: on data/gold they beat the text format (README).
-    settings: GenerationSettings = field(
-        default_factory=lambda: GenerationSettings(max_new_tokens=default_max_new_tokens("json"), answer_format="json"))
-    pool: Path | None = None
-    embedder: str | None = None
-    replace_stale: bool = False
-    reference: str = "nearest"  # the one-shot example: the most similar pool example, or none (json answers only)
-    drop_leaked: bool = True  # take phrases leaked from the example out of the key phrases (kept under `leaked`)
-    engine: str = "local"  # local: this process; ray: a Ray cluster (RAY_ADDRESS, else a local one), kgen/ray_engine.py
-    workers: int | None = None  # Ray workers; None = one per GPU (vllm) or per CPU of the cluster
+    level: str = level_field()
+    input: Path = field(metadata=flag("Input JSONL (items or users).", "--input", "-i"))
+    output: Path = field(metadata=flag("Output JSONL.", "--output", "-o"))
+    teacher: str | None = field(default=None, metadata=flag(
+        "backend:model, e.g. openai:gpt-4o-mini, openai-batch:gpt-4o-mini (Batch API: ~half the price, results "
+        "within 24 h, resumable), vllm:Qwen/Qwen2.5-7B-Instruct, transformers:<id or path>. Default: the embedded "
+        "SmolLM2-135M-Instruct."))
+    items: Path | None = items_field()
+    limit: int | None = field(default=None, metadata=flag("Only the first N input rows."))
+    batch_size: int = field(default=8, metadata=flag("Batch size (local backends)."))
+    concurrency: int = field(default=16, metadata=flag("Requests in flight (openai backend)."))
+    settings: GenerationSettings = field(default_factory=GenerationSettings)  # its fields are flags of their own
+    pool: Path | None = field(default=None, metadata=flag("Reference pool JSONL (default: the shipped one)."))
+    embedder: str | None = field(default=None, metadata=flag("Sentence-transformer for picking the one-shot example."))
+    replace_stale: bool = field(default=False, metadata=flag(
+        "Replace stored rows made with another prompt/model/settings."))
+    reference: str = field(default="nearest", metadata=flag(
+        "One-shot example: nearest (most similar pool example) or none (json answers only)."))
+    drop_leaked: bool = field(default=True, metadata=flag(
+        "Take phrases leaked from the one-shot example out of the key phrases (still listed under `leaked`).",
+        "--drop-leaked/--keep-leaked"))
+    engine: str = engine_field()  # kgen/ray_engine.py
+    workers: int | None = workers_field()
 
     def __post_init__(self) -> None:
         check_level_and_limit(self.level, self.limit)
@@ -73,9 +56,9 @@ class GenerateConfig:
         if self.engine == "ray" and backend == "openai-batch":
             raise ConfigError("the openai-batch teacher runs on the provider's batch engine; drop --engine ray")
         if self.reference not in REFERENCES:
-            raise ValueError(f"reference must be one of {', '.join(REFERENCES)}, got {self.reference!r}")
+            raise ConfigError(f"reference must be one of {', '.join(REFERENCES)}, got {self.reference!r}")
         if self.reference == "none" and not self.settings.structured:
-            raise ValueError("reference 'none' needs answer_format 'json': the text format is taught by its example")
+            raise ConfigError("reference 'none' needs answer_format 'json': the text format is taught by its example")
 
     def to_dict(self) -> dict:
         return config_dict(self)

@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from dataclasses import field as config_field
 from typing import Literal, get_args
 
 import numpy as np
 
 from ground.records import CLICKS, EXPOSURES, HISTORY, INCLUSION_PROB, SAMPLING_WEIGHT, STATS, STRATUM, record_id
 from ground.errors import ConfigError, RecordError
+from ground.flags import flag
 
 ALL = "all"
 MISSING = "(missing)"
@@ -40,11 +42,14 @@ WEIGHTS: tuple[str, ...] = (EXPOSURES, CLICKS, CTR, HISTORY_LEN)
 class SampleConfig:
     """How many rows to pick, how to stratify, how to weight, and the seed."""
 
-    n: int
-    by: str | None = None
-    allocation: Allocation = "proportional"
-    weight: str | None = None
-    seed: int = 0
+    n: int = config_field(default=100, metadata=flag("How many rows to pick."))
+    by: str | None = config_field(default=None, metadata=flag(
+        "Stratify by this field (e.g. category); none = one stratum."))
+    allocation: Allocation = config_field(default="proportional", metadata=flag(
+        "Rows per stratum: proportional to its size, equal, or proportional to sqrt(size)."))
+    weight: str | None = config_field(default=None, metadata=flag(
+        f"Importance weight: {', '.join(WEIGHTS)}; none = uniform."))
+    seed: int = config_field(default=0, metadata=flag("Seed of the draw."))
 
     def __post_init__(self) -> None:
         if isinstance(self.n, bool) or not isinstance(self.n, int) or self.n < 1:

@@ -53,7 +53,7 @@ class StudyConfig:
     teacher: str | None = None  # backend:model; None = the embedded SmolLM2-135M-Instruct
     student: str = EMBEDDED_LLM
     batch_size: int = 8
-    max_new_tokens: int = 320
+    max_new_tokens: int | None = None  # None: the answer format's own limit (kgen.answer_schema.default_max_new_tokens)
     epochs: float = 2.0
     # A 135M student with rank-16 LoRA needs more than the 2e-4 default to pick up the format in a few steps.
     learning_rate: float = 1e-3
@@ -74,7 +74,7 @@ class StudyConfig:
             raise ValueError(f"augment must be a subset of none,aug, got {self.augment}")
         if not self.seeds:
             raise ValueError("seeds must not be empty")
-        for name in ("eval_items", "batch_size", "max_new_tokens", "ctr_epochs", "ctr_batch_size"):
+        for name in ("eval_items", "batch_size", "ctr_epochs", "ctr_batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
 
@@ -132,8 +132,13 @@ def pick_inputs(cfg: StudyConfig) -> None:
 def teacher_args(cfg: StudyConfig) -> list[str]:
     args = ["kgen.cli", "generate", "--level", "item", "-i", str(cfg.out / "data" / "train_items.jsonl"),
             "-o", str(cfg.out / "teacher" / "items.jsonl"), "--batch-size", str(cfg.batch_size),
-            "--max-new-tokens", str(cfg.max_new_tokens), "--seed", str(cfg.seed)]
-    return args + (["--teacher", cfg.teacher] if cfg.teacher else [])
+            "--seed", str(cfg.seed)]
+    return args + token_limit_args(cfg) + (["--teacher", cfg.teacher] if cfg.teacher else [])
+
+
+def token_limit_args(cfg: StudyConfig) -> list[str]:
+    """`--max-new-tokens N` when the study sets a limit; else the commands' own default (the format's limit)."""
+    return ["--max-new-tokens", str(cfg.max_new_tokens)] if cfg.max_new_tokens is not None else []
 
 
 def write_prefix(cfg: StudyConfig, n: int) -> Path:
@@ -172,7 +177,7 @@ def score_student(cfg: StudyConfig, name: str) -> None:
     done_pred = pred_file if count_records(pred_file) >= n_eval else None
     stage(cfg, f"{name}: generate on {n_eval} gold items", done_pred, run_cli,
           ["distill.cli", "generate", "-m", model, "--level", "item", "-i", str(cfg.out / "data" / "eval_items.jsonl"),
-           "-o", str(pred_file), "--batch-size", str(cfg.batch_size), "--max-new-tokens", str(cfg.max_new_tokens),
+           "-o", str(pred_file), "--batch-size", str(cfg.batch_size), *token_limit_args(cfg),
            "--seed", str(cfg.seed)], log)
     stage(cfg, f"{name}: eval-f1", f1 / "f1.json", run_cli,
           ["distill.cli", "eval-f1", "--pred", str(pred_file), "--gold", str(cfg.out / "data" / "eval_gold.jsonl"),

@@ -28,8 +28,8 @@ from ctr.compare import compare_din_msd, format_comparison
 from ctr.raw import PrepareConfig
 from ctr.prepare import prepare as prepare_ctr_data
 from distill.data import DataConfig, build_data
-from distill.generate import GenerateConfig as StudentConfig
 from distill.generate import generate_student
+from distill.student_config import StudentConfig
 from distill.train import train
 from distill.train_config import TrainConfig
 from eval.baselines import baseline_records
@@ -38,7 +38,7 @@ from eval.f1_report import evaluate_f1, headline_figures
 from eval.paired import format_ratio, paired_f1_ratio, per_item_f1, rounded
 from ground.files import iter_jsonl, write_json, write_jsonl
 from ground import records as R
-from kgen.answer_schema import default_max_new_tokens
+from kgen.answer_schema import DEFAULT_ANSWER_FORMAT
 from kgen.generate import GenerateConfig, generate_knowledge
 from kgen.models import EMBEDDED_LLM
 from kgen.sample import SampleConfig, sample_rows
@@ -60,10 +60,10 @@ class MainConfig:
     eval_items: int = 12
     eval_users: int = 6
     batch_size: int = 8
-    max_new_tokens: int = 384  # answers to long purchase histories need it; loops are cut at the Key Features line
+    max_new_tokens: int | None = None  # None: the answer format's own limit (kgen.answer_schema.default_max_new_tokens)
     teacher: str | None = None
     # Teacher and student alike: "json" = constrained to kgen/answer_schema.py (explicit values spans of the input).
-    answer_format: str = "json"
+    answer_format: str = DEFAULT_ANSWER_FORMAT
     student: str = EMBEDDED_LLM
     train_epochs: float = 2.0
     # A 135M student with rank-16 LoRA needs a larger rate than the 2e-4 default (tuned for 7B models) to pick up
@@ -78,11 +78,6 @@ class MainConfig:
 
     def n(self, base: int) -> int:
         return base * self.scale
-
-    def token_limit(self) -> int:
-        """Teacher and student: a structured answer needs room for every list at its limit; the text format stops
-        at its Key Features line."""
-        return max(self.max_new_tokens, default_max_new_tokens(self.answer_format))
 
 
 def stage(title: str) -> float:
@@ -122,8 +117,9 @@ def prepare_sample(cfg: MainConfig) -> dict[str, Path]:
 
 def teacher_knowledge(cfg: MainConfig, level: str, input_path: Path, items: Path, output: Path) -> dict:
     """Generate one level's knowledge with the teacher (resumes if the output exists)."""
-    settings = GenerationSettings(max_new_tokens=cfg.token_limit(), seed=cfg.seed, answer_format=cfg.answer_format)
-    config = GenerateConfig(level, input_path, output, cfg.teacher, items, batch_size=cfg.batch_size, settings=settings)
+    settings = GenerationSettings(max_new_tokens=cfg.max_new_tokens, seed=cfg.seed, answer_format=cfg.answer_format)
+    config = GenerateConfig(level=level, input=input_path, output=output, teacher=cfg.teacher, items=items,
+                            batch_size=cfg.batch_size, settings=settings)
     return generate_knowledge(config)["metrics"]
 
 
@@ -131,8 +127,8 @@ def student_knowledge(cfg: MainConfig, model: str, paths: dict, name: str) -> Pa
     """Generate the student's answers for the gold ids of both levels into one file (the teacher's format)."""
     out = cfg.out / "knowledge" / f"{name}.jsonl"
     for level in R.LEVELS:
-        config = StudentConfig(model, level, paths[f"eval_{level}"], out, items=paths["items"],
-                               batch_size=cfg.batch_size, max_new_tokens=cfg.token_limit(), seed=cfg.seed,
+        config = StudentConfig(model=model, level=level, input=paths[f"eval_{level}"], output=out, items=paths["items"],
+                               batch_size=cfg.batch_size, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed,
                                answer_format=cfg.answer_format)
         generate_student(config)
     return out
@@ -185,7 +181,7 @@ def main(cfg: MainConfig) -> dict:
             m[f"teacher_{split}_{level}"] = teacher_knowledge(cfg, level, paths[f"{split}_{level}"], paths["items"], out)
             m[f"teacher_{split}_{level}"]["summary"] = summarise(out)
     stage("3. distill build-data: SFT examples with key-phrase shuffling and dictionary substitution")
-    sft = build_data(DataConfig([knowledge / f"teacher_train_{lv}.jsonl" for lv in R.LEVELS], cfg.out / "sft",
+    sft = build_data(DataConfig(knowledge=[knowledge / f"teacher_train_{lv}.jsonl" for lv in R.LEVELS], output=cfg.out / "sft",
                                 augment=("shuffle", "dictionary"), shuffle_factor=1, dictionary_factor=1,
                                 val_fraction=0.1, seed=cfg.seed, answer_format=cfg.answer_format))
     m["sft"] = sft
@@ -253,11 +249,11 @@ def print_summary(m: dict, cfg: MainConfig) -> None:
 
 def parse_args() -> MainConfig:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--scale", type=int, default=1, help="multiply every size (default 1: ~10 min on 2 CPU cores)")
+    p.add_argument("--scale", type=int, default=MainConfig.scale, help="multiply every size (default 1: ~10 min on 2 CPU cores)")
     p.add_argument("--out", type=Path, default=MainConfig.out)
     p.add_argument("--teacher", default=None, help="backend:model (default: the embedded SmolLM2-135M-Instruct)")
-    p.add_argument("--student", default=EMBEDDED_LLM, help="student base: hub id, path, or the embedded alias")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--student", default=MainConfig.student, help="student base: hub id, path, or the embedded alias")
+    p.add_argument("--seed", type=int, default=MainConfig.seed)
     p.add_argument("--answer-format", default=MainConfig.answer_format, choices=["text", "json"],
                    help="the teacher's and the student's answer format (json: constrained to kgen/answer_schema.py)")
     a = p.parse_args()

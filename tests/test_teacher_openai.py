@@ -19,7 +19,7 @@ from kgen.teachers.openai_backend import (
     retry_delay,
 )
 
-SETTINGS = GenerationSettings(max_new_tokens=64, temperature=0.7, top_p=0.9, seed=11)
+SETTINGS = GenerationSettings(max_new_tokens=64, temperature=0.7, top_p=0.9, seed=11, answer_format="text")
 
 
 def user(content: str) -> list[dict[str, str]]:
@@ -355,14 +355,14 @@ def test_a_server_that_rejects_the_schema_is_asked_again_without_it_and_the_run_
 
 def test_a_text_run_never_sends_a_response_format():
     with FakeOpenAIServer() as server:
-        run_all_with(make_teacher(server), ["mug"], GenerationSettings(max_new_tokens=8))
+        run_all_with(make_teacher(server), ["mug"], GenerationSettings(max_new_tokens=8, answer_format="text"))
         assert "response_format" not in server.calls[0].body
 
 
 def test_a_repetition_penalty_is_refused_before_any_request():
     with FakeOpenAIServer() as server:
         with pytest.raises(ValueError, match="repetition_penalty is not a parameter of the OpenAI chat API"):
-            run_all_with(make_teacher(server), ["mug"], GenerationSettings(max_new_tokens=8, repetition_penalty=1.2))
+            run_all_with(make_teacher(server), ["mug"], GenerationSettings(max_new_tokens=8, answer_format="text", repetition_penalty=1.2))
         assert server.calls == []
 
 

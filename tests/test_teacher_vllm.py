@@ -16,7 +16,7 @@ import pytest
 from kgen.teachers.base import GenerationSettings
 from kgen.teachers.vllm_backend import VLLMTeacher
 
-SETTINGS = GenerationSettings(max_new_tokens=32, temperature=0.5, top_p=0.8, seed=7)
+SETTINGS = GenerationSettings(max_new_tokens=32, temperature=0.5, top_p=0.8, seed=7, answer_format="text")
 
 
 @dataclass
@@ -124,7 +124,7 @@ def test_prompts_go_in_chunks_and_every_answer_comes_back_with_its_index(fake_vl
 
 def test_a_repetition_penalty_goes_to_the_sampling_params(fake_vllm):
     teacher = VLLMTeacher("m", batch_size=3)
-    list(teacher.complete([user("mug")], GenerationSettings(max_new_tokens=32, seed=7, repetition_penalty=1.15)))
+    list(teacher.complete([user("mug")], GenerationSettings(max_new_tokens=32, seed=7, answer_format="text", repetition_penalty=1.15)))
     assert teacher.llm.params[0] == SamplingParams(temperature=0.0, top_p=1.0, max_tokens=32, seed=7,
                                                    repetition_penalty=1.15)
 

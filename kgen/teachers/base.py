@@ -5,32 +5,45 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Literal, Protocol
 
-from kgen.answer_schema import answer_schema, check_answer_format
 from ground.errors import ConfigError
+from ground.flags import flag
+from kgen.answer_schema import (DEFAULT_ANSWER_FORMAT, TEXT_MAX_NEW_TOKENS, AnswerFormat, answer_schema,
+                                check_answer_format, default_max_new_tokens, max_answer_tokens)
 
 Messages = list[dict[str, str]]  # chat messages: [{"role": ..., "content": ...}]
 
 
-@dataclass(frozen=True)
+# Shown in --help: the limit each format gets when none is given (kgen.answer_schema.default_max_new_tokens).
+TOKEN_LIMIT_HELP = (f"Token limit per answer (none: the answer format's own, {TEXT_MAX_NEW_TOKENS} for text; json: "
+                    f"the schema's longest answer, {max_answer_tokens()}, so none is cut).")
+
+
+@dataclass(frozen=True, kw_only=True)
 class GenerationSettings:
     """Sampling settings; part of every request's content key."""
 
-    max_new_tokens: int = 384
-    temperature: float = 0.0
-    top_p: float = 1.0
-    seed: int = 0
+    max_new_tokens: int | None = field(default=None, metadata=flag(TOKEN_LIMIT_HELP))  # None: set from the format
+    temperature: float = field(default=0.0, metadata=flag("Sampling temperature (0: greedy)."))
+    top_p: float = field(default=1.0, metadata=flag("Nucleus sampling: keep the smallest token set of this mass."))
+    seed: int = field(default=0, metadata=flag("Sampling seed."))
     # "json": the backend constrains the answer to kgen.answer_schema; "text": free text for kgen.parse.
-    answer_format: str = "text"
+    answer_format: AnswerFormat = field(default=DEFAULT_ANSWER_FORMAT, metadata=flag(
+        "json: answers constrained to kgen/answer_schema.py; text: the Key Features text format."))
     # With "json": an explicit value must be a span of the input (a per-input schema); False: any short string.
-    explicit_spans: bool = True
+    explicit_spans: bool = field(default=True, metadata=flag(
+        "json: explicit values must be spans of the input.", "--explicit-spans/--free-explicit"))
     # > 1 makes tokens already in the prompt or answer less likely (transformers / vLLM semantics); 1 = off.
     # Under a schema it only reorders the choices the grammar allows (which span, which aspect), never the JSON.
-    repetition_penalty: float = 1.0
+    repetition_penalty: float = field(default=1.0, metadata=flag(
+        "Tokens already in the prompt or answer are made less likely (1 = off; transformers and vllm teachers)."))
 
     def __post_init__(self) -> None:
+        check_answer_format(self.answer_format)
+        if self.max_new_tokens is None:
+            object.__setattr__(self, "max_new_tokens", default_max_new_tokens(self.answer_format))
         if self.max_new_tokens < 1:
             raise ConfigError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
         if self.temperature < 0:
@@ -39,7 +52,6 @@ class GenerationSettings:
             raise ConfigError(f"top_p must be in (0, 1], got {self.top_p}")
         if self.repetition_penalty <= 0:
             raise ConfigError(f"repetition_penalty must be > 0, got {self.repetition_penalty}")
-        check_answer_format(self.answer_format)
 
     @property
     def structured(self) -> bool:

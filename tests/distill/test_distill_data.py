@@ -30,7 +30,8 @@ def load(folder):
 
 def test_build_data_counts_and_splits_by_id(tmp_path, knowledge_file, synonyms):
     out = tmp_path / "sft"
-    config = DataConfig([knowledge_file], out, ("shuffle", "dictionary"), 2, 1, synonyms, 0.25, 0)
+    config = DataConfig(knowledge=[knowledge_file], output=out, augment=("shuffle", "dictionary"), shuffle_factor=2,
+                        dictionary_factor=1, dictionary=synonyms, val_fraction=0.25, seed=0)
     stats = build_data(config)
     # 12 ok + 1 parse_error + 1 api_error; each ok record: 1 original + 2 distinct shuffles;
     # a synonym exists for 8 of them (85123A: Gift/Home Decor, 84879: Gift/Christmas Decoration; 22423: none).
@@ -51,7 +52,8 @@ def test_build_data_counts_and_splits_by_id(tmp_path, knowledge_file, synonyms):
 
 def test_text_examples_are_the_short_student_prompt_and_the_canonical_answer(tmp_path, knowledge_file, synonyms):
     out = tmp_path / "sft"
-    build_data(DataConfig([knowledge_file], out, ("shuffle", "dictionary"), 2, 1, synonyms, 0.25, 0, "text"))
+    build_data(DataConfig(knowledge=[knowledge_file], output=out, augment=("shuffle", "dictionary"), shuffle_factor=2,
+                          dictionary_factor=1, dictionary=synonyms, val_fraction=0.25, seed=0, answer_format="text"))
     data = load(out)
     rows = {r["id"]: r for r in many_rows(12)}
     for ex in data["train"]:
@@ -75,7 +77,9 @@ def test_json_examples_are_the_student_json_prompt_and_the_answer_in_the_schema(
     from kgen.answer_schema import answer_schema
 
     out = tmp_path / "sft"
-    stats = build_data(DataConfig([knowledge_file], out, ("shuffle", "dictionary"), 2, 1, synonyms, 0.25, 0))
+    stats = build_data(DataConfig(knowledge=[knowledge_file], output=out, augment=("shuffle", "dictionary"),
+                                  shuffle_factor=2, dictionary_factor=1, dictionary=synonyms, val_fraction=0.25,
+                                  seed=0))
     assert read_json(out / "build_config.json")["answer_format"] == "json"  # the default
     data = load(out)
     rows = {r["id"]: r for r in many_rows(12)}
@@ -109,7 +113,7 @@ def test_json_examples_leave_out_the_facts_taken_out_as_leaked_from_the_example(
     row["leaked_dropped"] = ["gift"]  # the teacher's one-shot example said "Gift" and the name does not
     knowledge = tmp_path / "k.jsonl"
     write_jsonl(knowledge, [row])
-    build_data(DataConfig([knowledge], tmp_path / "sft", val_fraction=0.0))
+    build_data(DataConfig(knowledge=[knowledge], output=tmp_path / "sft", augment=(), val_fraction=0.0))
     (ex,) = load(tmp_path / "sft")["train"]
     answer = json.loads(ex["completion"][0]["content"])
     assert [a["value"] for a in answer["implicit"]] == ["Home Decor"]
@@ -142,7 +146,7 @@ def test_tiny_data_still_gets_one_validation_id_and_zero_fraction_none():
 
 def test_no_augmentation_and_no_validation(tmp_path, knowledge_file):
     out = tmp_path / "sft"
-    stats = build_data(DataConfig([knowledge_file], out, (), val_fraction=0.0))
+    stats = build_data(DataConfig(knowledge=[knowledge_file], output=out, augment=(), val_fraction=0.0))
     assert (stats["originals"], stats["produced_by_shuffle"], stats["produced_by_dictionary"]) == (12, 0, 0)
     data = load(out)
     assert len(data["train"]) == 12 and len(data["validation"]) == 0
@@ -150,13 +154,13 @@ def test_no_augmentation_and_no_validation(tmp_path, knowledge_file):
 
 def test_bad_config_and_no_usable_records(tmp_path):
     with pytest.raises(ValueError, match="unknown augmentation 'synonyms'"):
-        DataConfig([tmp_path / "k.jsonl"], tmp_path / "sft", ("synonyms",))
+        DataConfig(knowledge=[tmp_path / "k.jsonl"], output=tmp_path / "sft", augment=("synonyms",))
     with pytest.raises(ValueError, match="val_fraction must be in \\[0, 1\\), got 1.5"):
-        DataConfig([tmp_path / "k.jsonl"], tmp_path / "sft", val_fraction=1.5)
+        DataConfig(knowledge=[tmp_path / "k.jsonl"], output=tmp_path / "sft", val_fraction=1.5)
     bad = tmp_path / "k.jsonl"
     write_jsonl(bad, [{**many_rows(1)[0], "status": "truncated"}])
     with pytest.raises(ValueError, match="no usable knowledge records"):
-        build_data(DataConfig([bad], tmp_path / "sft"))
+        build_data(DataConfig(knowledge=[bad], output=tmp_path / "sft"))
 
 
 def test_cli_build_data_and_its_one_line_errors(tmp_path, knowledge_file, synonyms):
@@ -218,7 +222,7 @@ def test_a_failed_build_leaves_the_old_output_and_no_temp_folder(tmp_path, knowl
     import distill.data
 
     out = tmp_path / "sft"
-    build_data(DataConfig([knowledge_file], out, (), val_fraction=0.0))
+    build_data(DataConfig(knowledge=[knowledge_file], output=out, augment=(), val_fraction=0.0))
     before = sorted(str(p.relative_to(out)) for p in out.rglob("*"))
 
     def disk_full(splits, folder):
@@ -227,6 +231,6 @@ def test_a_failed_build_leaves_the_old_output_and_no_temp_folder(tmp_path, knowl
 
     monkeypatch.setattr(distill.data, "save_splits", disk_full)
     with pytest.raises(OSError):
-        build_data(DataConfig([knowledge_file], out, (), val_fraction=0.5))
+        build_data(DataConfig(knowledge=[knowledge_file], output=out, augment=(), val_fraction=0.5))
     assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["knowledge.jsonl", "sft"]

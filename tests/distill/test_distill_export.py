@@ -11,7 +11,8 @@ from distill.cli import app
 from distill.embed import EmbedConfig, embed_tables
 from ground.vectors import mean_pool, read_table
 from distill.export import export_model, is_adapter
-from distill.generate import STUDENT_REPETITION_PENALTY, GenerateConfig, generate_student
+from distill.generate import generate_student
+from distill.student_config import STUDENT_REPETITION_PENALTY, StudentConfig
 from kgen.inputs import item_input, user_input
 from kgen.parse import format_answer
 from kgen.prompting import build_messages
@@ -69,7 +70,7 @@ def test_embed_writes_one_vector_per_id_from_mean_pooled_hidden_states(tiny_mode
     from transformers import AutoModel, AutoTokenizer
 
     items, users = inputs
-    summary = embed_tables(EmbedConfig(str(tiny_model), items, tmp_path / "emb", users, batch_size=2))
+    summary = embed_tables(EmbedConfig(model=str(tiny_model), items=items, output=tmp_path / "emb", users=users, batch_size=2))
     item_ids, item_vecs = read_table(tmp_path / "emb" / "item_embeddings.parquet")
     user_ids, user_vecs = read_table(tmp_path / "emb" / "user_embeddings.parquet")
     assert item_ids == ["85123A", "22423", "84879"] and item_vecs.shape == (3, 32) and item_vecs.dtype == "float32"
@@ -87,13 +88,13 @@ def test_embed_writes_one_vector_per_id_from_mean_pooled_hidden_states(tiny_mode
 
 def test_embed_accepts_an_adapter_folder_and_refuses_duplicate_ids(adapter_dir, inputs, tmp_path):
     items, _ = inputs
-    embed_tables(EmbedConfig(str(adapter_dir), items, tmp_path / "emb"))
+    embed_tables(EmbedConfig(model=str(adapter_dir), items=items, output=tmp_path / "emb"))
     assert read_table(tmp_path / "emb" / "item_embeddings.parquet")[1].shape == (3, 32)
     assert not (tmp_path / "emb" / "user_embeddings.parquet").exists()
     dup = tmp_path / "dup.jsonl"
     write_jsonl(dup, [*SAMPLE_ITEMS, SAMPLE_ITEMS[0]])
     with pytest.raises(RecordError, match="duplicate id '85123A'"):
-        embed_tables(EmbedConfig(str(adapter_dir), dup, tmp_path / "emb2"))
+        embed_tables(EmbedConfig(model=str(adapter_dir), items=dup, output=tmp_path / "emb2"))
 
 
 def test_text_generate_uses_the_short_student_prompt_and_writes_knowledge_records(inputs, tmp_path):
@@ -101,7 +102,8 @@ def test_text_generate_uses_the_short_student_prompt_and_writes_knowledge_record
     row = knowledge_row("85123A")
     student = CannedStudent(format_answer(row["explicit"], row["implicit"], row["key_phrases"]))
     out = tmp_path / "student_users.jsonl"
-    info = generate_student(GenerateConfig("runs/x", "user", users, out, items=items, answer_format="text"),
+    info = generate_student(StudentConfig(model="runs/x", level="user", input=users, output=out, items=items,
+                                          answer_format="text"),
                             student=student)
     by_id = {i["item_id"]: i for i in SAMPLE_ITEMS}
     assert student.prompts == [build_messages("student_user", user_input(u, by_id)) for u in SAMPLE_USERS]
@@ -121,7 +123,7 @@ def test_json_generate_is_the_default_and_holds_explicit_values_to_the_input_spa
     row = knowledge_row("85123A")
     student = CannedStudent(format_json_answer(row["explicit"], row["implicit"]))
     out = tmp_path / "student_items.jsonl"
-    info = generate_student(GenerateConfig("runs/x", "item", items, out), student=student)
+    info = generate_student(StudentConfig(model="runs/x", level="item", input=items, output=out), student=student)
     assert student.prompts == [build_messages("student_item_json", item_input(i)) for i in SAMPLE_ITEMS]
     for item, schema in zip(SAMPLE_ITEMS, student.schemas):  # each request carries the spans of its own input
         assert schema["properties"]["explicit"]["items"]["properties"]["value"]["enum"] == input_spans([item_input(item)])
@@ -138,7 +140,8 @@ def test_generate_selects_ids_and_limits(inputs, tmp_path):
     ids = tmp_path / "ids.txt"
     ids.write_text("# wanted\n84879\n85123A\nnope\n")
     student = CannedStudent("Key Features: x")
-    info = generate_student(GenerateConfig("m", "item", items, tmp_path / "s.jsonl", ids=ids, limit=1), student=student)
+    info = generate_student(StudentConfig(model="m", level="item", input=items, output=tmp_path / "s.jsonl", ids=ids,
+                                          limit=1), student=student)
     assert [r["id"] for r in read_records(tmp_path / "s.jsonl", "knowledge")] == ["85123A"]  # input order, then limit
     assert info["metrics"]["missing_ids"] == ["nope"]
     assert student.prompts == [build_messages("student_item_json", item_input(SAMPLE_ITEMS[0]))]
@@ -147,7 +150,8 @@ def test_generate_selects_ids_and_limits(inputs, tmp_path):
 def test_generate_with_a_real_tiny_adapter_is_resumable(adapter_dir, inputs, tmp_path):
     items, _ = inputs
     out = tmp_path / "s.jsonl"
-    config = GenerateConfig(str(adapter_dir), "item", items, out, limit=2, batch_size=2, max_new_tokens=6)
+    config = StudentConfig(model=str(adapter_dir), level="item", input=items, output=out, limit=2, batch_size=2,
+                           max_new_tokens=6)
     first = generate_student(config)["metrics"]
     records = read_records(out, "knowledge")
     assert first["generated"] == 2 and len(records) == 2

@@ -6,7 +6,8 @@ import pytest
 from distill_samples import SAMPLE_ITEMS, many_rows
 
 from distill.data import DataConfig, build_data
-from distill.generate import GenerateConfig, generate_student
+from distill.generate import generate_student
+from distill.student_config import StudentConfig
 from distill.train import train
 from distill.train_config import TrainConfig
 from kgen.answer_schema import input_spans
@@ -18,7 +19,7 @@ from ground.files import write_jsonl
 def test_lora_on_smollm2_trains_two_steps_and_generates(tmp_path):
     knowledge = tmp_path / "knowledge.jsonl"
     write_jsonl(knowledge, many_rows(4))
-    build_data(DataConfig([knowledge], tmp_path / "sft", val_fraction=0.0))
+    build_data(DataConfig(knowledge=[knowledge], output=tmp_path / "sft", augment=(), val_fraction=0.0))
     run = tmp_path / "run"
     metrics = train(TrainConfig(data=str(tmp_path / "sft"), output=str(run), lora=True, max_steps=2,
                                 learning_rate=2e-4, warmup_ratio=0.0, save_steps=2, batch_size=1))
@@ -27,7 +28,7 @@ def test_lora_on_smollm2_trains_two_steps_and_generates(tmp_path):
     items = tmp_path / "items.jsonl"
     write_jsonl(items, SAMPLE_ITEMS)
     out = tmp_path / "student.jsonl"
-    info = generate_student(GenerateConfig(str(run), "item", items, out, limit=2, batch_size=2))
+    info = generate_student(StudentConfig(model=str(run), level="item", input=items, output=out, limit=2, batch_size=2))
     records = read_records(out, "knowledge")
     assert info["metrics"]["generated"] == 2 and sorted(r["id"] for r in records) == ["22423", "85123A"]
     # The default structured answer: it always closes, and every explicit value is a span of its own input.

@@ -13,7 +13,8 @@ from ground.errors import ConfigError, RecordError
 @pytest.fixture
 def sft_dir(tmp_path, knowledge_file):
     out = tmp_path / "sft"
-    build_data(DataConfig([knowledge_file], out, ("shuffle",), shuffle_factor=1, val_fraction=0.25))
+    build_data(DataConfig(knowledge=[knowledge_file], output=out, augment=("shuffle",), shuffle_factor=1,
+                          val_fraction=0.25))
     return out
 
 

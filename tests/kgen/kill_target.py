@@ -50,4 +50,4 @@ if __name__ == "__main__":
     if args.tear_at is not None:
         tear_at(args.tear_at)
     tasks = [task(i, name=args.name) for i in range(args.n)]
-    generate_records(tasks, FakeTeacher(delay=args.delay), GenerationSettings(), args.output)
+    generate_records(tasks, FakeTeacher(delay=args.delay), GenerationSettings(answer_format="text"), args.output)

@@ -55,16 +55,30 @@ def test_json_tasks_show_the_example_as_json_or_no_example_at_all(level):
 
 
 def test_settings_and_configs_check_the_format():
-    assert not {"answer_format", "explicit_spans"} & set(GenerationSettings().to_dict())  # old keys stay valid
+    assert not {"answer_format", "explicit_spans"} & set(GenerationSettings(answer_format="text").to_dict())  # old keys stay valid
     assert GenerationSettings(answer_format="json").to_dict()["answer_format"] == "json"
     spans, free = GenerationSettings(answer_format="json"), GenerationSettings(answer_format="json", explicit_spans=False)
     assert spans.to_dict() != free.to_dict()  # a span run never resumes from a free run's answers
     with pytest.raises(ValueError, match="answer_format must be one of text, json"):
         GenerationSettings(answer_format="yaml")
     with pytest.raises(ValueError, match="reference 'none' needs answer_format 'json'"):
-        GenerateConfig(level="item", input="i.jsonl", output="o.jsonl", reference="none", settings=GenerationSettings())
+        GenerateConfig(level="item", input="i.jsonl", output="o.jsonl", reference="none",
+                       settings=GenerationSettings(answer_format="text"))
     assert GenerateConfig(level="item", input="i.jsonl", output="o.jsonl").settings.answer_format == "json"  # default
     assert default_max_new_tokens("json") > default_max_new_tokens("text")
+
+
+def test_one_default_answer_format_and_token_limit_for_every_run():
+    """json everywhere; no token limit given means the format's own, decided by default_max_new_tokens alone."""
+    from distill.data import DataConfig
+    from distill.student_config import StudentConfig
+
+    assert GenerationSettings().answer_format == DataConfig(knowledge=["k"], output="o").answer_format \
+        == StudentConfig(model="m", input="i", output="o").answer_format == "json"
+    assert GenerationSettings().max_new_tokens == default_max_new_tokens("json") == max_answer_tokens()
+    assert GenerationSettings(answer_format="text").max_new_tokens == default_max_new_tokens("text")
+    assert GenerationSettings(answer_format="text", max_new_tokens=7).max_new_tokens == 7
+    assert StudentConfig(model="m", input="i", output="o").max_new_tokens is None  # resolved by its GenerationSettings
 
 
 def test_a_repetition_penalty_is_part_of_the_request_key_only_when_it_is_on():

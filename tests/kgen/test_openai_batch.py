@@ -28,7 +28,7 @@ from kgen.teachers.base import GenerationSettings, request_key
 from kgen.teachers.openai_backend import OpenAITeacher, chat_request, response_format
 from kgen.teachers.openai_batch import OpenAIBatchTeacher, batch_state_path, write_state
 
-TEXT = GenerationSettings(max_new_tokens=64, temperature=0.7, top_p=0.9, seed=11)
+TEXT = GenerationSettings(max_new_tokens=64, temperature=0.7, top_p=0.9, seed=11, answer_format="text")
 JSON = GenerationSettings(max_new_tokens=64, answer_format="json")
 
 

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 import kgen.ray_engine as E
 from ground.vectors import ITEM_TABLE, read_table
 from distill.embed import EmbedConfig, embed_tables
-from distill.generate import GenerateConfig as StudentConfig
+from distill.student_config import StudentConfig
 from distill.generate import generate_student
 from ground.errors import ConfigError, MissingExtra
 from ground.records import read_records
@@ -25,7 +25,7 @@ from kgen.run import generate_records
 from kgen.teachers.base import GenerationSettings
 
 ray = pytest.importorskip("ray")
-SETTINGS = GenerationSettings(max_new_tokens=6)
+SETTINGS = GenerationSettings(max_new_tokens=6, answer_format="text")
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -59,8 +59,8 @@ def test_kgen_generate_records_equal_the_single_process_run_byte_for_byte(cluste
     runs = {}
     for engine in ("local", "ray"):
         out = tmp_path / engine / "k.jsonl"
-        config = GenerateConfig("item", items, out, teacher=f"transformers:{tiny_model_dir}", batch_size=2,
-                                settings=SETTINGS, engine=engine, workers=2)
+        config = GenerateConfig(level="item", input=items, output=out, teacher=f"transformers:{tiny_model_dir}",
+                                batch_size=2, settings=SETTINGS, engine=engine, workers=2)
         runs[engine] = generate_knowledge(config)["metrics"]
         assert not E.shard_dir(out).exists()  # merged and cleaned up
     assert sorted_lines(tmp_path / "ray" / "k.jsonl") == sorted_lines(tmp_path / "local" / "k.jsonl")
@@ -80,9 +80,9 @@ def test_distill_generate_and_embed_on_ray_equal_one_process(cluster, tiny_model
     try:
         for engine in ("local", "ray"):
             out = tmp_path / engine
-            generate_student(StudentConfig(tiny_model_dir, "item", items, out / "k.jsonl", batch_size=2,
-                                           max_new_tokens=5, engine=engine, workers=2))
-            embed_tables(EmbedConfig(tiny_model_dir, items, out / "emb", batch_size=2, engine=engine, workers=2))
+            generate_student(StudentConfig(model=tiny_model_dir, level="item", input=items, output=out / "k.jsonl",
+                                           batch_size=2, max_new_tokens=5, engine=engine, workers=2))
+            embed_tables(EmbedConfig(model=tiny_model_dir, items=items, output=out / "emb", batch_size=2, engine=engine, workers=2))
             runs[engine] = (sorted_lines(out / "k.jsonl"), read_table(out / "emb" / ITEM_TABLE))
     finally:
         torch.set_num_threads(threads)
@@ -154,8 +154,8 @@ def test_without_ray_the_engine_says_which_extra_to_install(monkeypatch, items, 
 def test_engine_settings_are_checked_before_any_work(items, tmp_path):
     out = tmp_path / "k.jsonl"
     with pytest.raises(ConfigError, match="openai-batch teacher runs on the provider's batch engine"):
-        GenerateConfig("item", items, out, teacher="openai-batch:gpt-4o-mini", engine="ray")
+        GenerateConfig(level="item", input=items, output=out, teacher="openai-batch:gpt-4o-mini", engine="ray")
     with pytest.raises(ConfigError, match="workers must be >= 1"):
-        StudentConfig("m", "item", items, out, engine="ray", workers=0)
+        StudentConfig(model="m", level="item", input=items, output=out, engine="ray", workers=0)
     with pytest.raises(ConfigError, match="engine must be one of local, ray"):
-        EmbedConfig("m", items, tmp_path / "emb", engine="spark")
+        EmbedConfig(model="m", items=items, output=tmp_path / "emb", engine="spark")

@@ -18,7 +18,7 @@ from ground.records import read_records
 from kgen.run import generate_records, reparse_record, request_key
 from kgen.teachers.base import GenerationSettings
 
-SETTINGS = GenerationSettings(max_new_tokens=64)
+SETTINGS = GenerationSettings(max_new_tokens=64, answer_format="text")
 
 
 def test_one_record_per_task_with_failures_recorded(tmp_path):
@@ -48,7 +48,7 @@ def test_key_depends_on_content_model_and_settings():
     base = request_key(messages, "m", SETTINGS)
     assert base == request_key(json.loads(json.dumps(messages)), "m", SETTINGS)
     assert base != request_key(messages, "other", SETTINGS)
-    assert base != request_key(messages, "m", GenerationSettings(max_new_tokens=65))
+    assert base != request_key(messages, "m", GenerationSettings(max_new_tokens=65, answer_format="text"))
     assert base != request_key([{"role": "user", "content": "Product Name: name-1"}], "m", SETTINGS)
 
 
@@ -278,7 +278,7 @@ def test_a_kill_that_tears_a_line_loses_only_that_row(tmp_path, name):
             torn.decode("utf-8")
     again = FakeTeacher()
     tasks = [task(i, name=name) for i in range(n)]
-    summary = generate_records(tasks, again, GenerationSettings(), out)  # the settings kill_target uses
+    summary = generate_records(tasks, again, GenerationSettings(answer_format="text"), out)  # the settings kill_target uses
     assert again.calls == n - k and summary["skipped_done"] == k
     lines = out.read_text().splitlines(keepends=True)
     assert lines[:k] == whole  # the rows written before the kill are kept byte for byte

@@ -13,7 +13,7 @@ def prompts(n):
 
 def test_every_prompt_answered_once_with_usage(tiny_model_dir):
     teacher = TransformersTeacher(tiny_model_dir, batch_size=3)
-    got = dict(teacher.complete(prompts(7), GenerationSettings(max_new_tokens=5)))
+    got = dict(teacher.complete(prompts(7), GenerationSettings(max_new_tokens=5, answer_format="text")))
     assert sorted(got) == list(range(7))
     for completion in got.values():
         assert completion.status == "truncated"  # a random model never writes Key Features in 5 tokens
@@ -22,7 +22,7 @@ def test_every_prompt_answered_once_with_usage(tiny_model_dir):
 
 
 def test_batched_equals_one_by_one_greedy(tiny_model_dir):
-    settings = GenerationSettings(max_new_tokens=6)
+    settings = GenerationSettings(max_new_tokens=6, answer_format="text")
     one = dict(TransformersTeacher(tiny_model_dir, batch_size=1).complete(prompts(4), settings))
     batched = dict(TransformersTeacher(tiny_model_dir, batch_size=4).complete(prompts(4), settings))
     # Left padding keeps greedy decoding the same per row (float noise aside, the tokens agree).

@@ -165,6 +165,26 @@ def test_train_early_stops_on_the_validation_split_and_reports_it(prepared, tmp_
     assert metrics["best_epoch"] == 1 + int(np.argmax([h["val_auc"] for h in metrics["history"]]))
 
 
+def test_bench_elec_validates_on_the_validation_split(prepared):
+    """bench/bench_elec.py trains with its own copy of `ctr train`'s steps: the same promise holds there."""
+    import importlib.util
+
+    from ctr.train import load_data
+
+    path = Path(__file__).resolve().parents[2] / "bench" / "bench_elec.py"
+    spec = importlib.util.spec_from_file_location("bench_elec_under_test", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    config = CTRConfig(data=str(prepared), output="unused", model="din", epochs=3, patience=3, batch_size=64,
+                       learning_rate=0.02, embed_dim=8, hidden=[16], attention_hidden=[8])
+    loaded = load_data(config)
+    data, features, _, max_history = loaded
+    splits = {n: build_split(data, n, features, max_history) for n in ("train", "val", "test")}
+    metrics = bench.train_in_process(config, loaded, splits)
+    assert metrics["history"][metrics["best_epoch"] - 1]["val_auc"] == round(metrics["val"]["auc"], 5)
+    assert round(metrics["test"]["auc"], 5) != round(metrics["val"]["auc"], 5)
+
+
 # --- 4. MSD fusion: top-k by cosine similarity ----------------------------------------------------------
 
 def test_topk_fusion_ranks_by_cosine_not_by_length():

@@ -52,3 +52,16 @@ def test_a_record_marks_only_the_example_only_phrases_as_leaked():
            "key_phrases": ["Red", "Gift Idea", "Coffee Mug"]}
     marked = with_grounding(row, example, drop_leaked=True)
     assert marked["leaked"] == ["Gift Idea"] and marked["key_phrases"] == ["Red", "Coffee Mug"]
+
+
+def test_a_user_input_is_clipped_only_by_the_names_it_shows():
+    """The user text shows the most recent max_history items: a long name among the older ones is not shown."""
+    from kgen.inputs import MAX_NAME_CHARS, input_clipped, user_input
+
+    items = {"old": {"item_id": "old", "name": "x" * (MAX_NAME_CHARS + 10)},
+             "a": {"item_id": "a", "name": "Mug"}, "b": {"item_id": "b", "name": "Teapot"}}
+    user = {"user_id": "u1", "history": ["old", "a", "b"]}
+    assert "x" * 20 not in user_input(user, items, max_history=2)
+    assert not input_clipped(user, items, max_history=2)
+    assert input_clipped(user, items, max_history=3)
+    assert input_clipped({"user_id": "u2", "history": ["a", "b", "old"]}, items, max_history=2)

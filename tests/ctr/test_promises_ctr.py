@@ -142,7 +142,11 @@ def test_fit_runs_every_epoch_while_validation_improves(monkeypatch):
 
 
 def test_train_early_stops_on_the_validation_split_and_reports_it(prepared, tmp_path, monkeypatch):
-    """The split fit() validates on is the val split, and the val_auc of the best epoch is the returned model's."""
+    """The split fit() validates on is the val split, and the val_auc of the best epoch is the returned model's.
+
+    The spy moves the weights away after fit (as epochs after the best one do): what train() scores and saves
+    must still be the best epoch's weights.
+    """
     from ctr import train as T
 
     seen = {}
@@ -150,11 +154,17 @@ def test_train_early_stops_on_the_validation_split_and_reports_it(prepared, tmp_
 
     def spy(model, train, val, config):
         seen["val"] = val
-        return real_fit(model, train, val, config)
+        result = real_fit(model, train, val, config)
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(torch.randn_like(p))
+        return result
 
     monkeypatch.setattr(T, "fit", spy)
-    metrics = T.train(CTRConfig(data=str(prepared), output=str(tmp_path / "run"), model="din", epochs=4, patience=4,
+    out = tmp_path / "run"
+    metrics = T.train(CTRConfig(data=str(prepared), output=str(out), model="din", epochs=4, patience=4,
                                 batch_size=64, learning_rate=0.02, embed_dim=8, hidden=[16], attention_hidden=[8]))
+    assert T.evaluate_run(out, split="val")["auc"] == pytest.approx(metrics["val"]["auc"], abs=1e-12)
     data = load_prepared(prepared)
     val = data.split("val")
     assert seen["val"].label.tolist() == val["label"].astype(float).tolist()

@@ -158,6 +158,15 @@ PLANTS.update({
     "23.s19 agreement F1 by type ignores the type": (
         "annotate/agreement.py", "num, den = _pair_counts(x.doc, y.doc, kind)", "num, den = _pair_counts(x.doc, y.doc, None)",
         ["tests/annotate/test_annotate_gold.py"]),
+    "23.s20 ctr warm stores the least exposed items": (
+        "ctr/scoring.py", "key=lambda r: -int((r.get(R.STATS) or {}).get(R.EXPOSURES, 0))",
+        "key=lambda r: int((r.get(R.STATS) or {}).get(R.EXPOSURES, 0))", SERVE),
+    "23.s21 z-scoring statistics over absent rows too": (
+        "ctr/knowledge.py", "rows = vectors[present]", "rows = vectors",
+        ["tests/ctr/test_ctr_knowledge_model.py", "tests/ctr/test_serve.py"]),
+    "23.s22 kgen sample ignores the weights": (
+        "kgen/sample.py", "keys = np.log(rng.random(len(weights))) / np.asarray(weights, dtype=float)",
+        "keys = np.log(rng.random(len(weights)))", ["tests/test_sample.py"]),
 })
 PY = sys.executable  # the interpreter that runs this script (e.g. .venv/bin/python)
 ENV = {**os.environ, "PYTHONPATH": os.getcwd(), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}

@@ -307,3 +307,50 @@ def test_serving_user_fields_come_from_the_users_latest_sample(prepared):
     features = build_features(samples, data.card)
     rows = user_field_rows(data, features)
     assert rows["u1"][features.user_fields.index("gender")] == features.vocabs["gender"]["X"]
+
+
+# --- siblings: `ctr warm` stores the top items by train exposures ---------------------------------------
+
+class MemoryRedis:
+    """Stands in for ctr.cache.RedisStore: a dict."""
+
+    def __init__(self, url: str, timeout_s: float = 0.25, retry_s: float = 1.0):
+        self.data: dict[str, bytes] = {}
+        self.up = True
+        MemoryRedis.last = self
+
+    def ping(self) -> bool:
+        return True
+
+    def get_many(self, keys: list[str]) -> list[bytes | None]:
+        return [self.data.get(k) for k in keys]
+
+    def set_many(self, items: dict[str, bytes]) -> bool:
+        self.data.update(items)
+        return True
+
+
+def test_warm_stores_the_items_with_the_most_train_exposures(tmp_path, monkeypatch):
+    import json
+
+    from ctr import scoring
+    from ctr.cache import VectorCache
+    from distill.embed import ITEM_TABLE, write_table
+    from kgen.inputs import item_input
+
+    exposures = {"i0": 5, "i1": 50, "i2": 20, "i3": 0, "i4": 30}
+    items = [{"item_id": i, "name": f"Item {i}", "stats": {"exposures": n, "clicks": 0}} for i, n in exposures.items()]
+    data, knowledge, run = tmp_path / "data", tmp_path / "knowledge", tmp_path / "run"
+    for folder in (data, knowledge, run):
+        folder.mkdir()
+    (data / "items.jsonl").write_text("".join(json.dumps(r) + "\n" for r in items))
+    write_table(knowledge / ITEM_TABLE, list(exposures), np.eye(5, dtype=np.float32))
+    (knowledge / "embed_config.json").write_text(json.dumps({"model": "the-student", "max_length": 32}))
+    (run / "ctr_config.json").write_text(json.dumps({"model": "msd", "data": str(data), "knowledge": str(knowledge)}))
+    monkeypatch.setattr(scoring, "RedisStore", MemoryRedis)
+    monkeypatch.setattr(scoring, "student_version", lambda student, max_length: "v1")
+    out = scoring.warm(scoring.ServeConfig(model=str(run), redis="redis://memory", codec="float32"), top=3)
+    assert out["computed"] == 3 and not out["student_loaded"]
+    cache = VectorCache(version="v1", codec="float32", lru_size=0, redis=None)
+    top = [r for r in items if r["item_id"] in ("i1", "i4", "i2")]  # 50, 30, 20 train exposures
+    assert set(MemoryRedis.last.data) == {cache.key("i", item_input(r)) for r in top}

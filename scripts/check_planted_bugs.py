@@ -17,7 +17,7 @@ CLI = ["tests/kgen/test_kgen_cli.py"]
 OPENAI = ["tests/test_teacher_openai.py"]
 PLANTS = {
     "1 numbers rule or->and": ("eval/keyphrase_f1.py", "bool(a or b) and a != b", "bool(a and b) and a != b",
-                               ["tests/test_keyphrase_f1.py", "tests/test_normalize.py"]),
+                               ["tests/test_keyphrase_f1.py", "tests/ground/test_normalize.py"]),
     "2 interval 2.5/97.5->25/75": ("eval/keyphrase_f1.py", "[2.5, 97.5]", "[25, 75]",
                                    ["tests/test_keyphrase_f1.py", "tests/test_eval_f1_cli.py"]),
     "3 append_line: no flush, no fsync": ("ground/files.py", "    fh.flush()\n    os.fsync(fh.fileno())\n\n\n@contextmanager\ndef atomic_folder",
@@ -40,7 +40,7 @@ PLANTS = {
     "x4 no choices not caught": ("kgen/teachers/openai_backend.py", "    if not response.choices:\n        return Completion(\"\", \"api_error\", error=\"the response held no choices\")\n", "", OPENAI),
     "x5 content None not caught": ("kgen/teachers/openai_backend.py", "    if choice.message.content is None:", "    if False:", OPENAI),
     "x6 reparse drops api_error message": ("kgen/run.py", 'if parsed.error and keep != "api_error":', "if parsed.error:", RUN + CLI),
-    "x8 torn line cut inside a character read as bad UTF-8": ("kgen/run.py", "R.read_lines(path, torn_tail=True)", "R.read_lines(path)", RUN),
+    "x8 torn line cut inside a character read as bad UTF-8": ("kgen/run.py", "read_lines(path, torn_tail=True)", "read_lines(path)", RUN),
     "x7 store save version check removed": ("annotate/store.py", "            if current != expected_version:\n                return SaveResult(False, current, True, f\"stored version is",
                                             "            if False:\n                return SaveResult(False, current, True, f\"stored version is",
                                             ["tests/annotate/test_annotate_store.py"]),
@@ -129,7 +129,7 @@ PLANTS.update({
         'month_sold = sold.groupby("StockCode").size()[lambda s: s.index.isin(sold.loc[sold["month"] == month, "StockCode"])]',
         RETAIL),
     "23.s9 training vocabularies from every split": (
-        "ctr/train.py", 'build_features(data.split("train"), data.card)', "build_features(data.samples, data.card)", TRAIN),
+        "ctr/runs.py", 'build_features(data.split("train"), data.card)', "build_features(data.samples, data.card)", TRAIN),
     "23.s10 items.jsonl stats from every split": (
         "ctr/prepare.py", '    train = samples[samples[SPLIT] == "train"]\n    exposures', "    train = samples\n    exposures", PREP),
     "23.s11 users.jsonl histories from every split": (

@@ -10,7 +10,7 @@ from annotate.gold import gold_records, item_state, typed_set
 from annotate.phrases import initial_doc
 from annotate.prepare import prepare_store
 from annotate.store import Store
-from kgen import records as R
+from ground import records as R
 
 RECORD = {R.ID: "A", R.LEVEL: "item", R.INPUT: "Red Mug", R.KEY_PHRASES: ["Red", "Gift"],
           R.EXPLICIT: [{R.ASPECT: "Colour", R.VALUE: "Red", R.RATIONALE: ""}],

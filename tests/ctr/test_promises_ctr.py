@@ -179,7 +179,7 @@ def test_bench_elec_validates_on_the_validation_split(prepared):
     """bench/bench_elec.py trains with its own copy of `ctr train`'s steps: the same promise holds there."""
     import importlib.util
 
-    from ctr.train import load_data
+    from ctr.runs import load_data
 
     path = Path(__file__).resolve().parents[2] / "bench" / "bench_elec.py"
     spec = importlib.util.spec_from_file_location("bench_elec_under_test", path)
@@ -232,7 +232,7 @@ def test_masking_frequencies_count_train_targets_only(cold_prepared):
 
 
 def test_msd_masks_by_the_catalogues_train_counts(tensors, knowledge_dir):
-    from ctr.train import build_model
+    from ctr.build import build_model
 
     data, features, catalogue, _ = tensors
     config = CTRConfig(data=str(data.folder), output="x", model="msd", knowledge=str(knowledge_dir), embed_dim=8,
@@ -244,7 +244,7 @@ def test_msd_masks_by_the_catalogues_train_counts(tensors, knowledge_dir):
 
 
 def test_training_vocabularies_come_from_the_train_rows(cold_prepared):
-    from ctr.train import load_data
+    from ctr.runs import load_data
 
     data, features, _, _ = load_data(CTRConfig(data=str(cold_prepared), output="x", model="din"))
     train = data.split("train")
@@ -283,7 +283,8 @@ def test_serving_scores_a_row_as_evaluation_does_even_with_a_longer_history(din_
     """A test row sent with its full history (longer than max_history) scores as `ctr eval` scores it."""
     pytest.importorskip("fastapi")
     from ctr.scoring import ServeConfig, Served
-    from ctr.train import load_run, predict
+    from ctr.runs import load_run
+    from ctr.train import predict
 
     run = load_run(din_run)
     served = Served(ServeConfig(model=str(din_run)))
@@ -335,7 +336,7 @@ def test_warm_stores_the_items_with_the_most_train_exposures(tmp_path, monkeypat
 
     from ctr import scoring
     from ctr.cache import VectorCache
-    from distill.embed import ITEM_TABLE, write_table
+    from ground.vectors import ITEM_TABLE, write_table
     from kgen.inputs import item_input
 
     exposures = {"i0": 5, "i1": 50, "i2": 20, "i3": 0, "i4": 30}

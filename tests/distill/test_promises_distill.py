@@ -44,7 +44,7 @@ def test_training_validates_on_the_validation_split(tmp_path, knowledge_file, ti
     from distill.train_config import TrainConfig
 
     sft = tmp_path / "sft"
-    build_data(DataConfig([knowledge_file], sft, ("shuffle",), shuffle_factor=1, val_fraction=0.25))
+    build_data(DataConfig(knowledge=[knowledge_file], output=sft, augment=("shuffle",), shuffle_factor=1, val_fraction=0.25))
     saved = load_from_disk(str(sft))
     train, val = load_splits(sft)
     assert val["completion"] == saved["validation"]["completion"] and train["completion"] == saved["train"]["completion"]

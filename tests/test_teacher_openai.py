@@ -502,7 +502,7 @@ def test_a_single_slot_server_loses_no_row_to_client_timeouts_from_its_queue():
     """16 in flight, one served at a time for 0.15 s: the last would wait 2.4 s against a 0.6 s timeout."""
     contents = [f"item {i}" for i in range(16)]
     with FakeOpenAIServer(slots=1, service=0.15) as server:
-        teacher = make_teacher(server, concurrency=16, timeout=0.6, max_retries=1)
+        teacher = make_teacher(server, concurrency=16, timeout=0.6, max_retries=0)  # queueing: never a retry spent
         got = run_all(teacher, contents)
         served, dropped = list(server.served), server.dropped
     assert {i: got[i].status for i in range(16)} == {i: "ok" for i in range(16)}

@@ -199,7 +199,7 @@ class OpenAITeacher:
             except openai.APIError as exc:
                 if not refuses_schema(exc) or form == PROMPT_ONLY:
                     raise  # a fault of this request, not of the form: the next request negotiates again
-                self.refused[form] = describe_error(exc, 1)
+                self.refused[form] = one_line(describe_error(exc, 1).removesuffix(" (after 1 attempt)"))
                 continue
             self.structured_form = form
             return completion
@@ -289,6 +289,12 @@ def form_note(form: str, refused: dict[str, str]) -> str:
     if form == PROMPT_ONLY:
         note += "; answers follow the JSON prompt only and are parsed as JSON or text"
     return note
+
+
+def one_line(text: str, limit: int = 300) -> str:
+    """`text` on one line (a server's multi-line error), cut to `limit` characters."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def response_format(schema: dict, form: str = JSON_SCHEMA) -> dict:

@@ -455,7 +455,7 @@ def test_a_refusal_of_one_requests_own_schema_after_agreement_steps_down_for_tha
 
 def run_records(teacher: OpenAITeacher, names: list[str], out) -> list[dict]:
     """A whole structured item run through kgen.run (records parsed as a run parses them), in input order."""
-    from kgen.records import read_records
+    from ground.records import read_records
     from kgen.run import generate_records
 
     tasks = [{"id": f"x{i}", "level": "item", "input": name, "template": "item", "reference_id": None,

@@ -534,3 +534,31 @@ def test_the_default_timeout_follows_max_new_tokens(monkeypatch):
         short = dict(teacher.complete([user("slow")], GenerationSettings(max_new_tokens=10)))  # 0.4 s allowed
     assert long[0].status == "ok"
     assert short[0].status == "api_error" and "timed out" in short[0].error
+
+
+def test_a_queueing_timeout_lowers_the_gate_to_one_less_than_the_answers_meanwhile():
+    from kgen.teachers.openai_backend import Gate
+
+    gate = Gate(16)
+    gate.lower(200)  # a hung request on a server that answered 200 others meanwhile: no queue worth the name
+    assert gate.limit == 16
+    gate.lower(4)  # 4 answers within a timeout (one perhaps begun before): 3 may wait without timing out
+    assert gate.limit == 3
+    gate.lower(9)  # a timeout never raises the limit
+    assert gate.limit == 3
+    gate.lower(1)
+    assert (gate.limit, gate.lowest) == (1, 1)
+
+
+def test_the_gate_grows_back_one_at_a_time_after_windows_of_answers_never_past_the_concurrency():
+    from kgen.teachers.openai_backend import GROWTH_WINDOWS, Gate
+
+    gate = Gate(3)
+    gate.lower(2)
+    limits = []
+    for _ in range(GROWTH_WINDOWS * (1 + 2) + 10):
+        gate._grow()
+        limits.append(gate.limit)
+    assert limits.index(2) == GROWTH_WINDOWS - 1  # after one window of answers at limit 1
+    assert limits.index(3) == GROWTH_WINDOWS * 3 - 1  # then two windows' worth at limit 2
+    assert max(limits) == 3 and gate.lowest == 1

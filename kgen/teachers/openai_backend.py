@@ -17,8 +17,9 @@ its notes.
 Queueing: a single-slot server (llama-cpp-python, a small llama.cpp) answers one request at a time, so with
 16 in flight the last waits for 15 others and a client timeout counts that wait. The timeout therefore follows
 `max_new_tokens` (what one answer may take on a slow server), and a timeout while the server answered other
-requests lowers the number in flight (halved; +1 after each window of answers) and is retried without
-spending the retry budget.
+requests is queueing, not a fault: it is retried without spending the retry budget, and the number in flight
+drops to one less than the answers the server gave during that wait (what it gets through within a timeout);
+it grows again by one after every GROWTH_WINDOWS windows of answers.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ FORM_NAMES = {JSON_SCHEMA: "response_format json_schema", JSON_OBJECT: "response
 TIMEOUT_BASE_S = 60.0
 SLOWEST_TOKENS_PER_S = 10.0
 QUEUE_RETRIES = 8  # timeouts taken for queueing that one prompt may retry without spending max_retries
+GROWTH_WINDOWS = 4  # after a queueing timeout: one more in flight after this many windows of answers
 
 
 def default_timeout(max_new_tokens: int) -> float:
@@ -163,14 +165,12 @@ class OpenAITeacher:
         attempts = queue_retries = 0
         while True:
             attempts += 1
-            answered_before = request.gate.answered
             try:
                 return await self._attempt(request, negotiating)
             except openai.APIError as exc:
-                if isinstance(exc, openai.APITimeoutError) and request.gate.answered > answered_before \
-                        and queue_retries < QUEUE_RETRIES:
+                if isinstance(exc, QueuedTimeout) and queue_retries < QUEUE_RETRIES:
                     # The server answered others while this one waited: it queues. Fewer in flight, and again.
-                    request.gate.lower()
+                    request.gate.lower(exc.answered)
                     queue_retries += 1
                     attempts -= 1
                     continue
@@ -234,10 +234,15 @@ class Request:
         """One HTTP request (in structured form `form`, if any), holding a place in the gate while it is in flight."""
         fmt = None if form in (None, PROMPT_ONLY) else response_format(self.schema, form)
         async with self.gate:
+            before = self.gate.answered
             try:
                 response = await self.client.chat.completions.create(
                     **chat_request(self.model, self.messages, self.settings, fmt)
                 )
+            except openai.APITimeoutError as exc:
+                if self.gate.answered > before:  # others were answered while this one waited: queued
+                    raise QueuedTimeout(exc.request, self.gate.answered - before) from exc
+                raise
             except openai.APIStatusError:
                 self.gate.answered += 1  # the server is alive and answering
                 raise
@@ -245,8 +250,16 @@ class Request:
         return completion_from_response(response)
 
 
+class QueuedTimeout(openai.APITimeoutError):
+    """A timeout while the server answered `answered` other requests: this one waited in its queue."""
+
+    def __init__(self, request, answered: int):
+        super().__init__(request)
+        self.answered = answered
+
+
 class Gate:
-    """How many requests may be in flight: `limit`, halved on a queueing timeout, +1 after each window of answers.
+    """How many requests may be in flight: `limit`, lowered on a queueing timeout, then grown again slowly.
 
     `answered` counts the server's answers (any status); a request that timed out while it grew was queued.
     """
@@ -268,15 +281,16 @@ class Gate:
                 self._grow()
             self._changed.notify_all()
 
-    def lower(self) -> None:
-        """Halve the limit (never below 1): the server queues what it cannot serve at once."""
-        self.limit = max(1, self.limit // 2)
+    def lower(self, answered: int) -> None:
+        """A request timed out while the server gave `answered` answers: so many get through within a timeout
+        (one of them perhaps begun before the wait), so at most one less may wait in its queue (never below 1)."""
+        self.limit = max(1, min(self.limit, answered - 1))
         self.lowest = min(self.lowest, self.limit)
         self._since_change = 0
 
     def _grow(self) -> None:
         self._since_change += 1
-        if self._since_change >= self.limit and self.limit < self.ceiling:
+        if self.limit < self.ceiling and self._since_change >= GROWTH_WINDOWS * self.limit:
             self.limit += 1
             self._since_change = 0
 

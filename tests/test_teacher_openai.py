@@ -556,7 +556,7 @@ def test_the_gate_grows_back_one_at_a_time_after_windows_of_answers_never_past_t
     gate = Gate(3)
     gate.lower(2)
     limits = []
-    for _ in range(GROWTH_WINDOWS * (1 + 2) + 10):
+    for _ in range(GROWTH_WINDOWS * 20):
         gate._grow()
         limits.append(gate.limit)
     assert limits.index(2) == GROWTH_WINDOWS - 1  # after one window of answers at limit 1

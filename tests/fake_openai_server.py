@@ -41,13 +41,13 @@ CLIENT_GONE = Reply(status=400)
 #       json_schema gets HTTP 500 with the body of LLAMA_CPP_PYTHON_500 and json_object a JSON answer;
 #   "ignores": the field is accepted and ignored: the answer is the model's text for the prompt.
 STRUCTURED = ("openai", "refuses", "llama-cpp-python", "ignores")
-# What llama-cpp-python 0.3.36's server (FastAPI, pydantic 2) says to response_format json_schema: the
-# RequestValidationError is caught by its RouteErrorHandler and wrapped as an internal_server_error.
+# What llama-cpp-python 0.3.36's server (FastAPI, pydantic 2) says to response_format json_schema, as captured from
+# it (only the path differs): its RouteErrorHandler wraps the RequestValidationError as an internal_server_error.
 LLAMA_CPP_PYTHON_500 = {
     "message": "1 validation error:\n  {'type': 'literal_error', 'loc': ('body', 'response_format', 'type'), "
                "'msg': \"Input should be 'text' or 'json_object'\", 'input': 'json_schema', "
-               "'ctx': {'expected': \"'text' or 'json_object'\"}}\n"
-               "  File \"/usr/lib/python3/site-packages/llama_cpp/server/app.py\", line 408, in create_chat_completion\n"
+               "'ctx': {'expected': \"'text' or 'json_object'\"}}\n\n"
+               "  File \"/venv/lib/python3.11/site-packages/llama_cpp/server/app.py\", line 376, in create_chat_completion\n"
                "    POST /v1/chat/completions",
     "type": "internal_server_error",
     "param": None,

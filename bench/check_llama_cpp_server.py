@@ -150,6 +150,7 @@ def main() -> int:
     from kgen.models import embedded_gguf_path
 
     gguf = embedded_gguf_path()
+    found = versions(a.kgen_root.resolve())  # before the run: the checkout as it ran
     port = free_port()
     base_url = f"http://127.0.0.1:{port}/v1"
     with tempfile.TemporaryDirectory(prefix="llama-cpp-check-") as tmp:
@@ -164,7 +165,7 @@ def main() -> int:
         figures = {"label": a.label, "n": a.n, "kgen_exit": code, "kgen_wall_s": round(wall, 1),
                    "server_ready_s": round(ready_s, 1), "server_args": a.server_arg, "kgen_args": a.kgen_arg,
                    "model": gguf.name, **run_figures(out), "server": server_figures(log),
-                   "versions": versions(a.kgen_root.resolve())}
+                   "versions": found}
         if code != 0:
             figures["kgen_stderr_tail"] = stderr
     record("llama_cpp_server", figures)

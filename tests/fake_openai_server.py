@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import select
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -16,7 +18,7 @@ class Reply:
     """How the server answers one call: an HTTP status, extra headers, a delay before answering, a finish_reason.
 
     `shape` bends a 200 answer as some servers do: "no_choices" (an empty `choices` list) or "null_content"
-    (the message's `content` is null).
+    (the message's `content` is null). `text` replaces the answer's text (what a model wrote, e.g. broken JSON).
     """
 
     status: int = 200
@@ -24,10 +26,33 @@ class Reply:
     delay: float = 0.0
     finish_reason: str = "stop"
     shape: str = ""
+    text: str | None = None
 
 
 OK = Reply()
 SCHEMA_REFUSED = Reply(status=400)
+LLAMA_CPP_PYTHON_REFUSAL = Reply(status=500)
+CLIENT_GONE = Reply(status=400)
+
+# How servers take `response_format` (the `structured` option):
+#   "openai": json_schema and json_object both give a JSON answer (OpenAI, vLLM, llama.cpp's llama-server);
+#   "refuses": a 400 naming json_schema for any response_format (the old `refuse_schema=True`);
+#   "llama-cpp-python": its server (0.3.x): `type` must be "text" or "json_object" (with an optional `schema`), so
+#       json_schema gets HTTP 500 with the body of LLAMA_CPP_PYTHON_500 and json_object a JSON answer;
+#   "ignores": the field is accepted and ignored: the answer is the model's text for the prompt.
+STRUCTURED = ("openai", "refuses", "llama-cpp-python", "ignores")
+# What llama-cpp-python 0.3.36's server (FastAPI, pydantic 2) says to response_format json_schema, as captured from
+# it (only the path differs): its RouteErrorHandler wraps the RequestValidationError as an internal_server_error.
+LLAMA_CPP_PYTHON_500 = {
+    "message": "1 validation error:\n  {'type': 'literal_error', 'loc': ('body', 'response_format', 'type'), "
+               "'msg': \"Input should be 'text' or 'json_object'\", 'input': 'json_schema', "
+               "'ctx': {'expected': \"'text' or 'json_object'\"}}\n\n"
+               "  File \"/venv/lib/python3.11/site-packages/llama_cpp/server/app.py\", line 376, in create_chat_completion\n"
+               "    POST /v1/chat/completions",
+    "type": "internal_server_error",
+    "param": None,
+    "code": None,
+}
 
 
 @dataclass
@@ -57,6 +82,10 @@ class FakeOpenAIServer:
 
     `script[content]` is a list of replies for that content's 1st, 2nd, ... call; its last entry repeats,
     so `[Reply(429), OK]` fails once then answers, and `[Reply(400)]` fails every time. Unscripted content is answered.
+
+    With `slots=1` the server works on one chat request at a time, `service` seconds each, as a CPU llama.cpp
+    server does: the others wait in its queue, and one whose client has gone away meanwhile is dropped when its
+    turn comes (answered 400 "Client closed request", as llama-cpp-python does; counted in `dropped`).
     """
 
     def __init__(
@@ -64,12 +93,21 @@ class FakeOpenAIServer:
         script: dict[str, list[Reply]] | None = None,
         refuse_schema: bool = False,
         batch_plans: list[BatchPlan] | None = None,
+        structured: str = "openai",
+        slots: int | None = None,
+        service: float = 0.0,
     ):
+        if structured not in STRUCTURED:
+            raise ValueError(f"structured must be one of {STRUCTURED}, got {structured!r}")
         self.script = dict(script or {})
         self.batch_api = FakeBatchAPI(self, batch_plans)  # /v1/files and /v1/batches
-        self.refuse_schema = refuse_schema  # answer 400 to any request with response_format json_schema, as some servers do
+        self.structured = "refuses" if refuse_schema else structured
         self.calls: list[Call] = []
         self.in_flight = self.max_in_flight = 0
+        self.dropped = 0  # queued requests whose client had gone when their turn came
+        self.served: list[str] = []  # contents of the requests worked on, in order (with `slots`)
+        self.service = service
+        self._slots = threading.Semaphore(slots) if slots else None
         self._lock = threading.Lock()
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._httpd.daemon_threads = True
@@ -101,7 +139,7 @@ class FakeOpenAIServer:
         with self._lock:
             replies = self.script.get(content, [OK])
             n_before = sum(1 for c in self.calls if c.content == content)
-            reply = replies[min(n_before, len(replies) - 1)]
+            reply = self.structured_reply(replies[min(n_before, len(replies) - 1)], body)
             self.calls.append(Call(content, time.monotonic(), reply.status, body, headers))
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
@@ -110,6 +148,24 @@ class FakeOpenAIServer:
     def _leave(self) -> None:
         with self._lock:
             self.in_flight -= 1
+
+    def structured_reply(self, reply: Reply, body: dict) -> Reply:
+        """The reply as this server's kind answers the request's response_format (see STRUCTURED)."""
+        kind = (body.get("response_format") or {}).get("type")
+        if kind is None or reply.status != 200 or self.structured in ("openai", "ignores"):
+            return reply
+        if self.structured == "refuses":
+            return SCHEMA_REFUSED
+        return reply if kind in ("text", "json_object") else LLAMA_CPP_PYTHON_REFUSAL
+
+
+def _client_gone(sock: socket.socket) -> bool:
+    """Whether the client closed the connection (it timed out): readable with nothing to read. Its request was read."""
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+        return bool(readable) and sock.recv(1, socket.MSG_PEEK) == b""
+    except OSError:
+        return True
 
 
 def _handler_for(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
@@ -127,15 +183,28 @@ def _handler_for(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
             body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))) or b"{}")
             content = _last_user_content(body.get("messages", []))
             reply = server._arrive(content, body, {k.lower(): v for k, v in self.headers.items()})
-            if server.refuse_schema and "response_format" in body:
-                reply = SCHEMA_REFUSED
             try:
-                time.sleep(reply.delay)
+                if server._slots is None:
+                    time.sleep(reply.delay)
+                else:
+                    reply = self._in_turn(reply, content)
             finally:
                 # Leave before writing: the client holds its concurrency slot until it has read the answer,
                 # so the server's count can never run ahead of the client's.
                 server._leave()
-            self._send(reply.status, _shaped(reply, _payload(reply, content, body)), reply.headers)
+            self._send(reply.status, _shaped(reply, _payload(reply, content, body, server.structured)), reply.headers)
+
+        def _in_turn(self, reply: Reply, content: str) -> Reply:
+            """Wait for a free slot, then work `service` (+ the reply's delay) seconds; a client gone by then is dropped."""
+            with server._slots:
+                if _client_gone(self.connection):
+                    with server._lock:
+                        server.dropped += 1
+                    return CLIENT_GONE
+                with server._lock:
+                    server.served.append(content)
+                time.sleep(server.service + reply.delay)
+            return reply
 
         def do_GET(self) -> None:
             self._send_raw(*server.batch_api.get(self.path))
@@ -174,12 +243,16 @@ def _last_user_content(messages: list[dict]) -> str:
     return users[-1] if users else ""
 
 
-def _payload(reply: Reply, content: str, body: dict) -> dict:
+def _payload(reply: Reply, content: str, body: dict, structured: str = "openai") -> dict:
     if reply is SCHEMA_REFUSED:
         return {"error": {"message": "response_format type json_schema is not supported", "type": "invalid_request_error"}}
+    if reply is LLAMA_CPP_PYTHON_REFUSAL:
+        return {"error": LLAMA_CPP_PYTHON_500}
+    if reply is CLIENT_GONE:
+        return {"detail": "Client closed request"}
     if reply.status != 200:
         return {"error": {"message": f"scripted failure {reply.status} for {content!r}", "type": "fake", "code": None}}
-    text = json_answer_text(content) if "response_format" in body else answer_text(content)
+    text = reply.text if reply.text is not None else _answer(content, body, structured)
     prompt_tokens = sum(len(m.get("content", "").split()) for m in body.get("messages", []))
     return {
         "id": f"chatcmpl-{abs(hash(content)) % 10**8}",
@@ -200,6 +273,12 @@ def _payload(reply: Reply, content: str, body: dict) -> dict:
             "total_tokens": prompt_tokens + len(text.split()),
         },
     }
+
+
+def _answer(content: str, body: dict, structured: str) -> str:
+    """The model's text: a JSON answer when the server constrained it to one, else the plain answer."""
+    constrained = "response_format" in body and structured != "ignores"
+    return json_answer_text(content) if constrained else answer_text(content)
 
 
 def _shaped(reply: Reply, payload: dict) -> dict:
@@ -356,11 +435,9 @@ class FakeBatchAPI:
             result["error"] = {"code": "server_error", "message": f"scripted batch row failure for {content!r}"}
         else:
             reply = self.server._arrive(content, body, {})  # the chat script applies: Reply(500) is an error body
-            if self.server.refuse_schema and "response_format" in body:
-                reply = SCHEMA_REFUSED
             self.server._leave()
             result["response"] = {"status_code": reply.status, "request_id": request_id,
-                                  "body": _payload(reply, content, body)}
+                                  "body": _payload(reply, content, body, self.server.structured)}
         return result
 
     def _store(self, text: str) -> str:

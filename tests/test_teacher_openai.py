@@ -329,7 +329,7 @@ def test_structured_answers_send_the_answer_schema_and_parse():
         fmt = server.calls[0].body["response_format"]
     assert fmt["type"] == "json_schema" and fmt["json_schema"]["schema"] == answer_schema()
     assert got["mug"].status == "ok" and parse_answer(got["mug"].text).key_phrases == ["mug"]
-    assert teacher.notes == []
+    assert teacher.notes == ["structured output: response_format json_schema"]
 
 
 def test_each_request_sends_its_own_schema():
@@ -343,14 +343,15 @@ def test_each_request_sends_its_own_schema():
     assert sent == schemas
 
 
-def test_a_server_that_rejects_the_schema_is_asked_again_without_it_and_the_run_says_so():
+def test_a_server_that_rejects_every_schema_is_asked_with_the_prompt_only_and_the_run_says_so():
     with FakeOpenAIServer(refuse_schema=True) as server:
-        teacher = make_teacher(server, concurrency=1)
+        teacher = make_teacher(server, concurrency=1, max_retries=0)
         got = run_all_with(teacher, ["mug", "cup"], JSON_SETTINGS)
-        sent_schema = ["response_format" in c.body for c in server.calls]
+        sent = [form_sent(c) for c in server.calls]
     assert {c.status for c in got.values()} == {"ok"}  # nothing lost, no retry budget spent
-    assert sent_schema == [True, False, False]  # refused once, then never sent again
-    assert len(teacher.notes) == 1 and "rejected response_format json_schema" in teacher.notes[0]
+    assert sent == ["json_schema", "json_object", None, None]  # each form refused once, then never sent again
+    assert len(teacher.notes) == 1 and teacher.notes[0].startswith("structured output: no response_format")
+    assert "refused response_format json_schema (HTTP 400" in teacher.notes[0]
 
 
 def test_a_text_run_never_sends_a_response_format():
@@ -368,3 +369,196 @@ def test_a_repetition_penalty_is_refused_before_any_request():
 
 def run_all_with(teacher: OpenAITeacher, contents: list[str], settings: GenerationSettings) -> dict:
     return {contents[i]: c for i, c in teacher.complete([user(c) for c in contents], settings)}
+
+
+def form_sent(call) -> str | None:
+    """The structured form a request asked for: json_schema, json_object (with its schema) or None."""
+    fmt = call.body.get("response_format")
+    return fmt and fmt["type"]
+
+
+# ---- structured forms per server: negotiated once per run ------------------------------------------------------
+
+
+def test_llama_cpp_pythons_server_is_asked_in_json_object_with_schema_after_one_refusal():
+    """Its server answers json_schema with HTTP 500 (a pydantic literal_error); the run must not take that for a fault."""
+    from kgen.answer_schema import answer_schema
+    from kgen.parse import parse_answer
+
+    contents = [f"item {i}" for i in range(20)]
+    schemas = [answer_schema([c]) for c in contents]
+    with FakeOpenAIServer(structured="llama-cpp-python") as server:
+        teacher = make_teacher(server, concurrency=16, max_retries=0)  # a refusal must never need the retry budget
+        got = dict(teacher.complete([user(c) for c in contents], JSON_SETTINGS, schemas))
+        calls = list(server.calls)
+    assert {i: (c.status, c.error) for i, c in got.items()} == {i: ("ok", None) for i in range(20)}
+    assert all(parse_answer(got[i].text).key_phrases == [c] for i, c in enumerate(contents))
+    assert len(calls) == 21  # one request more than the prompts: the refused json_schema, and only one of those
+    assert [form_sent(c) for c in calls].count("json_schema") == 1 and calls[0].status == 500
+    for call in calls[1:]:  # every other request: json_object with that prompt's own schema
+        assert call.body["response_format"] == {"type": "json_object", "schema": schemas[contents.index(call.content)]}
+    note, = teacher.notes
+    assert note.startswith("structured output: response_format json_object with schema; the server refused "
+                           "response_format json_schema (HTTP 500: ")
+    assert "literal_error" in note
+
+
+def test_the_form_is_remembered_for_the_run_not_negotiated_again():
+    with FakeOpenAIServer(structured="llama-cpp-python") as server:
+        teacher = make_teacher(server, concurrency=4)
+        run_all_with(teacher, ["mug", "cup"], JSON_SETTINGS)
+        run_all_with(teacher, ["jar", "pot"], JSON_SETTINGS)  # a second batch of the same run (as Ray sends them)
+        sent = [form_sent(c) for c in server.calls]
+    assert sent == ["json_schema", "json_object", "json_object", "json_object", "json_object"]
+    assert teacher.structured_form == "json_object" and len(teacher.notes) == 1
+
+
+def test_a_transient_500_is_still_retried_also_while_negotiating():
+    """A 500 whose body does not name the schema is a fault: retried with backoff, never a refusal."""
+    contents = [f"item {i}" for i in range(6)]
+    script = {"item 0": [Reply(503), OK], "item 4": [Reply(500), Reply(500), OK]}
+    with FakeOpenAIServer(script, structured="llama-cpp-python") as server:
+        teacher = make_teacher(server, concurrency=16, max_retries=2)
+        got = run_all_with(teacher, contents, JSON_SETTINGS)
+        calls = list(server.calls)
+    assert {c.status for c in got.values()} == {"ok"}
+    assert len(calls) == 6 + 1 + 3  # the prompts, one refusal, three transient faults
+    # item 0's 503 told nothing about the form: the next request asked again, and was refused
+    assert [c.status for c in calls if form_sent(c) == "json_schema"] == [503, 500]
+    assert [c.status for c in server.calls_for("item 4")] == [500, 500, 200]
+    assert teacher.structured_form == "json_object"
+
+
+def test_a_transient_500_past_max_retries_is_an_api_error_not_a_refusal():
+    with FakeOpenAIServer({"down": [Reply(500)]}, structured="llama-cpp-python") as server:
+        teacher = make_teacher(server, concurrency=1, max_retries=1)
+        got = run_all_with(teacher, ["up", "down"], JSON_SETTINGS)
+    assert got["up"].status == "ok" and got["down"].status == "api_error"
+    assert "HTTP 500: " in got["down"].error and "after 2 attempts" in got["down"].error
+    assert [form_sent(c) for c in server.calls_for("down")] == ["json_object", "json_object"]
+
+
+def test_a_refusal_of_one_requests_own_schema_after_agreement_steps_down_for_that_request_only():
+    from fake_openai_server import SCHEMA_REFUSED
+
+    contents = ["mug", "cup", "odd", "jar"]
+    with FakeOpenAIServer({"odd": [SCHEMA_REFUSED, OK]}) as server:
+        teacher = make_teacher(server, concurrency=1, max_retries=0)
+        got = run_all_with(teacher, contents, JSON_SETTINGS)
+        sent = {c: [form_sent(call) for call in server.calls_for(c)] for c in contents}
+    assert {c.status for c in got.values()} == {"ok"}
+    assert sent == {"mug": ["json_schema"], "cup": ["json_schema"], "odd": ["json_schema", "json_object"],
+                    "jar": ["json_schema"]}
+    assert teacher.structured_form == "json_schema"
+    assert teacher.notes[1].startswith("1 requests whose schema the server refused")
+
+
+def run_records(teacher: OpenAITeacher, names: list[str], out) -> list[dict]:
+    """A whole structured item run through kgen.run (records parsed as a run parses them), in input order."""
+    from ground.records import read_records
+    from kgen.run import generate_records
+
+    tasks = [{"id": f"x{i}", "level": "item", "input": name, "template": "item", "reference_id": None,
+              "messages": user(f"Product Name: {name}")} for i, name in enumerate(names)]
+    generate_records(tasks, teacher, JSON_SETTINGS, out)
+    rows = {row["id"]: row for row in read_records(out, "knowledge")}
+    return [rows[f"x{i}"] for i in range(len(names))]
+
+
+BROKEN_JSON = '{"explicit": [{"aspect": "Type", "value": "Red'  # what a model cut short writes
+
+
+def test_a_run_on_llama_cpp_pythons_server_ends_with_every_row_ok(tmp_path):
+    names = [f"Red Mug {i}" for i in range(12)]
+    with FakeOpenAIServer(structured="llama-cpp-python") as server:
+        teacher = make_teacher(server, concurrency=16)
+        rows = run_records(teacher, names, tmp_path / "k.jsonl")
+        calls = len(server.calls)
+    assert [row["status"] for row in rows] == ["ok"] * 12
+    assert [row["key_phrases"] for row in rows] == [[name] for name in names]  # each row its own JSON answer
+    assert calls == 13 and "json_object with schema" in teacher.notes[0]
+
+
+def test_a_run_on_a_server_that_ignores_response_format_ends_with_each_rows_parse_status(tmp_path):
+    """json_schema is accepted (nothing to negotiate), the model writes what it likes: each row is parsed as it is."""
+    script = {"Product Name: Red Mug 1": [Reply(text=BROKEN_JSON)],
+              "Product Name: Red Mug 2": [Reply(text="Explicit Information:\nColour: Red. Named.\nKey Features: red mug")]}
+    names = [f"Red Mug {i}" for i in range(6)]
+    with FakeOpenAIServer(script, structured="ignores") as server:
+        teacher = make_teacher(server, concurrency=16)
+        rows = run_records(teacher, names, tmp_path / "k.jsonl")
+        calls = list(server.calls)
+    assert [row["status"] for row in rows] == ["ok", "parse_error", "ok", "ok", "ok", "ok"]
+    assert "not complete JSON" in rows[1]["error"] and rows[1]["raw"] == BROKEN_JSON
+    assert rows[2]["key_phrases"] == ["red mug"]
+    assert len(calls) == 6 and {form_sent(c) for c in calls} == {"json_schema"}
+    assert teacher.notes == ["structured output: response_format json_schema"]
+
+
+# ---- a single-slot server: queueing is not a fault ----------------------------------------------------------------
+
+
+def test_a_single_slot_server_loses_no_row_to_client_timeouts_from_its_queue():
+    """16 in flight, one served at a time for 0.15 s: the last would wait 2.4 s against a 0.6 s timeout."""
+    contents = [f"item {i}" for i in range(16)]
+    with FakeOpenAIServer(slots=1, service=0.15) as server:
+        teacher = make_teacher(server, concurrency=16, timeout=0.6, max_retries=0)  # queueing: never a retry spent
+        got = run_all(teacher, contents)
+        served, dropped = list(server.served), server.dropped
+    assert {i: got[i].status for i in range(16)} == {i: "ok" for i in range(16)}
+    assert all(got[i].text == answer_text(c) for i, c in enumerate(contents))
+    assert dropped > 0 and len(served) >= 16  # timeouts did happen: the queued requests of gone clients were dropped
+    note, = teacher.notes
+    assert note.startswith("client timeouts while the server answered other requests (queueing on the server): "
+                           "requests in flight were lowered from 16 to as few as ")
+
+
+def test_a_lone_request_that_times_out_spends_the_retry_budget():
+    """Nothing else was answered while it waited: not queueing, so not free (it would retry forever)."""
+    with FakeOpenAIServer(slots=1, service=0.0, script={"hung": [Reply(delay=2.0)]}) as server:
+        got = run_all(make_teacher(server, concurrency=16, timeout=0.5, max_retries=1), ["hung"])
+        calls = len(server.calls)
+    assert got[0].status == "api_error" and "timed out" in got[0].error and calls == 2
+
+
+def test_the_default_timeout_follows_max_new_tokens(monkeypatch):
+    import kgen.teachers.openai_backend as backend
+
+    assert backend.default_timeout(3091) > backend.default_timeout(384) >= 60  # the json and text defaults
+    monkeypatch.setattr(backend, "TIMEOUT_BASE_S", 0.3)
+    monkeypatch.setattr(backend, "SLOWEST_TOKENS_PER_S", 100.0)  # 0.3 s + 1 s per 100 tokens
+    script = {"slow": [Reply(delay=0.8)]}
+    with FakeOpenAIServer(script) as server:
+        teacher = make_teacher(server, timeout=None, max_retries=0)
+        long = dict(teacher.complete([user("slow")], GenerationSettings(max_new_tokens=100)))  # 1.3 s allowed
+        short = dict(teacher.complete([user("slow")], GenerationSettings(max_new_tokens=10)))  # 0.4 s allowed
+    assert long[0].status == "ok"
+    assert short[0].status == "api_error" and "timed out" in short[0].error
+
+
+def test_a_queueing_timeout_lowers_the_gate_to_one_less_than_the_answers_meanwhile():
+    from kgen.teachers.openai_backend import Gate
+
+    gate = Gate(16)
+    gate.lower(200)  # a hung request on a server that answered 200 others meanwhile: no queue worth the name
+    assert gate.limit == 16
+    gate.lower(4)  # 4 answers within a timeout (one perhaps begun before): 3 may wait without timing out
+    assert gate.limit == 3
+    gate.lower(9)  # a timeout never raises the limit
+    assert gate.limit == 3
+    gate.lower(1)
+    assert (gate.limit, gate.lowest) == (1, 1)
+
+
+def test_the_gate_grows_back_one_at_a_time_after_windows_of_answers_never_past_the_concurrency():
+    from kgen.teachers.openai_backend import GROWTH_WINDOWS, Gate
+
+    gate = Gate(3)
+    gate.lower(2)
+    limits = []
+    for _ in range(GROWTH_WINDOWS * 20):
+        gate._grow()
+        limits.append(gate.limit)
+    assert limits.index(2) == GROWTH_WINDOWS - 1  # after one window of answers at limit 1
+    assert limits.index(3) == GROWTH_WINDOWS * 3 - 1  # then two windows' worth at limit 2
+    assert max(limits) == 3 and gate.lowest == 1

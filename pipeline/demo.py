@@ -36,7 +36,7 @@ from pipeline.steps import SMALL_STUDENT_EPOCHS, SMALL_STUDENT_LEARNING_RATE, de
 
 # Small and quick: the bundled sample has ~19k train rows, so a larger rate and more epochs than on ML-1M.
 CTR_SETTINGS = {"embed_dim": 8, "max_history": 20, "batch_size": 256, "learning_rate": 3e-3}
-ITEM_NAME_TOKENS = 32  # `distill embed --max-length` for item names (the longest is well under it)
+ITEM_NAME_TOKENS = 32  # `distill embed --max-length` for the item texts (the sample's names have at most 35 characters)
 CTR_MODELS = {"DIN": "din", "MSD-DIN": "msd"}
 
 

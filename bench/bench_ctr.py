@@ -7,10 +7,10 @@ Prints a table and appends one JSON line per table to bench/results/ctr.jsonl,
 with the dataset card's protocol, the settings and the machine (CPU shared
 with other jobs: see the load average).
 
-    python bench/bench_ctr.py --data /work/runs/prepared/ml-1m --knowledge EMB --label "..." \
+    python -m bench.bench_ctr --data /work/runs/prepared/ml-1m --knowledge EMB --label "..." \
         --runs /work/runs/ctr-model/bench/ml-1m --seeds 0,1,2 --tables main,ablation
-    python bench/bench_ctr.py ... --tables lora --slice 256   # MSD with and without LoRA on a train slice
-    python bench/bench_ctr.py ... --tables cost               # training speed and memory, fresh runs (idle machine)
+    python -m bench.bench_ctr ... --tables lora --slice 256   # MSD with and without LoRA on a train slice
+    python -m bench.bench_ctr ... --tables cost               # training speed and memory, fresh runs (idle machine)
 """
 
 from __future__ import annotations
@@ -22,11 +22,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from common import record  # noqa: E402
+from bench.common import record
 
-from ctr.metrics import mean_std, rela_impr  # noqa: E402
+from ctr.metrics import mean_std, rela_impr
 
 ROOT = Path(__file__).resolve().parents[1]
 MAIN = {"DeepFM": ["--model", "deepfm"], "DIN": ["--model", "din"],

@@ -8,28 +8,26 @@ rate, the same epochs and early stopping on validation AUC. torch-rechub's own
 trainer (CTRTrainer: BCELoss on probabilities) trains its model; ours is
 `ctr train --model din` with the same settings.
 
-    python bench/bench_ctr_peer.py --data /work/runs/prepared/ml-1m --runs /work/runs/ctr-model/bench/ml-1m
+    python -m bench.bench_ctr_peer --data /work/runs/prepared/ml-1m --runs /work/runs/ctr-model/bench/ml-1m
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench_ctr import train_run  # noqa: E402
-from common import peak_rss_mb, record  # noqa: E402
+from bench.bench_ctr import train_run
+from bench.common import record
+from ground.runinfo import peak_rss_mb
 
-from ctr.metrics import ctr_metrics, mean_std  # noqa: E402
-from ctr.runs import load_data  # noqa: E402
-from ctr.train import set_seed  # noqa: E402
-from ctr.train_config import CTRConfig  # noqa: E402
-from ctr.data import build_split  # noqa: E402
+from ctr.metrics import ctr_metrics, mean_std
+from ctr.runs import load_data
+from ctr.train import set_seed
+from ctr.train_config import CTRConfig
+from ctr.data import build_split
 
 
 def rechub_inputs(split, catalogue, features) -> dict:

@@ -13,11 +13,12 @@
 Appends one JSON line to bench/results/distill.jsonl (machine facts and the
 load average included: the CPU may be shared).
 
-    .venv/bin/python bench/bench_distill.py --train-examples 32 --gen-items 16
+    .venv/bin/python -m bench.bench_distill --train-examples 32 --gen-items 16
 
-To time another checkout, run from inside it (`python -m distill.cli` finds the current folder first):
+To time another checkout, run its bench from inside it (`python -m` finds the current folder first, for the
+bench and for the `python -m distill.cli` it starts):
 
-    cd ../old && PYTHONPATH=$PWD OMP_NUM_THREADS=1 python ../new/bench/bench_distill.py --gen-items 0
+    cd ../old && PYTHONPATH=$PWD OMP_NUM_THREADS=1 python -m bench.bench_distill --gen-items 0
 """
 
 from __future__ import annotations
@@ -33,18 +34,17 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import record  # noqa: E402
+from bench.common import record
 
-from distill.data import DataConfig, build_data  # noqa: E402
-from distill.generate import generate_student  # noqa: E402
-from distill.student_config import StudentConfig  # noqa: E402
+from distill.data import DataConfig, build_data
+from distill.generate import generate_student
+from distill.student_config import StudentConfig
 from ground.files import iter_jsonl, write_jsonl
 from ground import records as R
-from kgen.generate import GenerateConfig, generate_knowledge  # noqa: E402
-from kgen.parse import parse_answer  # noqa: E402
-from kgen.teachers.base import GenerationSettings  # noqa: E402
-from prompts import PROMPTS_DIR  # noqa: E402
+from kgen.generate import GenerateConfig, generate_knowledge
+from kgen.parse import parse_answer
+from kgen.teachers.base import GenerationSettings
+from prompts import PROMPTS_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
 # The code on sys.path (PYTHONPATH=<checkout> picks which), not the console script of whichever checkout installed it.

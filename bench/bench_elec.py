@@ -11,30 +11,27 @@ on the shared 2-core machine reading ML-1M costs ~90 s, as much as a sliced run.
 A run folder that holds metrics.json is reused, so an interrupted bench resumes.
 Prints a table and appends one JSON line to bench/results/elec.jsonl.
 
-    python bench/bench_elec.py --data /work/runs/prepared/ml-1m --knowledge EMB --label "..." \
+    python -m bench.bench_elec --data /work/runs/prepared/ml-1m --knowledge EMB --label "..." \
         --runs /work/runs/elec/bench/ml-1m --seeds 0,1,2 --max-train-samples 60000
 """
 
 from __future__ import annotations
 
 import json
-import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench_ctr import run_arguments, summarise, table  # noqa: E402
-from common import peak_rss_mb, record  # noqa: E402
+from bench.bench_ctr import run_arguments, summarise, table
+from bench.common import record
+from ground.runinfo import peak_rss_mb
 
-from ctr.data import build_split  # noqa: E402
-from ctr.elec import ELEC  # noqa: E402
-from ctr.build import build_model  # noqa: E402
-from ctr.runs import load_data  # noqa: E402
-from ctr.train import fit, score, set_seed  # noqa: E402
-from ctr.train_config import CTRConfig  # noqa: E402
+from ctr.data import build_split
+from ctr.elec import ELEC
+from ctr.build import build_model
+from ctr.runs import load_data
+from ctr.train import fit, score, set_seed
+from ctr.train_config import CTRConfig
 from ground.files import write_json
 
 # run name -> CTRConfig fields beyond the shared settings

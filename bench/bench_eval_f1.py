@@ -7,25 +7,24 @@ combinations, so most unique phrases come from the predictions, as with a real s
 rest (normalisation, matching, bootstrap) are timed separately; figures go to
 bench/results/eval_f1.jsonl.
 
-    .venv/bin/python bench/bench_eval_f1.py --items 10000
+    .venv/bin/python -m bench.bench_eval_f1 --items 10000
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import peak_rss_mb, record  # noqa: E402
+from bench.common import record
+from ground.runinfo import peak_rss_mb
 
-from eval.embedder import Embedder  # noqa: E402
-from eval.f1_report import evaluate_f1  # noqa: E402
+from eval.embedder import Embedder
+from eval.f1_report import evaluate_f1
 from ground.files import write_json, write_jsonl
 from ground import records as R
 

@@ -4,30 +4,28 @@ Generates the embedded teacher's answers for the gold items and users (resumable
 scores them against data/gold/gold.jsonl beside the name-words baseline, and records one line per
 (level, format) to bench/results/knowledge_quality.jsonl.
 
-    python bench/bench_knowledge_quality.py --variants json-span text --levels item user --out /work/runs/knowledge
+    python -m bench.bench_knowledge_quality --variants json-span text --levels item user --out /work/runs/knowledge
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import record  # noqa: E402
+from bench.common import record
 
-from eval.baselines import baseline_records  # noqa: E402
-from eval.embedder import Embedder  # noqa: E402
-from eval.f1_report import evaluate_f1  # noqa: E402
+from eval.baselines import baseline_records
+from eval.embedder import Embedder
+from eval.f1_report import evaluate_f1
 from ground.files import write_jsonl
 from ground import records as R
-from kgen.generate import GenerateConfig, generate_knowledge  # noqa: E402
-from kgen.grounding import grounding_metrics  # noqa: E402
-from kgen.reference import reference_texts  # noqa: E402
-from kgen.run import reparse_record  # noqa: E402
-from kgen.teachers.base import GenerationSettings  # noqa: E402
+from kgen.generate import GenerateConfig, generate_knowledge
+from kgen.grounding import grounding_metrics
+from kgen.reference import reference_texts
+from kgen.run import reparse_record
+from kgen.teachers.base import GenerationSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 GOLD = ROOT / "data" / "gold" / "gold.jsonl"

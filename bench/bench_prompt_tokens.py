@@ -6,21 +6,19 @@ tokenizer's chat template, and takes answer lengths from the `usage` of a
 knowledge file made by a real teacher run (--answers). Appends to
 bench/results/prompt_tokens.jsonl; docs/scale_out.md uses these figures.
 
-    .venv/bin/python bench/bench_prompt_tokens.py --answers runs/main/teacher_items.jsonl
+    .venv/bin/python -m bench.bench_prompt_tokens --answers runs/main/teacher_items.jsonl
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import record  # noqa: E402
+from bench.common import record
 
 from ground import records as R
-from kgen.run import MESSAGES  # noqa: E402
+from kgen.run import MESSAGES
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "data/sample"

@@ -8,23 +8,22 @@ instant teacher over 1-row batches at two sizes; the slope is the per-batch
 cost, the rest is the actor pool's start). Figures go to bench/results/ray.jsonl
 with the load average, since speed on a shared machine means little.
 
-    OMP_NUM_THREADS=1 .venv/bin/python bench/bench_ray.py --n 16 --max-new-tokens 64 --workers 2
+    OMP_NUM_THREADS=1 .venv/bin/python -m bench.bench_ray --n 16 --max-new-tokens 64 --workers 2
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import peak_rss_mb, record  # noqa: E402
+from bench.common import record
+from ground.runinfo import peak_rss_mb
 
-from kgen.generate import GenerateConfig, generate_knowledge  # noqa: E402
-from kgen.teachers.base import Completion, GenerationSettings  # noqa: E402
+from kgen.generate import GenerateConfig, generate_knowledge
+from kgen.teachers.base import Completion, GenerationSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 ITEMS = ROOT / "data/sample/items.jsonl"

@@ -1,7 +1,7 @@
 """Serving latency of `ctr serve` (paper section 3.5: baseline 35 ms, MSD 37.2 ms per request, ratio 1.063).
 
-    python bench/bench_serve.py            (one command; trains the three small runs it needs once)
-    python bench/bench_serve.py --din RUN --msd RUN --elec RUN     (or serves given run folders)
+    python -m bench.bench_serve            (one command; trains the three small runs it needs once)
+    python -m bench.bench_serve --din RUN --msd RUN --elec RUN     (or serves given run folders)
 
 A fixed request mix drawn from the test split (seeded): a user with a 20-item history and 100
 candidates (the row's target + 99 test items drawn by their test frequency). Scenarios, each a
@@ -37,11 +37,10 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.common import record
+from tests.ctr.redis_server import RedisServer, free_port
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests" / "ctr"))
-from bench.common import record  # noqa: E402
-from redis_server import RedisServer, free_port  # noqa: E402
 
 DEFAULT_DATA = Path("/work/runs/prepared/ml-1m")
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false",

@@ -5,7 +5,7 @@ per level, the teacher, each student and the name-words baseline, macro F1 with 
 student's F1 as a ratio to the teacher's (paired bootstrap over the same gold records), optionally also on the gold
 records outside a tuning subset. Prints a table and appends one line to bench/results/student_teacher.jsonl.
 
-    python bench/bench_student_teacher.py --teacher item=teacher_items.jsonl --teacher user=teacher_users.jsonl \
+    python -m bench.bench_student_teacher --teacher item=teacher_items.jsonl --teacher user=teacher_users.jsonl \
         --student "trained, penalty 1.15" item=items_pen.jsonl user=users_pen.jsonl \
         --student "untrained" item=untrained_items.jsonl --held-out-from tuning_gold.jsonl
 """
@@ -13,19 +13,16 @@ records outside a tuning subset. Prints a table and appends one line to bench/re
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from common import record  # noqa: E402
+from bench.common import record
 
-from eval.baselines import baseline_records  # noqa: E402
-from eval.embedder import Embedder  # noqa: E402
-from eval.f1_report import evaluate_f1, headline_figures  # noqa: E402
-from eval.paired import format_ratio, paired_f1_ratio, per_item_f1, rounded  # noqa: E402
+from eval.baselines import baseline_records
+from eval.embedder import Embedder
+from eval.f1_report import evaluate_f1, headline_figures
+from eval.paired import format_ratio, paired_f1_ratio, per_item_f1, rounded
 from ground import records as R
-from kgen.models import EMBEDDED_EMBEDDER  # noqa: E402
+from kgen.models import EMBEDDED_EMBEDDER
 
 GOLD = Path(__file__).resolve().parents[1] / "data" / "gold" / "gold.jsonl"
 

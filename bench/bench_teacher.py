@@ -4,22 +4,21 @@ Runs the embedded SmolLM2-135M-Instruct on the shipped sample's items with the
 real one-shot teacher prompt, at each batch size, and records items/s and
 tokens/s to bench/results/teacher_throughput.jsonl.
 
-    .venv/bin/python bench/bench_teacher.py --n 16 --batch-sizes 1 8
+    .venv/bin/python -m bench.bench_teacher --n 16 --batch-sizes 1 8
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import peak_rss_mb, record  # noqa: E402
+from bench.common import record
+from ground.runinfo import peak_rss_mb
 
-from kgen.generate import GenerateConfig, generate_knowledge  # noqa: E402
-from kgen.teachers.base import GenerationSettings  # noqa: E402
+from kgen.generate import GenerateConfig, generate_knowledge
+from kgen.teachers.base import GenerationSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -32,8 +32,7 @@ import urllib.request
 from collections import Counter
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import record  # noqa: E402
+from bench.common import record
 
 ROOT = Path(__file__).resolve().parents[1]
 ALIAS = "smollm2"

@@ -1,37 +1,17 @@
-"""Shared bits of the benchmarks: machine facts and appending a result line."""
+"""Where the benchmarks record their figures: one JSON line a result in bench/results/<name>.jsonl."""
 
 from __future__ import annotations
 
 import json
-import os
-import platform
-import time
 from pathlib import Path
 
-from ground.runinfo import peak_rss_mb  # noqa: F401  (the bench scripts take it from here)
+from ground.runinfo import append_result
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def machine() -> dict:
-    """What the figures were measured on."""
-    cpu = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"nproc": os.cpu_count(), "cpu": cpu, "python": platform.python_version(), "load_avg_1m": os.getloadavg()[0]}
-
-
 def record(name: str, figures: dict) -> Path:
-    """Append one JSON line of figures to bench/results/<name>.jsonl and print it."""
-    RESULTS.mkdir(exist_ok=True)
-    line = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": machine(), **figures}
+    """Append one JSON line of figures (with the date and the machine) to bench/results/<name>.jsonl and print it."""
     path = RESULTS / f"{name}.jsonl"
-    with path.open("a") as fh:
-        fh.write(json.dumps(line) + "\n")
-    print(json.dumps(line, indent=2))
+    print(json.dumps(append_result(path, figures), indent=2))
     return path

@@ -1,9 +1,9 @@
 """Knowledge tables for the CTR benchmark when the student cannot read every user text on this CPU.
 
-    python bench/ctr_vectors.py user-mean --data PREPARED --knowledge EMB
+    python -m bench.ctr_vectors user-mean --data PREPARED --knowledge EMB
         writes EMB/user_embeddings.parquet: each user's vector = the mean of the item vectors of their
         TRAIN-split clicks (users.jsonl histories); users without one get no row (zero vector in the model).
-    python bench/ctr_vectors.py minilm --data PREPARED -o EMB
+    python -m bench.ctr_vectors minilm --data PREPARED -o EMB
         item vectors from the plain sentence encoder all-MiniLM-L6-v2 (the bundled phrase embedder) over
         the same item names `distill embed` reads, in the same table format.
 """
@@ -12,17 +12,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from ctr.knowledge import write_user_mean_table  # noqa: E402
+from ctr.knowledge import write_user_mean_table
 from ground.vectors import ITEM_TABLE, write_table
 from ground.files import write_json
 from ground import records as R
-from kgen.inputs import item_input  # noqa: E402
+from kgen.inputs import item_input
 
 
 def user_mean(data: Path, knowledge: Path) -> int:

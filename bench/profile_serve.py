@@ -1,6 +1,6 @@
 """Where a warm-cache MSD request spends its time next to DIN's, in process (no HTTP): `Served.score` only.
 
-    python bench/profile_serve.py [--din RUN --msd RUN] [--requests 100] [--code DIR]
+    python -m bench.profile_serve [--din RUN --msd RUN] [--requests 100] [--code DIR]
 
 Both runs are loaded in one process (torch 1 thread) and the bench's request mix (a user with a
 20-item history and 100 candidates from the test split) is scored once to warm MSD's in-process
@@ -25,9 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.bench_serve import DEFAULT_DATA, request_mix
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "bench"))
-from bench_serve import DEFAULT_DATA, request_mix  # noqa: E402
 
 
 def timed_pass(served: dict, mix: list[dict]) -> dict[str, list[float]]:

@@ -1,6 +1,6 @@
 """Does a better student give a better CTR model? Correlation of key-phrase F1 with CTR AUC over students.
 
-One point per student (points.jsonl, written by scripts/f1_auc_study.py): its key-phrase F1 and the test AUC of
+One point per student (points.jsonl, written by pipeline/study.py): its key-phrase F1 and the test AUC of
 MSD trained on its vectors over several seeds. Pearson and Spearman come with percentile-bootstrap 95% intervals
 over the points, the unit that varies (the seeds only give each point its error bar), and a permutation p-value:
 with five to ten students the interval is wide, and the p-value says how often a random order of the same AUCs

@@ -17,13 +17,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from ground.files import write_json, write_jsonl
+from ground import records as R
+from kgen.sample import allocate
+from ctr.retail import build_catalog, load_purchases, month_popularity
 
-from ground.files import write_json, write_jsonl  # noqa: E402
-from ground import records as R  # noqa: E402
-from kgen.sample import allocate  # noqa: E402
-from ctr.retail import build_catalog, load_purchases, month_popularity  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 MIN_HISTORY, MAX_HISTORY = 3, 50  # a user needs 3 sampled items; longer histories keep the last 50
 

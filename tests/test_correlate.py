@@ -164,32 +164,3 @@ def test_the_cli_gives_one_line_errors(tmp_path, content, expected):
     assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], done.stderr
     assert not (tmp_path / "out").exists()
 
-
-def test_the_study_writes_points_that_eval_correlate_reads(tmp_path):
-    sys.path.insert(0, str(ROOT / "scripts"))
-    import f1_auc_study as study
-
-    cfg = study.StudyConfig(out=tmp_path, items=[4, 8], augment=["none", "aug"], seeds=[0, 1])
-    assert [s[0] for s in cfg.students()] == ["untrained", "n4-none", "n4-aug", "n8-none", "n8-aug"]
-    for i, (name, _, _) in enumerate(cfg.students()):
-        f1 = tmp_path / "f1" / name
-        f1.mkdir(parents=True)
-        macro = {"f1": 0.1 * i, "f1_ci95": [0.0, 0.1 * i + 0.05], "precision": 0.2, "recall": 0.1}
-        (f1 / "f1.json").write_text(json.dumps({"headline": {"macro": macro}}))
-        for seed in cfg.seeds:
-            run = tmp_path / "ctr" / name / f"seed-{seed}"
-            run.mkdir(parents=True)
-            (run / "metrics.json").write_text(json.dumps({"test": {"auc": 0.7 + 0.01 * i + 0.002 * seed}}))
-    points = [study.point_of(cfg, *s) for s in cfg.students()]
-    assert points[2]["aucs"] == [0.72, 0.722] and points[2]["auc_std"] == pytest.approx(0.00141, abs=1e-5)
-    write_points(tmp_path / "points.jsonl", points)
-    assert [p["name"] for p in read_points(tmp_path / "points.jsonl")] == [s[0] for s in cfg.students()]
-
-
-@pytest.mark.parametrize("bad", [{"items": []}, {"augment": ["both"]}, {"seeds": []}, {"eval_items": 0}])
-def test_the_study_config_refuses_bad_sizes(bad):
-    sys.path.insert(0, str(ROOT / "scripts"))
-    import f1_auc_study as study
-
-    with pytest.raises(ValueError):
-        study.StudyConfig(**bad)

@@ -19,7 +19,7 @@ def test_the_wheel_ships_prompts_pool_dictionary_and_static_files(tmp_path):
                for p in ROOT.glob(pattern)}
     assert {"prompts/item.j2", "prompts/pool_items.jsonl", "prompts/synonyms.tsv", "annotate/static/annotate.js"} <= shipped
     assert shipped <= names, sorted(shipped - names)
-    for package in ("kgen", "distill", "eval", "annotate", "prompts"):
+    for package in ("ground", "kgen", "distill", "eval", "annotate", "prompts", "ctr", "pipeline"):
         assert f"{package}/__init__.py" in names
     assert not any(n.startswith(("tests/", "bench/", "scripts/", "data/")) for n in names)
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))

@@ -7,8 +7,6 @@ The full check with the real teacher prompts is bench/check_llama_cpp_server.py.
 from __future__ import annotations
 
 import importlib.util
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -20,12 +18,11 @@ pytestmark = [
     pytest.mark.integration,
     pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None, reason="needs llama-cpp-python[server]"),
 ]
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 
 
 @pytest.fixture(scope="module")
 def llama_cpp_server(tmp_path_factory):
-    from check_llama_cpp_server import free_port, start_server, stop_server, wait_ready
+    from bench.check_llama_cpp_server import free_port, start_server, stop_server, wait_ready
 
     from kgen.models import embedded_gguf_path
 

@@ -80,12 +80,3 @@ def test_a_missing_data_folder_is_one_line(tmp_path):
     assert result.returncode == 1 and result.stderr.strip().startswith("error: ")
     assert len(result.stderr.strip().splitlines()) == 1
 
-
-def test_compare_din_msd_embeds_with_the_student_and_trains_both(prepared, tiny_student, tmp_path):
-    from ctr.compare import compare_din_msd, format_comparison
-
-    results = compare_din_msd(prepared, tiny_student, tmp_path, seeds=(0,), epochs=1, batch_size=128)
-    assert set(results) == {"DIN", "MSD-DIN"}
-    assert (tmp_path / "knowledge" / "item_embeddings.parquet").exists()
-    assert (tmp_path / "knowledge" / "user_embeddings.parquet").exists()
-    assert "MSD-DIN" in format_comparison(results) and results["DIN"]["test"]["auc"]["n"] == 1

@@ -168,6 +168,62 @@ PLANTS.update({
         "kgen/sample.py", "keys = np.log(rng.random(len(weights))) / np.asarray(weights, dtype=float)",
         "keys = np.log(rng.random(len(weights)))", ["tests/test_sample.py"]),
 })
+
+# Issue 23 section 1: the openai backend's structured-output negotiation and its gate.
+PLANTS.update({
+    '23.oai.1 refusal only on 400/422': (
+        'kgen/teachers/openai_backend.py', 'if not isinstance(exc, openai.APIStatusError) or exc.status_code in _RETRY_STATUSES:',
+        'if not isinstance(exc, openai.APIStatusError) or exc.status_code not in (400, 422):',
+        ["tests/test_teacher_openai.py"]),
+    '23.oai.2 no negotiation lock': (
+        'kgen/teachers/openai_backend.py', '            async with negotiating:\n                if self.structured_form is None:\n                    return await self._negotiate(request)',
+        '            return await self._negotiate(request)',
+        ["tests/test_teacher_openai.py"]),
+    '23.oai.3 form not remembered': (
+        'kgen/teachers/openai_backend.py', '            self.structured_form = form\n            return completion',
+        '            return completion',
+        ["tests/test_teacher_openai.py"]),
+    '23.oai.4 any 5xx is a refusal': (
+        'kgen/teachers/openai_backend.py', '    return any(word in said for word in ("response_format", "json_schema", "schema"))',
+        '    return exc.status_code >= 500 or any(word in said for word in ("response_format", "json_schema", "schema"))',
+        ["tests/test_teacher_openai.py"]),
+    '23.oai.5 json_object without schema': (
+        'kgen/teachers/openai_backend.py', 'return {"type": "json_object", "schema": schema}',
+        'return {"type": "json_object"}',
+        ["tests/test_teacher_openai.py"]),
+    '23.oai.6 gate never lowered': (
+        'kgen/teachers/openai_backend.py', '        self.limit = max(1, min(self.limit, answered - 1))\n',
+        '        pass\n',
+        ["tests/test_teacher_openai.py"]),
+    '23.oai.6b gate lowered to the answers, not one less': (
+        'kgen/teachers/openai_backend.py', '        self.limit = max(1, min(self.limit, answered - 1))\n',
+        '        self.limit = max(1, min(self.limit, answered))\n',
+        ["tests/test_teacher_openai.py"]),
+    '23.oai.6c gate grows every answer': (
+        'kgen/teachers/openai_backend.py', 'self._since_change >= GROWTH_WINDOWS * self.limit:',
+        'self._since_change >= 1:',
+        ["tests/test_teacher_openai.py"]),
+    '23.oai.6d gate grows past the concurrency': (
+        'kgen/teachers/openai_backend.py', 'if self.limit < self.ceiling and self._since_change',
+        'if self._since_change',
+        ["tests/test_teacher_openai.py"]),
+    '23.oai.7 queueing timeouts charged': (
+        'kgen/teachers/openai_backend.py', 'if isinstance(exc, QueuedTimeout) and queue_retries < QUEUE_RETRIES:',
+        'if isinstance(exc, QueuedTimeout) and attempts <= self.max_retries:',
+        ["tests/test_teacher_openai.py"]),
+    '23.oai.8 timeout ignores max_new_tokens': (
+        'kgen/teachers/openai_backend.py', '    return TIMEOUT_BASE_S + max_new_tokens / SLOWEST_TOKENS_PER_S',
+        '    return TIMEOUT_BASE_S + 384 / SLOWEST_TOKENS_PER_S',
+        ["tests/test_teacher_openai.py"]),
+    '23.oai.9 lone timeouts free too': (
+        'kgen/teachers/openai_backend.py', 'if self.gate.answered > before:',
+        'if self.gate.answered >= before:',
+        ["tests/test_teacher_openai.py"]),
+    '23.oai.10 refusal spends a retry': (
+        'kgen/teachers/openai_backend.py', '                self.refused[form] = one_line(describe_error(exc, 1).removesuffix(" (after 1 attempt)"))\n                continue',
+        '                raise',
+        ["tests/test_teacher_openai.py"]),
+})
 PY = sys.executable  # the interpreter that runs this script (e.g. .venv/bin/python)
 ENV = {**os.environ, "PYTHONPATH": os.getcwd(), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 

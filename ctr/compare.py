@@ -1,15 +1,16 @@
 """DIN vs MSD-DIN on one prepared folder with a given student: the CTR step of the main job (`make demo`).
 
-The student embeds the item names (`distill embed`); a user's vector is the mean
-of their train-history item vectors (reading every user text is too slow on a
-CPU); both models then train on the same split and settings for each seed.
+The student embeds the item names (`distill embed`); MSD's user vector is the mean
+of the vectors of each sample's own history items (its clicks strictly before it:
+reading every user text is too slow on a CPU, and a table of the user's train
+clicks would hold later clicks); both models then train on the same split and
+settings for each seed.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from ctr.knowledge import write_user_mean_table
 from ctr.train import train_seeds
 from ctr.train_config import CTRConfig
 from distill.embed import EmbedConfig, embed_tables
@@ -24,7 +25,6 @@ def compare_din_msd(prepared: str | Path, student: str | Path, output: str | Pat
     prepared, output = Path(prepared), Path(output)
     knowledge = output / "knowledge"
     embed_tables(EmbedConfig(model=str(student), items=prepared / "items.jsonl", output=knowledge, max_length=32))
-    write_user_mean_table(knowledge, prepared / "users.jsonl")
     settings = {**DEMO_SETTINGS, **overrides, "data": str(prepared), "knowledge": str(knowledge)}
     return {name: train_seeds(CTRConfig(**settings, output=str(output / name), model=model), list(seeds))
             for name, model in (("DIN", "din"), ("MSD-DIN", "msd"))}

@@ -30,6 +30,8 @@ FORMAT = "ctr-prepare/1"  # card.json key that marks a folder this command wrote
 SPLITS = ("train", "val", "test")
 SPLIT, HISTORY_COL = "split", R.HISTORY
 SAMPLES_FILE, CARD_FILE = "samples.parquet", "card.json"
+HISTORY_AS_OF = "history_as_of"  # users.jsonl: the snapshot time T0 of the record's history
+SNAPSHOT_KEY = "users_snapshot_ts"  # card.json: T0; a user table from users.jsonl feeds rows with ts > T0 only
 
 
 
@@ -130,12 +132,24 @@ def item_records(items: pd.DataFrame, samples: pd.DataFrame) -> list[dict]:
     return rows
 
 
-def user_records(users: pd.DataFrame, samples: pd.DataFrame, max_history: int) -> list[dict]:
-    """kgen user records of the users in any split; history = their train clicks, oldest first, last max_history."""
-    train_clicks = samples[(samples[SPLIT] == "train") & (samples[R.LABEL] == 1)]  # samples are in time order
-    history = train_clicks.groupby(R.USER_ID, sort=False)[R.ITEM_ID].agg(list)
+def snapshot_ts(ts: np.ndarray, cutoffs: tuple[int, int], fraction: float) -> int:
+    """T0 of users.jsonl: first ts + fraction * (train last ts - first ts), a timestamp inside the train window."""
+    first = int(ts.min())
+    return first + int(fraction * (cutoffs[0] - first))
+
+
+def user_records(users: pd.DataFrame, samples: pd.DataFrame, max_history: int, as_of: int) -> list[dict]:
+    """kgen user records of the users in any split; history = their clicks with ts <= as_of (T0), oldest first,
+    the last max_history; `history_as_of` says so on every record.
+
+    A snapshot, never "all train clicks": a table built from it may feed only rows after T0, so no row's user
+    input holds its own label or a later event (the train-clicks table did: issue 21, point 1).
+    """
+    past = samples[(samples[R.TS].to_numpy() <= as_of) & (samples[R.LABEL].to_numpy() == 1)]  # in time order
+    history = past.groupby(R.USER_ID, sort=False)[R.ITEM_ID].agg(list)
     used = users.loc[users.index.isin(samples[R.USER_ID].unique())]
-    return [{R.USER_ID: user_id, R.HISTORY: history.get(user_id, [])[-max_history:], R.PROFILE: profile}
+    return [{R.USER_ID: user_id, R.HISTORY: history.get(user_id, [])[-max_history:], R.PROFILE: profile,
+             HISTORY_AS_OF: as_of}
             for user_id, profile in used[R.PROFILE].items()]
 
 
@@ -182,29 +196,39 @@ def _iso(ts: int) -> str:
     return pd.Timestamp(ts, unit="s").isoformat()
 
 
-def build_card(raw: RawData, config: PrepareConfig, samples: pd.DataFrame, cutoffs: tuple[int, int],
-               lengths: np.ndarray) -> dict:
-    """card.json: protocol, fields, counts per split, history lengths, sources and config."""
+def split_rule(config: PrepareConfig, cutoffs: tuple[int, int]) -> str:
+    """The card's sentence on how the samples were split."""
     fr = [round(100 * f) for f in config.split_fractions]
+    at = (f"train ts <= {cutoffs[0]} = {_iso(cutoffs[0])}, val ts <= {cutoffs[1]} = {_iso(cutoffs[1])}")
+    how = (f"global time cut-off at the given timestamps ({at})" if config.split_ts else
+           f"global time cut-off: the samples sorted by ts, train = the first {fr[0]}%, val = the next {fr[1]}%, "
+           f"test = the rest, extended so that one timestamp never falls in two splits ({at})")
+    return how + "; one split for every model; no future behaviour reaches a training row"
+
+
+def build_card(raw: RawData, config: PrepareConfig, samples: pd.DataFrame, cutoffs: tuple[int, int],
+               lengths: np.ndarray, as_of: int) -> dict:
+    """card.json: protocol, fields, counts per split, history lengths, sources and config."""
     protocol = dict(raw.protocol) | {
         "history_rule": "the user's clicked items with ts strictly before the sample's ts (never the sample itself, "
                         "a later item or one clicked in the same second), oldest first, the last max_history kept; "
                         "earlier val/test clicks count for later val/test samples (they are in the past then)",
         "max_history": config.max_history,
-        "split_rule": f"global time cut-off: the samples sorted by ts, train = the first {fr[0]}%, val = the next "
-                      f"{fr[1]}%, test = the rest, extended so that one timestamp never falls in two splits "
-                      f"(train ts <= {cutoffs[0]} = {_iso(cutoffs[0])}, val ts <= {cutoffs[1]} = "
-                      f"{_iso(cutoffs[1])}); one split for every model; no future behaviour reaches a training row",
+        "split_rule": split_rule(config, cutoffs),
         "unseen_rule": "users and items that first appear after the train cut-off have no train statistics and "
                        "are unknown (OOV) to train-only vocabularies; their rows are kept",
-        "train_only": "items.jsonl stats and users.jsonl histories use the train split only",
+        "train_only": "items.jsonl stats use the train split only",
+        "users_rule": f"users.jsonl is a snapshot at T0 = {as_of} = {_iso(as_of)} (first ts + {config.user_snapshot} "
+                      "x the train span): each user's clicks with ts <= T0, the last max_history. A user vector "
+                      "built from it may feed only rows with ts > T0 (ctr train gives earlier rows the zero "
+                      "vector); a sample's own history is the leak-free user input for every row",
         "seed": config.seed,
     }
     return {
         "format": FORMAT, "dataset": config.dataset, "title": raw.title, "protocol": protocol,
         "fields": raw.fields, "max_history": config.max_history,
         "splits": split_counts(samples), "history_length_quantiles": length_quantiles(lengths),
-        "cutoffs": {"train_last_ts": cutoffs[0], "val_last_ts": cutoffs[1]},
+        "cutoffs": {"train_last_ts": cutoffs[0], "val_last_ts": cutoffs[1]}, SNAPSHOT_KEY: as_of,
         "loader": raw.notes, "sources": [file_source(p) for p in raw.sources], "config": config.relevant(),
     }
 
@@ -217,7 +241,7 @@ def build_samples(raw: RawData, config: PrepareConfig) -> tuple[pd.DataFrame, pa
         raise ConfigError(f"{config.raw}: no samples left to prepare (see --max-user / --max-users)")
     events = raw.events.reset_index(drop=True)
     events = events.iloc[np.argsort(events[R.TS].to_numpy(), kind="stable")].reset_index(drop=True)
-    cutoffs = time_cutoffs(events[R.TS].to_numpy(), config.split_fractions)
+    cutoffs = config.split_ts or time_cutoffs(events[R.TS].to_numpy(), config.split_fractions)
     events[SPLIT] = assign_splits(events[R.TS].to_numpy(), cutoffs)
     for f in raw.fields["user"]:
         events[f] = events[R.USER_ID].map(raw.users[f]).fillna("").astype(str)
@@ -243,8 +267,10 @@ def prepare(config: PrepareConfig, log: Log = print) -> dict:
     samples, table, cutoffs = build_samples(raw, config)
     lengths = np.diff(table.column(HISTORY_COL).combine_chunks().offsets.to_numpy())
     log(f"built {len(samples):,} samples with histories ({time.time() - t:.1f}s)")
-    items, users = item_records(raw.items, samples), user_records(raw.users, samples, config.max_history)
-    card = build_card(raw, config, samples, cutoffs, lengths)
+    as_of = snapshot_ts(samples[R.TS].to_numpy(), cutoffs, config.user_snapshot)
+    items = item_records(raw.items, samples)
+    users = user_records(raw.users, samples, config.max_history, as_of)
+    card = build_card(raw, config, samples, cutoffs, lengths, as_of)
     check_output(config.output)  # it may have appeared while we were reading
     with atomic_folder(config.output) as tmp:
         write_jsonl(tmp / "items.jsonl", items)

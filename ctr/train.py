@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -28,6 +29,7 @@ from ctr.build import build_model
 from ctr.data import Batch, Split, batch_of, batches, build_split
 from ctr.metrics import ctr_metrics, mean_std
 from ctr.runs import load_data, load_run, save_run
+from ctr.slices import format_slices, slice_masks, slice_metrics
 from ctr.train_config import CTRConfig
 from ground.runinfo import peak_rss_mb
 from ground.errors import ConfigError
@@ -54,8 +56,18 @@ def predict(model: nn.Module, split: Split, batch_size: int) -> np.ndarray:
     return np.concatenate([out[s] for s in sorted(out)]) if out else np.zeros(0, np.float32)
 
 
-def score(model: nn.Module, split: Split, batch_size: int) -> dict:
-    return ctr_metrics(split.label.numpy(), predict(model, split, batch_size), split.user_ids)
+def score(model: nn.Module, split: Split, batch_size: int, masks: dict | None = None) -> dict:
+    """AUC, GAUC, LogLoss (and the slices' AUC when their masks are given) of a model on a split."""
+    probs = predict(model, split, batch_size)
+    return scored(split, probs, masks)
+
+
+def scored(split: Split, probs: np.ndarray, masks: dict | None) -> dict:
+    labels = split.label.numpy()
+    out = ctr_metrics(labels, probs, split.user_ids)
+    if masks is not None:
+        out["slices"] = slice_metrics(labels, probs, masks)
+    return out
 
 
 def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -135,15 +147,20 @@ def fit(model: nn.Module, train: Split, val: Split, config: CTRConfig) -> FitRes
 
 
 
-def train(config: CTRConfig) -> dict:
-    """Train one model; write model.pt, ctr_config.json, features.json and metrics.json; return the metrics."""
+def train(config: CTRConfig, test: bool = True) -> dict:
+    """Train one model; write model.pt, ctr_config.json, features.json, metrics.json and predictions.parquet
+    (val and test probabilities, for paired comparisons); return the metrics.
+
+    test=False (a tuning trial) never scores the test split: a config is chosen on validation alone.
+    """
     check_distributed(config)
     D.init()
     set_seed(config.seed)  # every rank builds the same initial model
     data, features, catalogue, max_history = load_data(config)
+    names = ("train", "val", "test") if test else ("train", "val")
     splits = {name: build_split(data, name, features, max_history,
                                 config.max_train_samples if name == "train" else config.max_eval_samples)
-              for name in ("train", "val", "test")}
+              for name in names}
     for name, split in splits.items():
         if len(split) == 0:
             raise ConfigError(f"{data.folder}: the {name} split is empty")
@@ -151,23 +168,34 @@ def train(config: CTRConfig) -> dict:
     result = fit(model, splits["train"], splits["val"], config)
     model.load_state_dict(result.best_state, strict=False)
     model.train()  # drops the LoRA path's evaluation cache, computed with the last epoch's adapters, not the best
+    probs = {name: predict(model, splits[name], config.eval_batch_size) for name in names[1:]}
     metrics = {"model": config.model, "seed": config.seed, "best_epoch": result.best_epoch,
-               "epochs_run": len(result.history), "history": result.history,
-               "val": score(model, splits["val"], config.eval_batch_size),
-               "test": score(model, splits["test"], config.eval_batch_size),
+               "epochs_run": len(result.history), "epochs_cap": config.epochs, "history": result.history,
+               **{name: scored(splits[name], probs[name], slice_masks(splits[name], catalogue)) for name in probs},
                "train_samples": len(splits["train"]), "max_history": max_history, "world_size": D.world(),
                "samples_per_s": round(len(splits["train"]) * len(result.history) / result.train_seconds, 1),
                "train_seconds": round(result.train_seconds, 2), "peak_rss_mb": peak_rss_mb(),
                "trainable_params": sum(t.numel() for t in result.best_state.values()),
                "knowledge_missing": getattr(getattr(model, "vectors", None), "missing", None)}
     if config.is_elec:  # the figures above are the vanilla network's (served); these the gain network's
-        metrics["gain"] = {name: score(model.gain, splits[name], config.eval_batch_size) for name in ("val", "test")}
+        metrics["gain"] = {name: score(model.gain, splits[name], config.eval_batch_size) for name in names[1:]}
         metrics["knowledge_missing"] = model.gain.vectors.missing
         metrics["served_params"] = sum(p.numel() for p in model.vanilla.parameters())
     if D.is_main():
-        save_run(config, features, result.best_state, metrics)
+        for name in names[1:]:
+            print(f"{name}: AUC {metrics[name]['auc']:.4f}, {metrics[name]['samples']:,} rows; slices:\n"
+                  f"{format_slices(metrics[name]['slices'])}", flush=True)
+        save_run(config, features, result.best_state, metrics, predictions_frame(splits, probs))
     D.barrier()  # no rank returns before the run folder is complete
     return metrics
+
+
+def predictions_frame(splits: dict[str, Split], probs: dict[str, np.ndarray]) -> pd.DataFrame:
+    """split, row (position in the split), user_id, label, prob: what paired comparisons between runs read."""
+    parts = [pd.DataFrame({"split": name, "row": np.arange(len(p)), "user_id": splits[name].user_ids.astype(str),
+                           "label": splits[name].label.numpy().astype(np.int8), "prob": p.astype(np.float32)})
+             for name, p in probs.items()]
+    return pd.concat(parts, ignore_index=True)
 
 
 def check_distributed(config: CTRConfig) -> None:
@@ -184,10 +212,10 @@ def check_distributed(config: CTRConfig) -> None:
 
 
 def evaluate_run(model_dir: str | Path, data_dir: str | Path | None = None, split: str = "test") -> dict:
-    """Score a saved run on a split of a prepared folder (default: the one it was trained on)."""
+    """Score a saved run on a split of a prepared folder (default: the one it was trained on), slices included."""
     run = load_run(model_dir, data_dir)
     rows = build_split(run.data, split, run.features, run.max_history, run.config.max_eval_samples)
-    return score(run.model, rows, run.config.eval_batch_size)
+    return score(run.model, rows, run.config.eval_batch_size, slice_masks(rows, run.catalogue))
 
 
 def train_seeds(config: CTRConfig, seeds: list[int]) -> dict:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 from prepare_files import (USERS_1M, assert_no_leak, ml100k_folder, ml1m_folder, random_ratings, read_output,
-                           train_histories, train_stats, write_text)
+                           snapshot_histories, train_stats, write_text)
 
 from ctr.prepare import prepare
 from ctr.raw import PrepareConfig
@@ -59,7 +59,7 @@ def test_same_second_clicks_are_not_history(tmp_path):
         "1": [], "2": [], "3": ["1", "2"], "4": ["1", "2"], "5": ["1", "2", "3"]}
 
 
-def test_split_is_by_time_and_stats_and_user_histories_use_train_only(tmp_path):
+def test_split_is_by_time_and_stats_use_train_only_and_user_histories_are_a_snapshot(tmp_path):
     run("ml-1m", ml1m_folder(tmp_path / "raw", ratings=random_ratings(6, 8, seed=5)), tmp_path / "out",
         split_fractions=(0.6, 0.2, 0.2))
     samples, card, items, users = read_output(tmp_path / "out")
@@ -69,7 +69,7 @@ def test_split_is_by_time_and_stats_and_user_histories_use_train_only(tmp_path):
     stats = train_stats(samples)
     assert {i["item_id"]: i["stats"] for i in items} == {
         i: stats.get(i, {"exposures": 0, "clicks": 0}) for i in samples["item_id"].unique()}
-    assert {u["user_id"]: u["history"] for u in users} == train_histories(samples, 50)
+    assert {u["user_id"]: u["history"] for u in users} == snapshot_histories(samples, 50, card["users_snapshot_ts"])
     for name, counts in card["splits"].items():
         part = samples[samples["split"] == name]
         assert (counts["samples"], counts["positives"], counts["users"]) == (

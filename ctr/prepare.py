@@ -18,6 +18,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ctr import prepare_rechorus as RC
 from ctr.prepare_movielens import load_ml1m, load_ml100k
 from ctr.prepare_retail import load_retail
 from ctr.prepare_sample import load_sample
@@ -102,12 +103,13 @@ def gather_slices(start: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.nd
     return offsets, flat
 
 
-def history_array(events: pd.DataFrame, max_history: int) -> pa.ListArray:
-    """list<string> per event: the user's clicked item ids strictly before its ts, oldest first, last max_history."""
+def history_array(events: pd.DataFrame, max_history: int, every_rating: bool = False) -> pa.ListArray:
+    """list<string> per event: the user's clicked (every_rating: rated) item ids strictly before its ts, oldest first,
+    the last max_history."""
     user, _ = pd.factorize(events[R.USER_ID])
     item, item_ids = pd.factorize(events[R.ITEM_ID])
-    clicks, start, end = history_slices(user, events[R.TS].to_numpy(np.int64),
-                                        events[R.LABEL].to_numpy() == 1, max_history)
+    counted = np.ones(len(events), bool) if every_rating else events[R.LABEL].to_numpy() == 1
+    clicks, start, end = history_slices(user, events[R.TS].to_numpy(np.int64), counted, max_history)
     offsets, flat = gather_slices(start, end)
     values = pa.array(np.asarray(item_ids, dtype=object), pa.string()).take(pa.array(item[clicks][flat]))
     return pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), values)
@@ -210,9 +212,10 @@ def build_card(raw: RawData, config: PrepareConfig, samples: pd.DataFrame, cutof
                lengths: np.ndarray, as_of: int) -> dict:
     """card.json: protocol, fields, counts per split, history lengths, sources and config."""
     protocol = dict(raw.protocol) | {
-        "history_rule": "the user's clicked items with ts strictly before the sample's ts (never the sample itself, "
-                        "a later item or one clicked in the same second), oldest first, the last max_history kept; "
-                        "earlier val/test clicks count for later val/test samples (they are in the past then)",
+        "history_rule": f"the user's {'rated' if config.history_of == 'ratings' else 'clicked'} items with ts "
+                        "strictly before the sample's ts (never the sample itself, a later item or one in the same "
+                        "second), oldest first, the last max_history kept; earlier val/test events count for later "
+                        "val/test samples (they are in the past then)",
         "max_history": config.max_history,
         "split_rule": split_rule(config, cutoffs),
         "unseen_rule": "users and items that first appear after the train cut-off have no train statistics and "
@@ -241,13 +244,27 @@ def build_samples(raw: RawData, config: PrepareConfig) -> tuple[pd.DataFrame, pa
         raise ConfigError(f"{config.raw}: no samples left to prepare (see --max-user / --max-users)")
     events = raw.events.reset_index(drop=True)
     events = events.iloc[np.argsort(events[R.TS].to_numpy(), kind="stable")].reset_index(drop=True)
-    cutoffs = config.split_ts or time_cutoffs(events[R.TS].to_numpy(), config.split_fractions)
+    rechorus = config.protocol == "rechorus"
+    if rechorus:
+        before = len(events)
+        events = RC.five_core(events).reset_index(drop=True)
+        raw.notes["five_core_rows_dropped"] = before - len(events)
+        if events.empty:
+            raise ConfigError(f"{config.raw}: no user and item keep 5 clicks each (protocol rechorus's 5-core)")
+    cutoffs = config.split_ts or (RC.day_span_cutoffs if rechorus else time_cutoffs)(events[R.TS].to_numpy(),
+                                                                                        config.split_fractions)
     events[SPLIT] = assign_splits(events[R.TS].to_numpy(), cutoffs)
+    if rechorus:
+        events, dropped = RC.seen_only(events, SPLIT)
+        events = events.reset_index(drop=True)
+        raw.notes |= dropped
+        events = pd.concat([events, RC.context(events[R.TS].to_numpy())], axis=1)
     for f in raw.fields["user"]:
-        events[f] = events[R.USER_ID].map(raw.users[f]).fillna("").astype(str)
+        if f not in events:
+            events[f] = events[R.USER_ID].map(raw.users[f]).fillna("").astype(str)
     for f in raw.fields["item"]:
         events[f] = events[R.ITEM_ID].map(raw.items[f]).fillna("").astype(str)
-    history = history_array(events, config.max_history)
+    history = history_array(events, config.max_history, every_rating=config.history_of == "ratings")
     columns = [R.USER_ID, R.ITEM_ID, R.LABEL, R.TS, SPLIT, *raw.fields["user"], *raw.fields["item"]]
     schema = {R.LABEL: pa.int8(), R.TS: pa.int64()}
     arrays = {c: pa.array(events[c].to_numpy(), schema.get(c, pa.string())) for c in columns}

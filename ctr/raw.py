@@ -14,6 +14,8 @@ from ground.flags import flag
 
 Log = Callable[[str], None]
 DATASETS = ("ml-1m", "ml-100k", "online-retail", "sample")
+PROTOCOLS = ("ours", "rechorus")
+HISTORY_OF = ("clicks", "ratings")
 
 
 @dataclass(kw_only=True)
@@ -39,6 +41,14 @@ class PrepareConfig:
     max_user: int = field(default=0, metadata=flag(
         "MovieLens: keep users with id <= N, 0 = every user (ml-1m-partial: 2998, user 2999 may be cut)."))
     click_threshold: int = field(default=4, metadata=flag("MovieLens: a rating >= this is a click."))
+    protocol: str = field(default="ours", metadata=flag(
+        f"MovieLens: one of {', '.join(PROTOCOLS)}. rechorus: ReChorus 2.0's CTR protocol (5-core on clicks, "
+        "day-span split, val/test users and items seen in train, hour/weekday/period context; implies "
+        "--history-of ratings and --full-genres)."))
+    history_of: str = field(default="clicks", metadata=flag(
+        f"MovieLens: what a history holds, one of {', '.join(HISTORY_OF)} (ratings: every earlier rated item)."))
+    full_genres: bool = field(default=False, metadata=flag(
+        "MovieLens: the genre field is the full genre string (Action|Comedy), not the first genre."))
     # Online Retail
     negatives: int = field(default=1, metadata=flag("online-retail: sampled negatives per purchase line."))
     min_item_baskets: int = field(default=10, metadata=flag("online-retail: drop items bought in fewer baskets."))
@@ -50,6 +60,13 @@ class PrepareConfig:
         self.split_fractions = tuple(float(f) for f in self.split_fractions)  # type: ignore[assignment]
         if self.dataset not in DATASETS:
             raise ConfigError(f"dataset must be one of {', '.join(DATASETS)}, got {self.dataset!r}")
+        for name, allowed in (("protocol", PROTOCOLS), ("history_of", HISTORY_OF)):
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+        if self.protocol == "rechorus":
+            if not self.dataset.startswith("ml-"):
+                raise ConfigError(f"protocol rechorus is MovieLens' (ml-1m, ml-100k), not {self.dataset}'s")
+            self.history_of, self.full_genres = "ratings", True  # part of that protocol
         if self.max_history < 1:
             raise ConfigError(f"max_history must be >= 1, got {self.max_history}")
         fr = self.split_fractions
@@ -70,7 +87,8 @@ class PrepareConfig:
 
     def relevant(self) -> dict:
         """The settings this dataset uses, JSON-ready (for card.json)."""
-        used = {"ml-1m": {"ratings", "max_user", "click_threshold"}, "ml-100k": {"max_user", "click_threshold"},
+        movielens = {"max_user", "click_threshold", "protocol", "history_of", "full_genres"}
+        used = {"ml-1m": {"ratings"} | movielens, "ml-100k": movielens,
                 "online-retail": {"negatives", "min_item_baskets", "max_users"}, "sample": set()}[self.dataset]
         common = {"dataset", "raw", "output", "max_history", "split_fractions", "split_ts", "user_snapshot", "seed"}
         return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items() if k in common | used}

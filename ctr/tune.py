@@ -33,7 +33,9 @@ SPACE: dict[str, list] = {
     "weight_decay": [0.0, 1e-7, 1e-6, 1e-5],
     "learning_rate": [3e-4, 1e-3, 2e-3, 5e-3],
 }
-MSD_SPACE: dict[str, list] = {"adaptor_hidden": [32, 64, 128], "top_k": [1, 3, 5], "mask_rate": [0.0, 0.15, 0.3]}
+# MSD's own design choices, chosen on validation like the rest (issue 21.6): raw vs z-scored vectors, k, mask rate.
+MSD_SPACE: dict[str, list] = {"adaptor_hidden": [32, 64, 128], "top_k": [1, 3, 5], "mask_rate": [0.0, 0.15, 0.3],
+                              "standardize_vectors": [True, False]}
 TRIALS, BEST, SUMMARY = "trials.jsonl", "best", "tune.json"
 
 

@@ -64,7 +64,8 @@ COST_LORA = {"MSD w/o user level, cached (LoRA settings)": LORA["MSD w/o user le
 def ctr(*args: str) -> None:
     """One `ctr` command in a process of its own (its peak RSS is its own), niced like every long job here."""
     print(f"-- ctr {' '.join(args)}", flush=True)
-    subprocess.run(["nice", "-n", "10", sys.executable, "-m", "ctr.cli", *args], cwd=ROOT, check=True)
+    step = max(0, 10 - os.nice(0))  # niceness 10 whatever this process has (nice adds to it)
+    subprocess.run(["nice", "-n", str(step), sys.executable, "-m", "ctr.cli", *args], cwd=ROOT, check=True)
 
 
 def train_run(run: Path, args: list[str]) -> dict:

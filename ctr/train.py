@@ -12,6 +12,7 @@ ctr_config.json, features.json (the train-split vocabularies) and metrics.json.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import time
@@ -28,7 +29,7 @@ from ctr import distributed as D
 from ctr.build import build_model
 from ctr.data import Batch, Split, batch_of, batches, build_split
 from ctr.metrics import ctr_metrics, mean_std
-from ctr.runs import load_data, load_run, save_run
+from ctr.runs import METRICS, load_data, load_run, save_run
 from ctr.slices import format_slices, slice_masks, slice_metrics
 from ctr.train_config import CTRConfig
 from ground.runinfo import peak_rss_mb
@@ -209,6 +210,28 @@ def check_distributed(config: CTRConfig) -> None:
     if config.batch_size % world:
         raise ConfigError(f"batch_size {config.batch_size} is the global batch and must split evenly over "
                           f"{world} ranks")
+
+
+def test_saved(run_dir: str | Path, output: str | Path) -> dict:
+    """A finished run that never scored test (a tuning trial) scored on val and test into `output`, as a run folder.
+
+    The same as training its config again with its seed (the loop is seeded and deterministic on CPU), without
+    the training: `ctr tune` uses it for the chosen trial's own seed.
+    """
+    from dataclasses import replace
+
+    run = load_run(run_dir)
+    if run.config.is_elec or run.config.lora:
+        raise ConfigError(f"{run_dir}: an ELEC or LoRA run is trained again, not reloaded")
+    metrics = json.loads((Path(run_dir) / METRICS).read_text())
+    splits = {name: build_split(run.data, name, run.features, run.max_history, run.config.max_eval_samples)
+              for name in ("val", "test")}
+    probs = {name: predict(run.model, split, run.config.eval_batch_size) for name, split in splits.items()}
+    metrics |= {name: scored(splits[name], probs[name], slice_masks(splits[name], run.catalogue)) for name in probs}
+    metrics["reloaded_from"] = str(run_dir)
+    config = replace(run.config, output=str(output))
+    save_run(config, run.features, trainable_state(run.model), metrics, predictions_frame(splits, probs))
+    return metrics
 
 
 def evaluate_run(model_dir: str | Path, data_dir: str | Path | None = None, split: str = "test") -> dict:

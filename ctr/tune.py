@@ -6,7 +6,8 @@ Ferrari Dacrema et al., 2019). Trial 0 is the given config itself; trial i > 0 i
 seeded with (search_seed, i), so a trial is the same whenever it runs. Each trial trains to early stopping
 on validation and never scores the test split. OUTPUT/trials.jsonl records every trial as it finishes; a
 rerun skips the recorded ones (resume). The trial with the best validation AUC is then trained once per
-seed into OUTPUT/best/seed-N (test scored there, once per seed), and OUTPUT/tune.json sums it up.
+seed into OUTPUT/best/seed-N (test scored there, once per seed; for the trials' own seed the chosen trial's
+saved run is scored, which is what training it again would give), and OUTPUT/tune.json sums it up.
 """
 
 from __future__ import annotations
@@ -118,8 +119,11 @@ def chosen(trials: list[dict]) -> dict:
     return max(trials, key=lambda r: (r["val_auc"] if r["val_auc"] is not None else -1.0, -r["trial"]))
 
 
-def tune(base: CTRConfig, tune: TuneConfig, fixed: set[str], train_fn=None) -> dict:
-    """Search, choose on validation, train the choice per seed (test once each); write and return tune.json."""
+def tune(base: CTRConfig, tune: TuneConfig, fixed: set[str], train_fn=None, reuse: bool = True) -> dict:
+    """Search, choose on validation, train the choice per seed (test once each); write and return tune.json.
+
+    The chosen trial ran with the trials' seed: for that seed its saved run is scored on test rather than trained
+    again (reuse=False trains it again)."""
     if train_fn is None:
         from ctr.train import train as train_fn
     trials = run_trials(base, tune, fixed, train_fn)
@@ -129,6 +133,12 @@ def tune(base: CTRConfig, tune: TuneConfig, fixed: set[str], train_fn=None) -> d
         folder = Path(base.output) / BEST / f"seed-{seed}"
         if (folder / "metrics.json").exists():  # resume
             runs.append(json.loads((folder / "metrics.json").read_text()))
+            continue
+        trial = Path(base.output) / f"trial-{best['trial']:02d}"
+        if seed == base.seed and reuse and (trial / "model.pt").exists() and not (base.is_elec or base.lora):
+            from ctr.train import test_saved  # the trial is this very run: score its test split, once
+
+            runs.append(test_saved(trial, folder))
             continue
         config = trial_config(base, {**best["params"], "seed": seed}, folder)
         runs.append(train_fn(config, test=True))

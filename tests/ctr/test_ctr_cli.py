@@ -71,7 +71,8 @@ def test_tune_draws_the_same_trials_records_them_and_resumes(prepared, tmp_path)
         calls.append((config.output, test))
         return train(config, test=test)
 
-    summary = tune(base, TuneConfig(trials=2, seeds=[0]), {"epochs", "batch_size", "attention_hidden"}, counting)
+    summary = tune(base, TuneConfig(trials=2, seeds=[0]), {"epochs", "batch_size", "attention_hidden"}, counting,
+                   reuse=False)
     lines = (tmp_path / "t" / TRIALS).read_text().splitlines()
     assert len(lines) == 2 and all(json.loads(line)["val_auc"] > 0 for line in lines)
     assert [test for _, test in calls] == [False, False, True]  # trials never score the test split
@@ -83,3 +84,18 @@ def test_tune_draws_the_same_trials_records_them_and_resumes(prepared, tmp_path)
     with pytest.raises(ConfigError, match="drawn with other settings"):
         tune(base, TuneConfig(trials=2, seeds=[0], search_seed=7), {"epochs", "batch_size", "attention_hidden"},
              counting)
+
+
+def test_the_chosen_trials_own_seed_is_scored_not_trained_again_with_the_same_figures(prepared, tmp_path):
+    from ctr.train import test_saved, train
+
+    config = CTRConfig(data=str(prepared), output=str(tmp_path / "trial"), model="din", epochs=2, batch_size=128,
+                       attention_hidden=[8])
+    trained = train(config, test=False)
+    again = train(CTRConfig(**{**config.to_dict(), "output": str(tmp_path / "again")}), test=True)
+    reloaded = test_saved(tmp_path / "trial", tmp_path / "best")
+    assert "test" not in trained and reloaded["best_epoch"] == again["best_epoch"]
+    assert reloaded["test"]["auc"] == pytest.approx(again["test"]["auc"], abs=1e-6)
+    rows = lambda m: {f: {b: v["rows"] for b, v in bs.items()} for f, bs in m["test"]["slices"].items()}  # noqa: E731
+    assert rows(reloaded) == rows(again)
+    assert (tmp_path / "best" / "predictions.parquet").exists() and (tmp_path / "best" / "model.pt").exists()

@@ -135,7 +135,7 @@ def msd_settings(args: argparse.Namespace) -> list[str]:
 def tune(args: argparse.Namespace, seeds: list[int]) -> None:
     """`ctr tune` per model: the trials first for every model, then the seeds (so a cut run has all models)."""
     for seed_list in ([seeds[0]], seeds):
-        for model in TUNED.values():
+        for model in args.models.split(","):
             extra = ["--knowledge", str(args.knowledge), *msd_settings(args)] if model == "msd" else []
             ctr("tune", *common(args), "--model", model, *extra, "--trials", str(args.trials),
                 "--seeds", ",".join(map(str, seed_list)), "-o", str(args.runs / "tune" / model))
@@ -375,6 +375,8 @@ def main() -> None:
     p.add_argument("--stages", default="fusion,tune,controls,table",
                    help="fusion, mask, tune, controls, ablation, table, lora, cost (comma list, run in order).")
     p.add_argument("--trials", type=int, default=6, help="Random-search trials per tuned model (the same for each).")
+    p.add_argument("--models", default="deepfm,din,msd", help="The models the tune stage tunes (two benches may split "
+                   "them between them: each model's folder must have one bench at a time).")
     p.add_argument("--train-args", default="--max-history 20 --epochs 30 --patience 2 --batch-size 1024",
                    help="Settings every run shares (kept out of the search).")
     p.add_argument("--n-boot", type=int, default=1000, help="Bootstrap draws of test users.")

@@ -12,6 +12,8 @@ Stages (each resumable: a run folder holding metrics.json, a trial in trials.jso
     controls  MSD-DIN at MSD's chosen config with the vectors swapped: shuffled across items, random N(0, 1)
               (the user level built from them included), and the oracle (positive control); per seed.
     ablation  MSD-DIN at its chosen config without the user level, and without item fusion; per seed.
+    protocol  DeepFM and DIN at their tuned configs on --other-data (`ctr prepare --protocol rechorus`), beside
+              ReChorus 2.0's published DIN 0.7904 / DeepFM 0.7736 (full ML-1M; ours has half the users).
     table     the rows: test AUC / GAUC / LogLoss mean +- std over the seeds every row has, best epochs (below the
               cap?), trials, slice AUCs, per-seed paired deltas against the backbone with a 95% bootstrap
               interval over test users and a paired t-test, RelaImpr where the base AUC > 0.55; printed and
@@ -168,6 +170,35 @@ def controls(args: argparse.Namespace, seeds: list[int]) -> None:
 def ablation(args: argparse.Namespace, seeds: list[int]) -> None:
     for name, changes in ABLATIONS.items():
         variant_runs(args, "ablation", name, changes, seeds)
+
+
+# ReChorus 2.0's figures on the full ML-1M under its CTR protocol (ID features, its own tuning).
+RECHORUS = {"DIN": 0.7904, "DeepFM": 0.7736}
+
+
+def protocol_table(args: argparse.Namespace, seeds: list[int]) -> None:
+    """DeepFM and DIN at their tuned configs (tuned on our protocol) on another prepared folder, per seed."""
+    if args.other_data is None:
+        raise SystemExit("--stages protocol needs --other-data (a `ctr prepare --protocol rechorus` folder)")
+    card = json.loads((args.other_data / "card.json").read_text())
+    rows = {}
+    for label, model in (("DeepFM", "deepfm"), ("DIN", "din")):
+        config = {**chosen_config(args, model), "data": str(args.other_data)}
+        folder = args.runs / "protocol" / slug(card.get("title", "other")) / model
+        yaml_path = write_yaml(folder / "config.yaml", {k: v for k, v in config.items() if k not in ("output", "seed")})
+        runs = [train_run(folder / f"seed-{s}", ["--config", str(yaml_path), "--seed", str(s)]) for s in seeds]
+        rows[label] = {**{k: mean_std([r["test"][k] for r in runs]) for k in ("auc", "gauc", "logloss")},
+                       "best_epochs": [r["best_epoch"] for r in runs], "epochs_cap": runs[0]["epochs_cap"],
+                       "test_rows": runs[0]["test"]["samples"], "published_full_ml1m": RECHORUS[label]}
+    text = "\n".join(f"{label:8} test AUC {fmt(r['auc'])} over {r['test_rows']:,} rows (ReChorus 2.0, full ML-1M: "
+                     f"{r['published_full_ml1m']}), best epochs {r['best_epochs']} (cap {r['epochs_cap']})"
+                     for label, r in rows.items())
+    print(f"\n{card.get('title')}: DeepFM and DIN at their tuned configs (seeds {seeds})\n{text}\n", flush=True)
+    record("ctr", {"table": "protocol", "dataset": card.get("title"), "data": str(args.other_data),
+                   "protocol": card["protocol"], "splits": card["splits"], "seeds": seeds, "rows": rows,
+                   "configs": "the DeepFM / DIN configs tuned on our protocol (bench tune stage), data swapped",
+                   "note": "ours: users 1-2998 of ML-1M (about half of its users); ReChorus: all 6,040",
+                   "printed": text})
 
 
 # --- the table ---------------------------------------------------------------------
@@ -373,13 +404,15 @@ def run_arguments(doc: str | None) -> argparse.ArgumentParser:
 def main() -> None:
     p = run_arguments(__doc__)
     p.add_argument("--stages", default="fusion,tune,controls,table",
-                   help="fusion, mask, tune, controls, ablation, table, lora, cost (comma list, run in order).")
+                   help="fusion, mask, tune, controls, ablation, protocol, table, lora, cost (comma list, in order).")
     p.add_argument("--trials", type=int, default=6, help="Random-search trials per tuned model (the same for each).")
     p.add_argument("--models", default="deepfm,din,msd", help="The models the tune stage tunes (two benches may split "
                    "them between them: each model's folder must have one bench at a time).")
     p.add_argument("--train-args", default="--max-history 20 --epochs 30 --patience 2 --batch-size 1024",
                    help="Settings every run shares (kept out of the search).")
     p.add_argument("--n-boot", type=int, default=1000, help="Bootstrap draws of test users.")
+    p.add_argument("--other-data", type=Path, default=None, help="protocol stage: another prepared folder (e.g. "
+                   "`ctr prepare --protocol rechorus`) for DeepFM and DIN at their tuned configs.")
     p.add_argument("--slice", type=int, default=128, help="Train rows for the LoRA table.")
     p.add_argument("--eval-slice", type=int, default=256, help="Val / test rows for the LoRA table.")
     p.add_argument("--cost-slice", type=int, default=50000, help="Train rows of the cost table's DIN/MSD runs.")
@@ -401,6 +434,8 @@ def main() -> None:
             ablation(args, seeds)
         elif stage == "table":
             tabulate(args, seeds, started)
+        elif stage == "protocol":
+            protocol_table(args, seeds)
         elif stage in ("lora", "cost"):
             fixed_tables(args, stage, seeds)
         else:

@@ -215,13 +215,16 @@ class TableVectors(nn.Module):
         return self.user_vectors[keys]  # (B, Dk)
 
 
-def history_mean(vectors: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def history_mean(vectors: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """(B, Dk) mean of the history's vectors over real positions whose vector is known; zeros for none.
 
-    vectors (B, L, Dk), mask (B, L) bool."""
-    known = mask & (vectors.abs().sum(-1) > 0)  # (B, L)
-    total = (vectors * known.unsqueeze(-1).to(vectors.dtype)).sum(1)  # (B, Dk)
-    return total / known.sum(1, keepdim=True).clamp(min=1).to(vectors.dtype)
+    vectors (n, Dk): the batch's distinct items; positions (B, L): each history entry's row in `vectors`;
+    mask (B, L) bool: real entries. A weighted embedding bag: no (B, L, Dk) tensor is built.
+    """
+    known = mask & (vectors.abs().sum(-1) > 0)[positions]  # (B, L)
+    weights = known.to(vectors.dtype)
+    total = F.embedding_bag(positions, vectors, per_sample_weights=weights, mode="sum")  # (B, Dk)
+    return total / weights.sum(1, keepdim=True).clamp(min=1)
 
 
 def knowledge_fields(fusion: str, user_level: bool) -> int:
@@ -275,12 +278,13 @@ class MSD(nn.Module):
             return [e_t + torch.sigmoid(self.gate(torch.cat([e_t, near], dim=1))) * near]
         return [e_t + near]  # "add": eq. 8 and the paper's element-wise addition
 
-    def user_vectors(self, raw: torch.Tensor, batch: Batch) -> torch.Tensor:
+    def user_vectors(self, raw: torch.Tensor, inverse: torch.Tensor, batch: Batch) -> torch.Tensor:
         """(B, Dk) the user's raw semantic vector, from nothing later than the sample.
 
-        raw (B, 1 + L, Dk): the raw vectors of the target and the history items."""
+        raw (n, Dk): the raw vectors of the batch's distinct items; inverse (B, 1 + L): the target's and the
+        history items' rows in it."""
         if self.user_source == "history":
-            return history_mean(raw[:, 1:], batch.mask)
+            return history_mean(raw, inverse[:, 1:], batch.mask)
         users, inverse = torch.unique(batch.user_key, return_inverse=True)  # (u,), (B,)
         table = self.vectors.users(users)[inverse]  # (B, Dk)
         return table * (batch.ts > self.user_as_of).unsqueeze(1).to(table.dtype)  # the snapshot feeds later rows only
@@ -295,7 +299,7 @@ class MSD(nn.Module):
         adapted = self.item_adaptor(raw)[inverse]  # (B, 1 + L, dim)
         parts = self.item_fields(adapted[:, 0], adapted[:, 1:], batch)
         if self.user_level:
-            parts.append(self.user_adaptor(self.user_vectors(raw[inverse], batch)))  # (B, dim)
+            parts.append(self.user_adaptor(self.user_vectors(raw, inverse, batch)))  # (B, dim)
         return torch.stack(parts, dim=1)  # (B, X, dim)
 
     def forward(self, batch: Batch) -> torch.Tensor:

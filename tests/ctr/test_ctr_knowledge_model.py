@@ -108,8 +108,8 @@ def test_user_vector_from_the_history_is_the_mean_of_its_known_items(tensors, kn
                        hidden=[16], attention_hidden=[8])
     model = build_model(config, features, catalogue, data).eval()
     batch = next(batches(train, 64))
-    raw = model.vectors.items(torch.cat([batch.item.unsqueeze(1), batch.history], dim=1))  # (B, 1 + L, Dk)
-    users = model.user_vectors(raw, batch)
+    unique, inverse = torch.unique(torch.cat([batch.item.unsqueeze(1), batch.history], dim=1), return_inverse=True)
+    users = model.user_vectors(model.vectors.items(unique), inverse, batch)
     row = int(torch.nonzero(batch.mask.sum(1) > 1)[0])
     known = [k for k in batch.history[row].tolist() if k > 0 and model.vectors.items(torch.tensor([k])).abs().sum() > 0]
     assert torch.allclose(users[row], model.vectors.items(torch.tensor(known)).mean(0), atol=1e-6)

@@ -84,8 +84,11 @@ def row_inputs(folder: Path, knowledge: Path) -> dict[tuple, tuple]:
             continue
         batch = batch_of(split, torch.arange(len(split)))
         keys = torch.cat([batch.item.unsqueeze(1), batch.history], dim=1)
+        unique, rows_of = torch.unique(keys, return_inverse=True)
         raw = models["history"].vectors.items(keys)  # (N, 1 + L, Dk)
-        users = {s: m.user_vectors(raw, batch).detach().numpy().round(5) + 0.0 for s, m in models.items()}  # -0 -> 0
+        vectors = models["history"].vectors.items(unique)
+        users = {s: m.user_vectors(vectors, rows_of, batch).detach().numpy().round(5) + 0.0  # -0 -> 0
+                 for s, m in models.items()}
         rows = data.split(name)
         for n, (user, item, ts) in enumerate(zip(rows["user_id"], rows["item_id"], rows["ts"])):
             fields = [inverse[f].get(int(i), "<unknown>") for f, i in zip(features.user_fields, batch.user[n].tolist())]

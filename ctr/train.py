@@ -30,7 +30,7 @@ from ctr.build import build_model
 from ctr.data import Batch, Split, batch_of, batches, build_split
 from ctr.metrics import ctr_metrics, mean_std
 from ctr.runs import METRICS, load_data, load_run, save_run
-from ctr.slices import format_slices, slice_masks, slice_metrics
+from ctr.slices import auc_text, format_slices, slice_masks, slice_metrics
 from ctr.train_config import CTRConfig
 from ground.runinfo import peak_rss_mb
 from ground.errors import ConfigError
@@ -184,7 +184,7 @@ def train(config: CTRConfig, test: bool = True) -> dict:
         metrics["served_params"] = sum(p.numel() for p in model.vanilla.parameters())
     if D.is_main():
         for name in names[1:]:
-            print(f"{name}: AUC {metrics[name]['auc']:.4f}, {metrics[name]['samples']:,} rows; slices:\n"
+            print(f"{name}: AUC {auc_text(metrics[name]['auc'])}, {metrics[name]['samples']:,} rows; slices:\n"
                   f"{format_slices(metrics[name]['slices'])}", flush=True)
         save_run(config, features, result.best_state, metrics, predictions_frame(splits, probs))
     D.barrier()  # no rank returns before the run folder is complete

@@ -43,6 +43,7 @@ from torch import nn
 
 from ctr.data import Batch, Prepared
 from ctr.models.layers import mlp
+from ctr.raw import HISTORY_AS_OF, SNAPSHOT_KEY
 from ground.vectors import ITEM_TABLE, USER_TABLE, mean_pool, read_table, write_table
 from ground.errors import ConfigError, RecordError
 from ground.files import write_json
@@ -118,8 +119,6 @@ def aligned_table(path: Path, ids: list[str]) -> tuple[torch.Tensor, int]:
 
 
 EMBED_CONFIG = "embed_config.json"
-SNAPSHOT_KEY = "users_snapshot_ts"  # card.json / embed_config.json: T0 of the users.jsonl a user table came from
-HISTORY_AS_OF = "history_as_of"  # users.jsonl: T0 of each record's history
 
 
 def write_user_mean_table(knowledge: str | Path, users: str | Path) -> int:

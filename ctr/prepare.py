@@ -22,7 +22,7 @@ from ctr import prepare_rechorus as RC
 from ctr.prepare_movielens import load_ml1m, load_ml100k
 from ctr.prepare_retail import load_retail
 from ctr.prepare_sample import load_sample
-from ctr.raw import Log, PrepareConfig, RawData
+from ctr.raw import HISTORY_AS_OF, SNAPSHOT_KEY, Log, PrepareConfig, RawData
 from ground.errors import ConfigError
 from ground.files import atomic_folder, write_json, write_jsonl
 from ground import records as R
@@ -31,8 +31,6 @@ FORMAT = "ctr-prepare/1"  # card.json key that marks a folder this command wrote
 SPLITS = ("train", "val", "test")
 SPLIT, HISTORY_COL = "split", R.HISTORY
 SAMPLES_FILE, CARD_FILE = "samples.parquet", "card.json"
-HISTORY_AS_OF = "history_as_of"  # users.jsonl: the snapshot time T0 of the record's history
-SNAPSHOT_KEY = "users_snapshot_ts"  # card.json: T0; a user table from users.jsonl feeds rows with ts > T0 only
 
 
 

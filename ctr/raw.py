@@ -13,6 +13,8 @@ from ground.errors import ConfigError, RecordError
 from ground.flags import flag
 
 Log = Callable[[str], None]
+HISTORY_AS_OF = "history_as_of"  # users.jsonl: the snapshot time T0 of each record's history
+SNAPSHOT_KEY = "users_snapshot_ts"  # card.json (and a user table's embed_config.json): T0 of users.jsonl
 DATASETS = ("ml-1m", "ml-100k", "online-retail", "sample")
 PROTOCOLS = ("ours", "rechorus")
 HISTORY_OF = ("clicks", "ratings")

@@ -1,11 +1,21 @@
-"""Knowledge tables for the CTR benchmark when the student cannot read every user text on this CPU.
+"""Knowledge tables for the CTR benchmark: plain-encoder vectors, a user-mean table, and the controls.
 
-    python -m bench.ctr_vectors user-mean --data PREPARED --knowledge EMB
-        writes EMB/user_embeddings.parquet: each user's vector = the mean of the item vectors of their
-        TRAIN-split clicks (users.jsonl histories); users without one get no row (zero vector in the model).
     python -m bench.ctr_vectors minilm --data PREPARED -o EMB
         item vectors from the plain sentence encoder all-MiniLM-L6-v2 (the bundled phrase embedder) over
         the same item names `distill embed` reads, in the same table format.
+    python -m bench.ctr_vectors user-mean --data PREPARED --knowledge EMB
+        EMB/user_embeddings.parquet: each user's vector = the mean of the item vectors of their users.jsonl
+        history, a snapshot at T0 (card.json users_snapshot_ts); `ctr train --user-source table` feeds it to
+        rows after T0 only. (The default user level, --user-source history, needs no table.)
+    python -m bench.ctr_vectors shuffle --knowledge EMB -o OUT [--seed 0]
+        negative control: the same vectors, permuted across the item ids (and no user table).
+    python -m bench.ctr_vectors random --data PREPARED -o OUT [--dim 64] [--seed 0]
+        negative control: a N(0, 1) vector per item; the user level built from them (the history mean) is a
+        random-projection sketch of the history: collaborative signal, no knowledge.
+    python -m bench.ctr_vectors oracle --data PREPARED -o OUT [--dim 8] [--seed 0]
+        positive control, never a feature: dimension 0 is the item's click rate over ALL splits (test labels
+        included: a deliberate leak), the other dimensions N(0, 1) noise. MSD must clearly beat its backbone
+        with it, most on rare items; a fusion that loses it drowns the target.
 """
 
 from __future__ import annotations
@@ -17,19 +27,51 @@ from pathlib import Path
 import numpy as np
 
 from ctr.knowledge import write_user_mean_table
-from ground.vectors import ITEM_TABLE, write_table
-from ground.files import write_json
 from ground import records as R
+from ground.files import write_json
+from ground.vectors import ITEM_TABLE, read_table, write_table
 from kgen.inputs import item_input
 
 
 def user_mean(data: Path, knowledge: Path) -> int:
-    n = write_user_mean_table(knowledge, data / "users.jsonl")
-    summary = json.loads((knowledge / "embed_config.json").read_text()) if (knowledge / "embed_config.json").exists() else {}
-    summary["users_vector"] = "mean of the item vectors of the user's train-split clicks (ctr.knowledge.write_user_mean_table)"
-    summary.setdefault("counts", {})["users"] = n
-    write_json(knowledge / "embed_config.json", summary)
-    return n
+    return write_user_mean_table(knowledge, data / "users.jsonl")
+
+
+def item_ids(data: Path) -> list[str]:
+    return [str(i[R.ITEM_ID]) for i in R.read_records(data / "items.jsonl", "item")]
+
+
+def write_control(output: Path, ids: list[str], vectors: np.ndarray, what: str) -> int:
+    output.mkdir(parents=True, exist_ok=True)
+    write_table(output / ITEM_TABLE, ids, np.asarray(vectors, np.float32))
+    write_json(output / "embed_config.json", {"model": f"control: {what}", "dim": int(vectors.shape[1]),
+                                              "counts": {"items": len(ids)}})
+    return len(ids)
+
+
+def shuffle(knowledge: Path, output: Path, seed: int) -> int:
+    ids, vectors = read_table(knowledge / ITEM_TABLE)
+    order = np.random.default_rng(seed).permutation(len(ids))
+    return write_control(output, list(ids), vectors[order],
+                         f"the vectors of {knowledge} permuted across the items (seed {seed})")
+
+
+def random_vectors(data: Path, output: Path, dim: int, seed: int) -> int:
+    ids = item_ids(data)
+    vectors = np.random.default_rng(seed).normal(size=(len(ids), dim))
+    return write_control(output, ids, vectors, f"N(0, 1) vectors of dim {dim} (seed {seed})")
+
+
+def oracle(data: Path, output: Path, dim: int, seed: int) -> int:
+    import pandas as pd
+
+    samples = pd.read_parquet(data / "samples.parquet", columns=[R.ITEM_ID, R.LABEL])
+    rate = samples.groupby(R.ITEM_ID)[R.LABEL].mean()
+    ids = item_ids(data)
+    vectors = np.random.default_rng(seed).normal(size=(len(ids), dim))
+    vectors[:, 0] = rate.reindex(ids).fillna(rate.mean()).to_numpy()
+    return write_control(output, ids, vectors, "ORACLE (positive control, a deliberate leak): dimension 0 = the "
+                         f"item's click rate over all splits, {dim - 1} N(0, 1) dimensions (seed {seed})")
 
 
 def minilm(data: Path, output: Path) -> int:
@@ -43,22 +85,34 @@ def minilm(data: Path, output: Path) -> int:
     output.mkdir(parents=True, exist_ok=True)
     write_table(output / ITEM_TABLE, [str(i[R.ITEM_ID]) for i in items], np.asarray(vectors, np.float32))
     write_json(output / "embed_config.json", {"model": "all-MiniLM-L6-v2 (sentence-transformers, mean pooling)",
-                                                "items": str(data / "items.jsonl"), "dim": int(vectors.shape[1]),
-                                                "counts": {"items": len(items)}})
+                                              "items": str(data / "items.jsonl"), "dim": int(vectors.shape[1]),
+                                              "counts": {"items": len(items)}})
     return len(items)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("command", choices=["user-mean", "minilm"])
-    p.add_argument("--data", type=Path, required=True)
-    p.add_argument("--knowledge", "-o", type=Path, required=True)
+    p.add_argument("command", choices=["user-mean", "minilm", "shuffle", "random", "oracle"])
+    p.add_argument("--data", type=Path, help="The prepared folder (user-mean, minilm, random, oracle).")
+    p.add_argument("--knowledge", type=Path, help="The tables to read (user-mean: also written; shuffle).")
+    p.add_argument("--output", "-o", type=Path, help="Folder to write (minilm and the controls).")
+    p.add_argument("--dim", type=int, default=None, help="random: 64; oracle: 8.")
+    p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
     import torch
 
     torch.set_num_threads(1)
-    n = user_mean(args.data, args.knowledge) if args.command == "user-mean" else minilm(args.data, args.knowledge)
-    print(f"{n} vectors -> {args.knowledge}")
+    if args.command == "user-mean":
+        n = user_mean(args.data, args.knowledge)
+    elif args.command == "minilm":
+        n = minilm(args.data, args.output)
+    elif args.command == "shuffle":
+        n = shuffle(args.knowledge, args.output, args.seed)
+    elif args.command == "random":
+        n = random_vectors(args.data, args.output, args.dim or 64, args.seed)
+    else:
+        n = oracle(args.data, args.output, args.dim or 8, args.seed)
+    print(json.dumps({"command": args.command, "vectors": n}))
 
 
 if __name__ == "__main__":

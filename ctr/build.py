@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 from torch import nn
 
 from ctr.data import Catalogue, Prepared
 from ctr.elec import ELEC
 from ctr.features import Features
-from ctr.knowledge import MSD, StudentVectors, TableVectors, lora_student
+from ctr.knowledge import MSD, StudentVectors, TableVectors, knowledge_fields, lora_student, user_table_snapshot
 from ctr.models.deepfm import DeepFM
 from ctr.models.din import DIN
 from ctr.train_config import CTRConfig
@@ -54,10 +55,13 @@ def build_model(config: CTRConfig, features: Features, catalogue: Catalogue, dat
 
 
 def build_msd(config: CTRConfig, features: Features, catalogue: Catalogue, data: Prepared) -> MSD:
+    table_users = config.user_level and config.user_source == "table"
+    as_of = user_table_snapshot(None if config.lora else Path(config.knowledge), data) if table_users else None
     vectors = (student_vectors(config, data) if config.lora
-               else TableVectors(config.knowledge, data, standardized=config.standardize_vectors))
-    backbone = build_backbone(config, features, catalogue, n_extra=1 + config.user_level)
+               else TableVectors(config.knowledge, data, standardized=config.standardize_vectors,
+                                 fit_items=catalogue.item_counts > 0, users=table_users))
+    backbone = build_backbone(config, features, catalogue, n_extra=knowledge_fields(config.fusion, config.user_level))
     return MSD(backbone=backbone, vectors=vectors, item_counts=catalogue.item_counts, dim=config.embed_dim,
                adaptor_hidden=config.adaptor_hidden, top_k=config.top_k, mask_rate=config.mask_rate,
-               item_fusion=config.item_fusion, user_level=config.user_level)
-
+               mask_by=config.mask_by, fusion=config.fusion, user_level=config.user_level,
+               user_source=config.user_source, user_as_of=as_of)

@@ -58,6 +58,7 @@ class Split:
     item: torch.Tensor  # (N,) target item key
     history: torch.Tensor  # (N, L) item keys, oldest first, right-padded with 0
     label: torch.Tensor  # (N,) float32
+    ts: torch.Tensor  # (N,) int64 event time: a user-table vector (a snapshot at T0) feeds a row only after T0
     user_ids: np.ndarray  # (N,) raw user ids, the GAUC groups
 
     def __len__(self) -> int:
@@ -71,6 +72,7 @@ class Batch:
     item: torch.Tensor  # (B,)
     history: torch.Tensor  # (B, L)
     label: torch.Tensor  # (B,)
+    ts: torch.Tensor  # (B,) int64 event time (serving: the request's time)
 
     @property
     def mask(self) -> torch.Tensor:
@@ -142,18 +144,19 @@ def build_split(data: Prepared, name: str, features: Features, max_history: int,
     where = f"{data.folder / SAMPLES} ({name})"
     user = np.stack([encode(df[f].to_numpy(), features.vocabs[f]) for f in features.user_fields], axis=1)
     user_key = lookup(df[R.USER_ID].to_numpy(), data.user_ids, np.arange(1, len(data.user_ids) + 1), 0)
-    return Split(user=torch.from_numpy(user.reshape(len(df), -1)),
+    return Split(user=torch.from_numpy(user.reshape(len(df), len(features.user_fields))),
                  user_key=torch.from_numpy(np.asarray(user_key, np.int64)),
                  item=torch.from_numpy(item_keys(df[R.ITEM_ID].to_numpy(), data.item_ids, where)),
                  history=torch.from_numpy(history_keys(df[R.HISTORY], data.item_ids, max_history, where)),
                  label=torch.from_numpy(df[R.LABEL].to_numpy().astype(np.float32)),
+                 ts=torch.from_numpy(df[R.TS].to_numpy().astype(np.int64)),
                  user_ids=df[R.USER_ID].astype(str).to_numpy(dtype=object))
 
 
 def batch_of(split: Split, idx: torch.Tensor) -> Batch:
     """The rows `idx` of a split as a batch."""
     return Batch(user=split.user[idx], user_key=split.user_key[idx], item=split.item[idx],
-                 history=split.history[idx].long(), label=split.label[idx])
+                 history=split.history[idx].long(), label=split.label[idx], ts=split.ts[idx])
 
 
 def batches(split: Split, batch_size: int, shuffle: bool = False, generator: torch.Generator | None = None,

@@ -5,18 +5,35 @@ come from the student: cached `distill embed` tables (the fast path), or the
 student itself with LoRA adapters inside the forward pass, so the CTR loss
 trains the adapters. An MLP feature adaptor maps each into the CTR feature
 space (eqs. 3-5); history items are stochastically masked during training with
-a probability that grows with the item's train frequency; the top-k remaining
-history items most cosine-similar to e'_t are summed (eqs. 6-8) and fused with
-e'_t by element-wise addition; e_item and e'_u join the backbone's inputs.
+a probability that depends on the item's train frequency (`mask_by`); the top-k
+remaining history items most cosine-similar to e'_t are summed (eqs. 6-8) and
+joined with e'_t (`fusion`); e_item and e'_u join the backbone's inputs.
 
-Why frequent items are masked more: they dominate histories and their ID
-embeddings are already well trained, so without masking the top-k is filled by
-the same popular items; masking them makes the fusion also draw on the rarer
-items, whose semantic vector is most of what the model knows about them.
+How the top-k sum joins e'_t (`fusion`): the paper adds it element-wise. With an
+oracle as item vector that blurs the target's own vector with its neighbours'
+(issue 21, point 7), so the target keeps its own path: "concat" passes e'_t and
+the sum as two fields, "gate" adds the sum through a learned per-dimension gate
+sigmoid(W [e'_t, sum]), "add" is the paper's sum, "none" keeps e'_t alone
+(ablation "w/o item fusion"). docs/ctr.md gives the validation figures behind
+the default.
+
+Which items are masked (`mask_by`): "frequent" (probability rate * log(1 + n) /
+log(1 + n_max), n = train exposures: frequent items dominate histories and have
+well-trained ID embeddings, so masking them makes the top-k draw on rarer ones),
+"rare" (rate * (1 - that): the rare items, whose few exposures make their
+neighbours less reliable, are dropped more) or "uniform" (rate for every item).
+
+Where the user level comes from (`user_source`), never from a later event:
+"history" (default) is the mean of the raw vectors of the sample's own history
+items (its clicks strictly before it); "table" is a user table (`distill embed
+--users`, or the mean over a users.jsonl history) built from users.jsonl, a
+snapshot at T0 (card.json `users_snapshot_ts`): it feeds rows with ts > T0 only,
+earlier rows get the zero vector.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -26,15 +43,21 @@ from torch import nn
 
 from ctr.data import Batch, Prepared
 from ctr.models.layers import mlp
+from ctr.raw import HISTORY_AS_OF, SNAPSHOT_KEY
 from ground.vectors import ITEM_TABLE, USER_TABLE, mean_pool, read_table, write_table
-from ground.errors import RecordError
+from ground.errors import ConfigError, RecordError
+from ground.files import write_json
 from ground import records as R
 
 
-def masking_probs(item_counts: torch.Tensor, rate: float) -> torch.Tensor:
-    """(K + 1,) masking probability per item key: rate * log(1 + count) / log(1 + max count); 0 for padding."""
+def masking_probs(item_counts: torch.Tensor, rate: float, by: str = "frequent") -> torch.Tensor:
+    """(K + 1,) masking probability per item key; 0 for padding.
+
+    frequent: rate * log(1 + n) / log(1 + n_max); rare: rate * (1 - that); uniform: rate (n = train exposures).
+    """
     scaled = torch.log1p(item_counts.float())
-    probs = rate * scaled / scaled.max().clamp(min=1e-12)
+    share = scaled / scaled.max().clamp(min=1e-12)  # (K + 1,) in [0, 1], 1 for the most frequent item
+    probs = rate * {"frequent": share, "rare": 1 - share, "uniform": torch.ones_like(share)}[by]
     probs[0] = 0.0
     return probs
 
@@ -60,22 +83,27 @@ def topk_sum(target: torch.Tensor, history: torch.Tensor, keep: torch.Tensor, k:
     return (picked * torch.isfinite(top).unsqueeze(-1)).sum(dim=1)  # (B, D)
 
 
-def standardize(vectors: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
-    """Z-score each dimension over the present rows; absent rows stay zero (the average item after scaling).
+def standardize(vectors: torch.Tensor, present: torch.Tensor, fit: torch.Tensor | None = None) -> torch.Tensor:
+    """Z-score each dimension with the mean and std of the `fit` rows (default: the present ones); absent rows stay
+    zero (the average item after scaling).
 
     Mean-pooled decoder states share one dominant direction (SmolLM2-135M on ML-1M titles: the mean vector's
     norm is 37 of an average 40), so raw vectors are nearly parallel: cosine top-k picks almost at random and
     the adaptor sees mostly a constant. Centring and scaling each dimension leaves what tells items apart.
+    The statistics come from the train items only (`fit`), like every other fitted quantity.
     """
-    mean, std = standard_stats(vectors, present)
+    mean, std = standard_stats(vectors, present if fit is None else fit & present)
     out = (vectors - mean) / std
     return out * present.unsqueeze(1).to(out.dtype)
 
 
-def standard_stats(vectors: torch.Tensor, present: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(Dk,) mean and (Dk,) std of the present rows: what `standardize` applies (serving applies it too)."""
-    rows = vectors[present]
-    return rows.mean(0), rows.std(0).clamp(min=1e-6)
+def standard_stats(vectors: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(Dk,) mean and (Dk,) std of the chosen rows: what `standardize` applies (serving applies it too)."""
+    chosen = vectors[rows]
+    if len(chosen) < 2:
+        raise RecordError(f"{int(rows.sum())} vector(s) to take z-score statistics from: too few (are the "
+                          "knowledge tables' ids those of the prepared folder?)")
+    return chosen.mean(0), chosen.std(0).clamp(min=1e-6)
 
 
 def aligned_table(path: Path, ids: list[str]) -> tuple[torch.Tensor, int]:
@@ -90,44 +118,94 @@ def aligned_table(path: Path, ids: list[str]) -> tuple[torch.Tensor, int]:
     return torch.from_numpy(out), len(ids) - len(found)
 
 
-def write_user_mean_table(knowledge: str | Path, users: str | Path) -> int:
-    """Write knowledge/user_embeddings.parquet: each user's vector = the mean of the item vectors of their history.
+EMBED_CONFIG = "embed_config.json"
 
-    The cheap user level when the student cannot read every user's text (CPU): users.jsonl histories hold
-    train-split clicks only, so no later behaviour leaks in. Users without a known item get no row.
-    Returns the number of users written.
+
+def write_user_mean_table(knowledge: str | Path, users: str | Path) -> int:
+    """Write knowledge/user_embeddings.parquet: each user's vector = the mean of the item vectors of their
+    users.jsonl history, a snapshot at T0 (`history_as_of`); record T0 and the rule in embed_config.json.
+
+    The table may feed only rows after T0 (`ctr train --user-source table` enforces it). Records without
+    `history_as_of` (a users.jsonl of an older `ctr prepare`, holding every train click) are refused: their
+    vectors hold train clicks later than the rows they would feed, labels included. Users without a known
+    item get no row. Returns the number of users written.
     """
-    knowledge = Path(knowledge)
+    knowledge, users = Path(knowledge), Path(users)
     ids, vectors = read_table(knowledge / ITEM_TABLE)
     row = {rid: i for i, rid in enumerate(ids)}
+    records = R.read_records(users, "user")
+    snapshots = {rec.get(HISTORY_AS_OF) for rec in records}
+    if len(snapshots) != 1 or not isinstance(next(iter(snapshots)), int):
+        raise RecordError(f"{users}: every record needs the same integer {HISTORY_AS_OF!r} (the snapshot time of its "
+                          "history); rerun `ctr prepare`: an older users.jsonl holds later train clicks (a label leak)")
     names, means = [], []
-    for user in R.read_records(users, "user"):
+    for user in records:
         rows = [row[str(i)] for i in user[R.HISTORY] if str(i) in row]
         if rows:
             names.append(str(user[R.USER_ID]))
             means.append(vectors[rows].mean(axis=0))
     write_table(knowledge / USER_TABLE, names, np.asarray(means, np.float32).reshape(len(names), vectors.shape[1]))
+    summary = json.loads((knowledge / EMBED_CONFIG).read_text()) if (knowledge / EMBED_CONFIG).exists() else {}
+    summary["users_vector"] = (f"mean of the item vectors of the user's clicks up to T0 = {next(iter(snapshots))} "
+                               f"({users}; ctr.knowledge.write_user_mean_table)")
+    summary[SNAPSHOT_KEY] = next(iter(snapshots))
+    summary.setdefault("counts", {})["users"] = len(names)
+    write_json(knowledge / EMBED_CONFIG, summary)
     return len(names)
 
 
-class TableVectors(nn.Module):
-    """Frozen vectors from `distill embed` tables; absent items/users are zero vectors (counted in `missing`)."""
+def user_table_snapshot(knowledge: Path | None, data: Prepared) -> int:
+    """T0 of the user table: the prepared card's snapshot, checked against what made the table.
 
-    def __init__(self, folder: str | Path, data: Prepared, standardized: bool = True):
+    A table says where it came from in its embed_config.json: `users_snapshot_ts` (write_user_mean_table) or
+    the users.jsonl `distill embed --users` read (its records' `history_as_of`). Refused: a card without a
+    snapshot, a table without either mark, or one made from another snapshot.
+    """
+    card_t0 = data.card.get(SNAPSHOT_KEY)
+    if not isinstance(card_t0, int):
+        raise ConfigError(f"{data.folder / 'card.json'}: no {SNAPSHOT_KEY}; rerun `ctr prepare` (an older users.jsonl "
+                          "holds train clicks later than the rows it would feed: a label leak)")
+    if knowledge is None:  # the LoRA student reads users.jsonl itself
+        return card_t0
+    embed = json.loads((knowledge / EMBED_CONFIG).read_text()) if (knowledge / EMBED_CONFIG).exists() else {}
+    t0 = embed.get(SNAPSHOT_KEY)
+    if t0 is None and embed.get("users") and Path(embed["users"]).exists():
+        t0 = next((rec.get(HISTORY_AS_OF) for rec in R.read_records(embed["users"], "user")), None)
+    if t0 != card_t0:
+        raise ConfigError(f"{knowledge / USER_TABLE}: made from a users.jsonl snapshot at {t0} (none recorded if "
+                          f"None), not this folder's T0 = {card_t0}; rebuild it from {data.folder / 'users.jsonl'}")
+    return card_t0
+
+
+class TableVectors(nn.Module):
+    """Frozen vectors from `distill embed` tables; absent items/users are zero vectors (counted in `missing`).
+
+    Args:
+        folder: the tables' folder.
+        data: the prepared folder (item and user key order).
+        standardized: z-score each dimension (statistics of the train items, `fit_items`, only).
+        fit_items: (K + 1,) bool, the items whose vectors give the z-score statistics (train items).
+        users: read the user table (user_source "table"); otherwise every user vector is zero.
+    """
+
+    def __init__(self, folder: str | Path, data: Prepared, standardized: bool = True,
+                 fit_items: torch.Tensor | None = None, users: bool = True):
         super().__init__()
         folder = Path(folder)
         if not (folder / ITEM_TABLE).exists():
             raise RecordError(f"{folder / ITEM_TABLE}: no such file (run `distill embed` first)")
         items, missing_items = aligned_table(folder / ITEM_TABLE, data.item_ids)
-        users, missing_users = (aligned_table(folder / USER_TABLE, data.user_ids) if (folder / USER_TABLE).exists()
-                                else (torch.zeros(len(data.user_ids) + 1, items.shape[1]), len(data.user_ids)))
+        table = users and (folder / USER_TABLE).exists()
+        user_vectors, missing_users = (aligned_table(folder / USER_TABLE, data.user_ids) if table
+                                       else (torch.zeros(len(data.user_ids) + 1, items.shape[1]), len(data.user_ids)))
         if standardized:
-            items = standardize(items, items.abs().sum(1) > 0)
-            users = standardize(users, users.abs().sum(1) > 0) if len(users) > missing_users + 1 else users
+            items = standardize(items, items.abs().sum(1) > 0, fit_items)
+            if len(user_vectors) > missing_users + 2:
+                user_vectors = standardize(user_vectors, user_vectors.abs().sum(1) > 0)
         self.register_buffer("item_vectors", items, persistent=False)  # (K + 1, Dk)
-        self.register_buffer("user_vectors", users, persistent=False)  # (U + 1, Dk)
+        self.register_buffer("user_vectors", user_vectors, persistent=False)  # (U + 1, Dk)
         self.dim = items.shape[1]
-        self.missing = {"items": missing_items, "users": missing_users}
+        self.missing = {"items": missing_items, "users": missing_users if users else None}
 
     def items(self, keys: torch.Tensor) -> torch.Tensor:
         return self.item_vectors[keys]  # (..., Dk)
@@ -136,8 +214,25 @@ class TableVectors(nn.Module):
         return self.user_vectors[keys]  # (B, Dk)
 
 
+def history_mean(vectors: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(B, Dk) mean of the history's vectors over real positions whose vector is known; zeros for none.
+
+    vectors (n, Dk): the batch's distinct items; positions (B, L): each history entry's row in `vectors`;
+    mask (B, L) bool: real entries. A weighted embedding bag: no (B, L, Dk) tensor is built.
+    """
+    known = mask & (vectors.abs().sum(-1) > 0)[positions]  # (B, L)
+    weights = known.to(vectors.dtype)
+    total = F.embedding_bag(positions, vectors, per_sample_weights=weights, mode="sum")  # (B, Dk)
+    return total / weights.sum(1, keepdim=True).clamp(min=1)
+
+
+def knowledge_fields(fusion: str, user_level: bool) -> int:
+    """How many (B, dim) fields MSD hands its backbone: e_item (and the top-k sum beside it), e'_u."""
+    return 1 + (fusion == "concat") + user_level
+
+
 class MSD(nn.Module):
-    """A backbone (DIN or DeepFM, built with n_extra = 1 + user_level) plus MKIM's item and user semantic fields.
+    """A backbone (DIN or DeepFM, built with n_extra = knowledge_fields(...)) plus MKIM's item and user fields.
 
     Args:
         backbone: the CTR model; receives the knowledge fields as `extra` (B, X, dim).
@@ -146,38 +241,64 @@ class MSD(nn.Module):
         dim: backbone embedding width (the adaptors' output).
         adaptor_hidden: hidden width of the feature adaptors.
         top_k: history items fused with the target.
-        mask_rate: masking probability of the most frequent item.
-        item_fusion: False keeps e'_t alone (ablation "w/o item fusion").
+        mask_rate: the largest masking probability (see masking_probs).
+        mask_by: which items are masked more: "frequent", "rare" or "uniform".
+        fusion: how the top-k sum joins e'_t: "concat", "gate", "add" (the paper's) or "none".
         user_level: False drops e'_u (ablation "w/o user level").
+        user_source: "history" (mean over the sample's own history) or "table" (a snapshot table).
+        user_as_of: T0 of the user table: its vector feeds rows with ts > T0 only (user_source "table").
     """
 
     def __init__(self, *, backbone: nn.Module, vectors: nn.Module, item_counts: torch.Tensor, dim: int,
-                 adaptor_hidden: int, top_k: int, mask_rate: float, item_fusion: bool = True, user_level: bool = True):
+                 adaptor_hidden: int, top_k: int, mask_rate: float, mask_by: str = "frequent",
+                 fusion: str = "concat", user_level: bool = True, user_source: str = "history",
+                 user_as_of: int | None = None):
         super().__init__()
+        if user_level and user_source == "table" and user_as_of is None:
+            raise ValueError("a user table needs its snapshot time (user_as_of)")
         self.backbone, self.vectors = backbone, vectors
-        self.top_k, self.item_fusion, self.user_level = top_k, item_fusion, user_level
+        self.top_k, self.fusion, self.user_level = top_k, fusion, user_level
+        self.user_source, self.user_as_of = user_source, user_as_of
         # e_t and e_i share one adaptor, so their cosine similarity compares like with like.
         self.item_adaptor = mlp([vectors.dim, adaptor_hidden, dim], last_activation=False)
         self.user_adaptor = mlp([vectors.dim, adaptor_hidden, dim], last_activation=False) if user_level else None
-        self.register_buffer("mask_probs", masking_probs(item_counts, mask_rate), persistent=False)
+        self.gate = nn.Linear(2 * dim, dim) if fusion == "gate" else None
+        self.register_buffer("mask_probs", masking_probs(item_counts, mask_rate, mask_by), persistent=False)
+
+    def item_fields(self, e_t: torch.Tensor, e_i: torch.Tensor, batch: Batch) -> list[torch.Tensor]:
+        """[(B, dim)...]: e'_t with the top-k sum of the kept history joined as `fusion` says."""
+        if self.fusion == "none":
+            return [e_t]
+        keep = frequency_mask(batch.history, self.mask_probs) if self.training else batch.mask  # (B, L)
+        near = topk_sum(e_t, e_i, keep, self.top_k)  # (B, dim)
+        if self.fusion == "concat":
+            return [e_t, near]
+        if self.fusion == "gate":
+            return [e_t + torch.sigmoid(self.gate(torch.cat([e_t, near], dim=1))) * near]
+        return [e_t + near]  # "add": eq. 8 and the paper's element-wise addition
+
+    def user_vectors(self, raw: torch.Tensor, inverse: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """(B, Dk) the user's raw semantic vector, from nothing later than the sample.
+
+        raw (n, Dk): the raw vectors of the batch's distinct items; inverse (B, 1 + L): the target's and the
+        history items' rows in it."""
+        if self.user_source == "history":
+            return history_mean(raw, inverse[:, 1:], batch.mask)
+        users, inverse = torch.unique(batch.user_key, return_inverse=True)  # (u,), (B,)
+        table = self.vectors.users(users)[inverse]  # (B, Dk)
+        return table * (batch.ts > self.user_as_of).unsqueeze(1).to(table.dtype)  # the snapshot feeds later rows only
 
     def knowledge(self, batch: Batch) -> torch.Tensor:
-        """(B, X, dim): e_item (and e'_u)."""
+        """(B, X, dim): e_item (the top-k sum beside it with "concat") and e'_u."""
         keys = torch.cat([batch.item.unsqueeze(1), batch.history], dim=1)  # (B, 1 + L)
         # Each distinct item is looked up (or encoded by the student) and adapted once: a batch of 1024
         # samples x 21 positions holds ~3k distinct items, and the adaptor is the costliest layer otherwise.
         unique, inverse = torch.unique(keys, return_inverse=True)  # (n,), (B, 1 + L)
-        adapted = self.item_adaptor(self.vectors.items(unique))[inverse]  # (B, 1 + L, dim)
-        e_t, e_i = adapted[:, 0], adapted[:, 1:]
-        e_item = e_t
-        if self.item_fusion:
-            keep = frequency_mask(batch.history, self.mask_probs) if self.training else batch.mask  # (B, L)
-            e_item = e_t + topk_sum(e_t, e_i, keep, self.top_k)
-        parts = [e_item]
+        raw = self.vectors.items(unique)  # (n, Dk)
+        adapted = self.item_adaptor(raw)[inverse]  # (B, 1 + L, dim)
+        parts = self.item_fields(adapted[:, 0], adapted[:, 1:], batch)
         if self.user_level:
-            # Adapted once per distinct user too: a served request is one user for every candidate.
-            users, inverse = torch.unique(batch.user_key, return_inverse=True)  # (u,), (B,)
-            parts.append(self.user_adaptor(self.vectors.users(users))[inverse])  # (B, dim)
+            parts.append(self.user_adaptor(self.user_vectors(raw, inverse, batch)))  # (B, dim)
         return torch.stack(parts, dim=1)  # (B, X, dim)
 
     def forward(self, batch: Batch) -> torch.Tensor:

@@ -40,8 +40,13 @@ def ctr_metrics(labels: np.ndarray, probs: np.ndarray, users: np.ndarray) -> dic
             "samples": int(len(labels)), "positive_rate": float(labels.mean()) if len(labels) else None}
 
 
-def rela_impr(auc_model: float, auc_base: float) -> float:
-    """RelaImpr (Yan et al., 2014): (AUC_model - 0.5) / (AUC_base - 0.5) - 1."""
+RELAIMPR_FLOOR = 0.55  # RelaImpr divides by AUC - 0.5: near chance it turns noise into huge percentages
+
+
+def rela_impr(auc_model: float, auc_base: float) -> float | None:
+    """RelaImpr (Yan et al., 2014): (AUC_model - 0.5) / (AUC_base - 0.5) - 1; None where AUC_base <= 0.55."""
+    if auc_base <= RELAIMPR_FLOOR:
+        return None
     return (auc_model - 0.5) / (auc_base - 0.5) - 1.0
 
 

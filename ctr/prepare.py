@@ -18,10 +18,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ctr import prepare_rechorus as RC
 from ctr.prepare_movielens import load_ml1m, load_ml100k
 from ctr.prepare_retail import load_retail
 from ctr.prepare_sample import load_sample
-from ctr.raw import Log, PrepareConfig, RawData
+from ctr.raw import HISTORY_AS_OF, SNAPSHOT_KEY, Log, PrepareConfig, RawData
 from ground.errors import ConfigError
 from ground.files import atomic_folder, write_json, write_jsonl
 from ground import records as R
@@ -100,12 +101,13 @@ def gather_slices(start: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.nd
     return offsets, flat
 
 
-def history_array(events: pd.DataFrame, max_history: int) -> pa.ListArray:
-    """list<string> per event: the user's clicked item ids strictly before its ts, oldest first, last max_history."""
+def history_array(events: pd.DataFrame, max_history: int, every_rating: bool = False) -> pa.ListArray:
+    """list<string> per event: the user's clicked (every_rating: rated) item ids strictly before its ts, oldest first,
+    the last max_history."""
     user, _ = pd.factorize(events[R.USER_ID])
     item, item_ids = pd.factorize(events[R.ITEM_ID])
-    clicks, start, end = history_slices(user, events[R.TS].to_numpy(np.int64),
-                                        events[R.LABEL].to_numpy() == 1, max_history)
+    counted = np.ones(len(events), bool) if every_rating else events[R.LABEL].to_numpy() == 1
+    clicks, start, end = history_slices(user, events[R.TS].to_numpy(np.int64), counted, max_history)
     offsets, flat = gather_slices(start, end)
     values = pa.array(np.asarray(item_ids, dtype=object), pa.string()).take(pa.array(item[clicks][flat]))
     return pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), values)
@@ -130,12 +132,24 @@ def item_records(items: pd.DataFrame, samples: pd.DataFrame) -> list[dict]:
     return rows
 
 
-def user_records(users: pd.DataFrame, samples: pd.DataFrame, max_history: int) -> list[dict]:
-    """kgen user records of the users in any split; history = their train clicks, oldest first, last max_history."""
-    train_clicks = samples[(samples[SPLIT] == "train") & (samples[R.LABEL] == 1)]  # samples are in time order
-    history = train_clicks.groupby(R.USER_ID, sort=False)[R.ITEM_ID].agg(list)
+def snapshot_ts(ts: np.ndarray, cutoffs: tuple[int, int], fraction: float) -> int:
+    """T0 of users.jsonl: first ts + fraction * (train last ts - first ts), a timestamp inside the train window."""
+    first = int(ts.min())
+    return first + int(fraction * (cutoffs[0] - first))
+
+
+def user_records(users: pd.DataFrame, samples: pd.DataFrame, max_history: int, as_of: int) -> list[dict]:
+    """kgen user records of the users in any split; history = their clicks with ts <= as_of (T0), oldest first,
+    the last max_history; `history_as_of` says so on every record.
+
+    A snapshot, never "all train clicks": a table built from it may feed only rows after T0, so no row's user
+    input holds its own label or a later event (the train-clicks table did: issue 21, point 1).
+    """
+    past = samples[(samples[R.TS].to_numpy() <= as_of) & (samples[R.LABEL].to_numpy() == 1)]  # in time order
+    history = past.groupby(R.USER_ID, sort=False)[R.ITEM_ID].agg(list)
     used = users.loc[users.index.isin(samples[R.USER_ID].unique())]
-    return [{R.USER_ID: user_id, R.HISTORY: history.get(user_id, [])[-max_history:], R.PROFILE: profile}
+    return [{R.USER_ID: user_id, R.HISTORY: history.get(user_id, [])[-max_history:], R.PROFILE: profile,
+             HISTORY_AS_OF: as_of}
             for user_id, profile in used[R.PROFILE].items()]
 
 
@@ -182,29 +196,40 @@ def _iso(ts: int) -> str:
     return pd.Timestamp(ts, unit="s").isoformat()
 
 
-def build_card(raw: RawData, config: PrepareConfig, samples: pd.DataFrame, cutoffs: tuple[int, int],
-               lengths: np.ndarray) -> dict:
-    """card.json: protocol, fields, counts per split, history lengths, sources and config."""
+def split_rule(config: PrepareConfig, cutoffs: tuple[int, int]) -> str:
+    """The card's sentence on how the samples were split."""
     fr = [round(100 * f) for f in config.split_fractions]
+    at = (f"train ts <= {cutoffs[0]} = {_iso(cutoffs[0])}, val ts <= {cutoffs[1]} = {_iso(cutoffs[1])}")
+    how = (f"global time cut-off at the given timestamps ({at})" if config.split_ts else
+           f"global time cut-off: the samples sorted by ts, train = the first {fr[0]}%, val = the next {fr[1]}%, "
+           f"test = the rest, extended so that one timestamp never falls in two splits ({at})")
+    return how + "; one split for every model; no future behaviour reaches a training row"
+
+
+def build_card(raw: RawData, config: PrepareConfig, samples: pd.DataFrame, cutoffs: tuple[int, int],
+               lengths: np.ndarray, as_of: int) -> dict:
+    """card.json: protocol, fields, counts per split, history lengths, sources and config."""
     protocol = dict(raw.protocol) | {
-        "history_rule": "the user's clicked items with ts strictly before the sample's ts (never the sample itself, "
-                        "a later item or one clicked in the same second), oldest first, the last max_history kept; "
-                        "earlier val/test clicks count for later val/test samples (they are in the past then)",
+        "history_rule": f"the user's {'rated' if config.history_of == 'ratings' else 'clicked'} items with ts "
+                        "strictly before the sample's ts (never the sample itself, a later item or one in the same "
+                        "second), oldest first, the last max_history kept; earlier val/test events count for later "
+                        "val/test samples (they are in the past then)",
         "max_history": config.max_history,
-        "split_rule": f"global time cut-off: the samples sorted by ts, train = the first {fr[0]}%, val = the next "
-                      f"{fr[1]}%, test = the rest, extended so that one timestamp never falls in two splits "
-                      f"(train ts <= {cutoffs[0]} = {_iso(cutoffs[0])}, val ts <= {cutoffs[1]} = "
-                      f"{_iso(cutoffs[1])}); one split for every model; no future behaviour reaches a training row",
+        "split_rule": split_rule(config, cutoffs),
         "unseen_rule": "users and items that first appear after the train cut-off have no train statistics and "
                        "are unknown (OOV) to train-only vocabularies; their rows are kept",
-        "train_only": "items.jsonl stats and users.jsonl histories use the train split only",
+        "train_only": "items.jsonl stats use the train split only",
+        "users_rule": f"users.jsonl is a snapshot at T0 = {as_of} = {_iso(as_of)} (first ts + {config.user_snapshot} "
+                      "x the train span): each user's clicks with ts <= T0, the last max_history. A user vector "
+                      "built from it may feed only rows with ts > T0 (ctr train gives earlier rows the zero "
+                      "vector); a sample's own history is the leak-free user input for every row",
         "seed": config.seed,
     }
     return {
         "format": FORMAT, "dataset": config.dataset, "title": raw.title, "protocol": protocol,
         "fields": raw.fields, "max_history": config.max_history,
         "splits": split_counts(samples), "history_length_quantiles": length_quantiles(lengths),
-        "cutoffs": {"train_last_ts": cutoffs[0], "val_last_ts": cutoffs[1]},
+        "cutoffs": {"train_last_ts": cutoffs[0], "val_last_ts": cutoffs[1]}, SNAPSHOT_KEY: as_of,
         "loader": raw.notes, "sources": [file_source(p) for p in raw.sources], "config": config.relevant(),
     }
 
@@ -217,13 +242,27 @@ def build_samples(raw: RawData, config: PrepareConfig) -> tuple[pd.DataFrame, pa
         raise ConfigError(f"{config.raw}: no samples left to prepare (see --max-user / --max-users)")
     events = raw.events.reset_index(drop=True)
     events = events.iloc[np.argsort(events[R.TS].to_numpy(), kind="stable")].reset_index(drop=True)
-    cutoffs = time_cutoffs(events[R.TS].to_numpy(), config.split_fractions)
+    rechorus = config.protocol == "rechorus"
+    if rechorus:
+        before = len(events)
+        events = RC.five_core(events).reset_index(drop=True)
+        raw.notes["five_core_rows_dropped"] = before - len(events)
+        if events.empty:
+            raise ConfigError(f"{config.raw}: no user and item keep 5 clicks each (protocol rechorus's 5-core)")
+    cutoffs = config.split_ts or (RC.day_span_cutoffs if rechorus else time_cutoffs)(events[R.TS].to_numpy(),
+                                                                                        config.split_fractions)
     events[SPLIT] = assign_splits(events[R.TS].to_numpy(), cutoffs)
+    if rechorus:
+        events, dropped = RC.seen_only(events, SPLIT)
+        events = events.reset_index(drop=True)
+        raw.notes |= dropped
+        events = pd.concat([events, RC.context(events[R.TS].to_numpy())], axis=1)
     for f in raw.fields["user"]:
-        events[f] = events[R.USER_ID].map(raw.users[f]).fillna("").astype(str)
+        if f not in events:
+            events[f] = events[R.USER_ID].map(raw.users[f]).fillna("").astype(str)
     for f in raw.fields["item"]:
         events[f] = events[R.ITEM_ID].map(raw.items[f]).fillna("").astype(str)
-    history = history_array(events, config.max_history)
+    history = history_array(events, config.max_history, every_rating=config.history_of == "ratings")
     columns = [R.USER_ID, R.ITEM_ID, R.LABEL, R.TS, SPLIT, *raw.fields["user"], *raw.fields["item"]]
     schema = {R.LABEL: pa.int8(), R.TS: pa.int64()}
     arrays = {c: pa.array(events[c].to_numpy(), schema.get(c, pa.string())) for c in columns}
@@ -243,8 +282,10 @@ def prepare(config: PrepareConfig, log: Log = print) -> dict:
     samples, table, cutoffs = build_samples(raw, config)
     lengths = np.diff(table.column(HISTORY_COL).combine_chunks().offsets.to_numpy())
     log(f"built {len(samples):,} samples with histories ({time.time() - t:.1f}s)")
-    items, users = item_records(raw.items, samples), user_records(raw.users, samples, config.max_history)
-    card = build_card(raw, config, samples, cutoffs, lengths)
+    as_of = snapshot_ts(samples[R.TS].to_numpy(), cutoffs, config.user_snapshot)
+    items = item_records(raw.items, samples)
+    users = user_records(raw.users, samples, config.max_history, as_of)
+    card = build_card(raw, config, samples, cutoffs, lengths, as_of)
     check_output(config.output)  # it may have appeared while we were reading
     with atomic_folder(config.output) as tmp:
         write_jsonl(tmp / "items.jsonl", items)

@@ -17,6 +17,7 @@ import pandas as pd
 
 from ground.errors import ConfigError, RecordError
 from ground import records as R
+from ctr.prepare_rechorus import CONTEXT_FIELDS
 from ctr.raw import Log, PrepareConfig, RawData, check_known, check_unique, stop_at_first
 
 GENRES_100K = ("unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary",
@@ -122,7 +123,7 @@ def movie_frame(ids: np.ndarray, titles: list[str], genres: list[list[str]], yea
     return pd.DataFrame({
         R.NAME: names, R.ORIGINAL_NAME: titles, R.CATEGORY: [g[0] if g else "" for g in genres],
         R.ATTRIBUTES: attributes, "year": ["" if y is None else str(y) for y in years],
-        "genre": [g[0] if g else "" for g in genres],
+        "genre": [g[0] if g else "" for g in genres], "genres": ["|".join(g) for g in genres],
     }, index=pd.Index(ids.astype(str), name=R.ITEM_ID))
 
 
@@ -159,14 +160,23 @@ def rating_events(table: pd.DataFrame, path: Path, users: pd.DataFrame, items: p
 
 def movielens_protocol(config: PrepareConfig) -> dict:
     """The click and sample rules shared by both MovieLens formats."""
-    return {"click_rule": f"rating >= {config.click_threshold} is a click (label 1), lower ratings are label 0 "
-                          "(KAR/CTRL)",
-            "sample_rule": "every rating is one sample" + (f" of users with id <= {config.max_user}"
-                                                           if config.max_user else ""),
-            "negative_rule": "none sampled: label 0 rows are real ratings below the threshold"}
+    out = {"click_rule": f"rating >= {config.click_threshold} is a click (label 1), lower ratings are label 0 "
+                         "(KAR/CTRL)",
+           "sample_rule": "every rating is one sample" + (f" of users with id <= {config.max_user}"
+                                                          if config.max_user else ""),
+           "negative_rule": "none sampled: label 0 rows are real ratings below the threshold",
+           "genre_rule": "the genre field is the full genre string (Action|Comedy)" if config.full_genres
+                         else "the genre field is the first listed genre"}
+    if config.protocol == "rechorus":
+        out["protocol"] = ("ReChorus 2.0 CTR (data/MovieLens_1M/MovieLens-1M.ipynb): 5-core on clicks, day-span "
+                           "split (train day <= 0.8 x last day, val <= 0.9 x), val/test rows only of users and "
+                           "items seen in train, context fields hour/weekday/period (UTC) per row (they ride with "
+                           "the user fields), every rating in the history, full genre string")
+    return out
 
 
 def _title(base: str, events: pd.DataFrame, config: PrepareConfig) -> str:
+    base += ", ReChorus protocol" if config.protocol == "rechorus" else ""
     if not config.max_user:
         return base
     users = events[R.USER_ID].astype(int)
@@ -188,7 +198,9 @@ def with_ratings(title: str, items: pd.DataFrame, users: pd.DataFrame, item_path
     log(f"{ratings_path}: reading ratings")
     ratings = read_table(ratings_path, sep, 4)
     events, notes = rating_events(ratings, ratings_path, users, items, config, user_path.name, item_path.name)
-    return RawData(items=items, users=users, events=events, fields={"user": USER_FIELDS, "item": ITEM_FIELDS},
+    item_fields = ["year", "genres"] if config.full_genres else ITEM_FIELDS
+    user_fields = USER_FIELDS + (CONTEXT_FIELDS if config.protocol == "rechorus" else [])  # context: per row
+    return RawData(items=items, users=users, events=events, fields={"user": user_fields, "item": item_fields},
                    protocol=movielens_protocol(config), sources=[item_path, user_path, ratings_path],
                    title=_title(title, events, config), notes=notes)
 

@@ -50,10 +50,10 @@ def check_columns(path: Path) -> None:
         raise ConfigError(f"{path}: missing column(s) {', '.join(missing)} (expected the UCI Online Retail columns)")
 
 
-def pick_users(lines: pd.DataFrame, max_users: int | None, rng: np.random.Generator) -> pd.DataFrame:
-    """The lines of max_users customers drawn uniformly without replacement (all when None or fewer exist)."""
+def pick_users(lines: pd.DataFrame, max_users: int, rng: np.random.Generator) -> pd.DataFrame:
+    """The lines of max_users customers drawn uniformly without replacement (all when 0 or fewer exist)."""
     users = np.sort(lines["user_id"].unique())
-    if max_users is not None and max_users < len(users):
+    if max_users and max_users < len(users):
         users = np.sort(rng.choice(users, size=max_users, replace=False))
     return lines[lines["user_id"].isin(set(users))]
 

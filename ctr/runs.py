@@ -13,11 +13,12 @@ from ctr.build import build_model, build_vanilla
 from ctr.data import Catalogue, Prepared, build_catalogue, load_prepared
 from ctr.elec import split_state
 from ctr.features import Features, build_features
-from ctr.train_config import CTRConfig
+from ctr.train_config import CTRConfig, from_saved
 from ground.errors import ConfigError, RecordError
 from ground.files import write_json
 
 WEIGHTS, CONFIG, FEATURES, METRICS = "model.pt", "ctr_config.json", "features.json", "metrics.json"
+PREDICTIONS = "predictions.parquet"  # val and test probabilities per row (paired comparisons between runs)
 GAIN_WEIGHTS = "gain.pt"  # ELEC: the gain network (and projection); model.pt holds the served vanilla network
 
 
@@ -27,7 +28,7 @@ def save_weights(state: dict, path: Path) -> None:
     tmp.replace(path)
 
 
-def save_run(config: CTRConfig, features: Features, state: dict, metrics: dict) -> None:
+def save_run(config: CTRConfig, features: Features, state: dict, metrics: dict, predictions=None) -> None:
     out = Path(config.output)
     out.mkdir(parents=True, exist_ok=True)
     if config.is_elec:
@@ -36,7 +37,11 @@ def save_run(config: CTRConfig, features: Features, state: dict, metrics: dict) 
     save_weights(state, out / WEIGHTS)
     features.save(out / FEATURES)
     write_json(out / CONFIG, config.to_dict())
-    write_json(out / METRICS, metrics)
+    if predictions is not None:
+        tmp = out / f".{PREDICTIONS}.tmp"
+        predictions.to_parquet(tmp, index=False)
+        tmp.replace(out / PREDICTIONS)
+    write_json(out / METRICS, metrics)  # last: a folder with metrics.json is a finished run
 
 
 def load_data(config: CTRConfig, features: Features | None = None):
@@ -64,7 +69,7 @@ def read_config(model_dir: str | Path, data_dir: str | Path | None = None) -> CT
         if not (model_dir / name).exists():
             raise RecordError(f"{model_dir / name}: no such file (not a `ctr train` output folder)")
     values = json.loads((model_dir / CONFIG).read_text())
-    return CTRConfig(**{**values, "data": str(data_dir or values["data"])})
+    return from_saved({**values, "data": str(data_dir or values["data"])})
 
 
 def load_run(model_dir: str | Path, data_dir: str | Path | None = None) -> LoadedRun:

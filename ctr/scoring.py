@@ -6,11 +6,12 @@ item come from the catalogue (or, for an item the model never saw, from its reco
 and for MSD its semantic vector from the vector cache (`ctr.cache`), computed by the
 student on a miss. The model's forward then runs unchanged on those local tables.
 
-Where the user's semantic vector comes from follows how the run's knowledge tables
-were made (the folder's embed_config.json): the student over the user's text, the mean
-of their items' vectors, or none (zeros, as in training). Either way it is built from
-the user's stored record (users.jsonl: train-split behaviour), exactly as the table
-the model was trained with; the request's history feeds the attention and the fusion.
+Where the user's semantic vector comes from follows the run's `user_source`: "history"
+(the default) is the mean of the request's own history items' vectors, computed by the
+model itself as in training. "table" follows how the run's user table was made (the
+folder's embed_config.json): the student over the user's text or the mean of their
+items' vectors, built from the user's stored record (users.jsonl: a snapshot at T0, and a
+request comes after T0), exactly as the table the model was trained with.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -26,13 +28,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from ctr.cache import CODECS, LRU, CacheStats, Codec, RedisStore, VectorCache
+from ctr.cache import LRU, CacheStats, RedisStore, VectorCache
 from ctr.data import Batch
 from ctr.runs import load_run, read_config
 from ctr.features import UNKNOWN, Features, encode
+from ctr.serve_config import ServeConfig
 from ground.vectors import ITEM_TABLE, USER_TABLE, read_table
-from ground.errors import ConfigError
-from ground.errors import RecordError
+from ground.errors import ConfigError, RecordError
 from ground import records as R
 from kgen.inputs import item_input, user_input
 
@@ -51,35 +53,6 @@ class Local(NamedTuple):
 
 class RequestError(ValueError):
     """A well-formed request this model cannot score (an unknown item id, an unknown field): a 422."""
-
-
-@dataclass(kw_only=True)
-class ServeConfig:
-    """Everything `ctr serve` / `ctr warm` need."""
-
-    model: str  # a `ctr train` run folder
-    student: str | None = None  # default: the model that wrote the run's knowledge tables
-    redis: str | None = None  # e.g. redis://127.0.0.1:6379/0; None: the in-process cache alone
-    host: str = "127.0.0.1"
-    port: int = 8000
-    lru_size: int = 100_000  # vectors kept in process (0 = none)
-    codec: Codec = "float16"
-    max_body_bytes: int = 1 << 20
-    encode_batch_size: int = 128  # texts per student forward on a miss
-    redis_timeout_s: float = 0.25
-    redis_retry_s: float = 1.0  # how long a down Redis is left alone before the next try
-
-    def __post_init__(self) -> None:
-        if self.codec not in CODECS:
-            raise ConfigError(f"codec must be one of {', '.join(CODECS)}, got {self.codec!r}")
-        for name in ("max_body_bytes", "encode_batch_size", "port"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.lru_size < 0 or self.redis_timeout_s <= 0 or self.redis_retry_s < 0:
-            raise ConfigError(f"lru_size, redis_timeout_s, redis_retry_s must be >= 0 (timeout > 0), got "
-                             f"{self.lru_size}, {self.redis_timeout_s}, {self.redis_retry_s}")
-        if self.redis is not None and not self.redis.startswith(("redis://", "rediss://", "unix://")):
-            raise ConfigError(f"--redis must be a redis:// URL, got {self.redis!r}")
 
 
 class GivenVectors(nn.Module):
@@ -159,22 +132,23 @@ class Knowledge:
     user_stats: tuple[np.ndarray, np.ndarray] | None = None
 
 
-def table_stats(knowledge: Path, data) -> tuple[tuple | None, tuple | None]:
-    """The per-dimension (mean, std) that TableVectors used for the run's item and user tables."""
+def table_stats(knowledge: Path, data, train_items, users: bool) -> tuple[tuple | None, tuple | None]:
+    """The per-dimension (mean, std) that TableVectors used: items over the train items, users over the table."""
     from ctr.knowledge import aligned_table, standard_stats
 
-    def stats(vectors):
+    def stats(vectors, fit=None):
         present = vectors.abs().sum(1) > 0
-        if not bool(present.any()):
+        rows = present if fit is None else present & fit
+        if int(rows.sum()) < 2:
             return None
-        return tuple(t.numpy() for t in standard_stats(vectors, present))
+        return tuple(t.numpy() for t in standard_stats(vectors, rows))
 
-    items = stats(aligned_table(knowledge / ITEM_TABLE, data.item_ids)[0])
-    users = stats(aligned_table(knowledge / USER_TABLE, data.user_ids)[0]) if (knowledge / USER_TABLE).exists() else None
-    return items, users
+    items = stats(aligned_table(knowledge / ITEM_TABLE, data.item_ids)[0], train_items)
+    table = users and (knowledge / USER_TABLE).exists()
+    return items, stats(aligned_table(knowledge / USER_TABLE, data.user_ids)[0]) if table else None
 
 
-def load_knowledge(run: dict, config: ServeConfig, data) -> Knowledge:
+def load_knowledge(run: dict, config: ServeConfig, data, catalogue) -> Knowledge:
     """The student (the tables' own unless --student), its version, and the two-level cache."""
     knowledge = Path(run["knowledge"])
     embed = json.loads((knowledge / EMBED_CONFIG).read_text()) if (knowledge / EMBED_CONFIG).exists() else {}
@@ -184,10 +158,13 @@ def load_knowledge(run: dict, config: ServeConfig, data) -> Knowledge:
     encoder = StudentEncoder(student, int(embed.get("max_length", 256)), config.encode_batch_size)
     redis = RedisStore(config.redis, config.redis_timeout_s, config.redis_retry_s) if config.redis else None
     cache = VectorCache(version=encoder.version, codec=config.codec, lru_size=config.lru_size, redis=redis)
-    mode, max_history = user_mode(knowledge)
-    item_stats, user_stats = table_stats(knowledge, data) if run.get("standardize_vectors", True) else (None, None)
+    # the user vector: from the request's own history inside the model ("history"), or the run's user table
+    table_users = bool(run.get("user_level", True)) and run.get("user_source") == "table"
+    mode, max_history = user_mode(knowledge) if table_users else ("none", 0)
+    item_stats, user_stats = (table_stats(knowledge, data, catalogue.item_counts > 0, table_users)
+                              if run.get("standardize_vectors", True) else (None, None))
     return Knowledge(encoder=encoder, cache=cache, user_mode=mode, user_max_history=max_history,
-                     user_level=bool(run.get("user_level", True)), item_stats=item_stats, user_stats=user_stats)
+                     user_level=table_users, item_stats=item_stats, user_stats=user_stats)
 
 
 def user_field_rows(data, features: Features) -> dict[str, np.ndarray]:
@@ -213,7 +190,7 @@ class Served:
         self.users = ({str(r[R.USER_ID]): r for r in R.read_records(data.folder / "users.jsonl", "user")}
                       if (data.folder / "users.jsonl").exists() else {})
         self.user_rows = user_field_rows(data, self.features)
-        self.knowledge = load_knowledge(run, config, data) if hasattr(self.model, "vectors") else None
+        self.knowledge = load_knowledge(run, config, data, loaded.catalogue) if hasattr(self.model, "vectors") else None
         if self.knowledge is not None:
             self.model.vectors = GivenVectors(self.model.vectors.dim)
         self.tables = [m for m in self.model.modules() if "item_table" in dict(m.named_buffers(recurse=False))]
@@ -293,7 +270,8 @@ class Served:
         # Every row shares the user and the history: expanded views, not n copies.
         batch = Batch(user=torch.from_numpy(self.user_row(user_id, user_features)).expand(n, -1),
                       user_key=torch.ones(n, dtype=torch.long), item=torch.tensor(cand),
-                      history=torch.tensor([hist or [0]]).expand(n, -1), label=torch.zeros(n))
+                      history=torch.tensor([hist or [0]]).expand(n, -1), label=torch.zeros(n),
+                      ts=torch.full((n,), int(time.time()), dtype=torch.long))  # a request is after any snapshot
         with self.lock:
             stats = self.set_vectors(items, user_id) if self.knowledge else None
             self.set_table(table)

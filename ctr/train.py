@@ -12,6 +12,7 @@ ctr_config.json, features.json (the train-split vocabularies) and metrics.json.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import time
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -27,7 +29,8 @@ from ctr import distributed as D
 from ctr.build import build_model
 from ctr.data import Batch, Split, batch_of, batches, build_split
 from ctr.metrics import ctr_metrics, mean_std
-from ctr.runs import load_data, load_run, save_run
+from ctr.runs import METRICS, load_data, load_run, save_run
+from ctr.slices import auc_text, format_slices, slice_masks, slice_metrics
 from ctr.train_config import CTRConfig
 from ground.runinfo import peak_rss_mb
 from ground.errors import ConfigError
@@ -54,8 +57,18 @@ def predict(model: nn.Module, split: Split, batch_size: int) -> np.ndarray:
     return np.concatenate([out[s] for s in sorted(out)]) if out else np.zeros(0, np.float32)
 
 
-def score(model: nn.Module, split: Split, batch_size: int) -> dict:
-    return ctr_metrics(split.label.numpy(), predict(model, split, batch_size), split.user_ids)
+def score(model: nn.Module, split: Split, batch_size: int, masks: dict | None = None) -> dict:
+    """AUC, GAUC, LogLoss (and the slices' AUC when their masks are given) of a model on a split."""
+    probs = predict(model, split, batch_size)
+    return scored(split, probs, masks)
+
+
+def scored(split: Split, probs: np.ndarray, masks: dict | None) -> dict:
+    labels = split.label.numpy()
+    out = ctr_metrics(labels, probs, split.user_ids)
+    if masks is not None:
+        out["slices"] = slice_metrics(labels, probs, masks)
+    return out
 
 
 def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -135,15 +148,20 @@ def fit(model: nn.Module, train: Split, val: Split, config: CTRConfig) -> FitRes
 
 
 
-def train(config: CTRConfig) -> dict:
-    """Train one model; write model.pt, ctr_config.json, features.json and metrics.json; return the metrics."""
+def train(config: CTRConfig, test: bool = True) -> dict:
+    """Train one model; write model.pt, ctr_config.json, features.json, metrics.json and predictions.parquet
+    (val and test probabilities, for paired comparisons); return the metrics.
+
+    test=False (a tuning trial) never scores the test split: a config is chosen on validation alone.
+    """
     check_distributed(config)
     D.init()
     set_seed(config.seed)  # every rank builds the same initial model
     data, features, catalogue, max_history = load_data(config)
+    names = ("train", "val", "test") if test else ("train", "val")
     splits = {name: build_split(data, name, features, max_history,
                                 config.max_train_samples if name == "train" else config.max_eval_samples)
-              for name in ("train", "val", "test")}
+              for name in names}
     for name, split in splits.items():
         if len(split) == 0:
             raise ConfigError(f"{data.folder}: the {name} split is empty")
@@ -151,23 +169,34 @@ def train(config: CTRConfig) -> dict:
     result = fit(model, splits["train"], splits["val"], config)
     model.load_state_dict(result.best_state, strict=False)
     model.train()  # drops the LoRA path's evaluation cache, computed with the last epoch's adapters, not the best
+    probs = {name: predict(model, splits[name], config.eval_batch_size) for name in names[1:]}
     metrics = {"model": config.model, "seed": config.seed, "best_epoch": result.best_epoch,
-               "epochs_run": len(result.history), "history": result.history,
-               "val": score(model, splits["val"], config.eval_batch_size),
-               "test": score(model, splits["test"], config.eval_batch_size),
+               "epochs_run": len(result.history), "epochs_cap": config.epochs, "history": result.history,
+               **{name: scored(splits[name], probs[name], slice_masks(splits[name], catalogue)) for name in probs},
                "train_samples": len(splits["train"]), "max_history": max_history, "world_size": D.world(),
                "samples_per_s": round(len(splits["train"]) * len(result.history) / result.train_seconds, 1),
                "train_seconds": round(result.train_seconds, 2), "peak_rss_mb": peak_rss_mb(),
                "trainable_params": sum(t.numel() for t in result.best_state.values()),
                "knowledge_missing": getattr(getattr(model, "vectors", None), "missing", None)}
     if config.is_elec:  # the figures above are the vanilla network's (served); these the gain network's
-        metrics["gain"] = {name: score(model.gain, splits[name], config.eval_batch_size) for name in ("val", "test")}
+        metrics["gain"] = {name: score(model.gain, splits[name], config.eval_batch_size) for name in names[1:]}
         metrics["knowledge_missing"] = model.gain.vectors.missing
         metrics["served_params"] = sum(p.numel() for p in model.vanilla.parameters())
     if D.is_main():
-        save_run(config, features, result.best_state, metrics)
+        for name in names[1:]:
+            print(f"{name}: AUC {auc_text(metrics[name]['auc'])}, {metrics[name]['samples']:,} rows; slices:\n"
+                  f"{format_slices(metrics[name]['slices'])}", flush=True)
+        save_run(config, features, result.best_state, metrics, predictions_frame(splits, probs))
     D.barrier()  # no rank returns before the run folder is complete
     return metrics
+
+
+def predictions_frame(splits: dict[str, Split], probs: dict[str, np.ndarray]) -> pd.DataFrame:
+    """split, row (position in the split), user_id, label, prob: what paired comparisons between runs read."""
+    parts = [pd.DataFrame({"split": name, "row": np.arange(len(p)), "user_id": splits[name].user_ids.astype(str),
+                           "label": splits[name].label.numpy().astype(np.int8), "prob": p.astype(np.float32)})
+             for name, p in probs.items()]
+    return pd.concat(parts, ignore_index=True)
 
 
 def check_distributed(config: CTRConfig) -> None:
@@ -183,11 +212,33 @@ def check_distributed(config: CTRConfig) -> None:
                           f"{world} ranks")
 
 
+def test_saved(run_dir: str | Path, output: str | Path) -> dict:
+    """A finished run that never scored test (a tuning trial) scored on val and test into `output`, as a run folder.
+
+    The same as training its config again with its seed (the loop is seeded and deterministic on CPU), without
+    the training: `ctr tune` uses it for the chosen trial's own seed.
+    """
+    from dataclasses import replace
+
+    run = load_run(run_dir)
+    if run.config.is_elec or run.config.lora:
+        raise ConfigError(f"{run_dir}: an ELEC or LoRA run is trained again, not reloaded")
+    metrics = json.loads((Path(run_dir) / METRICS).read_text())
+    splits = {name: build_split(run.data, name, run.features, run.max_history, run.config.max_eval_samples)
+              for name in ("val", "test")}
+    probs = {name: predict(run.model, split, run.config.eval_batch_size) for name, split in splits.items()}
+    metrics |= {name: scored(splits[name], probs[name], slice_masks(splits[name], run.catalogue)) for name in probs}
+    metrics["reloaded_from"] = str(run_dir)
+    config = replace(run.config, output=str(output))
+    save_run(config, run.features, trainable_state(run.model), metrics, predictions_frame(splits, probs))
+    return metrics
+
+
 def evaluate_run(model_dir: str | Path, data_dir: str | Path | None = None, split: str = "test") -> dict:
-    """Score a saved run on a split of a prepared folder (default: the one it was trained on)."""
+    """Score a saved run on a split of a prepared folder (default: the one it was trained on), slices included."""
     run = load_run(model_dir, data_dir)
     rows = build_split(run.data, split, run.features, run.max_history, run.config.max_eval_samples)
-    return score(run.model, rows, run.config.eval_batch_size)
+    return score(run.model, rows, run.config.eval_batch_size, slice_masks(rows, run.catalogue))
 
 
 def train_seeds(config: CTRConfig, seeds: list[int]) -> dict:

@@ -1,4 +1,8 @@
-"""The typed config of `ctr train`: defaults < YAML file < CLI flags; written as ctr_config.json beside the model."""
+"""The typed config of `ctr train` (and `ctr tune`): defaults < YAML file < CLI flags; written as ctr_config.json.
+
+Every field declares its own help text (ground.flags): the CLI flags are derived from these fields, so a
+setting is spelt, defaulted and explained once.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +10,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from distill.train_config import DEFAULT_TARGET_MODULES
-from ground.config import load_yaml
-from kgen.models import EMBEDDED_LLM
 from ground.errors import ConfigError
+from ground.flags import flag, resolve
+from kgen.models import EMBEDDED_LLM
 
+FUSIONS = ("concat", "gate", "add", "none")  # how MSD joins the top-k sum with the target (ctr/knowledge.py)
+MASK_BY = ("frequent", "rare", "uniform")  # which history items MSD masks more
+USER_SOURCES = ("history", "table")  # where MSD's user vector comes from
 MODELS = ("deepfm", "din", "msd", "msd-deepfm", "elec", "elec-deepfm")
 BACKBONES = {"deepfm": "deepfm", "din": "din", "msd": "din", "msd-deepfm": "deepfm", "elec": "din", "elec-deepfm": "deepfm"}
 
@@ -18,56 +25,77 @@ BACKBONES = {"deepfm": "deepfm", "din": "din", "msd": "din", "msd-deepfm": "deep
 class CTRConfig:
     """Everything `ctr train` needs."""
 
-    data: str  # a `ctr prepare` folder
-    output: str
-    model: str = "din"
-    seed: int = 0
+    data: str = field(metadata=flag("Folder written by `ctr prepare`."))
+    output: str = field(metadata=flag("Run folder.", "--output", "-o"))
+    model: str = field(default="din", metadata=flag(f"One of: {', '.join(MODELS)} (msd = MSD on DIN, elec = ELEC "
+                                                     "on DIN)."))
+    seed: int = field(default=0, metadata=flag("Seed of the weights, the shuffle and the masks."))
     # --- backbone (DIN / DeepFM) ---
-    embed_dim: int = 16
-    hidden: list[int] = field(default_factory=lambda: [200, 80])
-    attention_hidden: list[int] = field(default_factory=lambda: [80, 40])
-    dropout: float = 0.0
-    max_history: int | None = None  # None: the card's max_history; smaller keeps the last N items
+    embed_dim: int = field(default=16, metadata=flag("Embedding width of every field."))
+    hidden: list[int] = field(default_factory=lambda: [200, 80], metadata=flag("MLP hidden sizes."))
+    attention_hidden: list[int] = field(default_factory=lambda: [80, 40],
+                                        metadata=flag("DIN: attention MLP hidden sizes."))
+    dropout: float = field(default=0.0, metadata=flag("MLP dropout."))
+    max_history: int | None = field(default=None, metadata=flag("History items kept (the last N; default: the "
+                                                                "card's max_history)."))
     # --- loop ---
-    epochs: int = 10
-    patience: int = 2  # epochs without a better validation AUC before stopping
-    batch_size: int = 1024
-    eval_batch_size: int = 4096
-    learning_rate: float = 1e-3
-    weight_decay: float = 0.0
-    max_train_samples: int | None = None  # the first N train rows (a slice, e.g. for the LoRA path on CPU)
-    max_eval_samples: int | None = None  # the first N val and test rows
+    epochs: int = field(default=30, metadata=flag("Most epochs; training stops earlier on validation AUC."))
+    patience: int = field(default=2, metadata=flag("Epochs without a better validation AUC before stopping."))
+    batch_size: int = field(default=1024, metadata=flag("Train batch (the global batch under torchrun)."))
+    eval_batch_size: int = field(default=4096, metadata=flag("Scoring batch."))
+    learning_rate: float = field(default=1e-3, metadata=flag("Adam learning rate.", "--lr", "--learning-rate"))
+    weight_decay: float = field(default=0.0, metadata=flag("L2 penalty (Adam weight decay) on every weight."))
+    max_train_samples: int | None = field(default=None, metadata=flag("Train on the first N train rows only "
+                                                                      "(a slice)."))
+    max_eval_samples: int | None = field(default=None, metadata=flag("Score the first N val / test rows only."))
     # --- MSD (model msd / msd-deepfm) ---
-    knowledge: str | None = None  # folder of `distill embed` tables; required without LoRA
-    adaptor_hidden: int = 64
-    top_k: int = 3
-    # Highest masking probability, reached by the most frequent item; rarer items are masked less.
-    mask_rate: float = 0.3
-    # z-score each dimension of the cached tables (see knowledge.standardize); the LoRA path feeds raw vectors
-    standardize_vectors: bool = True
-    item_fusion: bool = True
-    user_level: bool = True
-    lora: bool = False  # the student computes the vectors inside the forward pass and the CTR loss trains LoRA
-    student: str = EMBEDDED_LLM  # a model folder, a `distill train --lora` adapter, a hub id or the embedded alias
-    lora_r: int = 8
-    lora_alpha: int = 16
-    lora_dropout: float = 0.0
-    lora_target_modules: list[str] = field(default_factory=lambda: list(DEFAULT_TARGET_MODULES))
-    lora_learning_rate: float = 1e-4
-    student_max_length: int = 64  # tokens per item / user text in the LoRA path
-    student_max_history: int = 10  # items in a user's text (as `distill embed --max-history`)
+    knowledge: str | None = field(default=None, metadata=flag("MSD: `distill embed` folder (required without "
+                                                              "--lora)."))
+    adaptor_hidden: int = field(default=64, metadata=flag("MSD: hidden width of the feature adaptors."))
+    top_k: int = field(default=3, metadata=flag("MSD: history items fused with the target."))
+    fusion: str = field(default="concat", metadata=flag(
+        f"MSD: how the top-k sum joins the target's vector, one of {', '.join(FUSIONS)} (concat: beside it; "
+        "gate: added through a learned gate; add: the paper's sum; none: w/o item fusion)."))
+    mask_rate: float = field(default=0.3, metadata=flag("MSD: the largest masking probability of a history item."))
+    mask_by: str = field(default="frequent", metadata=flag(
+        f"MSD: which history items are masked more, one of {', '.join(MASK_BY)} (by train exposures)."))
+    standardize_vectors: bool = field(default=True, metadata=flag(
+        "MSD: z-score each dimension of the cached vectors (statistics of the train items).",
+        "--standardize-vectors/--raw-vectors"))
+    user_level: bool = field(default=True, metadata=flag("MSD: add the user's semantic vector."))
+    user_source: str = field(default="history", metadata=flag(
+        f"MSD: the user vector, one of {', '.join(USER_SOURCES)} (history: mean over the sample's own history; "
+        "table: the knowledge folder's user table, a users.jsonl snapshot, fed to rows after it only)."))
+    lora: bool = field(default=False, metadata=flag("MSD: the student runs inside the forward pass and the CTR "
+                                                    "loss trains LoRA adapters."))
+    student: str = field(default=EMBEDDED_LLM, metadata=flag("MSD --lora: model folder, `distill train --lora` "
+                                                             "adapter, hub id or the embedded alias."))
+    lora_r: int = field(default=8, metadata=flag("MSD --lora: adapter rank."))
+    lora_alpha: int = field(default=16, metadata=flag("MSD --lora: adapter alpha."))
+    lora_dropout: float = field(default=0.0, metadata=flag("MSD --lora: adapter dropout."))
+    lora_target_modules: list[str] = field(default_factory=lambda: list(DEFAULT_TARGET_MODULES),
+                                           metadata=flag("MSD --lora: modules that get adapters."))
+    lora_learning_rate: float = field(default=1e-4, metadata=flag("MSD --lora: learning rate of the adapters."))
+    student_max_length: int = field(default=64, metadata=flag("MSD --lora: tokens per item / user text."))
+    student_max_history: int = field(default=10, metadata=flag("MSD --lora: items in a user's text."))
     # --- ELEC (model elec / elec-deepfm): the gain network is MSD with the settings above ---
-    distill_score_weight: float = 1.0  # score distillation (vanilla logit follows the gain's); 0 = off
-    distill_repr_weight: float = 1.0  # representation distillation (last MLP hidden layer); 0 = off
-    distill_temperature: float = 1.0
-    vanilla_hidden: list[int] | None = None  # MLP sizes of the served vanilla network; None = `hidden`
+    distill_score_weight: float = field(default=1.0, metadata=flag("ELEC: score distillation weight (0 = off)."))
+    distill_repr_weight: float = field(default=1.0, metadata=flag("ELEC: representation distillation weight "
+                                                                  "(0 = off)."))
+    distill_temperature: float = field(default=1.0, metadata=flag("ELEC: score distillation temperature."))
+    vanilla_hidden: list[int] | None = field(default=None, metadata=flag("ELEC: MLP sizes of the served vanilla "
+                                                                         "network (default: --hidden)."))
 
     def __post_init__(self) -> None:
+        self.data, self.output = str(self.data), str(self.output)
+        self.knowledge = str(self.knowledge) if self.knowledge is not None else None
         self.hidden, self.attention_hidden = list(self.hidden), list(self.attention_hidden)
         self.lora_target_modules = list(self.lora_target_modules)
         self.vanilla_hidden = list(self.vanilla_hidden) if self.vanilla_hidden is not None else None
-        if self.model not in MODELS:
-            raise ConfigError(f"model must be one of {', '.join(MODELS)}, got {self.model!r}")
+        for name, allowed in (("model", MODELS), ("fusion", FUSIONS), ("mask_by", MASK_BY),
+                              ("user_source", USER_SOURCES)):
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
         for name in ("embed_dim", "epochs", "patience", "batch_size", "eval_batch_size", "adaptor_hidden", "top_k",
                      "lora_r", "lora_alpha", "student_max_length", "student_max_history", "learning_rate",
                      "lora_learning_rate"):
@@ -114,11 +142,22 @@ class CTRConfig:
         return asdict(self)
 
 
-def resolve_config(yaml_path: str | Path | None, flags: dict) -> CTRConfig:
-    """Defaults, then the YAML file, then the flags that were given (None means not given)."""
-    values = load_yaml(yaml_path, CTRConfig) if yaml_path else {}
-    values.update({k: v for k, v in flags.items() if v is not None})
-    for required in ("data", "output"):
-        if values.get(required) in (None, ""):
-            raise ConfigError(f"{required} is required (a flag or a YAML key)")
+# Settings renamed since a run folder was written: old ctr_config.json keys -> today's (value mapped).
+RENAMED = {"item_fusion": ("fusion", lambda on: "add" if on else "none")}
+
+
+def from_saved(values: dict) -> CTRConfig:
+    """The config of a saved ctr_config.json, older key names read as today's (an old run's fusion was "add")."""
+    values = dict(values)
+    for old, (new, convert) in RENAMED.items():
+        if old in values:
+            values.setdefault(new, convert(values.pop(old)))
+    if "fusion" not in values and values.get("model", "").startswith(("msd", "elec")):
+        values["fusion"] = "add"  # written before `fusion` existed: the paper's addition
+        values.setdefault("user_source", "table")  # ... and a user table (refused unless it is a snapshot)
     return CTRConfig(**values)
+
+
+def resolve_config(yaml_path: str | Path | None, flags: dict) -> CTRConfig:
+    """Defaults, then the YAML file, then the flags that were given."""
+    return resolve(CTRConfig, yaml_path, flags)

@@ -162,14 +162,14 @@ def student_teacher_ratio(f1_dir: Path) -> dict:
 
 
 def ctr_comparison(cfg: DemoConfig, student: Path) -> dict:
-    """`ctr prepare --dataset sample`, the student's item vectors (users: the mean of their history's), then DIN
+    """`ctr prepare --dataset sample`, the student's item vectors (MSD's user vector: the mean over each sample's own history), then DIN
     and MSD-DIN over `ctr_seeds` on the same split and settings."""
     ctr = cfg.out / "ctr"
     prepared, knowledge = ctr / "prepared", ctr / "knowledge"
     card = steps.prepare_ctr(PrepareConfig(dataset="sample", raw=cfg.sample, output=prepared, seed=cfg.seed))
     print(json.dumps({split: card["splits"][split]["samples"] for split in ("train", "val", "test")}))
     steps.vectors(EmbedConfig(model=str(student), items=prepared / "items.jsonl", output=knowledge,
-                              max_length=ITEM_NAME_TOKENS), user_means=prepared / "users.jsonl")
+                              max_length=ITEM_NAME_TOKENS))
     return {name: steps.ctr(CTRConfig(data=str(prepared), knowledge=str(knowledge), output=str(ctr / name), model=model,
                                       epochs=cfg.ctr_epochs, **CTR_SETTINGS), list(cfg.ctr_seeds))
             for name, model in CTR_MODELS.items()}

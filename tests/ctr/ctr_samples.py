@@ -66,11 +66,13 @@ def write_prepared(folder: Path, n_users: int = 24, n_items: int = 32, per_user:
     with (folder / "items.jsonl").open("w") as fh:
         fh.writelines(json.dumps(r) + "\n" for r in items)
     train = df[df["split"] == "train"]
+    as_of = int(df["ts"].min() + (train["ts"].max() - df["ts"].min()) // 2)  # users.jsonl: a snapshot at T0
     with (folder / "users.jsonl").open("w") as fh:
         for user, rows in train.groupby("user_id", sort=True):
-            history = rows[rows["label"] == 1]["item_id"].tolist()[-max_history:]
-            fh.write(json.dumps({"user_id": user, "history": history, "profile": {"gender": rows["gender"].iloc[0]}}) + "\n")
-    (folder / "card.json").write_text(json.dumps(card(df, max_history)))
+            history = rows[(rows["label"] == 1) & (rows["ts"] <= as_of)]["item_id"].tolist()[-max_history:]
+            fh.write(json.dumps({"user_id": user, "history": history, "profile": {"gender": rows["gender"].iloc[0]},
+                                 "history_as_of": as_of}) + "\n")
+    (folder / "card.json").write_text(json.dumps(card(df, max_history) | {"users_snapshot_ts": as_of}))
     return folder
 
 
@@ -94,3 +96,38 @@ def card(df: pd.DataFrame, max_history: int) -> dict:
                                                   "max_history": max_history, "seed": 0},
             "fields": {"user": ["gender"], "item": ["genre", "year"]}, "max_history": max_history,
             "splits": splits, "history_length_quantiles": {}, "sources": [], "config": {}}
+
+
+def write_control_prepared(folder: Path, n_users: int = 120, n_items: int = 240, per_user: int = 60,
+                           max_history: int = 10, seed: int = 0) -> tuple[Path, dict[str, int]]:
+    """A prepared folder where a click depends on a hidden item attribute alone, and half the items are new
+    after the train cut (so their IDs teach nothing); returns it and {item_id: attribute}.
+
+    The attribute is in no field a backbone sees (the genre is drawn independently of it): only a knowledge
+    vector that encodes it can tell a new item's click rate. Clicks: probability 0.8 for attribute 1, 0.2 for 0.
+    """
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    attribute = {f"i{n}": int(rng.random() < 0.5) for n in range(n_items)}
+    genre = {f"i{n}": GENRES[int(rng.integers(0, len(GENRES)))] for n in range(n_items)}
+    old, new = [f"i{n}" for n in range(n_items // 2)], [f"i{n}" for n in range(n_items // 2, n_items)]
+    rows = []
+    for u in range(n_users):
+        for k in range(per_user):
+            late = k >= per_user * 0.6  # the last 40% of each user's rows come after the train cut
+            item = (new if late and rng.random() < 0.7 else old)[int(rng.integers(0, n_items // 2))]
+            rows.append({"user_id": f"u{u}", "item_id": item, "ts": k * 1000 + u, "gender": "MF"[u % 2],
+                         "label": int(rng.random() < (0.8 if attribute[item] else 0.2)),
+                         "genre": genre[item], "year": "2000"})
+    df = pd.DataFrame(rows).sort_values("ts").reset_index(drop=True)
+    cut_train, cut_val = per_user * 0.6 * 1000, per_user * 0.8 * 1000
+    df["split"] = np.where(df["ts"] < cut_train, "train", np.where(df["ts"] < cut_val, "val", "test"))
+    df = rebuild_histories(df, max_history)
+    df["label"] = df["label"].astype("int8")
+    df.to_parquet(folder / "samples.parquet", index=False)
+    items = [{"item_id": i, "name": f"{genre[i]} thing {i}", "category": genre[i]} for i in attribute]
+    (folder / "items.jsonl").write_text("".join(json.dumps(r) + "\n" for r in items))
+    users = [{"user_id": f"u{u}", "history": [], "profile": {}, "history_as_of": 0} for u in range(n_users)]
+    (folder / "users.jsonl").write_text("".join(json.dumps(r) + "\n" for r in users))
+    (folder / "card.json").write_text(json.dumps(card(df, max_history) | {"users_snapshot_ts": 0}))
+    return folder, attribute

@@ -136,8 +136,8 @@ def train_stats(samples: pd.DataFrame) -> dict[str, dict[str, int]]:
     return {i: {"exposures": len(g), "clicks": int(g["label"].sum())} for i, g in train.groupby("item_id")}
 
 
-def train_histories(samples: pd.DataFrame, max_history: int) -> dict[str, list[str]]:
-    """user_id -> the user's train clicks in row order, the last N (users without any: [])."""
-    train = samples[(samples["split"] == "train") & (samples["label"] == 1)]
-    clicks = train.groupby("user_id")["item_id"].agg(list).to_dict()
+def snapshot_histories(samples: pd.DataFrame, max_history: int, as_of: int) -> dict[str, list[str]]:
+    """user_id -> the user's clicks with ts <= as_of (T0) in row order, the last N (users without any: [])."""
+    past = samples[(samples["ts"] <= as_of) & (samples["label"] == 1)]
+    clicks = past.groupby("user_id")["item_id"].agg(list).to_dict()
     return {u: clicks.get(u, [])[-max_history:] for u in samples["user_id"].unique()}

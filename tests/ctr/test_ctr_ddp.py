@@ -25,7 +25,7 @@ from ctr.train_config import CTRConfig
 from ground.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
-RUN_FILES = {"model.pt", "ctr_config.json", "features.json", "metrics.json"}
+RUN_FILES = {"model.pt", "ctr_config.json", "features.json", "metrics.json", "predictions.parquet"}
 FLAGS = {"batch_size": 64, "learning_rate": 0.01, "embed_dim": 8}
 
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
 from ctr.data import batches
-from ctr.knowledge import TableVectors, frequency_mask, masking_probs, standardize, topk_sum
+from ctr.knowledge import TableVectors, aligned_table, frequency_mask, masking_probs, standardize, topk_sum
 from ctr.build import build_model
 from ctr.train import optimizer
 from ctr.train_config import CTRConfig
@@ -63,13 +64,74 @@ def test_absent_vectors_are_zero_and_counted(tensors, knowledge_dir):
 def test_no_item_fusion_ignores_the_history(tensors, knowledge_dir):
     data, features, catalogue, train = tensors
     config = CTRConfig(data=str(data.folder), output="x", model="msd-deepfm", knowledge=str(knowledge_dir),
-                       embed_dim=8, hidden=[16], item_fusion=False, user_level=False)
+                       embed_dim=8, hidden=[16], fusion="none", user_level=False)
     model = build_model(config, features, catalogue, data).eval()
     batch = next(batches(train, 64))
     with torch.no_grad():
         fields = model.knowledge(batch)
         batch.history = torch.zeros_like(batch.history)
         assert fields.shape == (64, 1, 8) and torch.equal(fields, model.knowledge(batch))
+
+
+@pytest.mark.parametrize("fusion, n_fields", [("concat", 2), ("gate", 1), ("add", 1)])
+def test_every_fusion_keeps_the_targets_own_vector_reachable(tensors, knowledge_dir, fusion, n_fields):
+    """concat: e'_t is a field of its own, the top-k sum beside it; gate/add: e'_t plus (gated) sum."""
+    data, features, catalogue, train = tensors
+    config = CTRConfig(data=str(data.folder), output="x", model="msd", knowledge=str(knowledge_dir), embed_dim=8,
+                       hidden=[16], attention_hidden=[8], fusion=fusion, user_level=False)
+    torch.manual_seed(0)
+    model = build_model(config, features, catalogue, data).eval()
+    batch = next(batches(train, 64))
+    with torch.no_grad():
+        fields = model.knowledge(batch)
+        e_t = model.item_adaptor(model.vectors.items(batch.item))
+        alone = fields.clone()
+        batch.history = torch.zeros_like(batch.history)  # no history: the sum is zero
+        empty = model.knowledge(batch)
+    assert fields.shape == (64, n_fields, 8)
+    assert torch.allclose(empty[:, 0], e_t, atol=1e-6)  # without neighbours the item field is e'_t itself
+    if fusion == "concat":
+        assert torch.allclose(alone[:, 0], e_t, atol=1e-6)  # ... and with them too: the sum is a field of its own
+        assert torch.equal(empty[:, 1], torch.zeros_like(empty[:, 1]))
+
+
+def test_masking_by_rare_and_uniform():
+    counts = torch.tensor([0.0, 1000.0, 10.0])
+    rare, uniform = masking_probs(counts, 0.4, "rare"), masking_probs(counts, 0.4, "uniform")
+    assert rare[0] == 0 and torch.isclose(rare[1], torch.tensor(0.0)) and rare[2] > rare[1]
+    assert torch.allclose(uniform[1:], torch.tensor([0.4, 0.4])) and uniform[0] == 0
+
+
+def test_user_vector_from_the_history_is_the_mean_of_its_known_items(tensors, knowledge_dir):
+    data, features, catalogue, train = tensors
+    config = CTRConfig(data=str(data.folder), output="x", model="msd", knowledge=str(knowledge_dir), embed_dim=8,
+                       hidden=[16], attention_hidden=[8])
+    model = build_model(config, features, catalogue, data).eval()
+    batch = next(batches(train, 64))
+    unique, inverse = torch.unique(torch.cat([batch.item.unsqueeze(1), batch.history], dim=1), return_inverse=True)
+    users = model.user_vectors(model.vectors.items(unique), inverse, batch)
+    row = int(torch.nonzero(batch.mask.sum(1) > 1)[0])
+    known = [k for k in batch.history[row].tolist() if k > 0 and model.vectors.items(torch.tensor([k])).abs().sum() > 0]
+    assert torch.allclose(users[row], model.vectors.items(torch.tensor(known)).mean(0), atol=1e-6)
+    assert model.vectors.user_vectors.abs().sum() == 0  # the user table is not even read
+
+
+def test_z_score_statistics_come_from_the_train_items_only(tensors, knowledge_dir):
+    """An item outside train (here: made huge) is scaled like every other, but never moves the mean and std."""
+    data, _, catalogue, _ = tensors
+    vectors = aligned_table(knowledge_dir / "item_embeddings.parquet", data.item_ids)[0]
+    present = vectors.abs().sum(1) > 0
+    fit = catalogue.item_counts > 0
+    cold = int(torch.nonzero(present)[0])
+    fit[cold] = False  # pretend the first item was never a train target
+    vectors[cold] = 1e6
+    scaled = standardize(vectors, present, fit)
+    assert torch.allclose(scaled[present & fit].mean(0), torch.zeros(vectors.shape[1]), atol=1e-4)
+    assert torch.allclose(scaled[present & fit].std(0), torch.ones(vectors.shape[1]), atol=1e-4)
+    assert scaled[cold].abs().min() > 1e3  # the cold item is scaled, not scaled *by*
+    table = TableVectors(knowledge_dir, data, fit_items=catalogue.item_counts > 0).item_vectors
+    train = present & (catalogue.item_counts > 0)
+    assert torch.allclose(table[train].mean(0), torch.zeros(vectors.shape[1]), atol=1e-4)
 
 
 def test_lora_path_trains_the_adapters(tensors, tiny_student):

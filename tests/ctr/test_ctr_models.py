@@ -43,7 +43,7 @@ def test_loss_falls_over_a_few_steps(name, tensors, knowledge_dir):
 def pad_more(batch: Batch, extra: int) -> Batch:
     zeros = torch.zeros(batch.history.shape[0], extra, dtype=batch.history.dtype)
     return Batch(user=batch.user, user_key=batch.user_key, item=batch.item,
-                 history=torch.cat([batch.history, zeros], dim=1), label=batch.label)
+                 history=torch.cat([batch.history, zeros], dim=1), label=batch.label, ts=batch.ts)
 
 
 @pytest.mark.parametrize("name", ["din", "msd", "msd-deepfm"])
@@ -62,7 +62,7 @@ def test_din_output_depends_on_the_history(tensors):
         torch.nn.init.normal_(p, std=0.5)
     batch = first_batch(tensors)
     empty = Batch(user=batch.user, user_key=batch.user_key, item=batch.item,
-                  history=torch.zeros_like(batch.history), label=batch.label)
+                  history=torch.zeros_like(batch.history), label=batch.label, ts=batch.ts)
     with torch.no_grad():
         assert not torch.allclose(model(batch), model(empty))
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 from prepare_files import (USERS_1M, assert_no_leak, ml100k_folder, ml1m_folder, random_ratings, read_output,
-                           train_histories, train_stats, write_text)
+                           snapshot_histories, train_stats, write_text)
 
 from ctr.prepare import prepare
 from ctr.raw import PrepareConfig
@@ -59,7 +60,7 @@ def test_same_second_clicks_are_not_history(tmp_path):
         "1": [], "2": [], "3": ["1", "2"], "4": ["1", "2"], "5": ["1", "2", "3"]}
 
 
-def test_split_is_by_time_and_stats_and_user_histories_use_train_only(tmp_path):
+def test_split_is_by_time_and_stats_use_train_only_and_user_histories_are_a_snapshot(tmp_path):
     run("ml-1m", ml1m_folder(tmp_path / "raw", ratings=random_ratings(6, 8, seed=5)), tmp_path / "out",
         split_fractions=(0.6, 0.2, 0.2))
     samples, card, items, users = read_output(tmp_path / "out")
@@ -69,7 +70,7 @@ def test_split_is_by_time_and_stats_and_user_histories_use_train_only(tmp_path):
     stats = train_stats(samples)
     assert {i["item_id"]: i["stats"] for i in items} == {
         i: stats.get(i, {"exposures": 0, "clicks": 0}) for i in samples["item_id"].unique()}
-    assert {u["user_id"]: u["history"] for u in users} == train_histories(samples, 50)
+    assert {u["user_id"]: u["history"] for u in users} == snapshot_histories(samples, 50, card["users_snapshot_ts"])
     for name, counts in card["splits"].items():
         part = samples[samples["split"] == name]
         assert (counts["samples"], counts["positives"], counts["users"]) == (
@@ -151,3 +152,47 @@ def test_cut_gzip_and_utf8_bom(tmp_path):
     write_text(raw / "ratings.dat.gz", ["\ufeff1::1::5::100", "2::1::3::200"], encoding="utf-8")
     run("ml-1m", raw, tmp_path / "out")
     assert len(pd.read_parquet(tmp_path / "out" / "samples.parquet")) == 2
+
+
+def test_rechorus_protocol_day_split_seen_only_context_and_every_rating_in_the_history(tmp_path):
+    """5-core on clicks, split by day span, val/test users and items seen in train, context per row."""
+    rng = np.random.default_rng(3)
+    rows = [(u, i, int(rng.choice([3, 4, 5], p=[0.1, 0.45, 0.45])),
+             1_000_000 + 86400 * int(rng.integers(0, 100)) + int(rng.integers(0, 86400)))
+            for u in range(1, 6) for i in range(1, 9)]
+    rows += [(6, i, 5, 1_000_000 + 86400 * 99 + i) for i in range(1, 9)]  # a user first seen in the last days
+    raw = ml1m_folder(tmp_path / "raw", ratings=rows)
+    card = run("ml-1m", raw, tmp_path / "out", protocol="rechorus", max_history=50)
+    samples, card, items, users = read_output(tmp_path / "out")
+    assert card["fields"]["user"][-3:] == ["hour", "weekday", "period"] and card["fields"]["item"] == ["year", "genres"]
+    from ctr.prepare_rechorus import five_core
+
+    cored = five_core(pd.DataFrame([(str(u), str(i), int(r >= 4), t) for u, i, r, t in rows],
+                                   columns=["user_id", "item_id", "label", "ts"]))
+    first, last = cored["ts"].min() // 86400, (cored["ts"] // 86400).max() - cored["ts"].min() // 86400
+    days = samples["ts"] // 86400 - first
+    assert (days[samples["split"] == "train"] <= 0.8 * last).all() and (days[samples["split"] == "test"] > 0.9 * last).all()
+    assert "6" not in set(samples["user_id"]) and card["loader"]["val_test_rows_dropped_unseen"] > 0
+    train = samples[samples["split"] == "train"]
+    later = samples[samples["split"] != "train"]
+    assert later["user_id"].isin(train["user_id"]).all() and later["item_id"].isin(train["item_id"]).all()
+    assert later.shape[0] > 0
+    hours = pd.to_datetime(samples["ts"], unit="s").dt.hour.astype(str)
+    assert (samples["hour"] == hours).all()
+    first = samples.groupby("user_id").head(1).index
+    with_history = samples.drop(index=first)
+    assert (with_history["history"].map(len) > 0).all()  # every earlier rating counts, clicked or not
+    assert any("|" in g for g in samples["genres"])
+    assert "ReChorus" in card["title"] and "day-span" in card["protocol"]["protocol"]
+
+
+def test_five_core_repeats_until_every_user_and_item_has_five_clicks():
+    from ctr.prepare_rechorus import five_core
+
+    # item c has 5 clicks only thanks to user 9, who has 1 click: dropping user 9 drops c below 5, then c goes
+    rows = [(u, i, 1) for u in range(1, 6) for i in "ab"] + [(u, "c", 1) for u in range(1, 5)] + [(9, "c", 1)]
+    rows += [(u, i, 1) for u in range(1, 6) for i in "def"]
+    events = pd.DataFrame(rows, columns=["user_id", "item_id", "label"])
+    kept = five_core(events)
+    assert 9 not in set(kept["user_id"]) and "c" not in set(kept["item_id"])
+    assert kept.groupby("user_id").size().min() >= 5 and kept.groupby("item_id").size().min() >= 5

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from prepare_files import assert_no_leak, ml1m_folder, read_output, train_histories, train_stats, write_text
+from prepare_files import assert_no_leak, ml1m_folder, read_output, snapshot_histories, train_stats, write_text
 from typer.testing import CliRunner
 
 from ctr.cli import app
@@ -88,8 +88,10 @@ def test_bundled_sample_histories_rebuilt_and_stats_recounted(tmp_path):
     for item in items:
         assert item["stats"] == stats.get(item["item_id"], {"exposures": 0, "clicks": 0})
         assert item["stats"]["clicks"] < given[item["item_id"]]["clicks"]  # whole-period counts are not reused
-    assert {u["user_id"]: u["history"] for u in users} == train_histories(samples, 50)
+    assert {u["user_id"]: u["history"] for u in users} == snapshot_histories(samples, 50, card["users_snapshot_ts"])
     last_train = samples.loc[samples["split"] == "train", "ts"].max()
+    assert samples["ts"].min() < card["users_snapshot_ts"] < last_train  # T0 inside the train window
+    assert {u["history_as_of"] for u in users} == {card["users_snapshot_ts"]}
     assert (samples.loc[samples["split"] != "train", "ts"] > last_train).all()
 
 

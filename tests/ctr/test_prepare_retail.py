@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from prepare_files import assert_no_leak, read_output, retail_parquet, train_histories
+from prepare_files import assert_no_leak, read_output, retail_parquet, snapshot_histories
 
 from ctr.prepare import prepare
 from ctr.raw import PrepareConfig
 
 
 def run(raw, out, **kw):
-    kw = {"min_item_baskets": 1, "max_users": None, "split_fractions": (0.6, 0.2, 0.2)} | kw
+    kw = {"min_item_baskets": 1, "max_users": 0, "split_fractions": (0.6, 0.2, 0.2)} | kw
     return prepare(PrepareConfig(dataset="online-retail", raw=raw, output=out, **kw), log=lambda m: None)
 
 
@@ -63,11 +63,11 @@ def test_seeded_draw_is_reproducible_and_the_seed_matters(tmp_path, parquet):
     assert not a.equals(c)
 
 
-def test_history_never_leaks_and_user_histories_use_train_only(tmp_path, parquet):
+def test_history_never_leaks_and_user_histories_are_a_snapshot(tmp_path, parquet):
     run(parquet, tmp_path / "out", max_history=2)
-    samples, _, _, users = read_output(tmp_path / "out")
+    samples, card, _, users = read_output(tmp_path / "out")
     assert_no_leak(samples, max_history=2)
-    assert {u["user_id"]: u["history"] for u in users} == train_histories(samples, 2)
+    assert {u["user_id"]: u["history"] for u in users} == snapshot_histories(samples, 2, card["users_snapshot_ts"])
 
 
 def test_min_item_baskets_drops_rare_items(tmp_path, parquet):

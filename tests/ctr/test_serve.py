@@ -35,19 +35,26 @@ def student_knowledge(tmp_path_factory, prepared, tiny_student) -> Path:
     return folder
 
 
-def train_run(folder: Path, prepared: Path, model: str, knowledge: Path | None = None) -> Path:
+def train_run(folder: Path, prepared: Path, model: str, knowledge: Path | None = None, **settings) -> Path:
     from ctr.train import train
     from ctr.train_config import CTRConfig
 
     train(CTRConfig(data=str(prepared), output=str(folder), model=model, knowledge=str(knowledge) if knowledge else None,
                     epochs=2, batch_size=64, learning_rate=0.01, embed_dim=8, hidden=[16], attention_hidden=[8],
-                    adaptor_hidden=16))
+                    adaptor_hidden=16, **settings))
     return folder
 
 
 @pytest.fixture(scope="module")
 def msd_run(tmp_path_factory, prepared, student_knowledge) -> Path:
-    return train_run(tmp_path_factory.mktemp("msd-run"), prepared, "msd", student_knowledge)
+    """MSD whose user vectors are the student's over the users.jsonl snapshot (`distill embed --users`)."""
+    return train_run(tmp_path_factory.mktemp("msd-run"), prepared, "msd", student_knowledge, user_source="table")
+
+
+@pytest.fixture(scope="module")
+def msd_history_run(tmp_path_factory, prepared, student_knowledge) -> Path:
+    """MSD whose user vector is the mean over the request's own history (the default)."""
+    return train_run(tmp_path_factory.mktemp("msd-history-run"), prepared, "msd", student_knowledge)
 
 
 @pytest.fixture(scope="module")
@@ -59,10 +66,10 @@ def msd_mean_run(tmp_path_factory, prepared, student_knowledge) -> Path:
     folder = tmp_path_factory.mktemp("mean-knowledge")
     (folder / ITEM_TABLE).write_bytes((student_knowledge / ITEM_TABLE).read_bytes())
     embed = {**json.loads((student_knowledge / "embed_config.json").read_text()), "users": None,
-             "users_vector": "mean of the item vectors of the user's train-split clicks"}
+             "users_vector": "mean of the item vectors of the user's clicks up to T0"}
     (folder / "embed_config.json").write_text(json.dumps(embed))
     assert write_user_mean_table(folder, prepared / "users.jsonl") > 0
-    return train_run(tmp_path_factory.mktemp("msd-mean-run"), prepared, "msd", folder)
+    return train_run(tmp_path_factory.mktemp("msd-mean-run"), prepared, "msd", folder, user_source="table")
 
 
 @pytest.fixture(scope="module")
@@ -112,6 +119,7 @@ def a_request(prepared: Path, n_history: int = 4, n_candidates: int = 6) -> dict
 
 @pytest.mark.parametrize("run_name, codec, tolerance", [("msd_run", "float16", 2e-3), ("msd_mean_run", "float16", 2e-3),
                                                         ("msd_run", "float32", 1e-6), ("msd_mean_run", "float32", 1e-6),
+                                                        ("msd_history_run", "float32", 1e-6),
                                                         ("din_run", "float16", 1e-6), ("elec_run", "float16", 1e-6)])
 def test_served_scores_equal_ctr_eval_scores(run_name, codec, tolerance, request):
     """float32 vectors (and the models that read none: DIN, ELEC's vanilla network) give `ctr eval`'s scores."""

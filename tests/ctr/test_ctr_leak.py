@@ -1,0 +1,169 @@
+"""No input of a sample depends on its own label or on a later event (issue 21, point 1).
+
+The raw ratings are perturbed after a time t, `ctr prepare` and the trainer's own input path run again, and
+every row with ts <= t must get exactly the inputs it had: its history, its user and item fields, and the raw
+knowledge vectors MSD feeds it (target item, history items, and the user vector from each `user_source`).
+Two perturbations: the labels of every event at ts >= t flipped (the row's own label included), and every
+event after t dropped (split at the same timestamps). Quantities fitted once on the train split (the
+vocabularies, the z-score statistics, the item counts behind the masking) are the model's parameters, not
+a sample's inputs; the vocabulary ids are compared as the values they stand for.
+
+`test_the_check_catches_the_old_user_table` plants the leak this replaced (users.jsonl holding every train
+click, its user table fed to every row) and asserts that the same comparison finds it.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from prepare_files import ml1m_folder  # noqa: E402
+
+from ctr.build import build_model
+from ctr.data import batch_of, build_catalogue, build_split, load_prepared
+from ctr.features import build_features
+from ctr.knowledge import write_user_mean_table
+from ctr.prepare import prepare
+from ctr.raw import PrepareConfig
+from ctr.train_config import CTRConfig
+from ground.vectors import ITEM_TABLE, write_table
+
+N_USERS, N_ITEMS = 6, 8  # the users and movies of prepare_files' ML-1M folder
+
+
+def ratings(seed: int = 0, per_user: int = 8) -> list[tuple[int, int, int, int]]:
+    """(user, movie, rating, ts): every user rates most movies once; ts from a coarse grid, so ties happen."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for user in range(1, N_USERS + 1):
+        for item in rng.choice(np.arange(1, N_ITEMS + 1), size=per_user, replace=False):
+            rows.append((user, int(item), int(rng.integers(1, 6)), 1_000_000 + 60 * int(rng.integers(0, 40))))
+    return rows
+
+
+def item_vectors(folder: Path, item_ids: list[str]) -> Path:
+    """A fixed random vector per movie id (the same in every run), as `distill embed` writes them."""
+    folder.mkdir(parents=True, exist_ok=True)
+    vectors = np.stack([np.random.default_rng(int(i)).normal(size=6) for i in item_ids]).astype(np.float32)
+    write_table(folder / ITEM_TABLE, item_ids, vectors)
+    return folder
+
+
+def prepared(root: Path, rows: list[tuple], split_ts: tuple[int, int] | None = None) -> tuple[Path, Path]:
+    """(prepared folder, knowledge folder with item vectors and the users.jsonl mean table) of these ratings."""
+    raw = ml1m_folder(root / "raw", ratings=rows)
+    out = root / "prepared"
+    prepare(PrepareConfig(dataset="ml-1m", raw=raw, output=out, max_history=5, split_ts=split_ts,
+                          split_fractions=(0.7, 0.15, 0.15)), log=lambda m: None)
+    items = [json.loads(line)["item_id"] for line in (out / "items.jsonl").read_text().splitlines()]
+    knowledge = item_vectors(root / "knowledge", items)
+    write_user_mean_table(knowledge, out / "users.jsonl")
+    return out, knowledge
+
+
+def row_inputs(folder: Path, knowledge: Path) -> dict[tuple, tuple]:
+    """(user, item, ts) -> every input the trainer builds for that row, as plain values."""
+    data = load_prepared(folder)
+    features = build_features(data.split("train"), data.card)
+    catalogue = build_catalogue(data, features)
+    inverse = {f: {i: v for v, i in features.vocabs[f].items()} for f in features.vocabs}
+    models = {source: build_model(CTRConfig(data=str(folder), output="x", model="msd", knowledge=str(knowledge),
+                                            embed_dim=4, hidden=[4], attention_hidden=[4], standardize_vectors=False,
+                                            user_source=source), features, catalogue, data).eval()
+              for source in ("history", "table")}
+    out = {}
+    for name in ("train", "val", "test"):
+        split = build_split(data, name, features, data.card["max_history"])
+        if not len(split):
+            continue
+        batch = batch_of(split, torch.arange(len(split)))
+        keys = torch.cat([batch.item.unsqueeze(1), batch.history], dim=1)
+        unique, rows_of = torch.unique(keys, return_inverse=True)
+        raw = models["history"].vectors.items(keys)  # (N, 1 + L, Dk)
+        vectors = models["history"].vectors.items(unique)
+        users = {s: m.user_vectors(vectors, rows_of, batch).detach().numpy().round(5) + 0.0  # -0 -> 0
+                 for s, m in models.items()}
+        rows = data.split(name)
+        for n, (user, item, ts) in enumerate(zip(rows["user_id"], rows["item_id"], rows["ts"])):
+            fields = [inverse[f].get(int(i), "<unknown>") for f, i in zip(features.user_fields, batch.user[n].tolist())]
+            item_fields = [inverse[f].get(int(i), "<unknown>")
+                           for f, i in zip(features.item_fields, catalogue.item_table[batch.item[n]].tolist())]
+            history = tuple(data.item_ids[k - 1] for k in batch.history[n].tolist() if k)
+            out[(str(user), str(item), int(ts))] = (
+                tuple(fields), tuple(item_fields), history, raw[n].detach().numpy().round(5).tobytes(),
+                users["history"][n].tobytes(), users["table"][n].tobytes())
+    return out
+
+
+def changed(before: dict, after: dict, t: int) -> list[tuple]:
+    """The rows with ts <= t whose inputs differ (or that vanished)."""
+    return [key for key, value in before.items() if key[2] <= t and after.get(key) != value]
+
+
+def cut_times(rows: list[tuple]) -> list[int]:
+    """A spread of times t to perturb after: inside train (before and after the users.jsonl snapshot), val, test."""
+    ts = np.sort([r[3] for r in rows])
+    return [int(ts[int(q * (len(ts) - 1))]) for q in (0.2, 0.45, 0.6, 0.75, 0.9)]
+
+
+def flipped(rows: list[tuple], t: int) -> list[tuple]:
+    """Every rating at ts >= t moved across the click threshold (4): a click becomes a non-click and back."""
+    return [(u, i, (2 if r >= 4 else 5) if ts >= t else r, ts) for u, i, r, ts in rows]
+
+
+def check_flips(tmp_path: Path, rows: list[tuple]) -> list[tuple]:
+    base = row_inputs(*prepared(tmp_path / "base", rows))
+    bad = []
+    for n, t in enumerate(cut_times(rows)):
+        bad += changed(base, row_inputs(*prepared(tmp_path / f"flip{n}", flipped(rows, t))), t)
+    return bad
+
+
+def test_flipping_the_labels_from_t_on_changes_no_input_of_a_row_up_to_t(tmp_path):
+    rows = ratings()
+    assert check_flips(tmp_path, rows) == []
+
+
+def test_dropping_the_events_after_t_changes_no_input_of_a_row_up_to_t(tmp_path):
+    rows = ratings(seed=1)
+    folder, knowledge = prepared(tmp_path / "base", rows)
+    card = json.loads((folder / "card.json").read_text())
+    split_ts = (card["cutoffs"]["train_last_ts"], card["cutoffs"]["val_last_ts"])
+    base = row_inputs(folder, knowledge)
+    table_fed = [key for key, value in base.items() if np.frombuffer(value[5], np.float32).any()]
+    assert table_fed, "the snapshot table feeds no row: the check would not see it"
+    for n, t in enumerate(cut_times(rows)):
+        kept = [r for r in rows if r[3] <= t]
+        after = row_inputs(*prepared(tmp_path / f"drop{n}", kept, split_ts))
+        assert changed(base, after, t) == [], t
+
+
+def test_the_check_catches_the_old_user_table(tmp_path, monkeypatch):
+    """The planted leak: users.jsonl = every train click, its table fed to every row (ctr before issue 21)."""
+    import ctr.prepare as P
+    from ground import records as R
+
+    def every_train_click(users, samples, max_history, as_of):
+        train = samples[(samples["split"] == "train") & (samples[R.LABEL] == 1)]
+        history = train.groupby(R.USER_ID, sort=False)[R.ITEM_ID].agg(list)
+        used = users.loc[users.index.isin(samples[R.USER_ID].unique())]
+        return [{R.USER_ID: u, R.HISTORY: history.get(u, [])[-max_history:], R.PROFILE: p, P.HISTORY_AS_OF: as_of}
+                for u, p in used[R.PROFILE].items()]
+
+    monkeypatch.setattr(P, "user_records", every_train_click)
+    monkeypatch.setattr(P, "snapshot_ts", lambda ts, cutoffs, fraction: int(ts.min()) - 1)  # fed to every row
+    assert check_flips(tmp_path, ratings()) != []
+
+
+def test_a_user_table_from_another_snapshot_is_refused(tmp_path):
+    folder, knowledge = prepared(tmp_path / "a", ratings())
+    embed = json.loads((knowledge / "embed_config.json").read_text())
+    (knowledge / "embed_config.json").write_text(json.dumps({**embed, "users_snapshot_ts": 5}))
+    with pytest.raises(ValueError, match="not this folder's T0"):
+        row_inputs(folder, knowledge)

@@ -251,7 +251,7 @@ class MSD(nn.Module):
 
     def __init__(self, *, backbone: nn.Module, vectors: nn.Module, item_counts: torch.Tensor, dim: int,
                  adaptor_hidden: int, top_k: int, mask_rate: float, mask_by: str = "frequent",
-                 fusion: str = "concat", user_level: bool = True, user_source: str = "history",
+                 fusion: str = "gate", user_level: bool = True, user_source: str = "history",
                  user_as_of: int | None = None):
         super().__init__()
         if user_level and user_source == "table" and user_as_of is None:

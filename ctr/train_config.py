@@ -53,7 +53,7 @@ class CTRConfig:
                                                               "--lora)."))
     adaptor_hidden: int = field(default=64, metadata=flag("MSD: hidden width of the feature adaptors."))
     top_k: int = field(default=3, metadata=flag("MSD: history items fused with the target."))
-    fusion: str = field(default="concat", metadata=flag(
+    fusion: str = field(default="gate", metadata=flag(
         f"MSD: how the top-k sum joins the target's vector, one of {', '.join(FUSIONS)} (concat: beside it; "
         "gate: added through a learned gate; add: the paper's sum; none: w/o item fusion)."))
     mask_rate: float = field(default=0.3, metadata=flag("MSD: the largest masking probability of a history item."))

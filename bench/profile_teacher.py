@@ -1,0 +1,166 @@
+"""Where one batch of the transformers teacher spends its time: prefill, decode, padding, grammar mask, Python.
+
+Runs the embedded SmolLM2-135M-Instruct on the first batch (8 prompts, sorted by length like the backend does)
+of the shipped sample's items with the real one-shot teacher prompt, in the text format (the old benchmark's) and
+in the json format (kgen's default), through the backend's own `generate` call, with timers around the model's
+forward calls, the grammar's logits processor, the stopping criterion, and the tokenisation/decoding around it.
+Whatever generate() spends outside those is its own Python overhead. Also counts the padded prompt tokens, the
+row-steps spent on rows that had already finished, and the token prefix every prompt shares.
+
+Writes bench/results/teacher_profile.json (and prints a table):
+
+    PYTHONPATH=$PWD nice -n 10 .venv/bin/python bench/profile_teacher.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections import defaultdict
+from contextlib import contextmanager
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import RESULTS, machine  # noqa: E402
+from teacher_prompts import teacher_prompts  # noqa: E402
+
+import torch  # noqa: E402
+
+from kgen.teachers import constrained  # noqa: E402
+from kgen.teachers import transformers_backend as tb  # noqa: E402
+
+
+class Timers:
+    """Seconds and calls per named span."""
+
+    def __init__(self):
+        self.seconds, self.calls = defaultdict(float), defaultdict(int)
+
+    @contextmanager
+    def span(self, name: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] += time.perf_counter() - start
+            self.calls[name] += 1
+
+    def wrap(self, name_of, fn):
+        def timed(*args, **kwargs):
+            with self.span(name_of(args, kwargs)):
+                return fn(*args, **kwargs)
+        return timed
+
+
+def forward_name(args, kwargs) -> str:
+    ids = kwargs.get("input_ids")
+    return "forward_prefill" if ids is not None and ids.shape[1] > 1 else "forward_decode"
+
+
+def shared_prefix(token_lists: list[list[int]]) -> int:
+    """How many leading tokens every list has in common."""
+    n = 0
+    for column in zip(*token_lists):
+        if len(set(column)) > 1:
+            break
+        n += 1
+    return n
+
+
+def profile_batch(teacher, prompts, settings, schemas) -> dict:
+    """Time one backend batch with spans around its parts; return the figures."""
+    timers = Timers()
+    lm = teacher.lm
+    lm.forward = timers.wrap(forward_name, lm.forward)
+    tb.StopAfterKeyFeatures.__call__ = timers.wrap(lambda a, k: "stop_criterion", tb.StopAfterKeyFeatures.__call__)
+    proc = constrained.SchemaLogitsProcessor
+    proc.__call__ = timers.wrap(lambda a, k: "grammar_mask", proc.__call__)
+    tok = teacher.tokenizer
+    tok.apply_chat_template = timers.wrap(lambda a, k: "tokenize", tok.apply_chat_template)
+    lm.generate = timers.wrap(lambda a, k: "generate", lm.generate)
+    teacher._completion = timers.wrap(lambda a, k: "decode_answers", teacher._completion)
+    start = time.perf_counter()
+    completions = teacher._generate(prompts, settings, schemas)
+    wall = time.perf_counter() - start
+    for name in ("forward", "generate", "_completion"):
+        vars(lm).pop(name, None)
+    vars(teacher).pop("_completion", None)
+    vars(tok).pop("apply_chat_template", None)
+    return {"wall_s": wall, "timers": timers, "completions": completions}
+
+
+def padding_figures(tok, prompts, completions) -> dict:
+    ids = [tok.apply_chat_template(p, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"]
+           for p in prompts]
+    lengths = [len(i) for i in ids]
+    answers = [c.completion_tokens for c in completions]
+    steps = max(answers)
+    return {"prompt_tokens": lengths, "answer_tokens": answers,
+            "prompt_pad_fraction": round(1 - sum(lengths) / (len(lengths) * max(lengths)), 3),
+            "decode_finished_row_fraction": round(1 - sum(answers) / (len(answers) * steps), 3),
+            "decode_steps": steps, "shared_prefix_tokens": shared_prefix(ids)}
+
+
+def breakdown(result: dict) -> dict:
+    """Seconds per part; `generate_python` is what generate() spends outside forward, mask and stop."""
+    t = result["timers"]
+    s = t.seconds
+    inner = s["forward_prefill"] + s["forward_decode"] + s["grammar_mask"] + s["stop_criterion"]
+    parts = {"forward_prefill": s["forward_prefill"], "forward_decode": s["forward_decode"],
+             "grammar_mask": s["grammar_mask"], "stop_criterion": s["stop_criterion"],
+             "generate_python": s["generate"] - inner, "tokenize": s["tokenize"], "decode_answers": s["decode_answers"]}
+    parts["other"] = result["wall_s"] - sum(parts.values())
+    wall = result["wall_s"]
+    return {"wall_s": round(wall, 2), "decode_calls": t.calls["forward_decode"],
+            "decode_ms_per_step": round(1000 * s["forward_decode"] / max(t.calls["forward_decode"], 1), 1),
+            "parts_s": {k: round(v, 2) for k, v in parts.items()},
+            "parts_fraction": {k: round(v / wall, 3) for k, v in parts.items()}}
+
+
+def op_table(teacher, prompts, settings, schemas, rows: int = 15) -> list[dict]:
+    """The ops with the most self CPU time over one batch, from torch.profiler (its own overhead included)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        teacher._generate(prompts, settings, schemas)
+    events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in events)
+    return [{"op": e.key, "calls": e.count, "self_s": round(e.self_cpu_time_total / 1e6, 2),
+             "fraction": round(e.self_cpu_time_total / total, 3)} for e in events[:rows]]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--formats", nargs="+", default=["text", "json"])
+    p.add_argument("--ops", action=argparse.BooleanOptionalAction, default=True, help="Also a torch.profiler op table.")
+    a = p.parse_args()
+    teacher = tb.TransformersTeacher("smollm2-135m-instruct", batch_size=a.batch_size)
+    teacher._load()
+    out = {"machine": machine(), "torch_threads": torch.get_num_threads(), "batch_size": a.batch_size, "formats": {}}
+    for fmt in a.formats:
+        prompts, settings, schemas = teacher_prompts(16, fmt)
+        order = sorted(range(len(prompts)), key=lambda i: len(str(prompts[i])))[: a.batch_size]
+        batch = [prompts[i] for i in order]
+        batch_schemas = [schemas[i] for i in order] if schemas else None
+        teacher._generate(batch[:2], settings, batch_schemas[:2] if batch_schemas else None)  # warm-up
+        load = os.getloadavg()
+        result = profile_batch(teacher, batch, settings, batch_schemas)
+        figures = {"load_avg": load, **breakdown(result),
+                   **padding_figures(teacher.tokenizer, batch, result["completions"]),
+                   "status": [c.status for c in result["completions"]]}
+        if a.ops:
+            figures["top_ops"] = op_table(teacher, batch, settings, batch_schemas)
+        out["formats"][fmt] = figures
+        print(fmt, json.dumps({k: v for k, v in figures.items() if k != "top_ops"}, indent=1))
+    out["load_avg_after"] = os.getloadavg()
+    path = RESULTS / "teacher_profile.json"
+    path.write_text(json.dumps(out, indent=1) + "\n")
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -71,25 +71,52 @@ def shared_prefix(token_lists: list[list[int]]) -> int:
 
 
 def profile_batch(teacher, prompts, settings, schemas) -> dict:
-    """Time one backend batch with spans around its parts; return the figures."""
+    """Answer one batch through teacher.complete with spans around its parts; return the figures."""
+    from kgen.teachers.decode import Decoder
+
     timers = Timers()
-    lm = teacher.lm
-    lm.forward = timers.wrap(forward_name, lm.forward)
-    tb.StopAfterKeyFeatures.__call__ = timers.wrap(lambda a, k: "stop_criterion", tb.StopAfterKeyFeatures.__call__)
-    proc = constrained.SchemaLogitsProcessor
-    proc.__call__ = timers.wrap(lambda a, k: "grammar_mask", proc.__call__)
-    tok = teacher.tokenizer
-    tok.apply_chat_template = timers.wrap(lambda a, k: "tokenize", tok.apply_chat_template)
-    lm.generate = timers.wrap(lambda a, k: "generate", lm.generate)
-    teacher._completion = timers.wrap(lambda a, k: "decode_answers", teacher._completion)
-    start = time.perf_counter()
-    completions = teacher._generate(prompts, settings, schemas)
-    wall = time.perf_counter() - start
-    for name in ("forward", "generate", "_completion"):
-        vars(lm).pop(name, None)
-    vars(teacher).pop("_completion", None)
-    vars(tok).pop("apply_chat_template", None)
-    return {"wall_s": wall, "timers": timers, "completions": completions}
+    lm, tok = teacher.lm, teacher.tokenizer
+    forward = timers.wrap(forward_name, lm.forward)
+    prefill_tokens = []
+
+    def counted_forward(*args, **kwargs):
+        if forward_name(args, kwargs) == "forward_prefill":
+            prefill_tokens.append(kwargs["input_ids"].numel())  # padding included
+        return forward(*args, **kwargs)
+
+    patches = [(lm, "forward", counted_forward),
+               (tok, "apply_chat_template", timers.wrap(lambda a, k: "tokenize", tok.apply_chat_template)),
+               (lm, "generate", timers.wrap(lambda a, k: "generate", lm.generate)),
+               (teacher, "_completion", timers.wrap(lambda a, k: "decode_answers", teacher._completion))]
+    rules = teacher._step_rules
+
+    def timed_rules(settings):
+        r = rules(settings)
+        return type(r)(choose=timers.wrap(lambda a, k: "choose_token", r.choose),
+                       done=timers.wrap(lambda a, k: "stop_criterion", r.done))
+
+    patches.append((teacher, "_step_rules", timed_rules))
+    class_patches = [(tb.StopAfterKeyFeatures, "__call__", lambda a, k: "stop_criterion"),
+                     (constrained.SchemaLogitsProcessor, "__call__", lambda a, k: "grammar_mask"),
+                     (constrained.RowsMasker, "mask", lambda a, k: "grammar_mask"),
+                     (constrained.RowsMasker, "consume", lambda a, k: "grammar_mask"),
+                     (Decoder, "prefill", lambda a, k: "prefill_calls")]
+    originals = [(cls, name, getattr(cls, name)) for cls, name, _ in class_patches]
+    for obj, name, fn in patches:
+        setattr(obj, name, fn)
+    for cls, name, name_of in class_patches:
+        setattr(cls, name, timers.wrap(name_of, getattr(cls, name)))
+    try:
+        start = time.perf_counter()
+        completions = dict(teacher.complete(prompts, settings, schemas))
+        wall = time.perf_counter() - start
+    finally:
+        for obj, name, _ in patches:
+            vars(obj).pop(name, None)
+        for cls, name, fn in originals:
+            setattr(cls, name, fn)
+    return {"wall_s": wall, "timers": timers, "completions": [completions[i] for i in range(len(prompts))],
+            "prefill_tokens": sum(prefill_tokens)}
 
 
 def padding_figures(tok, prompts, completions) -> dict:
@@ -105,16 +132,18 @@ def padding_figures(tok, prompts, completions) -> dict:
 
 
 def breakdown(result: dict) -> dict:
-    """Seconds per part; `generate_python` is what generate() spends outside forward, mask and stop."""
+    """Seconds per part; `loop_python` is what generate() or the decode loop spends outside the parts named."""
     t = result["timers"]
     s = t.seconds
-    inner = s["forward_prefill"] + s["forward_decode"] + s["grammar_mask"] + s["stop_criterion"]
+    choose_rest = max(s["choose_token"] - s["grammar_mask"], 0.0) if s["choose_token"] else 0.0
     parts = {"forward_prefill": s["forward_prefill"], "forward_decode": s["forward_decode"],
-             "grammar_mask": s["grammar_mask"], "stop_criterion": s["stop_criterion"],
-             "generate_python": s["generate"] - inner, "tokenize": s["tokenize"], "decode_answers": s["decode_answers"]}
-    parts["other"] = result["wall_s"] - sum(parts.values())
+             "grammar_mask": s["grammar_mask"], "stop_criterion": s["stop_criterion"], "choose_token": choose_rest,
+             "tokenize": s["tokenize"], "decode_answers": s["decode_answers"]}
     wall = result["wall_s"]
-    return {"wall_s": round(wall, 2), "decode_calls": t.calls["forward_decode"],
+    parts["loop_python"] = wall - sum(parts.values())
+    return {"wall_s": round(wall, 2), "prefill_calls": t.calls["forward_prefill"],
+            "prefill_tokens": result.get("prefill_tokens"),
+            "decode_calls": t.calls["forward_decode"],
             "decode_ms_per_step": round(1000 * s["forward_decode"] / max(t.calls["forward_decode"], 1), 1),
             "parts_s": {k: round(v, 2) for k, v in parts.items()},
             "parts_fraction": {k: round(v / wall, 3) for k, v in parts.items()}}
@@ -125,7 +154,7 @@ def op_table(teacher, prompts, settings, schemas, rows: int = 15) -> list[dict]:
     from torch.profiler import ProfilerActivity, profile
 
     with profile(activities=[ProfilerActivity.CPU]) as prof:
-        teacher._generate(prompts, settings, schemas)
+        list(teacher.complete(prompts, settings, schemas))
     events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
     total = sum(e.self_cpu_time_total for e in events)
     return [{"op": e.key, "calls": e.count, "self_s": round(e.self_cpu_time_total / 1e6, 2),
@@ -136,28 +165,36 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--formats", nargs="+", default=["text", "json"])
+    p.add_argument("--decodings", nargs="+", default=["generate", "auto"])
+    p.add_argument("--threads", type=int, default=0, help="torch threads; 0 = torch's default")
     p.add_argument("--ops", action=argparse.BooleanOptionalAction, default=True, help="Also a torch.profiler op table.")
+    p.add_argument("--out", default="teacher_profile.json")
     a = p.parse_args()
-    teacher = tb.TransformersTeacher("smollm2-135m-instruct", batch_size=a.batch_size)
-    teacher._load()
-    out = {"machine": machine(), "torch_threads": torch.get_num_threads(), "batch_size": a.batch_size, "formats": {}}
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    out = {"machine": machine(), "torch_threads": torch.get_num_threads(), "batch_size": a.batch_size, "runs": {}}
     for fmt in a.formats:
         prompts, settings, schemas = teacher_prompts(16, fmt)
         order = sorted(range(len(prompts)), key=lambda i: len(str(prompts[i])))[: a.batch_size]
         batch = [prompts[i] for i in order]
         batch_schemas = [schemas[i] for i in order] if schemas else None
-        teacher._generate(batch[:2], settings, batch_schemas[:2] if batch_schemas else None)  # warm-up
-        load = os.getloadavg()
-        result = profile_batch(teacher, batch, settings, batch_schemas)
-        figures = {"load_avg": load, **breakdown(result),
-                   **padding_figures(teacher.tokenizer, batch, result["completions"]),
-                   "status": [c.status for c in result["completions"]]}
-        if a.ops:
-            figures["top_ops"] = op_table(teacher, batch, settings, batch_schemas)
-        out["formats"][fmt] = figures
-        print(fmt, json.dumps({k: v for k, v in figures.items() if k != "top_ops"}, indent=1))
+        for decoding in a.decodings:
+            teacher = tb.TransformersTeacher("smollm2-135m-instruct", batch_size=a.batch_size, decoding=decoding)
+            teacher._load()
+            list(teacher.complete(batch[:2], settings, batch_schemas[:2] if batch_schemas else None))  # warm-up
+            load = os.getloadavg()
+            result = profile_batch(teacher, batch, settings, batch_schemas)
+            figures = {"load_avg": load, **breakdown(result),
+                       **padding_figures(teacher.tokenizer, batch, result["completions"]),
+                       "status": [c.status for c in result["completions"]],
+                       "answers": [c.text for c in result["completions"]]}
+            if a.ops:
+                figures["top_ops"] = op_table(teacher, batch, settings, batch_schemas)
+            out["runs"][f"{fmt}/{decoding}"] = figures
+            print(fmt, decoding, json.dumps({k: v for k, v in figures.items() if k not in ("top_ops", "answers")}),
+                  flush=True)
     out["load_avg_after"] = os.getloadavg()
-    path = RESULTS / "teacher_profile.json"
+    path = RESULTS / a.out
     path.write_text(json.dumps(out, indent=1) + "\n")
     print(f"wrote {path}")
 

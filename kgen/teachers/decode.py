@@ -3,8 +3,9 @@
 `generate()` pads a batch to its longest prompt, computes the instructions every prompt shares once per prompt,
 concatenates its key/value cache anew at every step and runs every row until the last one ends. Here:
 
-- the token prefix all prompts share (chat header and instructions) is computed once and its keys/values reused;
-- each prompt's own tokens are prefilled alone on top of that prefix: no padding;
+- prompts are taken in token order, so that prompts sharing a beginning (the chat header and instructions; then the
+  same one-shot example) come one after another, and each is prefilled alone (no padding) on top of the keys/values
+  of the tokens it shares with the prompt before it: shared tokens are computed once per run of such prompts;
 - the rows being answered decode together, one token a step, their keys/values in one preallocated
   (slots, kv_heads, capacity, head_dim) buffer per layer, row i holding its tokens in columns 0 .. length_i - 1;
 - a finished row leaves the batch at once and the next waiting prompt takes its place.
@@ -48,16 +49,14 @@ def supports_fast_decoding(lm) -> bool:
     return not extra
 
 
-def shared_prefix_length(prompts: list[list[int]]) -> int:
-    """Leading tokens all prompts have in common, leaving each prompt at least one token of its own."""
-    if not prompts:
-        return 0
+def common_prefix_length(a: list[int], b: list[int]) -> int:
+    """How many leading tokens a and b share."""
     n = 0
-    for column in zip(*prompts):
-        if any(token != column[0] for token in column):
+    for x, y in zip(a, b):
+        if x != y:
             break
         n += 1
-    return min(n, min(len(p) for p in prompts) - 1)
+    return n
 
 
 def cache_keyword(lm) -> str:
@@ -66,7 +65,7 @@ def cache_keyword(lm) -> str:
 
 
 class PromptCache:
-    """What one prompt's prefill writes to: the shared prefix's keys/values, then the prompt's own after them."""
+    """What one prompt's prefill writes to: the keys/values of the prefix it shares, then its own after them."""
 
     def __init__(self, prefix: list[tuple[torch.Tensor, torch.Tensor]] | None):
         self.layers = list(prefix) if prefix else []
@@ -182,7 +181,7 @@ class StepRules:
 
 
 class Decoder:
-    """Decode many prompts with one model: the shared prefix once, each prompt prefilled alone, rows batched."""
+    """Decode many prompts with one model: shared beginnings computed once, each prompt prefilled alone, rows batched."""
 
     def __init__(self, lm, batch_size: int):
         self.lm, self.batch_size = lm, batch_size
@@ -193,6 +192,7 @@ class Decoder:
         self.head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
         self.device = lm.device
         self.dtype = next(lm.parameters()).dtype
+        self._last = None  # (prompt, keys/values per layer) of the last prompt prefilled
 
     def _forward(self, ids: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor, cache) -> torch.Tensor:
         """Last position's logits, (B, V) float32, as generate() takes them."""
@@ -200,17 +200,8 @@ class Decoder:
                       logits_to_keep=1, **{self.cache_kw: cache})
         return out.logits[:, -1, :].to(dtype=torch.float32, copy=True)
 
-    def prefix_cache(self, prefix: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]] | None:
-        """Keys and values of the shared prefix, per layer (1, kv_heads, P, head_dim); None when there is none."""
-        if not prefix:
-            return None
-        cache = PromptCache(None)
-        ids = torch.tensor([prefix], device=self.device)
-        self._forward(ids, torch.arange(len(prefix), device=self.device)[None], _causal_mask(len(prefix), 0, self.device), cache)
-        return cache.layers
-
     def prefill(self, prompt: list[int], prefix: list[tuple[torch.Tensor, torch.Tensor]] | None):
-        """(the prompt's keys/values per layer, its last logits (1, V)), on top of the shared prefix."""
+        """(the prompt's keys/values per layer, its last logits (1, V)), computed on top of a prefix's keys/values."""
         start = prefix[0][0].shape[2] if prefix else 0
         cache = PromptCache(prefix)
         ids = torch.tensor([prompt[start:]], device=self.device)
@@ -218,12 +209,20 @@ class Decoder:
         logits = self._forward(ids, positions, _causal_mask(len(prompt) - start, start, self.device), cache)
         return cache.layers, logits
 
+    def _reusable(self, prompt: list[int]):
+        """Keys/values of the leading tokens this prompt shares with the last one prefilled (views; None if none)."""
+        if self._last is None:
+            return None
+        last_prompt, layers = self._last
+        shared = min(common_prefix_length(last_prompt, prompt), len(prompt) - 1)  # one token left to compute
+        return [(k[:, :, :shared], v[:, :, :shared]) for k, v in layers] if shared else None
+
     def run(self, rows: list[Row], rules: StepRules, max_new_tokens: int) -> Iterator[tuple[Row, Exception | None]]:
         """Yield (row, None) for each row once done, in the order they finish; (row, error) for a row that failed."""
         if not rows:
             return
-        prefix_len = shared_prefix_length([r.prompt for r in rows])
-        prefix = self.prefix_cache(rows[0].prompt[:prefix_len])
+        rows = sorted(rows, key=lambda r: r.prompt)  # prompts with a common beginning one after another
+        self._last = None
         longest = max(len(r.prompt) for r in rows)
         cache = SlotCache(self.n_layers, self.batch_size, self.kv_heads, self.head_dim,
                           capacity=longest + min(max_new_tokens, 64), limit=longest + max_new_tokens,
@@ -231,15 +230,16 @@ class Decoder:
         waiting, active = deque(rows), []
         while waiting or active:
             while waiting and len(active) < self.batch_size:
-                yield from self._admit(waiting.popleft(), prefix, cache, active, rules, max_new_tokens)
+                yield from self._admit(waiting.popleft(), cache, active, rules, max_new_tokens)
             if active:
                 yield from self._step(cache, active, rules, max_new_tokens)
 
-    def _admit(self, row: Row, prefix, cache: SlotCache, active: list[Row], rules: StepRules,
+    def _admit(self, row: Row, cache: SlotCache, active: list[Row], rules: StepRules,
                max_new_tokens: int) -> Iterator[tuple[Row, Exception | None]]:
         """Prefill a waiting row and pick its first token; it joins the batch unless that already ended it."""
         try:
-            layers, logits = self.prefill(row.prompt, prefix)
+            layers, logits = self.prefill(row.prompt, self._reusable(row.prompt))
+            self._last = (row.prompt, layers)
             token = int(rules.choose([row], logits)[0])
         except (RuntimeError, ValueError) as exc:  # e.g. out of memory, a prompt over the context length
             yield row, exc

@@ -142,7 +142,6 @@ class TransformersTeacher:
                 yield i, _failure(exc)
                 continue
             rows.append(row)
-        rows.sort(key=lambda r: len(r.prompt))  # similar lengths decode together: narrower attention windows
         torch.manual_seed(settings.seed)
         decoder = Decoder(self.lm, self.batch_size)
         for row, error in decoder.run(rows, self._step_rules(settings), settings.max_new_tokens):

@@ -7,7 +7,7 @@ from transformers import AutoModelForCausalLM
 from kgen.records import ConfigError
 from kgen.run import request_schema
 from kgen.teachers.base import GenerationSettings
-from kgen.teachers.decode import SlotCache, shared_prefix_length, supports_fast_decoding
+from kgen.teachers.decode import SlotCache, common_prefix_length, supports_fast_decoding
 from kgen.teachers.transformers_backend import TransformersTeacher
 
 NAMES = ["Jumbo Bag Red Retrospot", "Set of 3 Cake Tins Pantry Design", "Pack of 12 London Tissues",
@@ -36,11 +36,10 @@ def assert_same_answers(reference, fast):
         assert (fast[i].status, fast[i].prompt_tokens) == (reference[i].status, reference[i].prompt_tokens)
 
 
-def test_shared_prefix_leaves_every_prompt_a_token_of_its_own():
-    assert shared_prefix_length([[1, 2, 3, 4], [1, 2, 5], [1, 2, 3]]) == 2
-    assert shared_prefix_length([[1, 2, 3], [1, 2, 3]]) == 2
-    assert shared_prefix_length([[7, 1], [8, 1]]) == 0
-    assert shared_prefix_length([]) == 0
+def test_common_prefix_length():
+    assert common_prefix_length([1, 2, 3, 4], [1, 2, 5]) == 2
+    assert common_prefix_length([1, 2, 3], [1, 2, 3]) == 3
+    assert common_prefix_length([7, 1], [8, 1]) == 0
 
 
 def test_slot_cache_keeps_each_row_in_its_own_columns():
@@ -81,6 +80,24 @@ def test_structured_answers_equal_generate_as_rows_end_apart(tiny_model_dir, pen
     assert all(fast[i].status == "ok" for i in range(7))
 
 
+def test_tokens_a_prompt_shares_with_the_one_before_are_not_computed_again(tiny_model_dir, monkeypatch):
+    from kgen.teachers.decode import Decoder
+
+    computed = []
+    real = Decoder.prefill
+
+    def prefill(self, prompt, prefix):
+        computed.append(len(prompt) - (prefix[0][0].shape[2] if prefix else 0))
+        return real(self, prompt, prefix)
+
+    monkeypatch.setattr(Decoder, "prefill", prefill)
+    teacher = TransformersTeacher(tiny_model_dir, batch_size=3)
+    list(teacher.complete(prompts(), GenerationSettings(max_new_tokens=2)))
+    lengths = sorted(len(teacher._prompt_ids(p)) for p in prompts())
+    assert computed[0] in lengths  # the first prompt: every token
+    assert sum(computed[1:]) < sum(lengths) / 3  # the others: their own ends only (the instruction is shared)
+
+
 def test_sampled_answers_follow_the_schema(tiny_model_dir):
     from kgen.answer_schema import max_answer_tokens
     from kgen.parse import parse_answer
@@ -108,7 +125,7 @@ def test_a_failing_prompt_fails_alone(tiny_model_dir, monkeypatch):
     max_len = max(lengths)
     monkeypatch.setattr(Decoder, "prefill", prefill)
     got = dict(teacher.complete(prompts(), GenerationSettings(max_new_tokens=4)))
-    failed = [i for i, c in got.items() if c.status == "api_error"]
+    failed = sorted(i for i, c in got.items() if c.status == "api_error")
     assert failed == [i for i, n in enumerate(lengths) if n == max_len]  # the longest prompts only; the rest answered
     assert "out of memory" in got[failed[0]].error
     assert all(c.text for i, c in got.items() if i not in failed)

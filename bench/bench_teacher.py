@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import record  # noqa: E402
-from teacher_prompts import ROOT, format_settings, student_tasks_for, teacher_tasks_for  # noqa: E402
+from teacher_prompts import GOLD, ROOT, format_settings, student_tasks_for, teacher_tasks_for  # noqa: E402
 
 # (items, users) of the catalogues the knowledge-to-CTR studies run on (docs/ctr_data.md).
 CATALOGUES = {"ml-1m": (3706, 2998), "online-retail": (3665, 4339)}
@@ -72,15 +72,33 @@ def summary(label: str, run: dict, reference: dict | None) -> dict:
     return row
 
 
+def gold_f1(runs: list[dict], rows: list[dict], level: str) -> None:
+    """Add each setting's key-phrase F1 on data/gold (its kgen records) and its paired ratio to the first setting's."""
+    from eval.embedder import Embedder
+    from eval.f1_report import evaluate_f1, headline_figures
+    from eval.paired import paired_f1_ratio, per_item_f1, rounded
+    from kgen import records as R
+    from kgen.models import EMBEDDED_EMBEDDER
+
+    gold, encoder, first = R.read_records(GOLD, "gold"), Embedder(EMBEDDED_EMBEDDER), None
+    for run, row in zip(runs, rows):
+        report = evaluate_f1(run["kgen"]["records"], gold, encoder, seed=0, level=level)
+        row["gold_f1"] = headline_figures(report)
+        items = per_item_f1(report["per_item"])
+        if first is not None:
+            row["gold_f1_ratio_to_first"] = rounded(paired_f1_ratio(items, first, n_boot=1000, seed=0))
+        first = first if first is not None else items
+
+
 def projections(items_per_s: float, level: str) -> dict:
     """Hours for each catalogue's items (or users) at a rate."""
     column = 0 if level == "item" else 1
     return {name: round(counts[column] / items_per_s / 3600, 2) for name, counts in CATALOGUES.items()}
 
 
-def write_tasks(path: Path, role: str, level: str, n: int, answer_format: str) -> None:
+def write_tasks(path: Path, role: str, level: str, n: int, answer_format: str, gold: bool) -> None:
     settings = format_settings(answer_format, role)
-    tasks = (teacher_tasks_for if role == "teacher" else student_tasks_for)(n, answer_format, level)
+    tasks = (teacher_tasks_for if role == "teacher" else student_tasks_for)(n, answer_format, level, gold)
     path.write_text(json.dumps({"settings": asdict(settings), "tasks": tasks}))
 
 
@@ -94,6 +112,7 @@ def parse_setting(text: str) -> tuple[str, int, dict]:
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--n", type=int, default=16)
+    p.add_argument("--gold", action="store_true", help="Prompts of the data/gold inputs (first n); adds F1 on them.")
     p.add_argument("--role", choices=["teacher", "student"], default="teacher")
     p.add_argument("--model", default="smollm2-135m-instruct", help="Student: its folder or adapter.")
     p.add_argument("--level", choices=["item", "user"], default="item")
@@ -108,7 +127,7 @@ def main() -> None:
     checkouts = {"old": a.old_checkout, "new": ROOT}
     with tempfile.TemporaryDirectory() as tmp:
         tasks_file = Path(tmp) / "tasks.json"
-        write_tasks(tasks_file, a.role, a.level, a.n, a.format)
+        write_tasks(tasks_file, a.role, a.level, a.n, a.format, a.gold)
         runs, rows = [], []
         for text in a.settings:
             kind, batch, options = parse_setting(text)
@@ -118,9 +137,11 @@ def main() -> None:
             print(json.dumps(rows[-1]), flush=True)
     for row in rows:
         row["projected_hours"] = projections(row["items_per_s"], a.level)
-    record("teacher_throughput", {"model": f"{a.role} {a.model} (fp32, CPU)", "role": a.role, "level": a.level,
-                                  "answer_format": a.format, "n": a.n, "runs": rows, "load_avg_after": os.getloadavg(),
-                                  "note": a.note})
+    if a.gold and a.kgen:
+        gold_f1(runs, rows, a.level)
+    record("teacher_throughput", {"model": f"{a.role} {a.model} (CPU)", "role": a.role, "level": a.level,
+                                  "answer_format": a.format, "n": a.n, "inputs": "gold" if a.gold else "sample",
+                                  "runs": rows, "load_avg_after": os.getloadavg(), "note": a.note})
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from kgen.teachers.base import GenerationSettings, Messages
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "data" / "sample"
+GOLD = ROOT / "data" / "gold" / "gold.jsonl"
 TEXT_MAX_NEW_TOKENS = 256  # the old benchmarks' limit for the text format
 
 
@@ -24,14 +25,20 @@ def format_settings(answer_format: str, role: str = "teacher") -> GenerationSett
                               repetition_penalty=penalty)
 
 
-def sample_inputs(n: int, level: str = "item"):
+def sample_inputs(n: int | None, level: str = "item", gold: bool = False):
+    """The first n inputs of the sample at a level; with `gold`, only those data/gold has key phrases for."""
+    from kgen import records as R
     from kgen.tasks import load_inputs
 
     path = SAMPLE / ("items.jsonl" if level == "item" else "users.jsonl")
-    return load_inputs(level, path, SAMPLE / "items.jsonl" if level == "user" else None, n)
+    inputs = load_inputs(level, path, SAMPLE / "items.jsonl" if level == "user" else None, None if gold else n)
+    if gold:
+        ids = {str(g[R.ID]) for g in R.read_records(GOLD, "gold") if g[R.LEVEL] == level}
+        inputs = [row for row in inputs if row[0] in ids][:n]
+    return inputs
 
 
-def teacher_tasks_for(n: int, answer_format: str, level: str = "item") -> list[dict]:
+def teacher_tasks_for(n: int | None, answer_format: str, level: str = "item", gold: bool = False) -> list[dict]:
     """The tasks `kgen generate` builds for the first n sample inputs (nearest pool example as the one-shot)."""
     from sentence_transformers import SentenceTransformer
 
@@ -39,14 +46,14 @@ def teacher_tasks_for(n: int, answer_format: str, level: str = "item") -> list[d
     from kgen.tasks import teacher_tasks
 
     encoder = SentenceTransformer(resolve_embedder(None), device="cpu")
-    return teacher_tasks(level, sample_inputs(n, level), encoder, None, answer_format, "nearest")
+    return teacher_tasks(level, sample_inputs(n, level, gold), encoder, None, answer_format, "nearest")
 
 
-def student_tasks_for(n: int, answer_format: str, level: str = "item") -> list[dict]:
+def student_tasks_for(n: int | None, answer_format: str, level: str = "item", gold: bool = False) -> list[dict]:
     """The tasks `distill generate` builds for the first n sample inputs (the short student prompt)."""
     from kgen.tasks import student_tasks
 
-    return student_tasks(level, sample_inputs(n, level), answer_format)
+    return student_tasks(level, sample_inputs(n, level, gold), answer_format)
 
 
 def teacher_prompts(n: int, answer_format: str) -> tuple[list[Messages], GenerationSettings, list[dict] | None]:

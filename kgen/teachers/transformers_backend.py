@@ -81,6 +81,8 @@ class StopAfterKeyFeatures:
 
 Decoding = Literal["auto", "generate"]
 DECODINGS: tuple[str, ...] = ("auto", "generate")
+Quantize = Literal["none", "int8"]
+QUANTIZE: tuple[str, ...] = ("none", "int8")
 
 
 class TransformersTeacher:
@@ -88,17 +90,21 @@ class TransformersTeacher:
 
     decoding "auto": kgen.teachers.decode's loop (shared prefix once, no padding, finished rows leave the batch) for
     the model families it covers, generate() for the rest; "generate": always generate(), in padded batches.
+    quantize "int8": the Linear layers' weights in int8, activations quantised on the fly (CPU only); the answers
+    change, so the label (and every request key) says so.
     """
 
     def __init__(self, model: str, batch_size: int = 8, dtype: str | None = None, stop_after_key_features: bool = True,
-                 decoding: Decoding = "auto"):
+                 decoding: Decoding = "auto", quantize: Quantize = "none"):
         if batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
         if decoding not in DECODINGS:
             raise ConfigError(f"decoding must be one of {', '.join(DECODINGS)}, got {decoding!r}")
-        self.model = f"transformers:{model}"
+        if quantize not in QUANTIZE:
+            raise ConfigError(f"quantize must be one of {', '.join(QUANTIZE)}, got {quantize!r}")
+        self.model = f"transformers:{model}" + ("" if quantize == "none" else f"+{quantize}")
         self.name, self.dtype, self.batch_size, self.stop_early = model, dtype, batch_size, stop_after_key_features
-        self.decoding = decoding
+        self.decoding, self.quantize = decoding, quantize
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         self.lm = self.tokenizer = None  # loaded on first use: a resumed run with nothing left loads nothing
 
@@ -115,6 +121,8 @@ class TransformersTeacher:
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.lm = lm.to(self.device).eval()
+        if self.quantize == "int8":
+            self.lm = quantize_int8(self.lm)
 
     def complete(self, prompts: Sequence[Messages], settings: GenerationSettings,
                  schemas: Sequence[dict] | None = None) -> Iterator[tuple[int, Completion]]:
@@ -157,7 +165,7 @@ class TransformersTeacher:
         return schema_matcher(self.tokenizer, schema, self._n_vocab())
 
     def _n_vocab(self) -> int:
-        return self.lm.get_output_embeddings().weight.shape[0]
+        return self.lm.get_output_embeddings().out_features  # the logits' width (a quantised head has no .weight)
 
     def _step_rules(self, settings: GenerationSettings) -> StepRules:
         """What generate() would do with these settings: processors, then argmax or a draw; its stop conditions."""
@@ -254,6 +262,17 @@ class TransformersTeacher:
         self.lm = None
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
+
+
+def quantize_int8(lm):
+    """The model with every Linear layer's weights in int8 and its activations quantised per call (CPU kernels)."""
+    import warnings
+
+    if torch.cuda.is_available():
+        raise ConfigError("quantize int8 runs on CPU only (dynamic int8 kernels); drop it on a GPU")
+    with warnings.catch_warnings():  # torch.ao's eager quantisation is deprecated for torchao, still shipped
+        warnings.simplefilter("ignore")
+        return torch.ao.quantization.quantize_dynamic(lm, {torch.nn.Linear}, dtype=torch.qint8)
 
 
 def choose_tokens(rows: list[Row], logits: torch.Tensor, *, settings: GenerationSettings, masker) -> torch.Tensor:

@@ -37,7 +37,8 @@ def run_setting(checkout: Path, tasks_file: Path, role: str, model: str, batch_s
     """One setting in its own process on the given checkout's code; its figures."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "run.json"
-        cmd = [sys.executable, str(ROOT / "bench" / "teacher_run.py"), "--tasks", str(tasks_file), "--out", str(out),
+        script = "peer_llama_cpp.py" if options.pop("engine", None) == "llama.cpp" else "teacher_run.py"
+        cmd = [sys.executable, str(ROOT / "bench" / script), "--tasks", str(tasks_file), "--out", str(out),
                "--role", role, "--model", model, "--batch-size", str(batch_size), "--threads", str(threads),
                "--kgen" if kgen else "--no-kgen", *[f"--option={k}={json.dumps(v)}" for k, v in options.items()]]
         env = {**os.environ, "PYTHONPATH": str(checkout)}
@@ -57,7 +58,7 @@ def summary(label: str, run: dict, reference: dict | None) -> dict:
            "prompt_tokens_mean": round(sum(a["prompt_tokens"] for a in answers) / n),
            "completion_tokens_mean": round(tokens / n, 1), "load_avg_before": bare["load_avg"],
            "peak_rss_mb": run["peak_rss_mb"]}
-    if "kgen" in run:
+    if "kgen" in run and run["kgen"]:
         k = run["kgen"]
         row.update(kgen_wall_s=round(k["wall_s"], 2), kgen_items_per_s=round(n / k["wall_s"], 3),
                    kgen_status=k["metrics"]["status"], kgen_load_avg_before=k["load_avg"],
@@ -119,18 +120,21 @@ def main() -> None:
     p.add_argument("--format", choices=["text", "json"], default="text")
     p.add_argument("--old-checkout", type=Path, help="The old code (e.g. `git archive main`), for settings 'old:B'.")
     p.add_argument("--settings", nargs="+", default=["old:8", "new:8", "new:16"],
-                   help="kind:batch[:name=value...], run in this order; answers are compared with the first.")
+                   help="kind:batch[:name=value...] with kind old, new or llamacpp (the peer engine), run in this "
+                        "order; answers are compared with the first.")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--kgen", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--note", default="")
     a = p.parse_args()
-    checkouts = {"old": a.old_checkout, "new": ROOT}
+    checkouts = {"old": a.old_checkout, "new": ROOT, "llamacpp": ROOT}
     with tempfile.TemporaryDirectory() as tmp:
         tasks_file = Path(tmp) / "tasks.json"
         write_tasks(tasks_file, a.role, a.level, a.n, a.format, a.gold)
         runs, rows = [], []
         for text in a.settings:
             kind, batch, options = parse_setting(text)
+            if kind == "llamacpp":  # the peer engine (bench/peer_llama_cpp.py): text format, one sequence at a time
+                options["engine"] = "llama.cpp"
             run = run_setting(checkouts[kind], tasks_file, a.role, a.model, batch, a.threads, options, a.kgen)
             rows.append(summary(text, run, runs[0] if runs else None))
             runs.append(run)

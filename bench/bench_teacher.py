@@ -77,7 +77,7 @@ def gold_f1(runs: list[dict], rows: list[dict], level: str) -> None:
     from eval.embedder import Embedder
     from eval.f1_report import evaluate_f1, headline_figures
     from eval.paired import paired_f1_ratio, per_item_f1, rounded
-    from kgen import records as R
+    from ground import records as R
     from kgen.models import EMBEDDED_EMBEDDER
 
     gold, encoder, first = R.read_records(GOLD, "gold"), Embedder(EMBEDDED_EMBEDDER), None

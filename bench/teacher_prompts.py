@@ -17,7 +17,7 @@ TEXT_MAX_NEW_TOKENS = 256  # the old benchmarks' limit for the text format
 def format_settings(answer_format: str, role: str = "teacher") -> GenerationSettings:
     """The settings of a run: json as `kgen generate` / `distill generate` run it, text as the old benchmarks did."""
     if answer_format == "text":
-        return GenerationSettings(max_new_tokens=TEXT_MAX_NEW_TOKENS)
+        return GenerationSettings(max_new_tokens=TEXT_MAX_NEW_TOKENS, answer_format="text")
     penalty = 1.0
     if role == "student":
         from distill.generate import STUDENT_REPETITION_PENALTY as penalty
@@ -27,7 +27,7 @@ def format_settings(answer_format: str, role: str = "teacher") -> GenerationSett
 
 def sample_inputs(n: int | None, level: str = "item", gold: bool = False):
     """The first n inputs of the sample at a level; with `gold`, only those data/gold has key phrases for."""
-    from kgen import records as R
+    from ground import records as R
     from kgen.tasks import load_inputs
 
     path = SAMPLE / ("items.jsonl" if level == "item" else "users.jsonl")

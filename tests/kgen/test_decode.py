@@ -4,7 +4,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from kgen.records import ConfigError
+from ground.errors import ConfigError
 from kgen.run import request_schema
 from kgen.teachers.base import GenerationSettings
 from kgen.teachers.decode import SlotCache, common_prefix_length, supports_fast_decoding
@@ -62,7 +62,7 @@ def test_slot_cache_keeps_each_row_in_its_own_columns():
 
 
 def test_greedy_text_answers_equal_generate(tiny_model_dir):
-    settings = GenerationSettings(max_new_tokens=12)
+    settings = GenerationSettings(max_new_tokens=12, answer_format="text")
     reference, fast = both_ways(tiny_model_dir, settings, batch_size=3)  # 7 prompts through 3 slots: rows refill
     assert_same_answers(reference, fast)
     assert [fast[i].completion_tokens for i in range(7)] == [12] * 7
@@ -92,7 +92,7 @@ def test_tokens_a_prompt_shares_with_the_one_before_are_not_computed_again(tiny_
 
     monkeypatch.setattr(Decoder, "prefill", prefill)
     teacher = TransformersTeacher(tiny_model_dir, batch_size=3)
-    list(teacher.complete(prompts(), GenerationSettings(max_new_tokens=2)))
+    list(teacher.complete(prompts(), GenerationSettings(max_new_tokens=2, answer_format="text")))
     lengths = sorted(len(teacher._prompt_ids(p)) for p in prompts())
     assert computed[0] in lengths  # the first prompt: every token
     assert sum(computed[1:]) < sum(lengths) / 3  # the others: their own ends only (the instruction is shared)
@@ -124,7 +124,7 @@ def test_a_failing_prompt_fails_alone(tiny_model_dir, monkeypatch):
     lengths = [len(teacher._prompt_ids(p)) for p in prompts()]
     max_len = max(lengths)
     monkeypatch.setattr(Decoder, "prefill", prefill)
-    got = dict(teacher.complete(prompts(), GenerationSettings(max_new_tokens=4)))
+    got = dict(teacher.complete(prompts(), GenerationSettings(max_new_tokens=4, answer_format="text")))
     failed = sorted(i for i, c in got.items() if c.status == "api_error")
     assert failed == [i for i, n in enumerate(lengths) if n == max_len]  # the longest prompts only; the rest answered
     assert "out of memory" in got[failed[0]].error

@@ -159,3 +159,12 @@ def test_int8_is_opt_in_and_named_in_the_label(tiny_model_dir):
     assert all(got[i].status == "ok" for i in range(7))
     with pytest.raises(ConfigError, match="quantize"):
         TransformersTeacher("x", quantize="int4")
+
+
+def test_a_teacher_spec_ending_in_int8_asks_for_it():
+    from kgen.teachers import make_teacher, teacher_label
+
+    spec = "transformers:some/model+int8"
+    teacher = make_teacher(spec)
+    assert (teacher.name, teacher.quantize, teacher.model) == ("some/model", "int8", teacher_label(spec))
+    assert make_teacher("transformers:some/model").quantize == "none"

@@ -32,22 +32,33 @@ CATALOGUES = {"ml-1m": (3706, 2998), "online-retail": (3665, 4339)}
 
 
 def run_setting(checkout: Path, tasks_file: Path, role: str, model: str, batch_size: int, threads: int,
-                options: dict, kgen: bool) -> dict:
+                options: dict, kgen: bool, bare: bool = True) -> dict:
     """One setting in its own process on the given checkout's code; its figures."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "run.json"
         script = "peer_llama_cpp.py" if options.pop("engine", None) == "llama.cpp" else "teacher_run.py"
         cmd = [sys.executable, str(ROOT / "bench" / script), "--tasks", str(tasks_file), "--out", str(out),
                "--role", role, "--model", model, "--batch-size", str(batch_size), "--threads", str(threads),
-               "--kgen" if kgen else "--no-kgen", *[f"--option={k}={json.dumps(v)}" for k, v in options.items()]]
+               "--kgen" if kgen else "--no-kgen", "--bare" if bare else "--no-bare",
+               *[f"--option={k}={json.dumps(v)}" for k, v in options.items()]]
         env = {**os.environ, "PYTHONPATH": str(checkout)}
         subprocess.run(cmd, check=True, env=env, cwd=checkout, stdout=subprocess.DEVNULL)
         return json.loads(out.read_text())
 
 
+def as_bare(run: dict) -> dict:
+    """The run's bare figures, or (a run through kgen only) its kgen figures in the same layout."""
+    if "bare" in run:
+        return run["bare"]
+    k = run["kgen"]
+    answers = [{"index": r["id"], "text": r["raw"], "status": r["status"], "prompt_tokens": r["usage"]["prompt_tokens"],
+                "completion_tokens": r["usage"]["completion_tokens"]} for r in k["records"]]
+    return {**k, "answers": answers}
+
+
 def summary(label: str, run: dict, reference: dict | None) -> dict:
     """Rates and agreement of one setting; `reference` is the first setting's run (None for the first)."""
-    bare = run["bare"]
+    bare = as_bare(run)
     answers = bare["answers"]
     n, tokens = len(answers), sum(a["completion_tokens"] for a in answers)
     row = {"setting": label, "batch_size": run["batch_size"], "options": run["options"],
@@ -57,18 +68,22 @@ def summary(label: str, run: dict, reference: dict | None) -> dict:
            "prompt_tokens_mean": round(sum(a["prompt_tokens"] for a in answers) / n),
            "completion_tokens_mean": round(tokens / n, 1), "load_avg_before": bare["load_avg"],
            "peak_rss_mb": run["peak_rss_mb"]}
-    if "kgen" in run and run["kgen"]:
+    if "kgen" in run and "bare" in run:
         k = run["kgen"]
         row.update(kgen_wall_s=round(k["wall_s"], 2), kgen_items_per_s=round(n / k["wall_s"], 3),
                    kgen_status=k["metrics"]["status"], kgen_load_avg_before=k["load_avg"],
                    kgen_overhead=round(k["wall_s"] / bare["wall_s"] - 1, 3),
                    kgen_overhead_cpu=round(k["cpu_s"] / bare["cpu_s"] - 1, 3))
+    if "kgen" in run and "backend_s" in run["kgen"]:  # kgen's own time within its run, whatever the load did
+        k = run["kgen"]
+        row.update(kgen_own_s=round(k["wall_s"] - k["backend_s"], 3),
+                   kgen_own_over_backend=round((k["wall_s"] - k["backend_s"]) / k["backend_s"], 4))
     if reference is not None:
-        ref = {a["index"]: a for a in reference["bare"]["answers"]}
+        ref = {a["index"]: a for a in as_bare(reference)["answers"]}
         same = [a["index"] for a in answers if a["text"] == ref[a["index"]]["text"]]
         row["answers_equal_to_first"] = len(same)
         row["changed_indices"] = [a["index"] for a in answers if a["index"] not in same]
-        row["speedup_vs_first"] = round(reference["bare"]["wall_s"] / bare["wall_s"], 2)
+        row["speedup_vs_first"] = round(as_bare(reference)["wall_s"] / bare["wall_s"], 2)
     return row
 
 
@@ -123,6 +138,8 @@ def main() -> None:
                         "order; answers are compared with the first.")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--kgen", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--bare", action=argparse.BooleanOptionalAction, default=True,
+                   help="--no-bare: time the runs through kgen only (e.g. for F1 on gold).")
     p.add_argument("--note", default="")
     a = p.parse_args()
     checkouts = {"old": a.old_checkout, "new": ROOT, "llamacpp": ROOT}
@@ -134,7 +151,7 @@ def main() -> None:
             kind, batch, options = parse_setting(text)
             if kind == "llamacpp":  # the peer engine (bench/peer_llama_cpp.py): text format, one sequence at a time
                 options["engine"] = "llama.cpp"
-            run = run_setting(checkouts[kind], tasks_file, a.role, a.model, batch, a.threads, options, a.kgen)
+            run = run_setting(checkouts[kind], tasks_file, a.role, a.model, batch, a.threads, options, a.kgen, a.bare)
             rows.append(summary(text, run, runs[0] if runs else None))
             runs.append(run)
             print(json.dumps(rows[-1]), flush=True)

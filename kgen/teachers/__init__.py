@@ -45,4 +45,6 @@ def make_teacher(spec: str | None, batch_size: int = 8, concurrency: int = 16, o
         return VLLMTeacher(model, batch_size=max(batch_size, 64))
     from kgen.teachers.transformers_backend import TransformersTeacher
 
-    return TransformersTeacher(model, batch_size=batch_size)
+    # `transformers:<model>+int8`: the Linear layers in int8 (faster on CPU, other answers: docs/performance.md).
+    name, plus, quantize = model.rpartition("+") if model.endswith("+int8") else (model, "", "")
+    return TransformersTeacher(name, batch_size=batch_size, quantize=quantize if plus else "none")

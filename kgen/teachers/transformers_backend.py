@@ -88,8 +88,8 @@ QUANTIZE: tuple[str, ...] = ("none", "int8")
 class TransformersTeacher:
     """A causal LM from a hub id, a local folder, or the embedded SmolLM2 alias.
 
-    decoding "auto": kgen.teachers.decode's loop (shared prefix once, no padding, finished rows leave the batch) for
-    the model families it covers, generate() for the rest; "generate": always generate(), in padded batches.
+    decoding "auto": on CPU, kgen.teachers.decode's loop (shared prefixes once, no padding, finished rows leave the
+    batch) for the model families it covers, generate() for the rest; "generate": always generate(), padded batches.
     quantize "int8": the Linear layers' weights in int8, activations quantised on the fly (CPU only); the answers
     change, so the label (and every request key) says so.
     """
@@ -131,7 +131,8 @@ class TransformersTeacher:
             self._load()
         if not prompts:
             return
-        if self.decoding == "auto" and supports_fast_decoding(self.lm):
+        # The loop is measured and tested on CPU only; a GPU keeps generate() (or use the vllm backend there).
+        if self.decoding == "auto" and self.device == "cpu" and supports_fast_decoding(self.lm):
             yield from self._complete_rows(prompts, settings, schemas)
         else:
             yield from self._complete_batches(prompts, settings, schemas)

@@ -144,3 +144,27 @@ def test_models_the_loop_does_not_cover_go_through_generate(tiny_model_dir):
 def test_decoding_setting_is_checked():
     with pytest.raises(ConfigError, match="decoding"):
         TransformersTeacher("x", decoding="fast")
+
+
+def test_int8_is_opt_in_and_named_in_the_label(tiny_model_dir):
+    from kgen.answer_schema import max_answer_tokens
+
+    teacher = TransformersTeacher(tiny_model_dir, batch_size=3, quantize="int8")
+    assert teacher.model == f"transformers:{tiny_model_dir}+int8"  # other request keys than the fp32 model's
+    settings = GenerationSettings(max_new_tokens=max_answer_tokens(), answer_format="json")
+    schemas = [request_schema({"input": name}, settings) for name in NAMES]
+    got = dict(teacher.complete(prompts(), settings, schemas))
+    assert type(teacher.lm.model.layers[0].mlp.up_proj).__name__ == "Linear" and "quantized" in type(
+        teacher.lm.model.layers[0].mlp.up_proj).__module__
+    assert all(got[i].status == "ok" for i in range(7))
+    with pytest.raises(ConfigError, match="quantize"):
+        TransformersTeacher("x", quantize="int4")
+
+
+def test_a_teacher_spec_ending_in_int8_asks_for_it():
+    from kgen.teachers import make_teacher, teacher_label
+
+    spec = "transformers:some/model+int8"
+    teacher = make_teacher(spec)
+    assert (teacher.name, teacher.quantize, teacher.model) == ("some/model", "int8", teacher_label(spec))
+    assert make_teacher("transformers:some/model").quantize == "none"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from ground.records import HISTORY, NAME, PROFILE, USER_ID
+from ground.records import ATTRIBUTES, HISTORY, NAME, PROFILE, USER_ID
 from ground.errors import ConfigError, RecordError
 
 HISTORY_HEADER = "Purchase history (oldest first):"
@@ -21,9 +21,22 @@ def _name(item: dict) -> str:
 
 
 def item_input(item: dict) -> str:
-    """The text shown for an item: its cleaned name, cut to MAX_NAME_CHARS."""
+    """The text shown for an item: its cleaned name (cut to MAX_NAME_CHARS), then what the dataset says of it.
+
+    A release year and genres among the item's attributes (MovieLens) follow the name:
+    "Toy Story (1995). Genres: Animation, Children's, Comedy". Nothing else is shown: a category that
+    prepare derives from the name itself (Online Retail) adds no fact, and a price is not a property
+    the teacher can describe.
+    """
     name = _name(item)
-    return name if len(name) <= MAX_NAME_CHARS else name[:MAX_NAME_CHARS].rstrip() + CLIP_MARK
+    text = name if len(name) <= MAX_NAME_CHARS else name[:MAX_NAME_CHARS].rstrip() + CLIP_MARK
+    attributes = item.get(ATTRIBUTES) or {}
+    if attributes.get("year"):
+        text += f" ({attributes['year']})"
+    genres = attributes.get("genres") or []
+    if genres:
+        text += ". Genres: " + ", ".join(str(g) for g in genres)
+    return text
 
 
 def input_clipped(row: dict, items_by_id: dict[str, dict], max_history: int = 20) -> bool:

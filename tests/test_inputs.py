@@ -13,6 +13,17 @@ def test_item_input_is_the_cleaned_name():
     assert item_input({"item_id": "85123A", "name": "White Hanging Heart T-Light Holder"}) == "White Hanging Heart T-Light Holder"
 
 
+def test_item_input_adds_year_and_genres_from_the_attributes():
+    movie = {"item_id": "1", "name": "Toy Story", "category": "Animation",
+             "attributes": {"year": 1995, "genres": ["Animation", "Children's", "Comedy"]}}
+    assert item_input(movie) == "Toy Story (1995). Genres: Animation, Children's, Comedy"
+    assert item_input({**movie, "attributes": {"genres": ["Drama"]}}) == "Toy Story. Genres: Drama"
+    # Online Retail: the category is derived from the name and the price is no fact to describe: name only.
+    product = {"item_id": "2", "name": "Purple Paper Parasol", "category": "garden & outdoor",
+               "attributes": {"unit_price": 2.95}}
+    assert item_input(product) == "Purple Paper Parasol"
+
+
 def test_user_input_exact_format_with_profile():
     user = {"user_id": "u1", "history": ["1", "2"], "profile": {"country": "United Kingdom", "age": 30}}
     assert user_input(user, ITEMS) == (

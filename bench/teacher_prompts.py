@@ -20,7 +20,7 @@ def format_settings(answer_format: str, role: str = "teacher") -> GenerationSett
         return GenerationSettings(max_new_tokens=TEXT_MAX_NEW_TOKENS, answer_format="text")
     penalty = 1.0
     if role == "student":
-        from distill.generate import STUDENT_REPETITION_PENALTY as penalty
+        from distill.student_config import STUDENT_REPETITION_PENALTY as penalty
     return GenerationSettings(max_new_tokens=default_max_new_tokens("json"), answer_format="json",
                               repetition_penalty=penalty)
 

@@ -37,7 +37,7 @@ class StudentConfig:
     items: Path | None = items_field()
     ids: Path | None = field(default=None, metadata=flag("Only these ids (one per line)."))
     limit: int | None = field(default=None, metadata=flag("Only the first N inputs."))
-    batch_size: int = field(default=8, metadata=flag("Inputs per generation batch."))
+    batch_size: int = field(default=32, metadata=flag("Inputs decoded at once (32: the best on 2 CPU cores)."))
     max_new_tokens: int | None = field(default=None, metadata=flag(TOKEN_LIMIT_HELP))  # GenerationSettings decides None
     temperature: float = field(default=0.0, metadata=flag("Sampling temperature (0: greedy)."))
     seed: int = field(default=0, metadata=flag("Sampling seed."))

@@ -12,6 +12,9 @@ Stages (each resumable: a run folder holding metrics.json, a trial in trials.jso
     controls  MSD-DIN at MSD's chosen config with the vectors swapped: shuffled across items, random N(0, 1)
               (the user level built from them included), and the oracle (positive control); per seed.
     ablation  MSD-DIN at its chosen config without the user level, and without item fusion; per seed.
+    vectors   MSD-DIN at its chosen config with each `--vectors LABEL=FOLDER` table (e.g. the raw-text control,
+              the KAR knowledge vectors, their shuffled copy); per seed. Each such row is paired with DIN and,
+              where `--reference LABEL` names one of them, with that row too (the raw-text control).
     protocol  DeepFM and DIN at their tuned configs on --other-data (`ctr prepare --protocol rechorus`), beside
               ReChorus 2.0's published DIN 0.7904 / DeepFM 0.7736 (full ML-1M; ours has half the users).
     table     the rows: test AUC / GAUC / LogLoss mean +- std over the seeds every row has, best epochs (below the
@@ -87,7 +90,7 @@ def write_yaml(path: Path, values: dict) -> Path:
 
 def control_vectors(args: argparse.Namespace) -> dict[str, Path]:
     """RUNS/vectors/{shuffled,random,oracle}, written once (bench/ctr_vectors.py)."""
-    import ctr_vectors as V
+    from bench import ctr_vectors as V
 
     folders = {name: args.runs / "vectors" / name for name in CONTROLS}
     if not (folders["shuffled"] / "item_embeddings.parquet").exists():
@@ -165,6 +168,23 @@ def controls(args: argparse.Namespace, seeds: list[int]) -> None:
             variant_runs(args, "controls", name, {"knowledge": str(folder)}, seed_list)
 
 
+def vector_sets(args: argparse.Namespace) -> dict[str, Path]:
+    """`--vectors LABEL=FOLDER` -> {row label: folder}."""
+    out = {}
+    for text in args.vectors:
+        label, sep, folder = text.partition("=")
+        if not sep or not label or not folder:
+            raise SystemExit(f"--vectors takes LABEL=FOLDER, got {text!r}")
+        out[f"MSD-DIN, {label}"] = Path(folder)
+    return out
+
+
+def vectors(args: argparse.Namespace, seeds: list[int]) -> None:
+    for seed_list in ([seeds[0]], seeds):
+        for label, folder in vector_sets(args).items():
+            variant_runs(args, "vectors", label, {"knowledge": str(folder)}, seed_list)
+
+
 def ablation(args: argparse.Namespace, seeds: list[int]) -> None:
     for name, changes in ABLATIONS.items():
         variant_runs(args, "ablation", name, changes, seeds)
@@ -206,6 +226,7 @@ def row_folders(args: argparse.Namespace) -> dict[str, Path]:
     rows = {label: args.runs / "tune" / model / "best" for label, model in TUNED.items()}
     rows |= {f"MSD-DIN, {name} vectors": args.runs / "controls" / name for name in CONTROLS}
     rows |= {label: args.runs / "ablation" / slug(label) for label in ABLATIONS}
+    rows |= {label: args.runs / "vectors" / slug(label) for label in vector_sets(args)}
     return rows
 
 
@@ -268,18 +289,26 @@ def build_rows(args: argparse.Namespace, seeds: list[int]) -> tuple[dict, list[i
                        **tune_facts(args, label)}
         base = BACKBONE.get(label, "DIN") if label != "DIN" else "DeepFM"
         if base in loaded and label != "DeepFM":
-            test = runs[common_seeds[0]][1]
-            if not np.array_equal(test["label"].to_numpy(), loaded[base][common_seeds[0]][1]["label"].to_numpy()):
-                raise SystemExit(f"{label} and {base} were not scored on the same test rows")
-            paired = paired_deltas(test["label"].to_numpy(), test["user_id"].to_numpy(),
-                                   [loaded[base][s][1]["prob"].to_numpy() for s in common_seeds],
-                                   [runs[s][1]["prob"].to_numpy() for s in common_seeds], n_boot=args.n_boot)
             rows[label]["vs"] = base
-            rows[label]["paired"] = paired
+            rows[label]["paired"] = paired_with(args, loaded, label, base, common_seeds)
+        reference = f"MSD-DIN, {args.reference}" if args.reference else None
+        if reference in loaded and label.startswith("MSD-DIN") and label != reference:
+            rows[label]["vs_reference"] = reference
+            rows[label]["paired_reference"] = paired_with(args, loaded, label, reference, common_seeds)
     for row in rows.values():
         if "vs" in row:
             row["relaimpr"] = rela_impr(row["auc"]["mean"], rows[row["vs"]]["auc"]["mean"])
     return rows, common_seeds
+
+
+def paired_with(args: argparse.Namespace, loaded: dict, label: str, base: str, seeds: list[int]) -> dict:
+    """Per-seed paired test-AUC deltas of row `label` over row `base`, interval over test users (ctr.paired)."""
+    runs, test = loaded[label], loaded[label][seeds[0]][1]
+    if not np.array_equal(test["label"].to_numpy(), loaded[base][seeds[0]][1]["label"].to_numpy()):
+        raise SystemExit(f"{label} and {base} were not scored on the same test rows")
+    return paired_deltas(test["label"].to_numpy(), test["user_id"].to_numpy(),
+                         [loaded[base][s][1]["prob"].to_numpy() for s in seeds],
+                         [runs[s][1]["prob"].to_numpy() for s in seeds], n_boot=args.n_boot)
 
 
 def fmt(m: dict) -> str:
@@ -298,6 +327,12 @@ def table_text(rows: dict) -> str:
         rel = f"{100 * r['relaimpr']:+.2f}%" if r.get("relaimpr") is not None else "-"
         lines.append(f"{label:30} {fmt(r['auc']):>17} {fmt(r['gauc']):>17} {r['logloss']['mean']:>8.4f} {delta:>36} "
                      f"{pt:>6} {plus:>6} {rel:>8}  {r['best_epochs']} ({r['epochs_cap']})")
+    for label, r in rows.items():
+        if "paired_reference" in r:
+            p = r["paired_reference"]
+            lines.append(f"{label:30} vs {r['vs_reference']}: {p['mean_delta']:+.4f} "
+                         f"[{p['ci95_users'][0]:+.4f}, {p['ci95_users'][1]:+.4f}] (95% over test users), "
+                         f"{p['seeds_positive']}/{p['seeds']} seeds positive")
     lines.append("")
     lines.append(f"{'slice AUC (test, mean over seeds)':30} " + " | ".join(
         f"{fam}:{name}" for fam, b in next(iter(rows.values()))["slices"].items() for name in b))
@@ -323,6 +358,8 @@ def tabulate(args: argparse.Namespace, seeds: list[int], started: float) -> None
     record("ctr", {"table": "tuned", "dataset": title(args), "data": str(args.data), "protocol": card["protocol"],
                    "fields": card["fields"], "splits": card["splits"],
                    "knowledge": {"folder": str(args.knowledge), "label": args.label}, "seeds": used,
+                   "vectors": {label: str(folder) for label, folder in vector_sets(args).items()},
+                   "reference": args.reference,
                    "settings": args.train_args, "trials_per_model": args.trials, "choice": choice(args),
                    "controls": {"shuffled": "the knowledge vectors permuted across items",
                                 "random": "N(0, 1) vectors, dim 64 (user level = history mean of them)",
@@ -402,13 +439,18 @@ def run_arguments(doc: str | None) -> argparse.ArgumentParser:
 def main() -> None:
     p = run_arguments(__doc__)
     p.add_argument("--stages", default="fusion,tune,controls,table",
-                   help="fusion, mask, tune, controls, ablation, protocol, table, lora, cost (comma list, in order).")
+                   help="fusion, mask, tune, controls, vectors, ablation, protocol, table, lora, cost (comma list, in "
+                        "order).")
     p.add_argument("--trials", type=int, default=6, help="Random-search trials per tuned model (the same for each).")
     p.add_argument("--models", default="deepfm,din,msd", help="The models the tune stage tunes (two benches may split "
                    "them between them: each model's folder must have one bench at a time).")
     p.add_argument("--train-args", default="--max-history 20 --epochs 30 --patience 2 --batch-size 1024",
                    help="Settings every run shares (kept out of the search).")
     p.add_argument("--n-boot", type=int, default=1000, help="Bootstrap draws of test users.")
+    p.add_argument("--vectors", action="append", default=[], metavar="LABEL=FOLDER",
+                   help="vectors stage: MSD-DIN rows at MSD's tuned config with these tables (repeatable).")
+    p.add_argument("--reference", default=None, metavar="LABEL", help="A --vectors LABEL every other MSD-DIN row is "
+                   "also paired with (the raw-text control: does the LLM add anything over the text itself?).")
     p.add_argument("--other-data", type=Path, default=None, help="protocol stage: another prepared folder (e.g. "
                    "`ctr prepare --protocol rechorus`) for DeepFM and DIN at their tuned configs.")
     p.add_argument("--slice", type=int, default=128, help="Train rows for the LoRA table.")
@@ -430,6 +472,8 @@ def main() -> None:
             controls(args, seeds)
         elif stage == "ablation":
             ablation(args, seeds)
+        elif stage == "vectors":
+            vectors(args, seeds)
         elif stage == "table":
             tabulate(args, seeds, started)
         elif stage == "protocol":

@@ -80,5 +80,5 @@ def encode_sentences(embedder, texts: list[str], batch_size: int, normalize: boo
 
 def count_cut(tokenizer, texts: list[str], max_length: int) -> int:
     """How many texts have more than `max_length` tokens (special tokens included), so their end is cut."""
-    lengths = [len(ids) for ids in tokenizer(texts, truncation=False)["input_ids"]] if texts else []
+    lengths = [len(ids) for ids in tokenizer(texts, truncation=False, verbose=False)["input_ids"]] if texts else []
     return sum(n > max_length for n in lengths)

@@ -139,3 +139,22 @@ def test_normalize_gives_unit_vectors_in_the_same_directions(catalogue, tmp_path
     assert np.allclose(np.linalg.norm(b, axis=1), 1, atol=1e-5)
     assert np.linalg.norm(a, axis=1).min() > 1.5  # MiniLM's raw mean-pooled vectors: the Normalize layer left out
     assert np.allclose(a / np.linalg.norm(a, axis=1, keepdims=True), b, atol=1e-5)
+
+
+def test_the_ray_engine_gets_the_knowledge_texts_and_the_settings(catalogue, tmp_path, monkeypatch):
+    import distill.embed_ray
+
+    calls = []
+
+    def fake_ray(model, texts, batch_size, max_length, desc, workers=None):  # encode_texts_ray's signature
+        calls.append((model, list(texts), batch_size, max_length, desc, workers))
+        return np.ones((len(texts), 4), np.float32)
+
+    monkeypatch.setattr(distill.embed_ray, "encode_texts_ray", fake_ray)
+    summary = embed_tables(EmbedConfig(model="m", items=catalogue["items"], output=tmp_path / "emb", engine="ray",
+                                       workers=2, batch_size=3, max_length=9, source="knowledge",
+                                       knowledge=catalogue["knowledge"], knowledge_format="phrases"))
+    assert [c[2:] for c in calls] == [(3, 9, "items", 2)] and calls[0][0] == "m"
+    assert calls[0][1][0] == INPUT + "\nCakestand, 3 Tier, Afternoon Tea, Vintage, Regency"
+    assert calls[0][1][2] == "WHITE HANGING HEART T-LIGHT HOLDER"  # c: failed record, its input alone
+    assert summary["encoder_kind"] == "student" and summary["cut_at_max_length"] is None and summary["dim"] == 4

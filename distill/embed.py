@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from ground.config import config_dict
 from ground.errors import ConfigError, RecordError
@@ -27,7 +27,7 @@ from kgen.inputs import item_input, user_input
 from kgen.settings import check_engine, engine_field, workers_field
 
 Source = Literal["input", "knowledge"]
-SOURCES: tuple[str, ...] = ("input", "knowledge")
+SOURCES: tuple[str, ...] = get_args(Source)
 STUDENT_ENCODER = "student"
 STUDENT_INFO = {"encoder_kind": "student", "pooling": "mean", "layer": "last_hidden_state", "normalized": False}
 
@@ -44,7 +44,8 @@ class EmbedConfig:
         "The text encoded: input = the item's (user's) input text, no LLM (the raw-text control); knowledge = that "
         "input followed by its knowledge record (--knowledge, --user-knowledge), the input alone where there is "
         "no ok record (counted)."))
-    knowledge: Path | None = field(default=None, metadata=flag("Item knowledge records JSONL (--source knowledge)."))
+    knowledge: Path | None = field(default=None, metadata=flag(
+        "Item knowledge records JSONL, or .jsonl.gz (--source knowledge; items without one keep their input text)."))
     user_knowledge: Path | None = field(default=None, metadata=flag(
         "User knowledge records JSONL (--source knowledge; users without one keep their input text)."))
     knowledge_format: KnowledgeFormat = field(default=DEFAULT_KNOWLEDGE_FORMAT, metadata=flag(
@@ -83,8 +84,8 @@ class EmbedConfig:
     def _check_source(self) -> None:
         if self.source not in SOURCES:
             raise ConfigError(f"source must be one of {', '.join(SOURCES)}, got {self.source!r}")
-        if self.source == "knowledge" and not self.knowledge:
-            raise ConfigError("source knowledge needs --knowledge (the item knowledge records)")
+        if self.source == "knowledge" and not (self.knowledge or self.user_knowledge):
+            raise ConfigError("source knowledge needs --knowledge (item knowledge records) or --user-knowledge")
         if self.source == "input" and (self.knowledge or self.user_knowledge):
             raise ConfigError("--knowledge / --user-knowledge are read with --source knowledge only")
         if self.user_knowledge and not self.users:

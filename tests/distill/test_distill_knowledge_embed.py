@@ -153,8 +153,11 @@ def test_the_ray_engine_gets_the_knowledge_texts_and_the_settings(catalogue, tmp
     monkeypatch.setattr(distill.embed_ray, "encode_texts_ray", fake_ray)
     summary = embed_tables(EmbedConfig(model="m", items=catalogue["items"], output=tmp_path / "emb", engine="ray",
                                        workers=2, batch_size=3, max_length=9, source="knowledge",
-                                       knowledge=catalogue["knowledge"], knowledge_format="phrases"))
-    assert [c[2:] for c in calls] == [(3, 9, "items", 2)] and calls[0][0] == "m"
+                                       knowledge=catalogue["knowledge"], knowledge_format="phrases",
+                                       users=catalogue["users"]))
+    assert [c[2:] for c in calls] == [(3, 9, "items", 2), (3, 9, "users", 2)] and calls[0][0] == "m"
+    # users given without --user-knowledge: every user keeps its input text, and is counted so
+    assert summary["texts"]["users"] == {"from_knowledge": 0, "fallback_no_record": 2, "fallback_failed": 0}
     assert calls[0][1][0] == INPUT + "\nCakestand, 3 Tier, Afternoon Tea, Vintage, Regency"
     assert calls[0][1][2] == "WHITE HANGING HEART T-LIGHT HOLDER"  # c: failed record, its input alone
     assert summary["encoder_kind"] == "student" and summary["cut_at_max_length"] is None and summary["dim"] == 4

@@ -1,7 +1,7 @@
 """Item and user embedding tables for the CTR side: a text per item (user), encoded into one vector each.
 
 The text (`--source`) is the input the student reads in its prompt (an item's name with what the dataset says
-of it; a user's rendered history and profile), or that input followed by the item's (user's) knowledge record
+of it; a user's rendered history and profile), or the item's (user's) knowledge record followed by that input
 (KAR's route, distill.knowledge_text). The encoder (`--encoder`) is the student (the mean of its last hidden
 states) or a sentence-transformers model (its own pooling; the bundled MiniLM by its alias).
 """
@@ -42,14 +42,14 @@ class EmbedConfig:
     users: Path | None = field(default=None, metadata=flag("User records JSONL (histories rendered from --items)."))
     source: Source = field(default="input", metadata=flag(
         "The text encoded: input = the item's (user's) input text, no LLM (the raw-text control); knowledge = that "
-        "input followed by its knowledge record (--knowledge, --user-knowledge), the input alone where there is "
+        "knowledge record (--knowledge, --user-knowledge) followed by the input, the input alone where there is "
         "no ok record (counted)."))
     knowledge: Path | None = field(default=None, metadata=flag(
         "Item knowledge records JSONL, or .jsonl.gz (--source knowledge; items without one keep their input text)."))
     user_knowledge: Path | None = field(default=None, metadata=flag(
         "User knowledge records JSONL (--source knowledge; users without one keep their input text)."))
     knowledge_format: KnowledgeFormat = field(default=DEFAULT_KNOWLEDGE_FORMAT, metadata=flag(
-        "How a knowledge record is written after the input: name+explicit+implicit = 'aspect: value' of each "
+        "How a knowledge record is written before the input: name+explicit+implicit = 'aspect: value' of each "
         "explicit entry, then the implicit values; phrases = the key phrases; implicit = the implicit values only."))
     encoder: str = field(default=STUDENT_ENCODER, metadata=flag(
         "student = the mean-pooled last hidden states of --model; else a sentence-transformers model name or path "

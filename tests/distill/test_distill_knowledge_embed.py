@@ -20,19 +20,19 @@ CAKESTAND = knowledge_row("22423")  # explicit Type/Size, implicit Occasion/Styl
 INPUT = "REGENCY CAKESTAND 3 TIER"
 
 
-def test_default_format_is_the_input_then_explicit_aspect_values_then_implicit_values():
+def test_default_format_is_explicit_aspect_values_then_implicit_values_then_the_input():
     assert render_knowledge(INPUT, CAKESTAND) == (
-        "REGENCY CAKESTAND 3 TIER\nType: Cakestand; Size: 3 Tier\nAfternoon Tea, Parties; Vintage")
+        "Type: Cakestand; Size: 3 Tier\nAfternoon Tea, Parties; Vintage\nREGENCY CAKESTAND 3 TIER")
     assert render_knowledge(INPUT, CAKESTAND, "name+explicit+implicit") == render_knowledge(INPUT, CAKESTAND)
 
 
-def test_phrases_format_is_the_input_then_the_key_phrases():
+def test_phrases_format_is_the_key_phrases_then_the_input():
     assert render_knowledge(INPUT, CAKESTAND, "phrases") == (
-        "REGENCY CAKESTAND 3 TIER\nCakestand, 3 Tier, Afternoon Tea, Vintage, Regency")
+        "Cakestand, 3 Tier, Afternoon Tea, Vintage, Regency\nREGENCY CAKESTAND 3 TIER")
 
 
-def test_implicit_format_is_the_input_then_the_implicit_values_only():
-    assert render_knowledge(INPUT, CAKESTAND, "implicit") == "REGENCY CAKESTAND 3 TIER\nAfternoon Tea, Parties; Vintage"
+def test_implicit_format_is_the_implicit_values_only_then_the_input():
+    assert render_knowledge(INPUT, CAKESTAND, "implicit") == "Afternoon Tea, Parties; Vintage\nREGENCY CAKESTAND 3 TIER"
 
 
 def test_empty_parts_add_no_line_and_the_docstring_example_holds():

@@ -1,8 +1,8 @@
 """Knowledge tables for the CTR benchmark: plain-encoder vectors, a user-mean table, and the controls.
 
     python -m bench.ctr_vectors minilm --data PREPARED -o EMB
-        item vectors from the plain sentence encoder all-MiniLM-L6-v2 (the bundled phrase embedder) over
-        the same item names `distill embed` reads, in the same table format.
+        the raw-text control: `distill embed --source input --encoder all-minilm-l6-v2` over PREPARED's items
+        (the bundled sentence encoder over the item inputs, no LLM; raw pooled vectors, not unit length).
     python -m bench.ctr_vectors user-mean --data PREPARED --knowledge EMB
         EMB/user_embeddings.parquet: each user's vector = the mean of the item vectors of their users.jsonl
         history, a snapshot at T0 (card.json users_snapshot_ts); `ctr train --user-source table` feeds it to
@@ -30,7 +30,6 @@ from ctr.knowledge import write_user_mean_table
 from ground import records as R
 from ground.files import write_json
 from ground.vectors import ITEM_TABLE, read_table, write_table
-from kgen.inputs import item_input
 
 
 def user_mean(data: Path, knowledge: Path) -> int:
@@ -75,19 +74,12 @@ def oracle(data: Path, output: Path, dim: int, seed: int) -> int:
 
 
 def minilm(data: Path, output: Path) -> int:
-    from sentence_transformers import SentenceTransformer
+    from distill.embed import EmbedConfig, embed_tables
+    from kgen.models import EMBEDDED_EMBEDDER
 
-    from kgen.models import resolve_embedder
-
-    items = R.read_records(data / "items.jsonl", "item")
-    model = SentenceTransformer(resolve_embedder(None), device="cpu")
-    vectors = model.encode([item_input(i) for i in items], batch_size=64, show_progress_bar=True)
-    output.mkdir(parents=True, exist_ok=True)
-    write_table(output / ITEM_TABLE, [str(i[R.ITEM_ID]) for i in items], np.asarray(vectors, np.float32))
-    write_json(output / "embed_config.json", {"model": "all-MiniLM-L6-v2 (sentence-transformers, mean pooling)",
-                                              "items": str(data / "items.jsonl"), "dim": int(vectors.shape[1]),
-                                              "counts": {"items": len(items)}})
-    return len(items)
+    summary = embed_tables(EmbedConfig(items=data / "items.jsonl", output=output, encoder=EMBEDDED_EMBEDDER,
+                                       batch_size=64))
+    return summary["counts"]["items"]
 
 
 def main() -> None:

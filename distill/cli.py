@@ -90,13 +90,20 @@ def export(
 @app.command()
 @config_flags(EmbedConfig)
 def embed(*, flags: dict) -> None:
-    """Item and user embedding tables (mean-pooled last hidden states) as parquet: id, vector."""
+    """Item and user vector tables as parquet (id, vector): input or knowledge text, student or sentence encoder."""
     from distill.embed import embed_tables
 
     with one_line_errors():
         config = resolve(EmbedConfig, None, flags)
         summary = embed_tables(config)
-    typer.echo(f"{summary['counts']} vectors of dim {summary['dim']} -> {config.output}")
+    for name, counts in summary["texts"].items():
+        typer.echo(f"{name}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    for name, n in (summary["cut_at_max_length"] or {}).items():
+        if n:
+            typer.echo(f"warning: {n} {name} texts are longer than --max-length {config.max_length} tokens and were "
+                       "cut at the end (with --source knowledge: their knowledge first)", err=True)
+    typer.echo(f"{summary['counts']} vectors of dim {summary['dim']} ({summary['encoder_kind']} encoder, "
+               f"source {config.source}) -> {config.output}")
 
 
 def _register_eval_f1() -> None:

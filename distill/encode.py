@@ -38,3 +38,47 @@ def load_encoder(model: str):
     device = "cuda" if torch.cuda.is_available() else "cpu"
     return lm.base_model.to(device).eval(), tokenizer  # base_model: the decoder stack, e.g. LlamaModel
 
+
+
+
+def load_sentence_encoder(name: str, max_length: int, normalize: bool):
+    """An eval.embedder.Embedder over a sentence-transformers model by name or path ('all-minilm-l6-v2': the
+    bundled MiniLM), reading at most `max_length` tokens per text. Without `normalize` a final Normalize layer is
+    taken off: the vectors stay the raw pooled ones (`ctr train` z-scores them); with it they have unit length."""
+    from eval.embedder import Embedder
+
+    embedder = Embedder(name)
+    model = embedder.model  # loaded here: an unknown name is a one-line error; on CUDA when there is one
+    if not normalize and len(model) and type(model[len(model) - 1]).__name__ == "Normalize":
+        del model[len(model) - 1]
+    model.max_seq_length = max_length
+    return embedder
+
+
+def sentence_pooling(model) -> str | None:
+    """The pooling mode of a sentence-transformers model ('mean', 'cls', ...), None when it has no Pooling layer."""
+    pooling = [m for m in model if type(m).__name__ == "Pooling"]  # by name: the module path moved in ST 5
+    return pooling[0].get_config_dict().get("pooling_mode") if pooling else None
+
+
+def encode_sentences(embedder, texts: list[str], batch_size: int, normalize: bool, desc: str):
+    """(N, D) float32 numpy array from a sentence-transformers model, batch by batch with a progress bar; text
+    the model cannot read (CJK for the English MiniLM) is refused first (eval.embedder)."""
+    import numpy as np
+
+    from eval.embedder import EmbedderError
+
+    try:
+        embedder.check(texts)
+    except EmbedderError as exc:  # the eval commands call the setting --embedder; here it is --encoder
+        raise EmbedderError(str(exc).replace("--embedder", "--encoder")) from None
+    print(f"{desc}: {len(texts)} texts", flush=True)
+    vectors = embedder.model.encode(texts, batch_size=batch_size, normalize_embeddings=normalize,
+                                    show_progress_bar=True, convert_to_numpy=True)
+    return np.asarray(vectors, np.float32).reshape(len(texts), -1)
+
+
+def count_cut(tokenizer, texts: list[str], max_length: int) -> int:
+    """How many texts have more than `max_length` tokens (special tokens included), so their end is cut."""
+    lengths = [len(ids) for ids in tokenizer(texts, truncation=False, verbose=False)["input_ids"]] if texts else []
+    return sum(n > max_length for n in lengths)

@@ -20,10 +20,15 @@ from kgen.teachers.base import TOKEN_LIMIT_HELP
 STUDENT_REPETITION_PENALTY = 1.15
 
 
-def model_field() -> Field:
-    """The student a command runs: `distill generate`, `embed` (and `export`'s --model says the same)."""
-    return field(metadata=flag("Trained student folder (full model or LoRA adapter), a hub id or the embedded alias.",
-                               "--model", "-m"))
+MODEL_HELP = "Trained student folder (full model or LoRA adapter), a hub id or the embedded alias."
+
+
+def model_field(required: bool = True) -> Field:
+    """The student a command runs: `distill generate`, `embed` (and `export`'s --model says the same); `embed`
+    needs none when it encodes with a sentence-transformers model (default None there)."""
+    if required:
+        return field(metadata=flag(MODEL_HELP, "--model", "-m"))
+    return field(default=None, metadata=flag(MODEL_HELP + " Needed with --encoder student.", "--model", "-m"))
 
 
 @dataclass(kw_only=True)

@@ -3,10 +3,12 @@ partial file or folder behind (temp file, fsync, rename)."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import shutil
 import tempfile
+import zlib
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,23 +18,28 @@ from ground.errors import RecordError
 
 
 def read_lines(path: str | Path, torn_tail: bool = False) -> Iterator[tuple[int, str]]:
-    """(line number, line with its newline) of a UTF-8 text file the user named; a missing file, a folder
-    or bytes that are not UTF-8 raise RecordError. With `torn_tail`, a last line without its newline that ends
-    inside a character (a kill cut the write short) is given without that part-character."""
+    """(line number, line with its newline) of a UTF-8 text file the user named, gzipped when its name ends in
+    .gz; a missing file, a folder, a broken gzip file or bytes that are not UTF-8 raise RecordError. With
+    `torn_tail`, a last line without its newline that ends inside a character (a kill cut the write short) is
+    given without that part-character."""
     path = Path(path)
     if not path.exists():
         raise RecordError(f"{path}: no such file")
     if path.is_dir():
         raise RecordError(f"{path}: is a folder, expected a file")
     try:
-        fh = path.open("rb")
+        # finished record files may be kept gzipped (issue 24: knowledge records under bench/)
+        fh = gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb")
     except OSError as exc:
         raise RecordError(f"{path}: cannot read ({exc.strerror})") from None
     with fh:
-        for lineno, raw in enumerate(fh, start=1):
-            if torn_tail and not raw.endswith(b"\n"):  # only the last line can lack its newline
-                raw = without_cut_character(raw)
-            yield lineno, decode_line(raw, path, lineno)
+        try:
+            for lineno, raw in enumerate(fh, start=1):
+                if torn_tail and not raw.endswith(b"\n"):  # only the last line can lack its newline
+                    raw = without_cut_character(raw)
+                yield lineno, decode_line(raw, path, lineno)
+        except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
+            raise RecordError(f"{path}: not a whole gzip file ({exc})") from None
 
 
 def without_cut_character(raw: bytes) -> bytes:

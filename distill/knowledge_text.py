@@ -1,0 +1,89 @@
+"""Knowledge records as the text a sentence encoder reads (KAR's route, issue 24): pure functions.
+
+`distill embed --source knowledge` encodes, for each item (user), what its ok knowledge record says followed
+by its input text; one without an ok record keeps its input text alone, and is counted. The knowledge comes
+first so that an encoder's length limit cuts a long user history, never the knowledge (344 of 2,998 ML-1M
+user inputs alone exceed MiniLM's 256 tokens).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, get_args
+
+from ground import records as R
+from ground.errors import ConfigError, RecordError
+
+KnowledgeFormat = Literal["name+explicit+implicit", "phrases", "implicit"]
+KNOWLEDGE_FORMATS: tuple[str, ...] = get_args(KnowledgeFormat)
+DEFAULT_KNOWLEDGE_FORMAT: KnowledgeFormat = "name+explicit+implicit"
+# How each text was made, counted per level in embed_config.json and on screen.
+FROM_KNOWLEDGE, FALLBACK_NO_RECORD, FALLBACK_FAILED = "from_knowledge", "fallback_no_record", "fallback_failed"
+
+
+def check_knowledge_format(value: str) -> None:
+    """Raise ConfigError unless `value` is one of KNOWLEDGE_FORMATS."""
+    if value not in KNOWLEDGE_FORMATS:
+        raise ConfigError(f"knowledge_format must be one of {', '.join(KNOWLEDGE_FORMATS)}, got {value!r}")
+
+
+def _pairs(entries: list | None) -> list[tuple[str, str]]:
+    """(aspect, value) of each entry that has a value, stripped."""
+    pairs = [(str(e.get(R.ASPECT) or "").strip(), str(e.get(R.VALUE) or "").strip())
+             for e in entries or [] if isinstance(e, dict)]
+    return [(aspect, value) for aspect, value in pairs if value]
+
+
+def _values(entries: list | None) -> list[str]:
+    return [value for _, value in _pairs(entries)]
+
+
+def _aspect_values(entries: list | None) -> list[str]:
+    """'aspect: value' of each entry (the value alone where the aspect is empty)."""
+    return [f"{aspect}: {value}" if aspect else value for aspect, value in _pairs(entries)]
+
+
+def render_knowledge(input_text: str, record: dict, fmt: KnowledgeFormat = DEFAULT_KNOWLEDGE_FORMAT) -> str:
+    """The record's knowledge on lines of its own (an empty part adds no line), then the input text.
+
+    >>> row = {"explicit": [{"aspect": "Type", "value": "Cakestand"}, {"aspect": "Size", "value": "3 Tier"}],
+    ...        "implicit": [{"aspect": "Style", "value": "Vintage"}], "key_phrases": ["Cakestand", "Regency"]}
+    >>> render_knowledge("REGENCY CAKESTAND 3 TIER", row)
+    'Type: Cakestand; Size: 3 Tier\\nVintage\\nREGENCY CAKESTAND 3 TIER'
+    >>> render_knowledge("REGENCY CAKESTAND 3 TIER", row, "phrases")
+    'Cakestand, Regency\\nREGENCY CAKESTAND 3 TIER'
+    >>> render_knowledge("REGENCY CAKESTAND 3 TIER", row, "implicit")
+    'Vintage\\nREGENCY CAKESTAND 3 TIER'
+    """
+    check_knowledge_format(fmt)
+    if fmt == "phrases":
+        parts = [", ".join(p.strip() for p in record.get(R.KEY_PHRASES) or [] if p.strip())]
+    elif fmt == "implicit":
+        parts = ["; ".join(_values(record.get(R.IMPLICIT)))]
+    else:
+        parts = ["; ".join(_aspect_values(record.get(R.EXPLICIT))), "; ".join(_values(record.get(R.IMPLICIT)))]
+    return "\n".join([*(p for p in parts if p), input_text])
+
+
+def knowledge_texts(input_texts: dict[str, str], records: list[tuple[int, dict]], fmt: KnowledgeFormat,
+                    level: str, path: str | Path) -> tuple[dict[str, str], dict[str, int]]:
+    """(id -> text, counts): each id's knowledge text when it has an ok record, else its input text.
+
+    `records` are (line number, knowledge record) of the file at `path`; a record of another level or of an
+    id not in `input_texts` raises RecordError naming the file and line.
+    """
+    by_id: dict[str, dict] = {}
+    for lineno, row in records:
+        rid = R.record_id(row)
+        if row[R.LEVEL] != level:
+            raise RecordError(f"{path}:{lineno}: a {row[R.LEVEL]} record in the {level} knowledge file")
+        if rid not in input_texts:
+            raise RecordError(f"{path}:{lineno}: id {rid!r} is not among the {level} records embedded")
+        by_id[rid] = row
+    texts, counts = {}, {FROM_KNOWLEDGE: 0, FALLBACK_NO_RECORD: 0, FALLBACK_FAILED: 0}
+    for rid, text in input_texts.items():
+        row = by_id.get(rid)
+        how = FALLBACK_NO_RECORD if row is None else FROM_KNOWLEDGE if row[R.STATUS] == "ok" else FALLBACK_FAILED
+        counts[how] += 1
+        texts[rid] = render_knowledge(text, row, fmt) if how == FROM_KNOWLEDGE else text
+    return texts, counts

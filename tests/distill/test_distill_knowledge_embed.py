@@ -53,7 +53,7 @@ def test_each_id_gets_its_knowledge_or_its_input_and_the_fallbacks_are_counted()
     rows = [(1, _row("a")), (2, _row("b", status="parse_error")), (3, _row("c", status="api_error"))]
     texts, counts = knowledge_texts(inputs, rows, "implicit", "item", "k.jsonl")
     assert counts == {"from_knowledge": 1, "fallback_no_record": 1, "fallback_failed": 2}
-    assert texts == {"a": "A\nAfternoon Tea, Parties; Vintage", "b": "B", "c": "C", "d": "D"}
+    assert texts == {"a": "Afternoon Tea, Parties; Vintage\nA", "b": "B", "c": "C", "d": "D"}
     assert list(texts) == list(inputs)  # the table keeps the order of the item records
 
 
@@ -158,6 +158,6 @@ def test_the_ray_engine_gets_the_knowledge_texts_and_the_settings(catalogue, tmp
     assert [c[2:] for c in calls] == [(3, 9, "items", 2), (3, 9, "users", 2)] and calls[0][0] == "m"
     # users given without --user-knowledge: every user keeps its input text, and is counted so
     assert summary["texts"]["users"] == {"from_knowledge": 0, "fallback_no_record": 2, "fallback_failed": 0}
-    assert calls[0][1][0] == INPUT + "\nCakestand, 3 Tier, Afternoon Tea, Vintage, Regency"
+    assert calls[0][1][0] == "Cakestand, 3 Tier, Afternoon Tea, Vintage, Regency\n" + INPUT
     assert calls[0][1][2] == "WHITE HANGING HEART T-LIGHT HOLDER"  # c: failed record, its input alone
     assert summary["encoder_kind"] == "student" and summary["cut_at_max_length"] is None and summary["dim"] == 4

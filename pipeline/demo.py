@@ -6,8 +6,11 @@
 3. the SFT data (key-phrase shuffling + dictionary substitution); the untrained student's answers, LoRA
    training, the trained student's answers;
 4. teacher and student key-phrase F1 against the gold, beside a no-model baseline (the words of each input);
-5. CTR: prepare the sample's clicks (split by time, histories of earlier clicks only), embed its items with
-   the trained student, and train DIN and MSD-DIN on the same split over three seeds.
+5. CTR: prepare the sample's clicks (split by time, histories of earlier clicks only); the teacher's knowledge
+   for every item of the sample; then DIN alone and MSD-DIN with three kinds of item vectors, on the same split
+   over three seeds: the trained student's hidden states over the item name (MSD's route), the bundled MiniLM
+   over the name alone (the raw-text control: no LLM) and MiniLM over the teacher's knowledge text (KAR's route).
+   Only a gain of the knowledge row over the raw-text row is the LLM's.
 
 Every step is resumable (pipeline/steps.py): a re-run skips what is done.
 """
@@ -37,7 +40,11 @@ from pipeline.steps import SMALL_STUDENT_EPOCHS, SMALL_STUDENT_LEARNING_RATE, de
 # Small and quick: the bundled sample has ~19k train rows, so a larger rate and more epochs than on ML-1M.
 CTR_SETTINGS = {"embed_dim": 8, "max_history": 20, "batch_size": 256, "learning_rate": 3e-3}
 ITEM_NAME_TOKENS = 32  # `distill embed --max-length` for the item texts (the sample's names have at most 35 characters)
-CTR_MODELS = {"DIN": "din", "MSD-DIN": "msd"}
+SENTENCE_ENCODER = "all-minilm-l6-v2"  # the bundled MiniLM: raw-text control and KAR route alike
+# Row -> (model, item vectors). Vectors: "student" = the trained student's hidden states (MSD's route),
+# "raw text" = MiniLM over the item name (no LLM), "knowledge" = MiniLM over the teacher's knowledge text (KAR).
+CTR_ROWS = {"DIN": ("din", None), "MSD-DIN student": ("msd", "student"), "MSD-DIN raw text": ("msd", "raw text"),
+            "MSD-DIN knowledge": ("msd", "knowledge")}
 
 
 @dataclass(kw_only=True)
@@ -162,17 +169,28 @@ def student_teacher_ratio(f1_dir: Path) -> dict:
 
 
 def ctr_comparison(cfg: DemoConfig, student: Path) -> dict:
-    """`ctr prepare --dataset sample`, the student's item vectors (MSD's user vector: the mean over each sample's own history), then DIN
-    and MSD-DIN over `ctr_seeds` on the same split and settings."""
+    """`ctr prepare --dataset sample`; the teacher's knowledge for every item; the three item-vector tables
+    (MSD's user vector: the mean over each sample's own history); then the CTR_ROWS over `ctr_seeds` on the same
+    split and settings."""
     ctr = cfg.out / "ctr"
-    prepared, knowledge = ctr / "prepared", ctr / "knowledge"
+    prepared = ctr / "prepared"
     card = steps.prepare_ctr(PrepareConfig(dataset="sample", raw=cfg.sample, output=prepared, seed=cfg.seed))
     print(json.dumps({split: card["splits"][split]["samples"] for split in ("train", "val", "test")}))
-    steps.vectors(EmbedConfig(model=str(student), items=prepared / "items.jsonl", output=knowledge,
-                              max_length=ITEM_NAME_TOKENS))
-    return {name: steps.ctr(CTRConfig(data=str(prepared), knowledge=str(knowledge), output=str(ctr / name), model=model,
-                                      epochs=cfg.ctr_epochs, **CTR_SETTINGS), list(cfg.ctr_seeds))
-            for name, model in CTR_MODELS.items()}
+    items = prepared / "items.jsonl"
+    catalogue = cfg.out / "knowledge" / "teacher_catalogue_item.jsonl"
+    steps.teacher(GenerateConfig(level="item", input=items, output=catalogue, teacher=cfg.teacher,
+                                 settings=steps.teacher_settings(answer_format=cfg.answer_format, seed=cfg.seed)))
+    tables = {"student": EmbedConfig(model=str(student), items=items, output=ctr / "vectors_student",
+                                     max_length=ITEM_NAME_TOKENS),
+              "raw text": EmbedConfig(encoder=SENTENCE_ENCODER, items=items, output=ctr / "vectors_raw_text"),
+              "knowledge": EmbedConfig(encoder=SENTENCE_ENCODER, source="knowledge", knowledge=catalogue,
+                                       items=items, output=ctr / "vectors_knowledge")}
+    made = {name: steps.vectors(config) for name, config in tables.items()}
+    print(f"knowledge texts: {made['knowledge']['texts']['items']}")
+    return {row: steps.ctr(CTRConfig(data=str(prepared), knowledge=str(tables[vectors].output) if vectors else None,
+                                     output=str(ctr / row.replace(" ", "_")), model=model, epochs=cfg.ctr_epochs,
+                                     **CTR_SETTINGS), list(cfg.ctr_seeds))
+            for row, (model, vectors) in CTR_ROWS.items()}
 
 
 def summarise(path: Path) -> dict:
@@ -216,7 +234,8 @@ def run_demo(cfg: DemoConfig) -> dict:
     m["f1"] = f1_table(cfg, {"teacher": teacher_eval, "student_before": before, "student_after": after},
                        paths["eval_gold"])
     m["student_over_teacher"] = student_teacher_ratio(cfg.out / "f1")
-    stage("8. CTR: DIN vs MSD-DIN on the sample's clicks, with the trained student's item vectors")
+    stage("8. CTR: DIN vs MSD-DIN on the sample's clicks: the student's vectors, the raw-text control, the teacher's "
+          "knowledge text")
     m["ctr"] = ctr_comparison(cfg, trained)
     m["total_s"] = round(time.perf_counter() - t0, 1)
     config = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()}
@@ -227,10 +246,10 @@ def run_demo(cfg: DemoConfig) -> dict:
 
 def format_comparison(results: dict) -> str:
     """A small table: test AUC / GAUC / LogLoss, mean +- std over the seeds."""
-    lines = [f"{'model':8} {'AUC':>17} {'GAUC':>17} {'LogLoss':>17}"]
+    lines = [f"{'model':18} {'AUC':>17} {'GAUC':>17} {'LogLoss':>17}"]
     for name, s in results.items():
         cells = [f"{s['test'][k]['mean']:.4f} +- {s['test'][k]['std']:.4f}" for k in ("auc", "gauc", "logloss")]
-        lines.append(f"{name:8} " + " ".join(f"{c:>17}" for c in cells))
+        lines.append(f"{name:18} " + " ".join(f"{c:>17}" for c in cells))
     return "\n".join(lines)
 
 
@@ -262,6 +281,9 @@ def print_summary(m: dict, cfg: DemoConfig) -> None:
     print(f"CTR on the sample's test split (seeds {list(cfg.ctr_seeds)}, mean +- std; negatives are sampled, so this "
           "ranks clicks against sampled items, and the sample's negatives make it optimistic: docs/ctr_data.md):")
     print(format_comparison(m["ctr"]))
-    gain = m["ctr"]["MSD-DIN"]["test"]["auc"]["mean"] - m["ctr"]["DIN"]["test"]["auc"]["mean"]
-    print(f"MSD-DIN AUC minus DIN AUC: {gain:+.4f}")
+    auc = {row: r["test"]["auc"]["mean"] for row, r in m["ctr"].items()}
+    for row in ("MSD-DIN student", "MSD-DIN raw text", "MSD-DIN knowledge"):
+        print(f"{row} AUC minus DIN AUC: {auc[row] - auc['DIN']:+.4f}")
+    print(f"the teacher's knowledge over the raw text (MSD-DIN knowledge minus raw text): "
+          f"{auc['MSD-DIN knowledge'] - auc['MSD-DIN raw text']:+.4f} (3 seeds; intervals: bench/bench_ctr.py)")
     print(f"total {m['total_s']} s; config and metrics in {cfg.out / 'run.json'}")

@@ -158,16 +158,18 @@ def f1(*, gold: Path, output: Path, embedder: Embedder, pred: Path | None = None
 
 
 def vectors(config: EmbedConfig, user_means: Path | None = None) -> dict:
-    """`distill embed`: the student's item (and user) vectors; with `user_means` (user records), each of those
-    users also gets the mean of their history items' vectors (the cheap user level on a CPU). The embed summary."""
+    """`distill embed`: item (and user) vectors of the input texts or of knowledge records, by the student or a
+    sentence encoder; with `user_means` (user records), each of those users also gets the mean of their history
+    items' vectors (the cheap user level on a CPU). The embed summary."""
     def work() -> dict:
         summary = embed_tables(config)
         if user_means is not None:
             summary["user_means"] = write_user_mean_table(config.output, user_means)
         return summary
 
+    inputs = [config.items, config.users, config.knowledge, config.user_knowledge, user_means]
     return resumable("vectors", config.output, {**config_dict(config), "user_means": user_means},
-                     [Path(config.model), config.items, config.users, user_means], work)
+                     [Path(config.model) if config.model else None, *inputs], work)
 
 
 def prepare_ctr(config: PrepareConfig) -> dict:

@@ -291,7 +291,7 @@ def build_rows(args: argparse.Namespace, seeds: list[int]) -> tuple[dict, list[i
         if base in loaded and label != "DeepFM":
             rows[label]["vs"] = base
             rows[label]["paired"] = paired_with(args, loaded, label, base, common_seeds)
-        reference = f"MSD-DIN, {args.reference}" if args.reference else None
+        reference = args.reference if args.reference in loaded else f"MSD-DIN, {args.reference}"
         if reference in loaded and label.startswith("MSD-DIN") and label != reference:
             rows[label]["vs_reference"] = reference
             rows[label]["paired_reference"] = paired_with(args, loaded, label, reference, common_seeds)
@@ -449,8 +449,9 @@ def main() -> None:
     p.add_argument("--n-boot", type=int, default=1000, help="Bootstrap draws of test users.")
     p.add_argument("--vectors", action="append", default=[], metavar="LABEL=FOLDER",
                    help="vectors stage: MSD-DIN rows at MSD's tuned config with these tables (repeatable).")
-    p.add_argument("--reference", default=None, metavar="LABEL", help="A --vectors LABEL every other MSD-DIN row is "
-                   "also paired with (the raw-text control: does the LLM add anything over the text itself?).")
+    p.add_argument("--reference", default=None, metavar="LABEL", help="A --vectors LABEL (or MSD-DIN, the tuned row on "
+                   "--knowledge) every other MSD-DIN row is also paired with (the raw-text control: does the LLM add "
+                   "anything over the text itself?).")
     p.add_argument("--other-data", type=Path, default=None, help="protocol stage: another prepared folder (e.g. "
                    "`ctr prepare --protocol rechorus`) for DeepFM and DIN at their tuned configs.")
     p.add_argument("--slice", type=int, default=128, help="Train rows for the LoRA table.")

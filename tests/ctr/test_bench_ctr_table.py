@@ -1,0 +1,65 @@
+"""The CTR bench's table: every MSD row is paired with DIN and, given --reference, with the raw-text control."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bench import bench_ctr as B
+
+SEEDS = [0, 1]
+RNG = np.random.default_rng(0)
+LABELS = RNG.integers(0, 2, 400)
+USERS = np.repeat(np.arange(40), 10)
+
+
+def write_run(folder, signal: float, seed: int) -> None:
+    """A finished run whose test probabilities carry `signal` x the label plus noise."""
+    folder.mkdir(parents=True)
+    prob = np.clip(0.5 + signal * (LABELS - 0.5) + np.random.default_rng(seed).normal(0, 0.2, len(LABELS)), 0, 1)
+    pd.DataFrame({"split": "test", "label": LABELS, "user_id": USERS, "prob": prob}).to_parquet(
+        folder / "predictions.parquet")
+    slices = {"item_train_count": {"0": {"rows": 0, "auc": None}}}
+    test = {"auc": 0.5 + signal / 2, "gauc": 0.5, "logloss": 0.6, "slices": slices, "samples": len(LABELS)}
+    (folder / "metrics.json").write_text(json.dumps({
+        "test": test, "val": {"auc": 0.5 + signal / 2}, "best_epoch": 2, "epochs_cap": 30, "train_seconds": 1.0,
+        "samples_per_s": 1.0, "peak_rss_mb": 1.0}))
+
+
+@pytest.fixture
+def runs(tmp_path):
+    rows = {"tune/deepfm/best": 0.1, "tune/din/best": 0.2, "tune/msd/best": 0.3,
+            "vectors/MSD-DIN__knowledge": 0.5}
+    for folder, signal in rows.items():
+        for seed in SEEDS:
+            write_run(tmp_path / folder / f"seed-{seed}", signal, seed)
+    return tmp_path
+
+
+def args_for(runs, reference: str | None) -> argparse.Namespace:
+    return argparse.Namespace(runs=runs, vectors=[f"knowledge={runs}/v"], reference=reference, n_boot=200)
+
+
+def test_rows_are_paired_with_din_and_with_the_reference(runs):
+    rows, seeds = B.build_rows(args_for(runs, "MSD-DIN"), SEEDS)
+    assert seeds == SEEDS and set(rows) == {"DeepFM", "DIN", "MSD-DIN", "MSD-DIN, knowledge"}
+    assert rows["DIN"]["vs"] == "DeepFM" and rows["MSD-DIN, knowledge"]["vs"] == "DIN"
+    knowledge = rows["MSD-DIN, knowledge"]
+    assert knowledge["vs_reference"] == "MSD-DIN" and "vs_reference" not in rows["MSD-DIN"]
+    # The knowledge row's probabilities carry more signal than the reference's: a positive paired delta.
+    assert knowledge["paired_reference"]["mean_delta"] > 0 and knowledge["paired_reference"]["seeds"] == 2
+    assert "vs MSD-DIN" in B.table_text(rows)
+
+
+def test_no_reference_no_second_pairing(runs):
+    rows, _ = B.build_rows(args_for(runs, None), SEEDS)
+    assert all("paired_reference" not in r for r in rows.values())
+
+
+def test_vectors_take_label_equals_folder():
+    with pytest.raises(SystemExit, match="LABEL=FOLDER"):
+        B.vector_sets(argparse.Namespace(vectors=["no-folder"]))

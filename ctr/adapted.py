@@ -1,0 +1,120 @@
+"""MSD's item path pre-computed per trained model, and the per-request rest (issue 26; paper section 3.5).
+
+Of MSD's knowledge module (`ctr.knowledge.MSD.knowledge`), three things depend on an item and the
+trained weights alone: its adapted vector e'_t = item_adaptor(z-scored raw vector), the gate's item
+half W_t e'_t + b (fusion "gate": sigmoid(W [e'_t, near] + b) = sigmoid(W_t e'_t + b + W_n near)) and,
+for the user level over the history, the user adaptor's first layer applied to the item's raw vector
+(W_u1 mean(raw) = mean(W_u1 raw): the mean of a history commutes with a linear layer). One row per item
+holds them (`item_parts`), cached like the raw vectors under the *model's* version, so a new `ctr train`
+run never reads another run's rows. What a request still computes (`msd_logits`): the cosine top-k
+over its history, the gate's history half, the user adaptor's last layers once, and the backbone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ctr.data import Batch
+
+
+def model_version(model_dir: str | Path, student_version: str, codec: str) -> str:
+    """A short hash of the run's weights and config, the student's version and the raw codec (its rounding
+    feeds the adaptor): the adapted rows of one trained model and nothing else."""
+    model_dir = Path(model_dir)
+    digest = hashlib.blake2b(digest_size=6)
+    for name in ("model.pt", "ctr_config.json"):
+        digest.update((model_dir / name).read_bytes())
+    digest.update(f"|{student_version}|{codec}".encode())
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Layout:
+    """Where each part sits in an item's row: [e'_t | gate item half | user first layer | known flag]."""
+
+    dim: int  # e'_t width (the backbone's embedding width)
+    gate: bool  # fusion "gate": the gate's item half follows e'_t
+    user_hidden: int  # user adaptor's first-layer width when the user level reads the history, else 0
+
+    @property
+    def width(self) -> int:
+        return self.dim * (1 + self.gate) + self.user_hidden + 1
+
+    @classmethod
+    def of(cls, model: nn.Module) -> Layout:
+        history_user = model.user_level and model.user_source == "history"
+        return cls(dim=model.item_adaptor[-1].out_features, gate=model.gate is not None,
+                   user_hidden=model.user_adaptor[0].out_features if history_user else 0)
+
+
+def item_parts(model: nn.Module, raw: torch.Tensor) -> torch.Tensor:
+    """(N, W) rows of z-scored raw item vectors (N, Dk): what of MSD's item path depends on the item alone."""
+    layout = Layout.of(model)
+    adapted = model.item_adaptor(raw)  # (N, dim)
+    parts = [adapted]
+    if layout.gate:
+        parts.append(F.linear(adapted, model.gate.weight[:, : layout.dim], model.gate.bias))  # (N, dim)
+    if layout.user_hidden:
+        parts.append(F.linear(raw, model.user_adaptor[0].weight))  # (N, hidden), the bias is added after the mean
+    parts.append((raw.abs().sum(1, keepdim=True) > 0).to(raw.dtype))  # (N, 1) the vector is known
+    return torch.cat(parts, dim=1)
+
+
+def near_sum(e_t: torch.Tensor, e_h: torch.Tensor, keep: torch.Tensor, k: int) -> torch.Tensor:
+    """(n, dim) sum of the k history rows most cosine-similar to each candidate; one history for all rows.
+
+    e_t (n, dim), e_h (L, dim), keep (L,) bool: `ctr.knowledge.topk_sum` with the history shared, so the
+    similarities are one (n, dim) x (dim, L) product instead of n copies of the history."""
+    k = min(k, len(e_h))
+    if k == 0:
+        return torch.zeros_like(e_t)
+    norms = e_t.norm(dim=1, keepdim=True) * e_h.norm(dim=1)  # (n, L)
+    sim = (e_t @ e_h.T) / norms.clamp(min=1e-8)  # (n, L)
+    sim = sim.masked_fill(~keep, float("-inf"))
+    top, idx = sim.topk(k, dim=1)  # (n, k)
+    return (e_h[idx] * torch.isfinite(top).unsqueeze(-1)).sum(dim=1)  # (n, dim)
+
+
+def item_field(model: nn.Module, layout: Layout, cand: torch.Tensor, hist: torch.Tensor) -> list[torch.Tensor]:
+    """[(n, dim)...]: e'_t joined with the top-k sum of the history as the run's `fusion` says."""
+    e_t = cand[:, : layout.dim]  # (n, dim)
+    if model.fusion == "none":
+        return [e_t]
+    near = near_sum(e_t, hist[:, : layout.dim], hist[:, -1] >= 0, model.top_k)  # padding rows have flag -1
+    if model.fusion == "concat":
+        return [e_t, near]
+    if model.fusion == "gate":
+        item_half = cand[:, layout.dim : 2 * layout.dim]  # (n, dim) W_t e'_t + b
+        return [e_t + torch.sigmoid(item_half + near @ model.gate.weight[:, layout.dim :].T) * near]
+    return [e_t + near]
+
+
+def user_field(model: nn.Module, layout: Layout, hist: torch.Tensor, user: torch.Tensor | None) -> torch.Tensor:
+    """(1, dim) e'_u: the user adaptor over the mean of the history's known vectors, or over the user's vector."""
+    if not layout.user_hidden:
+        return model.user_adaptor(user.unsqueeze(0))  # (1, dim) a stored user's (scaled) vector
+    first = hist[:, -layout.user_hidden - 1 : -1]  # (L, hidden)
+    known = (hist[:, -1] > 0).to(first.dtype)  # (L,) real entries with a known vector
+    mean = (known @ first) / known.sum().clamp(min=1)  # (hidden,)
+    return model.user_adaptor[1:](mean + model.user_adaptor[0].bias).unsqueeze(0)  # (1, dim)
+
+
+def msd_logits(model: nn.Module, rows: torch.Tensor, batch: Batch, user: torch.Tensor | None) -> torch.Tensor:
+    """(n,) MSD's logits for one request from its items' pre-computed rows.
+
+    rows (m + 1, W): row k = request-local item k (row 0 unused); batch: the request, every row sharing one
+    history (batch.history[0]); user (Dk,): the user's scaled vector when the user level reads a table."""
+    layout = Layout.of(model)
+    history = batch.history[0]  # (L,)
+    hist = rows[history].clone()  # (L, W)
+    hist[history == 0, -1] = -1.0  # padding: never picked, never averaged
+    parts = item_field(model, layout, rows[batch.item], hist)
+    if model.user_level:
+        parts.append(user_field(model, layout, hist, user).expand(len(batch.item), -1))  # (n, dim)
+    return model.backbone(batch, torch.stack(parts, dim=1))  # (n, X, dim) -> (n,)

@@ -132,6 +132,8 @@ class RedisStore:
         except ImportError:
             raise RuntimeError("--redis needs the redis client: pip install 'msd-toolkit[redis]'") from None
         self.url, self.retry_s, self.errors = url, retry_s, (redis.exceptions.RedisError, OSError)
+        self.full_error = redis.exceptions.OutOfMemoryError  # maxmemory reached under `noeviction`
+        self.full = False  # the last write was refused for memory (reads go on: Redis is up)
         # No client-side retries: a dead Redis must cost one refused connection, not seconds of backoff.
         self.client = redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
                                            retry=Retry(NoBackoff(), 0))
@@ -162,10 +164,26 @@ class RedisStore:
         return out if out is not None else [None] * len(keys)
 
     def set_many(self, items: dict[str, bytes]) -> bool:
-        """Write vectors in one round trip; False when Redis was unavailable."""
+        """Write vectors in one round trip; False when Redis was unavailable or full.
+
+        A full Redis (maxmemory under `noeviction`) refuses writes but still answers reads: that is no outage,
+        so it is logged once (and once more when writes succeed again), and reads are not suspended."""
         if not items:
             return True
-        return self._call(lambda: self.client.mset(items)) is not None
+        return self._call(lambda: self._write(items)) is True
+
+    def _write(self, items: dict[str, bytes]) -> bool:
+        try:
+            self.client.mset(items)
+        except self.full_error as exc:
+            if not self.full:
+                log.warning("redis at %s is full (%s): vectors are served but not stored", self.url, exc)
+            self.full = True
+            return False
+        if self.full:
+            log.warning("redis at %s accepts writes again", self.url)
+        self.full = False
+        return True
 
 
 @dataclass(kw_only=True)

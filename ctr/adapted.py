@@ -81,40 +81,53 @@ def near_sum(e_t: torch.Tensor, e_h: torch.Tensor, keep: torch.Tensor, k: int) -
     return (e_h[idx] * torch.isfinite(top).unsqueeze(-1)).sum(dim=1)  # (n, dim)
 
 
-def item_field(model: nn.Module, layout: Layout, cand: torch.Tensor, hist: torch.Tensor) -> list[torch.Tensor]:
-    """[(n, dim)...]: e'_t joined with the top-k sum of the history as the run's `fusion` says."""
-    e_t = cand[:, : layout.dim]  # (n, dim)
-    if model.fusion == "none":
-        return [e_t]
-    near = near_sum(e_t, hist[:, : layout.dim], hist[:, -1] >= 0, model.top_k)  # padding rows have flag -1
-    if model.fusion == "concat":
-        return [e_t, near]
-    if model.fusion == "gate":
-        item_half = cand[:, layout.dim : 2 * layout.dim]  # (n, dim) W_t e'_t + b
-        return [e_t + torch.sigmoid(item_half + near @ model.gate.weight[:, layout.dim :].T) * near]
-    return [e_t + near]
+class RequestPath:
+    """What of MSD a request still computes, from its items' pre-computed rows; the model's constants read once.
 
+    Holds the weights it needs as plain tensors (no module lookups per request): the gate's history half,
+    the user adaptor's first bias and its later layers."""
 
-def user_field(model: nn.Module, layout: Layout, hist: torch.Tensor, user: torch.Tensor | None) -> torch.Tensor:
-    """(1, dim) e'_u: the user adaptor over the mean of the history's known vectors, or over the user's vector."""
-    if not layout.user_hidden:
-        return model.user_adaptor(user.unsqueeze(0))  # (1, dim) a stored user's (scaled) vector
-    first = hist[:, -layout.user_hidden - 1 : -1]  # (L, hidden)
-    known = (hist[:, -1] > 0).to(first.dtype)  # (L,) real entries with a known vector
-    mean = (known @ first) / known.sum().clamp(min=1)  # (hidden,)
-    return model.user_adaptor[1:](mean + model.user_adaptor[0].bias).unsqueeze(0)  # (1, dim)
+    def __init__(self, model: nn.Module):
+        self.model, self.layout = model, Layout.of(model)
+        self.fusion, self.top_k, self.user_level = model.fusion, model.top_k, model.user_level
+        dim = self.layout.dim
+        self.gate_near = model.gate.weight[:, dim:].T.contiguous() if self.layout.gate else None  # (dim, dim)
+        if self.layout.user_hidden:
+            self.user_bias = model.user_adaptor[0].bias  # (hidden,)
+            self.user_tail = [layer for layer in model.user_adaptor[1:]]  # ReLU, Linear, ...
 
+    def item_fields(self, cand: torch.Tensor, hist: torch.Tensor, keep: torch.Tensor) -> list[torch.Tensor]:
+        """[(n, dim)...]: e'_t joined with the top-k sum of the history as the run's `fusion` says."""
+        dim = self.layout.dim
+        e_t = cand[:, :dim]  # (n, dim)
+        if self.fusion == "none":
+            return [e_t]
+        near = near_sum(e_t, hist[:, :dim], keep, self.top_k)  # (n, dim)
+        if self.fusion == "concat":
+            return [e_t, near]
+        if self.fusion == "gate":  # sigmoid(W_t e'_t + b + W_n near): the item half was pre-computed
+            return [e_t + torch.sigmoid(torch.addmm(cand[:, dim : 2 * dim], near, self.gate_near)) * near]
+        return [e_t + near]
 
-def msd_logits(model: nn.Module, rows: torch.Tensor, batch: Batch, user: torch.Tensor | None) -> torch.Tensor:
-    """(n,) MSD's logits for one request from its items' pre-computed rows.
+    def user_field(self, hist: torch.Tensor, keep: torch.Tensor, user: torch.Tensor | None) -> torch.Tensor:
+        """(1, dim) e'_u: the user adaptor over the mean of the history's known vectors, or over the user's vector."""
+        hidden = self.layout.user_hidden
+        if not hidden:
+            return self.model.user_adaptor(user.unsqueeze(0))  # (1, dim) a stored user's (scaled) vector
+        known = (keep & (hist[:, -1] > 0)).to(hist.dtype)  # (L,) real entries with a known vector
+        out = ((known @ hist[:, -hidden - 1 : -1]) / known.sum().clamp(min=1) + self.user_bias).unsqueeze(0)
+        for layer in self.user_tail:
+            out = layer(out)
+        return out  # (1, dim)
 
-    rows (m + 1, W): row k = request-local item k (row 0 unused); batch: the request, every row sharing one
-    history (batch.history[0]); user (Dk,): the user's scaled vector when the user level reads a table."""
-    layout = Layout.of(model)
-    history = batch.history[0]  # (L,)
-    hist = rows[history].clone()  # (L, W)
-    hist[history == 0, -1] = -1.0  # padding: never picked, never averaged
-    parts = item_field(model, layout, rows[batch.item], hist)
-    if model.user_level:
-        parts.append(user_field(model, layout, hist, user).expand(len(batch.item), -1))  # (n, dim)
-    return model.backbone(batch, torch.stack(parts, dim=1))  # (n, X, dim) -> (n,)
+    def __call__(self, rows: torch.Tensor, batch: Batch, user: torch.Tensor | None) -> torch.Tensor:
+        """(n,) MSD's logits for one request.
+
+        rows (m + 1, W): row k = request-local item k (row 0 unused); batch: the request, every row sharing one
+        history (batch.history[0]); user (Dk,): the user's scaled vector when the user level reads a table."""
+        history = batch.history[0]  # (L,)
+        hist, keep = rows[history], history > 0  # (L, W), (L,) padding is never picked nor averaged
+        parts = self.item_fields(rows[batch.item], hist, keep)
+        if self.user_level:
+            parts.append(self.user_field(hist, keep, user).expand(len(batch.item), -1))  # (n, dim)
+        return self.model.backbone(batch, torch.stack(parts, dim=1))  # (n, X, dim) -> (n,)

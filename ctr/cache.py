@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+import torch
 
 Codec = Literal["float16", "int8", "float32"]
 CODECS: tuple[str, ...] = ("float16", "int8", "float32")  # float32: exact (the scores of `ctr eval`), twice float16's size
@@ -118,6 +119,31 @@ class LRU:
                 rows[:used] = self.rows[:used]
             self.rows = rows
         return used
+
+
+class KeyedRows:
+    """In-process rows by catalogue key: a dense (K + 1, W) table, so a request's rows are one gather.
+
+    For rows that depend on a catalogue item alone (MSD's pre-computed item path), when the in-process level
+    may hold the whole catalogue anyway (lru_size >= K): the OrderedDict of the LRU costs a lookup per key."""
+
+    def __init__(self, size: int):
+        self.rows: torch.Tensor | None = None  # (K + 1, W), row 0 zeros (padding)
+        self.have = np.zeros(size, bool)  # (K + 1,)
+
+    def get(self, keys: np.ndarray) -> torch.Tensor | None:
+        """(1 + len(keys), W): a zero row, then the rows of keys (all > 0), or None unless every one is kept."""
+        if self.rows is None or not self.have[keys].all():
+            return None
+        return self.rows[torch.from_numpy(np.concatenate([[0], keys]))]
+
+    def put(self, keys: np.ndarray, rows: np.ndarray) -> None:
+        """Keep the rows (N, W) of catalogue keys (N,) (0 = not in the catalogue: skipped)."""
+        known = keys > 0
+        if self.rows is None:
+            self.rows = torch.zeros(len(self.have), rows.shape[1])
+        self.rows[torch.from_numpy(keys[known])] = torch.from_numpy(rows[known])
+        self.have[keys[known]] = True
 
 
 class RedisStore:

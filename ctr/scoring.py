@@ -28,8 +28,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ctr.adapted import Layout, item_parts, model_version, msd_logits
-from ctr.cache import LRU, CacheStats, RedisStore, VectorCache
+from ctr.adapted import RequestPath, item_parts, model_version
+from ctr.cache import LRU, CacheStats, KeyedRows, RedisStore, VectorCache
 from ctr.data import Batch
 from ctr.runs import load_run, read_config
 from ctr.features import UNKNOWN, Features, encode
@@ -199,6 +199,10 @@ class Served:
         self.knowledge = load_knowledge(run, config, data, loaded.catalogue) if hasattr(self.model, "vectors") else None
         if self.knowledge is not None:
             self.model.vectors = GivenVectors(self.model.vectors.dim)
+        self.request_path = RequestPath(self.model) if self.knowledge and self.knowledge.adapted else None
+        # catalogue items' rows as one dense table when the in-process level may hold the whole catalogue
+        whole = self.request_path is not None and config.lru_size >= len(data.item_ids)
+        self.row_memo = KeyedRows(len(data.item_ids) + 1) if whole else None
         self.tables = [m for m in self.model.modules() if "item_table" in dict(m.named_buffers(recurse=False))]
         self.name, self.lock = str(run.get("model")), threading.Lock()
         self.item_fields = self.catalogue.item_table.numpy()  # (K + 1, Fi) by catalogue key
@@ -298,11 +302,11 @@ class Served:
         """MSD's logits from its items' pre-computed rows (`ctr.adapted`): only the request's part is computed."""
         rows, stats = self.adapted_rows(items)
         user = None
-        if self.model.user_level and not Layout.of(self.model).user_hidden:  # the user level reads a table
+        if self.model.user_level and not self.request_path.layout.user_hidden:  # the user level reads a table
             vector, user_stats = self.user_vector(user_id)
             stats.add(user_stats)
             user = torch.from_numpy(vector)
-        return msd_logits(self.model, rows, batch, user), stats.as_dict()
+        return self.request_path(rows, batch, user), stats.as_dict()
 
     def adapted_rows(self, items: list[Local]) -> tuple[torch.Tensor, CacheStats]:
         """(n + 1, W) the items' rows by local key (row 0 padding): LRU, Redis, else from their raw vectors.
@@ -317,8 +321,16 @@ class Served:
             scaled_raw = torch.from_numpy(scaled(raw, kn.item_stats))
             return item_parts(self.model, scaled_raw).numpy()
 
+        # only an item as the catalogue describes it: a record under a known id may carry another text
+        catalogue = np.array([item.catalogue if self.known.get(item.item_id) is item else 0 for item in items],
+                             np.int64)
+        kept = self.row_memo.get(catalogue) if self.row_memo is not None and catalogue.all() else None
+        if kept is not None:
+            return kept, CacheStats(lru=len(items))
         parts, stats = kn.adapted.get("a", [item.text for item in items], compute,
                                       keys=[item.adapted_key for item in items])
+        if self.row_memo is not None:
+            self.row_memo.put(catalogue, parts)
         rows = torch.zeros(len(items) + 1, parts.shape[1])
         rows[1:] = torch.from_numpy(parts)
         return rows, CacheStats(lru=stats.lru + raw_stats.lru, redis=stats.redis + raw_stats.redis,

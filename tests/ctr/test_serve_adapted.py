@@ -33,7 +33,9 @@ def requests_of(run: Path, prepared: Path) -> list[dict]:
     """Real test rows (one candidate each) and multi-candidate requests with long and empty histories."""
     rows, _ = eval_rows(run, 25)
     many = [a_request(prepared, h, c) for h, c in ((4, 6), (8, 12), (1, 3), (0, 5))]
-    return rows + many + [{**many[1], "user_id": "nobody"}]
+    renamed = {**many[0], "candidates": [{"item_id": i, "name": f"renamed {i}"} for i in many[0]["candidates"]],
+               "history": [{"item_id": many[0]["history"][0], "name": "renamed too"}, *many[0]["history"][1:]]}
+    return rows + many + [{**many[1], "user_id": "nobody"}, renamed]  # renamed: a known id, another text
 
 
 def scores(served: Served, bodies: list[dict]) -> np.ndarray:

@@ -15,6 +15,7 @@ DIN and MSD are measured in one run on the same requests, in alternating blocks 
   faults        MSD, LRU off: Redis killed after 15 s of a 60 s run at 8 clients, started again (empty) at 30 s;
                 failures, scores against the no-cache answers, hit rate per 5 s
   full          MSD, LRU off, Redis capped below the catalogue (allkeys-lru) for 15 s at 8 clients
+  elec          with --elec RUN: DIN | ELEC's vanilla network (no student, no cache)
 p50/p95/p99 ms and requests/s at 1, 8 and 32 clients, the hit rate, the machine's load average per row.
 """
 
@@ -237,6 +238,7 @@ def arguments() -> argparse.Namespace:
     p.add_argument("--work", type=Path, default=Path("/work/runs/serve26"))
     p.add_argument("--din", type=Path, default=None, help="a DIN run folder (default: --work/din, trained if absent)")
     p.add_argument("--msd", type=Path, default=None, help="an MSD run folder (default: --work/msd, trained if absent)")
+    p.add_argument("--elec", type=Path, default=None, help="an ELEC run folder: its vanilla network paired with DIN")
     p.add_argument("--requests", type=int, default=200, help="requests per server and client count")
     p.add_argument("--clients", default="1,8,32")
     p.add_argument("--block", type=int, default=20, help="requests per block of the paired measurement")
@@ -270,6 +272,9 @@ def main() -> None:
         if "redis" not in skip:
             rows += side_by_side("redis", {"din": din_args, "msd": ["--model", str(msd), "--redis", redis.url,
                                                                     "--lru-size", "0"]}, bodies, clients, args.block)
+        if args.elec is not None:
+            rows += side_by_side("elec", {"din": din_args, "elec": ["--model", str(args.elec)]}, bodies, clients,
+                                 args.block)
         if "scale" not in skip:
             msd_args = ["--model", str(msd), "--redis", redis.url]
             rows += side_by_side("scale", {"1-process": msd_args, "2-workers": [*msd_args, "--workers", "2"]}, bodies,

@@ -8,6 +8,7 @@ test frequency) from the test split, seeded. Every server is a `ctr serve` proce
 DIN and MSD are measured in one run on the same requests, in alternating blocks at the same concurrency
 (bench/serve_load.py says why the old per-body pairing was wrong). Scenarios:
   warm          DIN | MSD with its in-process LRU warm (one unmeasured pass), Redis filled by `ctr warm`
+  raw-path      DIN | MSD | MSD on the old item path (`--item-path raw`: raw vectors adapted every request)
   redis         DIN | MSD with the LRU off: every item's row from Redis (one MGET a request)
   old-pairing   the old per-body pairing at 8 clients, on the warm servers (to show what it measured)
   cold          MSD, no Redis, empty LRU: each item's first request (every vector computed by the student)
@@ -136,8 +137,8 @@ def side_by_side(label: str, servers: dict[str, list[str]], bodies: list[bytes],
 def ratios(rows: list[dict], label: str) -> dict[str, dict]:
     """MSD/DIN p50 and p99 per client count of one paired scenario."""
     by = {(r["server"], r["clients"]): r for r in rows if r["scenario"] == label}
-    return {f"{c} clients": {q: round(by[("msd", c)][q] / by[("din", c)][q], 3) for q in ("p50_ms", "p99_ms")}
-            for (_, c) in by if ("msd", c) in by and ("din", c) in by}
+    return {f"{name}, {c} clients": {q: round(by[(name, c)][q] / by[("din", c)][q], 3) for q in ("p50_ms", "p99_ms")}
+            for (name, c) in by if name != "din" and ("din", c) in by}
 
 
 def cold(msd: Path, bodies: list[bytes]) -> list[dict]:
@@ -269,6 +270,11 @@ def main() -> None:
                 if "old-pairing" not in skip else None
             rows += side_by_side("warm", {"din": din_args, "msd": ["--model", str(msd), "--redis", redis.url]},
                                  bodies, clients, args.block, extra=old)
+        if "raw-path" not in skip:  # issue 26 before/after: MSD adapting raw vectors on every request beside
+            msd_args = ["--model", str(msd), "--redis", redis.url]
+            rows += side_by_side("raw-path", {"din": din_args, "msd": msd_args,
+                                              "msd-raw": [*msd_args, "--item-path", "raw"]}, bodies, clients[:2],
+                                 args.block)
         if "redis" not in skip:
             rows += side_by_side("redis", {"din": din_args, "msd": ["--model", str(msd), "--redis", redis.url,
                                                                     "--lru-size", "0"]}, bodies, clients, args.block)
@@ -289,7 +295,7 @@ def main() -> None:
     finally:
         redis.stop()
     print(table(rows))
-    headline = {label: ratios(rows, label) for label in ("warm", "redis", "old-pairing")}
+    headline = {label: ratios(rows, label) for label in ("warm", "raw-path", "redis", "old-pairing")}
     print(f"MSD/DIN (p50, p99) = {json.dumps(headline)}; paper 37.2/35 = 1.063; load average {os.getloadavg()}")
     record("serve", {"data": str(args.data), "knowledge": str(args.knowledge), "runs": {"din": str(din), "msd": str(msd)},
                      "request": "user + 20-item history + 100 candidates from the test split",

@@ -32,15 +32,18 @@ from bench.bench_serve import DEFAULT_DATA, request_mix
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def timed_pass(served: dict, mix: list[dict]) -> dict[str, list[float]]:
-    """ms per request of each server, the servers taking turns on each request (order alternating)."""
+def timed_pass(served: dict, mix: list[dict], scores: dict | None = None) -> dict[str, list[float]]:
+    """ms per request of each server, the servers taking turns on each request (order alternating); each
+    server's scores appended to `scores` when given."""
     times = {name: [] for name in served}
     names = list(served)
     for i, body in enumerate(mix):
         for name in names[i % len(names):] + names[: i % len(names)]:
             start = time.perf_counter()
-            served[name].score(body["user_id"], body["history"], body["candidates"])
+            out = served[name].score(body["user_id"], body["history"], body["candidates"])
             times[name].append((time.perf_counter() - start) * 1000)
+            if scores is not None:
+                scores.setdefault(name, []).extend(out["scores"])
     return times
 
 
@@ -91,11 +94,14 @@ def main() -> None:
     if "item_path" in ServeConfig.__dataclass_fields__:  # issue 26: MSD adapting raw vectors on every request
         served["msd-raw"] = Served(ServeConfig(model=str(args.msd), item_path="raw"))
     timed_pass(served, mix)  # warms MSD's in-process cache (every vector, the user memo) and both allocators
-    times = timed_pass(served, mix)
+    scores: dict[str, list[float]] = {}
+    times = timed_pass(served, mix, scores)
+    same = ({"max_abs_diff_msd_vs_raw_path": float(np.abs(np.subtract(scores["msd"], scores["msd-raw"])).max()),
+             "scores_compared": len(scores["msd"])} if "msd-raw" in scores else {})
     p50 = {name: float(np.median(t)) for name, t in times.items()}
     out = {"code": str(args.code), "requests": len(mix), "p50_ms": {k: round(v, 2) for k, v in p50.items()},
            "msd_din_p50_ratio": {name: round(p50[name] / p50["din"], 3) for name in p50 if name != "din"},
-           "load_avg": os.getloadavg(),
+           "load_avg": os.getloadavg(), **same,
            "profile": {name: profile(s, mix) for name, s in served.items()}}
     print(json.dumps(out, indent=1))
 

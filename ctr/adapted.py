@@ -23,20 +23,23 @@ from torch import nn
 from ctr.data import Batch
 
 
+ROW_FORMAT = 2  # the layout of a row (`Layout`): raise it when the layout changes, so old rows are never read
+
+
 def model_version(model_dir: str | Path, student_version: str, codec: str) -> str:
-    """A short hash of the run's weights and config, the student's version and the raw codec (its rounding
-    feeds the adaptor): the adapted rows of one trained model and nothing else."""
+    """A short hash of the run's weights and config, the student's version, the raw codec (its rounding feeds
+    the adaptor) and the row format: the rows of one trained model, as this code lays them out, and nothing else."""
     model_dir = Path(model_dir)
     digest = hashlib.blake2b(digest_size=6)
     for name in ("model.pt", "ctr_config.json"):
         digest.update((model_dir / name).read_bytes())
-    digest.update(f"|{student_version}|{codec}".encode())
+    digest.update(f"|{student_version}|{codec}|rows{ROW_FORMAT}".encode())
     return digest.hexdigest()
 
 
 @dataclass(frozen=True, kw_only=True)
 class Layout:
-    """Where each part sits in an item's row: [e'_t | gate item half | user first layer | known flag]."""
+    """Where each part sits in an item's row: [e'_t | e'_t / |e'_t| | gate item half | user first layer | known]."""
 
     dim: int  # e'_t width (the backbone's embedding width)
     gate: bool  # fusion "gate": the gate's item half follows e'_t
@@ -44,7 +47,7 @@ class Layout:
 
     @property
     def width(self) -> int:
-        return self.dim * (1 + self.gate) + self.user_hidden + 1
+        return self.dim * (2 + self.gate) + self.user_hidden + 1
 
     @classmethod
     def of(cls, model: nn.Module) -> Layout:
@@ -57,7 +60,7 @@ def item_parts(model: nn.Module, raw: torch.Tensor) -> torch.Tensor:
     """(N, W) rows of z-scored raw item vectors (N, Dk): what of MSD's item path depends on the item alone."""
     layout = Layout.of(model)
     adapted = model.item_adaptor(raw)  # (N, dim)
-    parts = [adapted]
+    parts = [adapted, F.normalize(adapted, dim=1, eps=1e-8)]  # the unit vector: cosine similarity is one product
     if layout.gate:
         parts.append(F.linear(adapted, model.gate.weight[:, : layout.dim], model.gate.bias))  # (N, dim)
     if layout.user_hidden:
@@ -66,18 +69,20 @@ def item_parts(model: nn.Module, raw: torch.Tensor) -> torch.Tensor:
     return torch.cat(parts, dim=1)
 
 
-def near_sum(e_t: torch.Tensor, e_h: torch.Tensor, keep: torch.Tensor, k: int) -> torch.Tensor:
+def near_sum(unit_t: torch.Tensor, unit_h: torch.Tensor, e_h: torch.Tensor, keep: torch.Tensor, k: int) -> torch.Tensor:
     """(n, dim) sum of the k history rows most cosine-similar to each candidate; one history for all rows.
 
-    e_t (n, dim), e_h (L, dim), keep (L,) bool: `ctr.knowledge.topk_sum` with the history shared, so the
-    similarities are one (n, dim) x (dim, L) product instead of n copies of the history."""
+    unit_t (n, dim), unit_h (L, dim): unit vectors (pre-computed); e_h (L, dim) the history's vectors; keep (L,)
+    bool: `ctr.knowledge.topk_sum` with the history shared, so the similarities are one (n, dim) x (dim, L)
+    product instead of n copies of the history. A request's history has no padding unless it is empty: the
+    masking steps run only then."""
     k = min(k, len(e_h))
     if k == 0:
-        return torch.zeros_like(e_t)
-    norms = e_t.norm(dim=1, keepdim=True) * e_h.norm(dim=1)  # (n, L)
-    sim = (e_t @ e_h.T) / norms.clamp(min=1e-8)  # (n, L)
-    sim = sim.masked_fill(~keep, float("-inf"))
-    top, idx = sim.topk(k, dim=1)  # (n, k)
+        return torch.zeros(len(unit_t), e_h.shape[1])
+    sim = unit_t @ unit_h.T  # (n, L)
+    if bool(keep.all()):
+        return e_h[sim.topk(k, dim=1).indices].sum(dim=1)  # (n, dim)
+    top, idx = sim.masked_fill(~keep, float("-inf")).topk(k, dim=1)  # (n, k)
     return (e_h[idx] * torch.isfinite(top).unsqueeze(-1)).sum(dim=1)  # (n, dim)
 
 
@@ -102,19 +107,19 @@ class RequestPath:
         e_t = cand[:, :dim]  # (n, dim)
         if self.fusion == "none":
             return [e_t]
-        near = near_sum(e_t, hist[:, :dim], keep, self.top_k)  # (n, dim)
+        near = near_sum(cand[:, dim : 2 * dim], hist[:, dim : 2 * dim], hist[:, :dim], keep, self.top_k)  # (n, dim)
         if self.fusion == "concat":
             return [e_t, near]
         if self.fusion == "gate":  # sigmoid(W_t e'_t + b + W_n near): the item half was pre-computed
-            return [e_t + torch.sigmoid(torch.addmm(cand[:, dim : 2 * dim], near, self.gate_near)) * near]
+            return [e_t + torch.sigmoid(torch.addmm(cand[:, 2 * dim : 3 * dim], near, self.gate_near)) * near]
         return [e_t + near]
 
-    def user_field(self, hist: torch.Tensor, keep: torch.Tensor, user: torch.Tensor | None) -> torch.Tensor:
+    def user_field(self, hist: torch.Tensor, user: torch.Tensor | None) -> torch.Tensor:
         """(1, dim) e'_u: the user adaptor over the mean of the history's known vectors, or over the user's vector."""
         hidden = self.layout.user_hidden
         if not hidden:
             return self.model.user_adaptor(user.unsqueeze(0))  # (1, dim) a stored user's (scaled) vector
-        known = (keep & (hist[:, -1] > 0)).to(hist.dtype)  # (L,) real entries with a known vector
+        known = hist[:, -1]  # (L,) 1 for an entry with a known vector (padding reads row 0: zeros)
         out = ((known @ hist[:, -hidden - 1 : -1]) / known.sum().clamp(min=1) + self.user_bias).unsqueeze(0)
         for layer in self.user_tail:
             out = layer(out)
@@ -129,5 +134,5 @@ class RequestPath:
         hist, keep = rows[history], history > 0  # (L, W), (L,) padding is never picked nor averaged
         parts = self.item_fields(rows[batch.item], hist, keep)
         if self.user_level:
-            parts.append(self.user_field(hist, keep, user).expand(len(batch.item), -1))  # (n, dim)
+            parts.append(self.user_field(hist, user).expand(len(batch.item), -1))  # (n, dim)
         return self.model.backbone(batch, torch.stack(parts, dim=1))  # (n, X, dim) -> (n,)

@@ -1,12 +1,13 @@
 """MSD's item path pre-computed per trained model, and the per-request rest (issue 26; paper section 3.5).
 
-Of MSD's knowledge module (`ctr.knowledge.MSD.knowledge`), three things depend on an item and the
-trained weights alone: its adapted vector e'_t = item_adaptor(z-scored raw vector), the gate's item
+Of MSD's knowledge module (`ctr.knowledge.MSD.knowledge`), four things depend on an item and the
+trained weights alone: its adapted vector e'_t = item_adaptor(z-scored raw vector), e'_t's unit vector
+(the cosine top-k is then one product), the gate's item
 half W_t e'_t + b (fusion "gate": sigmoid(W [e'_t, near] + b) = sigmoid(W_t e'_t + b + W_n near)) and,
 for the user level over the history, the user adaptor's first layer applied to the item's raw vector
 (W_u1 mean(raw) = mean(W_u1 raw): the mean of a history commutes with a linear layer). One row per item
 holds them (`item_parts`), cached like the raw vectors under the *model's* version, so a new `ctr train`
-run never reads another run's rows. What a request still computes (`msd_logits`): the cosine top-k
+run never reads another run's rows. What a request still computes (`RequestPath`): the cosine top-k
 over its history, the gate's history half, the user adaptor's last layers once, and the backbone.
 """
 

@@ -5,7 +5,8 @@
 Both runs are loaded in one process (torch 1 thread) and the bench's request mix (a user with a
 20-item history and 100 candidates from the test split) is scored once to warm MSD's in-process
 cache; then each request is scored by DIN and by MSD in turn (the order alternating), so the two
-see the same machine load: p50 ms per request and their ratio. A cProfile pass of each then gives
+see the same machine load: p50 ms per request and their ratio. With issue 26's code a third server
+scores MSD along its old path (`item_path="raw"`: raw vectors adapted on every request) beside them. A cProfile pass of each then gives
 the per-request breakdown: the cumulative ms of each function `Served.score` calls (and, one level
 down, of what MSD's vector step and the model's forward call). cProfile's own overhead inflates
 every figure, Python-heavy stages most; the timed pass has none.
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import json
+import os
 import pstats
 import sys
 import time
@@ -30,15 +32,18 @@ from bench.bench_serve import DEFAULT_DATA, request_mix
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def timed_pass(served: dict, mix: list[dict]) -> dict[str, list[float]]:
-    """ms per request of each server, the servers taking turns on each request (order alternating)."""
+def timed_pass(served: dict, mix: list[dict], scores: dict | None = None) -> dict[str, list[float]]:
+    """ms per request of each server, the servers taking turns on each request (order alternating); each
+    server's scores appended to `scores` when given."""
     times = {name: [] for name in served}
     names = list(served)
     for i, body in enumerate(mix):
-        for name in names[i % 2:] + names[: i % 2]:
+        for name in names[i % len(names):] + names[: i % len(names)]:
             start = time.perf_counter()
-            served[name].score(body["user_id"], body["history"], body["candidates"])
+            out = served[name].score(body["user_id"], body["history"], body["candidates"])
             times[name].append((time.perf_counter() - start) * 1000)
+            if scores is not None:
+                scores.setdefault(name, []).extend(out["scores"])
     return times
 
 
@@ -65,15 +70,16 @@ def profile(served, mix: list[dict]) -> dict:
     profiler.disable()
     stats = pstats.Stats(profiler)
     rounded = lambda d: {k: round(v, 2) for k, v in d.items() if v >= 0.05}
-    parents = ("scoring.score", "scoring.set_vectors", "knowledge.forward", "knowledge.knowledge", "din.forward")
+    parents = ("scoring.score", "scoring.set_vectors", "scoring.adapted_logits", "adapted.__call__",
+               "knowledge.forward", "knowledge.knowledge", "din.forward")
     return {"profiled_ms": round(total, 2), **{p: rounded(callees(stats, p, len(mix))) for p in parents}}
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    p.add_argument("--din", type=Path, default=Path("/work/runs/serve/bench/din"))
-    p.add_argument("--msd", type=Path, default=Path("/work/runs/serve/bench/msd"))
+    p.add_argument("--din", type=Path, default=Path("/work/runs/serve26/din"))
+    p.add_argument("--msd", type=Path, default=Path("/work/runs/serve26/msd"))
     p.add_argument("--requests", type=int, default=100)
     p.add_argument("--code", type=Path, default=ROOT, help="the checkout whose ctr/ is profiled")
     args = p.parse_args()
@@ -85,11 +91,17 @@ def main() -> None:
     torch.set_num_threads(1)
     mix = request_mix(args.data, args.requests)
     served = {"din": Served(ServeConfig(model=str(args.din))), "msd": Served(ServeConfig(model=str(args.msd)))}
+    if "item_path" in ServeConfig.__dataclass_fields__:  # issue 26: MSD adapting raw vectors on every request
+        served["msd-raw"] = Served(ServeConfig(model=str(args.msd), item_path="raw"))
     timed_pass(served, mix)  # warms MSD's in-process cache (every vector, the user memo) and both allocators
-    times = timed_pass(served, mix)
+    scores: dict[str, list[float]] = {}
+    times = timed_pass(served, mix, scores)
+    same = ({"max_abs_diff_msd_vs_raw_path": float(np.abs(np.subtract(scores["msd"], scores["msd-raw"])).max()),
+             "scores_compared": len(scores["msd"])} if "msd-raw" in scores else {})
     p50 = {name: float(np.median(t)) for name, t in times.items()}
     out = {"code": str(args.code), "requests": len(mix), "p50_ms": {k: round(v, 2) for k, v in p50.items()},
-           "msd_din_p50_ratio": round(p50["msd"] / p50["din"], 3),
+           "msd_din_p50_ratio": {name: round(p50[name] / p50["din"], 3) for name in p50 if name != "din"},
+           "load_avg": os.getloadavg(), **same,
            "profile": {name: profile(s, mix) for name, s in served.items()}}
     print(json.dumps(out, indent=1))
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+import torch
 
 Codec = Literal["float16", "int8", "float32"]
 CODECS: tuple[str, ...] = ("float16", "int8", "float32")  # float32: exact (the scores of `ctr eval`), twice float16's size
@@ -120,6 +121,31 @@ class LRU:
         return used
 
 
+class KeyedRows:
+    """In-process rows by catalogue key: a dense (K + 1, W) table, so a request's rows are one gather.
+
+    For rows that depend on a catalogue item alone (MSD's pre-computed item path), when the in-process level
+    may hold the whole catalogue anyway (lru_size >= K): the OrderedDict of the LRU costs a lookup per key."""
+
+    def __init__(self, size: int):
+        self.rows: torch.Tensor | None = None  # (K + 1, W), row 0 zeros (padding)
+        self.have = np.zeros(size, bool)  # (K + 1,)
+
+    def get(self, keys: np.ndarray) -> torch.Tensor | None:
+        """(1 + len(keys), W): a zero row, then the rows of keys (all > 0), or None unless every one is kept."""
+        if self.rows is None or not self.have[keys].all():
+            return None
+        return self.rows[torch.from_numpy(np.concatenate([[0], keys]))]
+
+    def put(self, keys: np.ndarray, rows: np.ndarray) -> None:
+        """Keep the rows (N, W) of catalogue keys (N,) (0 = not in the catalogue: skipped)."""
+        known = keys > 0
+        if self.rows is None:
+            self.rows = torch.zeros(len(self.have), rows.shape[1])
+        self.rows[torch.from_numpy(keys[known])] = torch.from_numpy(rows[known])
+        self.have[keys[known]] = True
+
+
 class RedisStore:
     """Redis as the second level. Down or gone: calls return nothing, the state change is logged once,
     and a new attempt is made `retry_s` seconds later (so a Redis that comes back is used again)."""
@@ -132,6 +158,8 @@ class RedisStore:
         except ImportError:
             raise RuntimeError("--redis needs the redis client: pip install 'msd-toolkit[redis]'") from None
         self.url, self.retry_s, self.errors = url, retry_s, (redis.exceptions.RedisError, OSError)
+        self.full_error = redis.exceptions.OutOfMemoryError  # maxmemory reached under `noeviction`
+        self.full = False  # the last write was refused for memory (reads go on: Redis is up)
         # No client-side retries: a dead Redis must cost one refused connection, not seconds of backoff.
         self.client = redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
                                            retry=Retry(NoBackoff(), 0))
@@ -162,10 +190,26 @@ class RedisStore:
         return out if out is not None else [None] * len(keys)
 
     def set_many(self, items: dict[str, bytes]) -> bool:
-        """Write vectors in one round trip; False when Redis was unavailable."""
+        """Write vectors in one round trip; False when Redis was unavailable or full.
+
+        A full Redis (maxmemory under `noeviction`) refuses writes but still answers reads: that is no outage,
+        so it is logged once (and once more when writes succeed again), and reads are not suspended."""
         if not items:
             return True
-        return self._call(lambda: self.client.mset(items)) is not None
+        return self._call(lambda: self._write(items)) is True
+
+    def _write(self, items: dict[str, bytes]) -> bool:
+        try:
+            self.client.mset(items)
+        except self.full_error as exc:
+            if not self.full:
+                log.warning("redis at %s is full (%s): vectors are served but not stored", self.url, exc)
+            self.full = True
+            return False
+        if self.full:
+            log.warning("redis at %s accepts writes again", self.url)
+        self.full = False
+        return True
 
 
 @dataclass(kw_only=True)

@@ -128,7 +128,7 @@ TopOpt = Annotated[int | None, typer.Option("--top", help="How many items, by tr
 
 
 @app.command()
-@config_flags(ServeConfig, exclude=("host", "port", "lru_size", "max_body_bytes", "redis_retry_s"))
+@config_flags(ServeConfig, exclude=("host", "port", "lru_size", "max_body_bytes", "redis_retry_s", "workers"))
 def warm(top: TopOpt = None, *, flags: dict) -> None:  # type: ignore[assignment]
     """Pre-compute the vectors of the top-N most exposed items into Redis (what `ctr serve` reads)."""
     from ctr.scoring import warm as run

@@ -20,7 +20,7 @@ import hashlib
 import json
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import NamedTuple
 
@@ -28,7 +28,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ctr.cache import LRU, CacheStats, RedisStore, VectorCache
+from ctr.adapted import RequestPath, item_parts, model_version
+from ctr.cache import LRU, CacheStats, KeyedRows, RedisStore, VectorCache
 from ctr.data import Batch
 from ctr.runs import load_run, read_config
 from ctr.features import UNKNOWN, Features, encode
@@ -48,6 +49,7 @@ class Local(NamedTuple):
     record: dict
     text: str  # what the student reads (kgen.inputs.item_input)
     key: str  # its vector's cache key ("" when the model reads no vectors)
+    adapted_key: str  # its pre-computed row's cache key under the model's version ("" without one)
     catalogue: int  # its catalogue key (ID features from the catalogue), 0 when outside it (read from the record)
 
 
@@ -81,15 +83,15 @@ class StudentEncoder:
     """texts -> (N, Dk) float32 vectors: the student as `distill embed` runs it (mean of the last hidden states)."""
 
     def __init__(self, student: str, max_length: int, batch_size: int):
-        from distill.encode import load_encoder
-
-        self.model, self.tokenizer = load_encoder(student)
-        self.max_length, self.batch_size = max_length, batch_size
+        self.student, self.max_length, self.batch_size = student, max_length, batch_size
         self.version = student_version(student, max_length)
+        self.model = self.tokenizer = None  # loaded on the first miss: a warm server never needs the student
 
     def __call__(self, texts: list[str]) -> np.ndarray:
-        from distill.encode import encode_texts
+        from distill.encode import encode_texts, load_encoder
 
+        if self.model is None:
+            self.model, self.tokenizer = load_encoder(self.student)
         return encode_texts(self.model, self.tokenizer, texts, self.batch_size, self.max_length, "", progress=False)
 
 
@@ -123,6 +125,7 @@ class Knowledge:
 
     encoder: StudentEncoder
     cache: VectorCache
+    adapted: VectorCache | None  # rows of `ctr.adapted.item_parts` under the model's version (item_path "adapted")
     user_mode: str
     user_max_history: int
     user_level: bool
@@ -158,12 +161,15 @@ def load_knowledge(run: dict, config: ServeConfig, data, catalogue) -> Knowledge
     encoder = StudentEncoder(student, int(embed.get("max_length", 256)), config.encode_batch_size)
     redis = RedisStore(config.redis, config.redis_timeout_s, config.redis_retry_s) if config.redis else None
     cache = VectorCache(version=encoder.version, codec=config.codec, lru_size=config.lru_size, redis=redis)
+    # float32: a row is the model's own output from rounded raw vectors, so it adds no rounding of its own
+    adapted = (VectorCache(version=model_version(config.model, encoder.version, config.codec), codec="float32",
+                           lru_size=config.lru_size, redis=redis) if config.item_path == "adapted" else None)
     # the user vector: from the request's own history inside the model ("history"), or the run's user table
     table_users = bool(run.get("user_level", True)) and run.get("user_source") == "table"
     mode, max_history = user_mode(knowledge) if table_users else ("none", 0)
     item_stats, user_stats = (table_stats(knowledge, data, catalogue.item_counts > 0, table_users)
                               if run.get("standardize_vectors", True) else (None, None))
-    return Knowledge(encoder=encoder, cache=cache, user_mode=mode, user_max_history=max_history,
+    return Knowledge(encoder=encoder, cache=cache, adapted=adapted, user_mode=mode, user_max_history=max_history,
                      user_level=table_users, item_stats=item_stats, user_stats=user_stats)
 
 
@@ -193,6 +199,10 @@ class Served:
         self.knowledge = load_knowledge(run, config, data, loaded.catalogue) if hasattr(self.model, "vectors") else None
         if self.knowledge is not None:
             self.model.vectors = GivenVectors(self.model.vectors.dim)
+        self.request_path = RequestPath(self.model) if self.knowledge and self.knowledge.adapted else None
+        # catalogue items' rows as one dense table when the in-process level may hold the whole catalogue
+        whole = self.request_path is not None and config.lru_size >= len(data.item_ids)
+        self.row_memo = KeyedRows(len(data.item_ids) + 1) if whole else None
         self.tables = [m for m in self.model.modules() if "item_table" in dict(m.named_buffers(recurse=False))]
         self.name, self.lock = str(run.get("model")), threading.Lock()
         self.item_fields = self.catalogue.item_table.numpy()  # (K + 1, Fi) by catalogue key
@@ -213,8 +223,10 @@ class Served:
 
     def local(self, item_id: str, record: dict) -> Local:
         text = item_input(record)
+        kn = self.knowledge
         return Local(item_id=item_id, record=record, text=text, catalogue=self.item_key.get(item_id, 0),
-                     key=self.knowledge.cache.key("i", text) if self.knowledge else "")
+                     key=kn.cache.key("i", text) if kn else "",
+                     adapted_key=kn.adapted.key("a", text) if kn and kn.adapted else "")
 
     def local_items(self, entries: list) -> tuple[list[int], list[Local]]:
         """Each entry's request-local key (1..n) and the n distinct items (an id, or an id with its text)."""
@@ -273,11 +285,56 @@ class Served:
                       history=torch.tensor([hist or [0]]).expand(n, -1), label=torch.zeros(n),
                       ts=torch.full((n,), int(time.time()), dtype=torch.long))  # a request is after any snapshot
         with self.lock:
-            stats = self.set_vectors(items, user_id) if self.knowledge else None
             self.set_table(table)
             with torch.inference_mode():
-                scores = torch.sigmoid(self.model(batch)).tolist()
+                logits, stats = self.logits(items, user_id, batch)
+            scores = torch.sigmoid(logits).tolist()
         return {"scores": scores, "cache": stats}
+
+    def logits(self, items: list[Local], user_id: str, batch: Batch) -> tuple[torch.Tensor, dict | None]:
+        """(n,) the model's logits for the request and its cache counts (None for a model without vectors)."""
+        if self.knowledge is not None and self.knowledge.adapted is not None:
+            return self.adapted_logits(items, user_id, batch)
+        stats = self.set_vectors(items, user_id) if self.knowledge else None
+        return self.model(batch), stats
+
+    def adapted_logits(self, items: list[Local], user_id: str, batch: Batch) -> tuple[torch.Tensor, dict]:
+        """MSD's logits from its items' pre-computed rows (`ctr.adapted`): only the request's part is computed."""
+        rows, stats = self.adapted_rows(items)
+        user = None
+        if self.model.user_level and not self.request_path.layout.user_hidden:  # the user level reads a table
+            vector, user_stats = self.user_vector(user_id)
+            stats.add(user_stats)
+            user = torch.from_numpy(vector)
+        return self.request_path(rows, batch, user), stats.as_dict()
+
+    def adapted_rows(self, items: list[Local]) -> tuple[torch.Tensor, CacheStats]:
+        """(n + 1, W) the items' rows by local key (row 0 padding): LRU, Redis, else from their raw vectors.
+
+        A miss is computed from the raw vector (itself from the cache or the student) and written back; the
+        counts say where each item's vector finally came from (a row made from a Redis hit counts as a hit)."""
+        kn, raw_stats = self.knowledge, CacheStats()
+
+        def compute(texts: list[str]) -> np.ndarray:
+            raw, stats = kn.cache.get("i", texts, kn.encoder)
+            raw_stats.add(stats)
+            scaled_raw = torch.from_numpy(scaled(raw, kn.item_stats))
+            return item_parts(self.model, scaled_raw).numpy()
+
+        # only an item as the catalogue describes it: a record under a known id may carry another text
+        catalogue = np.array([item.catalogue if self.known.get(item.item_id) is item else 0 for item in items],
+                             np.int64)
+        kept = self.row_memo.get(catalogue) if self.row_memo is not None and catalogue.all() else None
+        if kept is not None:
+            return kept, CacheStats(lru=len(items))
+        parts, stats = kn.adapted.get("a", [item.text for item in items], compute,
+                                      keys=[item.adapted_key for item in items])
+        if self.row_memo is not None:
+            self.row_memo.put(catalogue, parts)
+        rows = torch.zeros(len(items) + 1, parts.shape[1])
+        rows[1:] = torch.from_numpy(parts)
+        return rows, CacheStats(lru=stats.lru + raw_stats.lru, redis=stats.redis + raw_stats.redis,
+                                computed=raw_stats.computed, redis_writes=stats.redis_writes + raw_stats.redis_writes)
 
     def set_table(self, table: np.ndarray) -> None:
         """Write the request's ID table into the models' item_table buffer (one tensor, enlarged when needed)."""
@@ -377,7 +434,19 @@ def warm(config: ServeConfig, top: int) -> dict:
     counts = CacheStats()
     for start in range(0, len(texts), config.encode_batch_size):
         counts.add(cache.get("i", texts[start : start + config.encode_batch_size], compute)[1])
+    adapted = warm_adapted(config, [str(r[R.ITEM_ID]) for r in ranked]) if config.item_path == "adapted" else None
     if not redis.up:
         raise ConfigError(f"redis at {config.redis} went away: {counts.redis_writes} of {len(texts)} vectors stored")
     return {"items": len(texts), **counts.as_dict(), "from_tables": own and len(table) > 0,
-            "student_loaded": bool(encoder), "version": cache.version}
+            "student_loaded": bool(encoder), "version": cache.version, "adapted": adapted}
+
+
+def warm_adapted(config: ServeConfig, item_ids: list[str]) -> dict:
+    """Store the model's pre-computed rows (`ctr.adapted`) of the items, made from the raw vectors just stored."""
+    served = Served(replace(config, lru_size=0))
+    counts = CacheStats()
+    for start in range(0, len(item_ids), config.encode_batch_size):
+        items = [served.known_item(i) for i in item_ids[start : start + config.encode_batch_size]]
+        with torch.inference_mode():
+            counts.add(served.adapted_rows(items)[1])
+    return {**counts.as_dict(), "version": served.knowledge.adapted.version}

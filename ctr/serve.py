@@ -10,6 +10,9 @@ bodies over the byte limit 413, items or fields the model cannot score 422.
 
 from __future__ import annotations
 
+import json
+import os
+from dataclasses import asdict
 from functools import partial
 from typing import Annotated
 
@@ -138,15 +141,34 @@ def create_app(served: Served, max_body_bytes: int) -> FastAPI:
     return app
 
 
+CONFIG_ENV, THREADS_ENV = "CTR_SERVE_CONFIG", "CTR_SERVE_TORCH_THREADS"  # handed to uvicorn's worker processes
+
+
+def app_from_env() -> FastAPI:
+    """The app of one uvicorn worker: the config and torch's thread count from the parent's environment."""
+    import torch
+
+    torch.set_num_threads(int(os.environ[THREADS_ENV]))
+    config = ServeConfig(**json.loads(os.environ[CONFIG_ENV]))
+    return create_app(Served(config), config.max_body_bytes)
+
+
 def serve(config: ServeConfig) -> None:
-    """Load the run and serve it with uvicorn until interrupted."""
+    """Load the run and serve it with uvicorn until interrupted; `workers` > 1: that many processes, one port."""
     import logging
 
+    import torch
     import uvicorn
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    log = logging.getLogger("ctr.serve")
+    if config.workers > 1:  # each worker loads the run itself; the vector cache they share is Redis
+        os.environ[CONFIG_ENV], os.environ[THREADS_ENV] = json.dumps(asdict(config)), str(torch.get_num_threads())
+        log.info("serving %s with %d workers on http://%s:%d", config.model, config.workers, config.host, config.port)
+        uvicorn.run("ctr.serve:app_from_env", factory=True, workers=config.workers, host=config.host,
+                    port=config.port, access_log=False, log_level="warning")
+        return
     served = Served(config)
-    logging.getLogger("ctr.serve").info("serving %s (%s) on http://%s:%d", config.model, served.name, config.host,
-                                        config.port)
+    log.info("serving %s (%s) on http://%s:%d", config.model, served.name, config.host, config.port)
     uvicorn.run(create_app(served, config.max_body_bytes), host=config.host, port=config.port, access_log=False,
                 log_level="warning")

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from ctr.cache import CODECS, Codec
 from ground.errors import ConfigError
 from ground.flags import flag
+
+
+ItemPath = Literal["adapted", "raw"]
 
 
 @dataclass(kw_only=True)
@@ -27,13 +31,20 @@ class ServeConfig:
     max_body_bytes: int = field(default=1 << 20, metadata=flag("Larger request bodies are refused (413)."))
     encode_batch_size: int = field(default=128, metadata=flag("Texts per student forward on a cache miss."))
     redis_timeout_s: float = field(default=0.25, metadata=flag("Seconds a Redis call may take."))
+    item_path: ItemPath = field(default="adapted", metadata=flag(
+        "MSD's item path: adapted (rows pre-computed per model version: adaptor output, the gate's item half, the "
+        "user adaptor's first layer; cached like the raw vectors) or raw (every request adapts raw vectors)."))
+    workers: int = field(default=1, metadata=flag("Server processes (uvicorn workers) on one port; each loads "
+                                                  "the model and shares Redis."))
     redis_retry_s: float = field(default=1.0, metadata=flag("Seconds a down Redis is left alone before the next "
                                                             "try."))
 
     def __post_init__(self) -> None:
         if self.codec not in CODECS:
             raise ConfigError(f"codec must be one of {', '.join(CODECS)}, got {self.codec!r}")
-        for name in ("max_body_bytes", "encode_batch_size", "port"):
+        if self.item_path not in ("adapted", "raw"):
+            raise ConfigError(f"item_path must be adapted or raw, got {self.item_path!r}")
+        for name in ("max_body_bytes", "encode_batch_size", "port", "workers"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.lru_size < 0 or self.redis_timeout_s <= 0 or self.redis_retry_s < 0:

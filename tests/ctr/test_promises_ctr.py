@@ -350,7 +350,9 @@ def test_warm_stores_the_items_with_the_most_train_exposures(tmp_path, monkeypat
     (run / "ctr_config.json").write_text(json.dumps({"model": "msd", "data": str(data), "knowledge": str(knowledge)}))
     monkeypatch.setattr(scoring, "RedisStore", MemoryRedis)
     monkeypatch.setattr(scoring, "student_version", lambda student, max_length: "v1")
-    out = scoring.warm(scoring.ServeConfig(model=str(run), redis="redis://memory", codec="float32"), top=3)
+    # item_path raw: the raw vectors alone (this run folder has no model.pt to pre-compute MSD's item rows with)
+    out = scoring.warm(scoring.ServeConfig(model=str(run), redis="redis://memory", codec="float32", item_path="raw"),
+                       top=3)
     assert out["computed"] == 3 and not out["student_loaded"]
     cache = VectorCache(version="v1", codec="float32", lru_size=0, redis=None)
     top = [r for r in items if r["item_id"] in ("i1", "i4", "i2")]  # 50, 30, 20 train exposures

@@ -159,8 +159,10 @@ def test_hit_miss_and_write_back(msd_run, prepared, redis_server):
     client, _ = client_for(ServeConfig(model=str(msd_run), redis=redis_server.url, lru_size=0))
     first = client.post("/score", json=body).json()
     n_vectors = 4 + 6 + 1  # history, candidates, the user
-    assert first["cache"] == {"lru": 0, "redis": 0, "computed": n_vectors, "redis_writes": n_vectors, "hit_rate": 0.0}
-    assert redis.Redis.from_url(redis_server.url).dbsize() == n_vectors
+    # written back: each item's raw vector and its pre-computed row (ctr.adapted), the user's raw vector
+    n_written = n_vectors + 4 + 6
+    assert first["cache"] == {"lru": 0, "redis": 0, "computed": n_vectors, "redis_writes": n_written, "hit_rate": 0.0}
+    assert redis.Redis.from_url(redis_server.url).dbsize() == n_written
     second = client.post("/score", json=body).json()
     assert second["cache"]["redis"] == n_vectors and second["cache"]["computed"] == 0
     assert second["scores"] == first["scores"]
@@ -193,7 +195,9 @@ def test_a_new_student_never_reads_the_old_students_vectors(msd_run, prepared, r
     assert after["cache"]["redis"] == 0 and after["cache"]["computed"] == 11  # nothing stale served
     assert after["scores"] != before["scores"]
     keys = {k.decode() for k in redis.Redis.from_url(redis_server.url).keys("*")}
-    assert {k.split(":")[1] for k in keys} == {old_served.knowledge.cache.version, new_served.knowledge.cache.version}
+    versions = {old_served.knowledge.cache.version, new_served.knowledge.cache.version,
+                old_served.knowledge.adapted.version, new_served.knowledge.adapted.version}
+    assert len(versions) == 4 and {k.split(":")[1] for k in keys} == versions  # a model's rows follow its student
 
 
 def test_eviction_under_the_memory_cap(tmp_path):

@@ -1,0 +1,139 @@
+"""MSD's item path pre-computed per trained model, and the per-request rest (issue 26; paper section 3.5).
+
+Of MSD's knowledge module (`ctr.knowledge.MSD.knowledge`), four things depend on an item and the
+trained weights alone: its adapted vector e'_t = item_adaptor(z-scored raw vector), e'_t's unit vector
+(the cosine top-k is then one product), the gate's item
+half W_t e'_t + b (fusion "gate": sigmoid(W [e'_t, near] + b) = sigmoid(W_t e'_t + b + W_n near)) and,
+for the user level over the history, the user adaptor's first layer applied to the item's raw vector
+(W_u1 mean(raw) = mean(W_u1 raw): the mean of a history commutes with a linear layer). One row per item
+holds them (`item_parts`), cached like the raw vectors under the *model's* version, so a new `ctr train`
+run never reads another run's rows. What a request still computes (`RequestPath`): the cosine top-k
+over its history, the gate's history half, the user adaptor's last layers once, and the backbone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ctr.data import Batch
+
+
+ROW_FORMAT = 2  # the layout of a row (`Layout`): raise it when the layout changes, so old rows are never read
+
+
+def model_version(model_dir: str | Path, student_version: str, codec: str) -> str:
+    """A short hash of the run's weights and config, the student's version, the raw codec (its rounding feeds
+    the adaptor) and the row format: the rows of one trained model, as this code lays them out, and nothing else."""
+    model_dir = Path(model_dir)
+    digest = hashlib.blake2b(digest_size=6)
+    for name in ("model.pt", "ctr_config.json"):
+        digest.update((model_dir / name).read_bytes())
+    digest.update(f"|{student_version}|{codec}|rows{ROW_FORMAT}".encode())
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Layout:
+    """Where each part sits in an item's row: [e'_t | e'_t / |e'_t| | gate item half | user first layer | known]."""
+
+    dim: int  # e'_t width (the backbone's embedding width)
+    gate: bool  # fusion "gate": the gate's item half follows e'_t
+    user_hidden: int  # user adaptor's first-layer width when the user level reads the history, else 0
+
+    @property
+    def width(self) -> int:
+        return self.dim * (2 + self.gate) + self.user_hidden + 1
+
+    @classmethod
+    def of(cls, model: nn.Module) -> Layout:
+        history_user = model.user_level and model.user_source == "history"
+        return cls(dim=model.item_adaptor[-1].out_features, gate=model.gate is not None,
+                   user_hidden=model.user_adaptor[0].out_features if history_user else 0)
+
+
+def item_parts(model: nn.Module, raw: torch.Tensor) -> torch.Tensor:
+    """(N, W) rows of z-scored raw item vectors (N, Dk): what of MSD's item path depends on the item alone."""
+    layout = Layout.of(model)
+    adapted = model.item_adaptor(raw)  # (N, dim)
+    parts = [adapted, F.normalize(adapted, dim=1, eps=1e-8)]  # the unit vector: cosine similarity is one product
+    if layout.gate:
+        parts.append(F.linear(adapted, model.gate.weight[:, : layout.dim], model.gate.bias))  # (N, dim)
+    if layout.user_hidden:
+        parts.append(F.linear(raw, model.user_adaptor[0].weight))  # (N, hidden), the bias is added after the mean
+    parts.append((raw.abs().sum(1, keepdim=True) > 0).to(raw.dtype))  # (N, 1) the vector is known
+    return torch.cat(parts, dim=1)
+
+
+def near_sum(unit_t: torch.Tensor, unit_h: torch.Tensor, e_h: torch.Tensor, keep: torch.Tensor, k: int) -> torch.Tensor:
+    """(n, dim) sum of the k history rows most cosine-similar to each candidate; one history for all rows.
+
+    unit_t (n, dim), unit_h (L, dim): unit vectors (pre-computed); e_h (L, dim) the history's vectors; keep (L,)
+    bool: `ctr.knowledge.topk_sum` with the history shared, so the similarities are one (n, dim) x (dim, L)
+    product instead of n copies of the history. A request's history has no padding unless it is empty: the
+    masking steps run only then."""
+    k = min(k, len(e_h))
+    if k == 0:
+        return torch.zeros(len(unit_t), e_h.shape[1])
+    sim = unit_t @ unit_h.T  # (n, L)
+    if bool(keep.all()):
+        return e_h[sim.topk(k, dim=1).indices].sum(dim=1)  # (n, dim)
+    top, idx = sim.masked_fill(~keep, float("-inf")).topk(k, dim=1)  # (n, k)
+    return (e_h[idx] * torch.isfinite(top).unsqueeze(-1)).sum(dim=1)  # (n, dim)
+
+
+class RequestPath:
+    """What of MSD a request still computes, from its items' pre-computed rows; the model's constants read once.
+
+    Holds the weights it needs as plain tensors (no module lookups per request): the gate's history half,
+    the user adaptor's first bias and its later layers."""
+
+    def __init__(self, model: nn.Module):
+        self.model, self.layout = model, Layout.of(model)
+        self.fusion, self.top_k, self.user_level = model.fusion, model.top_k, model.user_level
+        dim = self.layout.dim
+        self.gate_near = model.gate.weight[:, dim:].T.contiguous() if self.layout.gate else None  # (dim, dim)
+        if self.layout.user_hidden:
+            self.user_bias = model.user_adaptor[0].bias  # (hidden,)
+            self.user_tail = [layer for layer in model.user_adaptor[1:]]  # ReLU, Linear, ...
+
+    def item_fields(self, cand: torch.Tensor, hist: torch.Tensor, keep: torch.Tensor) -> list[torch.Tensor]:
+        """[(n, dim)...]: e'_t joined with the top-k sum of the history as the run's `fusion` says."""
+        dim = self.layout.dim
+        e_t = cand[:, :dim]  # (n, dim)
+        if self.fusion == "none":
+            return [e_t]
+        near = near_sum(cand[:, dim : 2 * dim], hist[:, dim : 2 * dim], hist[:, :dim], keep, self.top_k)  # (n, dim)
+        if self.fusion == "concat":
+            return [e_t, near]
+        if self.fusion == "gate":  # sigmoid(W_t e'_t + b + W_n near): the item half was pre-computed
+            return [e_t + torch.sigmoid(torch.addmm(cand[:, 2 * dim : 3 * dim], near, self.gate_near)) * near]
+        return [e_t + near]
+
+    def user_field(self, hist: torch.Tensor, user: torch.Tensor | None) -> torch.Tensor:
+        """(1, dim) e'_u: the user adaptor over the mean of the history's known vectors, or over the user's vector."""
+        hidden = self.layout.user_hidden
+        if not hidden:
+            return self.model.user_adaptor(user.unsqueeze(0))  # (1, dim) a stored user's (scaled) vector
+        known = hist[:, -1]  # (L,) 1 for an entry with a known vector (padding reads row 0: zeros)
+        out = ((known @ hist[:, -hidden - 1 : -1]) / known.sum().clamp(min=1) + self.user_bias).unsqueeze(0)
+        for layer in self.user_tail:
+            out = layer(out)
+        return out  # (1, dim)
+
+    def __call__(self, rows: torch.Tensor, batch: Batch, user: torch.Tensor | None) -> torch.Tensor:
+        """(n,) MSD's logits for one request.
+
+        rows (m + 1, W): row k = request-local item k (row 0 unused); batch: the request, every row sharing one
+        history (batch.history[0]); user (Dk,): the user's scaled vector when the user level reads a table."""
+        history = batch.history[0]  # (L,)
+        hist, keep = rows[history], history > 0  # (L, W), (L,) padding is never picked nor averaged
+        parts = self.item_fields(rows[batch.item], hist, keep)
+        if self.user_level:
+            parts.append(self.user_field(hist, user).expand(len(batch.item), -1))  # (n, dim)
+        return self.model.backbone(batch, torch.stack(parts, dim=1))  # (n, X, dim) -> (n,)

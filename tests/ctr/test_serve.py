@@ -315,11 +315,11 @@ def test_cli_serves_on_loopback(din_run, prepared):
         deadline, health = time.monotonic() + 120, None
         while health is None and time.monotonic() < deadline and process.poll() is None:
             try:
-                health = httpx.get(f"http://127.0.0.1:{port}/health").json()
+                health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=60).json()
             except httpx.TransportError:
                 time.sleep(0.2)
         assert health == {"status": "ok", "model": "din", "redis": None}
-        scores = httpx.post(f"http://127.0.0.1:{port}/score", json=a_request(prepared)).json()["scores"]
+        scores = httpx.post(f"http://127.0.0.1:{port}/score", json=a_request(prepared), timeout=300).json()["scores"]
         assert len(scores) == 6 and all(0 < s < 1 for s in scores)
     finally:
         process.terminate()

@@ -30,14 +30,14 @@ def test_two_workers_share_one_port_and_one_redis(msd_history_run, prepared, red
         deadline, health = time.monotonic() + 120, None
         while health is None and time.monotonic() < deadline and process.poll() is None:
             try:
-                health = httpx.get(f"http://127.0.0.1:{port}/health").json()
+                health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=60).json()
             except httpx.TransportError:
                 time.sleep(0.2)
         assert health == {"status": "ok", "model": "msd", "redis": True}
         bodies = [a_request(prepared, 2 + k % 5, 3 + k % 4) for k in range(12)]
         served = Served(ServeConfig(model=str(msd_history_run)))
         for body in bodies:  # a fresh connection each: the kernel spreads them over the workers
-            answer = httpx.post(f"http://127.0.0.1:{port}/score", json=body).json()
+            answer = httpx.post(f"http://127.0.0.1:{port}/score", json=body, timeout=300).json()  # a miss loads the student
             np.testing.assert_allclose(answer["scores"], served.score(**body)["scores"], rtol=0, atol=2e-3)
         assert redis.Redis.from_url(redis_server.url).dbsize() > 0  # the workers' write-back went to the shared Redis
         children = subprocess.run(["pgrep", "-P", str(process.pid)], capture_output=True, text=True).stdout.split()

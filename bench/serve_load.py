@@ -102,13 +102,18 @@ def run_block(port: int, bodies: list[bytes], clients: int, tally: Tally, until:
             with lock:
                 record(tally, status, answer, elapsed, (time.monotonic() - origin, i % len(bodies)))
 
+    tally.busy_s += in_threads(client, clients)
+
+
+def in_threads(target, n: int) -> float:
+    """Run `target` in n threads at once; the seconds until the last one ends."""
     start = time.perf_counter()
-    threads = [threading.Thread(target=client) for _ in range(clients)]
+    threads = [threading.Thread(target=target) for _ in range(n)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    tally.busy_s += time.perf_counter() - start
+    return time.perf_counter() - start
 
 
 def record(tally: Tally, status: int, answer: dict, elapsed_ms: float, where: tuple[float, int]) -> None:
@@ -152,12 +157,7 @@ def per_body_pairs(ports: dict[str, int], bodies: list[bytes], clients: int) -> 
                 with lock:
                     record(tallies[name], status, answer, (time.perf_counter() - sent) * 1000, (0.0, i))
 
-    start = time.perf_counter()
-    threads = [threading.Thread(target=client) for _ in range(clients)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    busy = in_threads(client, clients)
     for t in tallies.values():
-        t.busy_s = time.perf_counter() - start
+        t.busy_s = busy
     return {name: t.summary(clients) for name, t in tallies.items()}

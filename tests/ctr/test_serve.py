@@ -304,6 +304,19 @@ def test_warm_without_a_reachable_redis_is_one_line(msd_run):
     assert result.returncode == 1 and result.stderr.strip().splitlines()[-1].startswith("error: redis at")
 
 
+def wait_healthy(port: int, process: subprocess.Popen, seconds: float = 120) -> dict | None:
+    """The server's /health answer once it answers (None if it exits or `seconds` pass first)."""
+    import httpx
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/health", timeout=60).json()
+        except httpx.TransportError:
+            time.sleep(0.2)
+    return None
+
+
 def test_cli_serves_on_loopback(din_run, prepared):
     import httpx
 
@@ -312,13 +325,7 @@ def test_cli_serves_on_loopback(din_run, prepared):
                                 "--threads", "1"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                env={**os.environ, "OMP_NUM_THREADS": "1"})
     try:
-        deadline, health = time.monotonic() + 120, None
-        while health is None and time.monotonic() < deadline and process.poll() is None:
-            try:
-                health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=60).json()
-            except httpx.TransportError:
-                time.sleep(0.2)
-        assert health == {"status": "ok", "model": "din", "redis": None}
+        assert wait_healthy(port, process) == {"status": "ok", "model": "din", "redis": None}
         scores = httpx.post(f"http://127.0.0.1:{port}/score", json=a_request(prepared), timeout=300).json()["scores"]
         assert len(scores) == 6 and all(0 < s < 1 for s in scores)
     finally:

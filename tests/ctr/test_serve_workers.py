@@ -5,14 +5,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 
 from ctr.scoring import ServeConfig, Served
 from redis_server import free_port
-from test_serve import ROOT, a_request, msd_history_run, redis_server, student_knowledge  # noqa: F401 (fixtures)
+from test_serve import ROOT, a_request, msd_history_run, redis_server, student_knowledge, wait_healthy  # noqa: F401
 
 pytest.importorskip("redis", reason="needs the redis extra: pip install 'msd-toolkit[redis]'")
 
@@ -27,13 +26,7 @@ def test_two_workers_share_one_port_and_one_redis(msd_history_run, prepared, red
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)})
     try:
-        deadline, health = time.monotonic() + 120, None
-        while health is None and time.monotonic() < deadline and process.poll() is None:
-            try:
-                health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=60).json()
-            except httpx.TransportError:
-                time.sleep(0.2)
-        assert health == {"status": "ok", "model": "msd", "redis": True}
+        assert wait_healthy(port, process) == {"status": "ok", "model": "msd", "redis": True}
         bodies = [a_request(prepared, 2 + k % 5, 3 + k % 4) for k in range(12)]
         served = Served(ServeConfig(model=str(msd_history_run)))
         for body in bodies:  # a fresh connection each: the kernel spreads them over the workers

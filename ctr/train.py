@@ -29,7 +29,7 @@ from ctr import distributed as D
 from ctr.build import build_model
 from ctr.data import Batch, Split, batch_of, batches, build_split
 from ctr.metrics import ctr_metrics, mean_std
-from ctr.runs import METRICS, load_data, load_run, save_run
+from ctr.runs import METRICS, flush_denormals, load_data, load_run, save_run
 from ctr.slices import auc_text, format_slices, slice_masks, slice_metrics
 from ctr.train_config import CTRConfig
 from ground.runinfo import peak_rss_mb
@@ -156,6 +156,7 @@ def train(config: CTRConfig, test: bool = True) -> dict:
     """
     check_distributed(config)
     D.init()
+    flush_denormals()
     set_seed(config.seed)  # every rank builds the same initial model
     data, features, catalogue, max_history = load_data(config)
     names = ("train", "val", "test") if test else ("train", "val")

@@ -80,3 +80,27 @@ def test_a_missing_data_folder_is_one_line(tmp_path):
     assert result.returncode == 1 and result.stderr.strip().startswith("error: ")
     assert len(result.stderr.strip().splitlines()) == 1
 
+
+
+def test_training_and_loading_a_run_flush_denormals(prepared, tmp_path):
+    """Denormal weights made ML-1M epochs ~25x slower (bench/ctr_denormals.py): train and load_run flush them."""
+    import torch
+
+    from ctr.runs import load_run
+    from ctr.train import train
+    from ctr.train_config import CTRConfig
+
+    def flushing() -> bool:
+        return torch.tensor([1e-40]).item() == 0
+
+    try:
+        torch.set_flush_denormal(False)
+        assert not flushing()
+        train(CTRConfig(data=str(prepared), output=str(tmp_path / "run"), model="deepfm", epochs=1, batch_size=256,
+                        max_train_samples=256, max_eval_samples=256))
+        assert flushing()
+        torch.set_flush_denormal(False)
+        load_run(tmp_path / "run")
+        assert flushing()
+    finally:
+        torch.set_flush_denormal(False)

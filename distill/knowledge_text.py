@@ -27,24 +27,29 @@ def check_knowledge_format(value: str) -> None:
         raise ConfigError(f"knowledge_format must be one of {', '.join(KNOWLEDGE_FORMATS)}, got {value!r}")
 
 
-def _pairs(entries: list | None) -> list[tuple[str, str]]:
-    """(aspect, value) of each entry that has a value, stripped."""
+def _pairs(entries: list | None, leaked: set[str]) -> list[tuple[str, str]]:
+    """(aspect, value) of each entry that has a value, stripped; a value copied from the one-shot example
+    (the record's `leaked` list, kgen.grounding) is left out, as it is from the key phrases."""
     pairs = [(str(e.get(R.ASPECT) or "").strip(), str(e.get(R.VALUE) or "").strip())
              for e in entries or [] if isinstance(e, dict)]
-    return [(aspect, value) for aspect, value in pairs if value]
+    return [(aspect, value) for aspect, value in pairs if value and value not in leaked]
 
 
-def _values(entries: list | None) -> list[str]:
-    return [value for _, value in _pairs(entries)]
+def _values(entries: list | None, leaked: set[str]) -> list[str]:
+    return [value for _, value in _pairs(entries, leaked)]
 
 
-def _aspect_values(entries: list | None) -> list[str]:
+def _aspect_values(entries: list | None, leaked: set[str]) -> list[str]:
     """'aspect: value' of each entry (the value alone where the aspect is empty)."""
-    return [f"{aspect}: {value}" if aspect else value for aspect, value in _pairs(entries)]
+    return [f"{aspect}: {value}" if aspect else value for aspect, value in _pairs(entries, leaked)]
 
 
 def render_knowledge(input_text: str, record: dict, fmt: KnowledgeFormat = DEFAULT_KNOWLEDGE_FORMAT) -> str:
     """The record's knowledge on lines of its own (an empty part adds no line), then the input text.
+
+    Values the teacher copied from its one-shot example (`leaked`) are left out: on ML-1M the embedded teacher
+    copied 5,449 of its 8,093 implicit values from the example, which would make each vector say which
+    example the item was shown with rather than what the teacher knows.
 
     >>> row = {"explicit": [{"aspect": "Type", "value": "Cakestand"}, {"aspect": "Size", "value": "3 Tier"}],
     ...        "implicit": [{"aspect": "Style", "value": "Vintage"}], "key_phrases": ["Cakestand", "Regency"]}
@@ -56,12 +61,14 @@ def render_knowledge(input_text: str, record: dict, fmt: KnowledgeFormat = DEFAU
     'Vintage\\nREGENCY CAKESTAND 3 TIER'
     """
     check_knowledge_format(fmt)
+    leaked = set(record.get(R.LEAKED) or [])
     if fmt == "phrases":
         parts = [", ".join(p.strip() for p in record.get(R.KEY_PHRASES) or [] if p.strip())]
     elif fmt == "implicit":
-        parts = ["; ".join(_values(record.get(R.IMPLICIT)))]
+        parts = ["; ".join(_values(record.get(R.IMPLICIT), leaked))]
     else:
-        parts = ["; ".join(_aspect_values(record.get(R.EXPLICIT))), "; ".join(_values(record.get(R.IMPLICIT)))]
+        parts = ["; ".join(_aspect_values(record.get(R.EXPLICIT), leaked)),
+                 "; ".join(_values(record.get(R.IMPLICIT), leaked))]
     return "\n".join([*(p for p in parts if p), input_text])
 
 

@@ -161,3 +161,10 @@ def test_the_ray_engine_gets_the_knowledge_texts_and_the_settings(catalogue, tmp
     assert calls[0][1][0] == "Cakestand, 3 Tier, Afternoon Tea, Vintage, Regency\n" + INPUT
     assert calls[0][1][2] == "WHITE HANGING HEART T-LIGHT HOLDER"  # c: failed record, its input alone
     assert summary["encoder_kind"] == "student" and summary["cut_at_max_length"] is None and summary["dim"] == 4
+
+
+def test_values_copied_from_the_one_shot_example_are_left_out():
+    row = {**CAKESTAND, "leaked": ["Vintage", "Parties"]}
+    assert render_knowledge(INPUT, row) == (
+        "Type: Cakestand; Size: 3 Tier\nAfternoon Tea, Parties\nREGENCY CAKESTAND 3 TIER")
+    assert render_knowledge(INPUT, row, "implicit") == "Afternoon Tea, Parties\nREGENCY CAKESTAND 3 TIER"

@@ -202,10 +202,12 @@ _M_MMAP_THRESHOLD = -3  # glibc mallopt parameter (malloc.h)
 # anew (~15 M minor page faults a 4-step run); at 4 MiB a LoRA run at batch 8 spent 24% less CPU time for the
 # same loss curve and peak RSS ~2.2 GB (bench/results/distill.jsonl, issue 22).
 _MMAP_THRESHOLD = 4 * 1024 * 1024
+_LOW_MEMORY_MMAP_THRESHOLD = 128 * 1024  # glibc's initial value: every larger block goes back to the OS at once
 
 
-def return_freed_memory() -> None:
-    """Make glibc give every freed block of 4 MiB or more back to the OS at once (Linux; a no-op elsewhere).
+def return_freed_memory(low_memory: bool = False) -> None:
+    """Make glibc give every freed block of 4 MiB or more (128 KiB with `low_memory`) back to the OS at once
+    (Linux; a no-op elsewhere).
 
     By default glibc raises its mmap threshold each time a large block is freed, so later activations and
     logits blocks come from the heap, whose freed space it keeps: a CPU training step then holds about three
@@ -214,12 +216,12 @@ def return_freed_memory() -> None:
     """
     mallopt = getattr(ctypes.CDLL(None), "mallopt", None) if sys.platform.startswith("linux") else None
     if mallopt is not None:
-        mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)
+        mallopt(_M_MMAP_THRESHOLD, _LOW_MEMORY_MMAP_THRESHOLD if low_memory else _MMAP_THRESHOLD)
 
 
 def train(config: TrainConfig) -> dict:
     """Train the student; save model or adapter, tokenizer, train_config.json and metrics.json; return the metrics."""
-    return_freed_memory()
+    return_freed_memory(config.low_memory)
     train_split, val_split = load_splits(config.data)
     trainer = build_trainer(config, train_split, val_split)
     resume = last_checkpoint(config.output) if config.resume else None

@@ -280,3 +280,21 @@ def test_a_limit_that_leaves_no_answer_token_is_refused(sft_dir, tiny_model, tmp
     train_split, val = load_splits(sft_dir)
     with pytest.raises(ConfigError, match="max_length 16 leaves no answer token in any training example"):
         build_trainer(tiny_config(sft_dir, tiny_model, tmp_path / "run", max_length=16), train_split, val)
+
+
+def test_low_memory_returns_every_block_over_128_kib(monkeypatch):
+    """The default keeps blocks under 4 MiB in the heap (fast); --low-memory gives the old 128 KiB (docs/performance.md)."""
+    import distill.train as T
+
+    calls = []
+
+    class FakeLibc:
+        def mallopt(self, param, value):
+            calls.append((param, value))
+
+    monkeypatch.setattr(T.ctypes, "CDLL", lambda name: FakeLibc())
+    monkeypatch.setattr(T.sys, "platform", "linux")
+    T.return_freed_memory()
+    T.return_freed_memory(low_memory=True)
+    assert calls == [(-3, 4 * 1024 * 1024), (-3, 128 * 1024)]
+    assert TrainConfig(data="d", output="o", low_memory=True).low_memory

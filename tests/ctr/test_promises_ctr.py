@@ -265,7 +265,6 @@ def din_run(tmp_path_factory, prepared) -> Path:
 
 
 def test_serving_keeps_the_most_recent_history_items(din_run, prepared):
-    pytest.importorskip("fastapi")
     from ctr.scoring import ServeConfig, Served
 
     served = Served(ServeConfig(model=str(din_run)))
@@ -281,7 +280,6 @@ def test_serving_keeps_the_most_recent_history_items(din_run, prepared):
 
 def test_serving_scores_a_row_as_evaluation_does_even_with_a_longer_history(din_run, prepared):
     """A test row sent with its full history (longer than max_history) scores as `ctr eval` scores it."""
-    pytest.importorskip("fastapi")
     from ctr.scoring import ServeConfig, Served
     from ctr.runs import load_run
     from ctr.train import predict

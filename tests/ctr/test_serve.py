@@ -11,8 +11,10 @@ import sys
 import time
 from pathlib import Path
 
+import fastapi  # noqa: F401  (the serve and redis extras come with `make test`: a missing one fails, never skips)
 import numpy as np
 import pytest
+import redis
 import torch
 
 from ctr.cache import RedisStore, VectorCache
@@ -20,8 +22,6 @@ from ctr.scoring import ServeConfig, Served
 from redis_server import RedisServer, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-pytest.importorskip("redis", reason="needs the redis extra: pip install 'msd-toolkit[redis]'")
-pytest.importorskip("fastapi")
 
 
 @pytest.fixture(scope="module")
@@ -153,7 +153,6 @@ def test_a_request_scores_the_same_cold_and_after_others(run_name, prepared, req
 
 
 def test_hit_miss_and_write_back(msd_run, prepared, redis_server):
-    import redis
 
     body = a_request(prepared)
     client, _ = client_for(ServeConfig(model=str(msd_run), redis=redis_server.url, lru_size=0))
@@ -175,7 +174,6 @@ def test_hit_miss_and_write_back(msd_run, prepared, redis_server):
 
 
 def test_a_new_student_never_reads_the_old_students_vectors(msd_run, prepared, redis_server, tmp_path, tiny_student):
-    import redis
     from transformers import LlamaForCausalLM
 
     other = tmp_path / "student-v2"
@@ -201,7 +199,6 @@ def test_a_new_student_never_reads_the_old_students_vectors(msd_run, prepared, r
 
 
 def test_eviction_under_the_memory_cap(tmp_path):
-    import redis
 
     server = RedisServer(tmp_path, maxmemory="2mb").start()
     try:

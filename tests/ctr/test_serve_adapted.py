@@ -14,7 +14,6 @@ from ctr.scoring import ServeConfig, Served
 from test_serve import (a_request, eval_rows, msd_history_run, msd_mean_run, msd_run,  # noqa: F401 (fixtures)
                         redis_server, student_knowledge, train_run)
 
-pytest.importorskip("redis", reason="needs the redis extra: pip install 'msd-toolkit[redis]'")
 
 
 @pytest.fixture(scope="module")

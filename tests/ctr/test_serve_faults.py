@@ -8,13 +8,11 @@ import logging
 import time
 
 import numpy as np
-import pytest
 
 from ctr.scoring import ServeConfig
 from test_serve import (a_request, client_for, msd_history_run, redis_server,  # noqa: F401 (fixtures)
                         student_knowledge)
 
-pytest.importorskip("redis", reason="needs the redis extra: pip install 'msd-toolkit[redis]'")
 
 
 def bodies_of(prepared, n: int, new: int = 4) -> list[dict]:

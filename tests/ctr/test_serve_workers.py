@@ -7,13 +7,11 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
 
 from ctr.scoring import ServeConfig, Served
 from redis_server import free_port
 from test_serve import ROOT, a_request, msd_history_run, redis_server, student_knowledge, wait_healthy  # noqa: F401
 
-pytest.importorskip("redis", reason="needs the redis extra: pip install 'msd-toolkit[redis]'")
 
 
 def test_two_workers_share_one_port_and_one_redis(msd_history_run, prepared, redis_server):  # noqa: F811

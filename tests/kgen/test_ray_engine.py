@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import ray  # the ray extra, installed by `make test`: a missing one fails here, never skips
 import torch
 from fake_teacher import CrashOnceTeacher, FakeTeacher, LoggingTeacher, task
 from typer.testing import CliRunner
@@ -24,7 +25,6 @@ from kgen.generate import GenerateConfig, generate_knowledge
 from kgen.run import generate_records
 from kgen.teachers.base import GenerationSettings
 
-ray = pytest.importorskip("ray")
 SETTINGS = GenerationSettings(max_new_tokens=6, answer_format="text")
 ROOT = Path(__file__).resolve().parents[2]
 

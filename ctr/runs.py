@@ -75,9 +75,9 @@ def read_config(model_dir: str | Path, data_dir: str | Path | None = None) -> CT
 def flush_denormals() -> None:
     """Treat floats below ~1.2e-38 as zero on CPU (FTZ/DAZ).
 
-    A few hundred such weights (0.3% of a tuned DIN's MLP, after some epochs with L2) made its matrix products
-    3.5x slower on this project's CPUs: ML-1M epochs fell from ~10,000 to ~400 samples/s mid-run
-    (`python -m bench.ctr_denormals`). Values that small change no prediction.
+    219 such weights (0.15% of a tuned DIN's MLP, after some epochs with L2) made its matrix products 3.9x
+    slower on this project's CPUs, and ML-1M epochs fell from ~12,000 to ~360 samples/s mid-run
+    (`python -m bench.ctr_denormals`, bench/results/ctr.jsonl). Values that small change no prediction.
     """
     torch.set_flush_denormal(True)
 

@@ -126,23 +126,22 @@ def source_texts(config: EmbedConfig) -> tuple[dict[str, str], dict[str, str], d
 
 
 def text_encoder(config: EmbedConfig) -> tuple[Callable, dict, object | None]:
-    """(encode(texts, desc) -> (N, D) float32 array, what the vectors are for embed_config.json, the tokenizer
+    """(encode(texts, desc=...) -> (N, D) float32 array, what the vectors are for embed_config.json, the tokenizer
     that counts the texts cut at max_length; None under ray, whose workers hold the model)."""
     if config.engine == "ray":
         from distill.embed_ray import encode_texts_ray
 
-        encode = partial(encode_texts_ray, config.model, batch_size=config.batch_size,
-                         max_length=config.max_length, workers=config.workers)
-        return (lambda texts, desc: encode(texts, desc=desc)), STUDENT_INFO, None
+        return partial(encode_texts_ray, config.model, batch_size=config.batch_size, max_length=config.max_length,
+                       workers=config.workers), STUDENT_INFO, None
     if config.encoder == STUDENT_ENCODER:
         model, tokenizer = load_encoder(config.model)
-        encode = partial(encode_texts, model, tokenizer, batch_size=config.batch_size, max_length=config.max_length)
-        return (lambda texts, desc: encode(texts, desc=desc)), STUDENT_INFO, tokenizer
+        return (partial(encode_texts, model, tokenizer, batch_size=config.batch_size, max_length=config.max_length),
+                STUDENT_INFO, tokenizer)
     embedder = load_sentence_encoder(config.encoder, config.max_length, config.normalize)
     info = {"encoder_kind": "sentence-transformers", "encoder_path": embedder.path,
             "pooling": sentence_pooling(embedder.model), "normalized": config.normalize}
-    encode = partial(encode_sentences, embedder, batch_size=config.batch_size, normalize=config.normalize)
-    return (lambda texts, desc: encode(texts, desc=desc)), info, embedder.model.tokenizer
+    return (partial(encode_sentences, embedder, batch_size=config.batch_size, normalize=config.normalize), info,
+            embedder.model.tokenizer)
 
 
 def embed_tables(config: EmbedConfig) -> dict:
@@ -155,7 +154,7 @@ def embed_tables(config: EmbedConfig) -> dict:
     for name, texts, table in (("items", item_texts, ITEM_TABLE), ("users", user_texts, USER_TABLE)):
         if not texts:
             continue
-        vectors = encode(list(texts.values()), name)
+        vectors = encode(list(texts.values()), desc=name)
         write_table(config.output / table, list(texts), vectors)
         counts[name], dim = len(texts), int(vectors.shape[1])
         if tokenizer is not None:

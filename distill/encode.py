@@ -39,8 +39,6 @@ def load_encoder(model: str):
     return lm.base_model.to(device).eval(), tokenizer  # base_model: the decoder stack, e.g. LlamaModel
 
 
-
-
 def load_sentence_encoder(name: str, max_length: int, normalize: bool):
     """An eval.embedder.Embedder over a sentence-transformers model by name or path ('all-minilm-l6-v2': the
     bundled MiniLM), reading at most `max_length` tokens per text. Without `normalize` a final Normalize layer is

@@ -60,14 +60,14 @@ def sentence_pooling(model) -> str | None:
 
 
 def encode_sentences(embedder, texts: list[str], batch_size: int, normalize: bool, desc: str):
-    """(N, D) float32 numpy array from a sentence-transformers model, batch by batch with a progress bar; text
-    the model cannot read (CJK for the English MiniLM) is refused first (eval.embedder)."""
+    """(N, D) float32 numpy array from a sentence-transformers model, batch by batch with a progress bar; a text
+    the model cannot read (over 30% [UNK] tokens: CJK for the English MiniLM) is refused first (eval.embedder)."""
     import numpy as np
 
     from eval.embedder import EmbedderError
 
     try:
-        embedder.check(texts)
+        embedder.check_texts(texts)
     except EmbedderError as exc:  # the eval commands call the setting --embedder; here it is --encoder
         raise EmbedderError(str(exc).replace("--embedder", "--encoder")) from None
     print(f"{desc}: {len(texts)} texts", flush=True)

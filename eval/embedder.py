@@ -103,6 +103,13 @@ class Embedder:
         unk_id = None if english_only else self.model.tokenizer.unk_token_id
         check_cjk(phrases, self.name, english_only, None if english_only else self._token_ids, unk_id)
 
+    def check_texts(self, texts: Sequence[str]) -> None:
+        """Refuse texts (sentences, not phrases) that are mostly [UNK] to this model. A stray CJK glyph in a long
+        English text costs one [UNK] token and is read around; a text in a script the model cannot read is not."""
+        if not any(has_cjk(t) for t in texts):
+            return
+        check_cjk(texts, self.name, False, self._token_ids, self.model.tokenizer.unk_token_id)
+
     def encode(self, phrases: list[str]) -> np.ndarray:
         """(N, D) float32 unit-norm embeddings, batched; the CJK check runs first."""
         self.check(phrases)

@@ -168,3 +168,17 @@ def test_values_copied_from_the_one_shot_example_are_left_out():
     assert render_knowledge(INPUT, row) == (
         "Type: Cakestand; Size: 3 Tier\nAfternoon Tea, Parties\nREGENCY CAKESTAND 3 TIER")
     assert render_knowledge(INPUT, row, "implicit") == "Afternoon Tea, Parties\nREGENCY CAKESTAND 3 TIER"
+
+
+def test_a_stray_cjk_glyph_in_an_english_text_is_encoded_but_a_text_the_encoder_cannot_read_is_refused():
+    """The teacher sometimes drops one CJK glyph into English knowledge ('Conspir安'): MiniLM reads that text
+    (no [UNK] at all), so it is encoded; a Chinese text is mostly [UNK] to MiniLM and is refused, naming --encoder."""
+    from distill.encode import encode_sentences, load_sentence_encoder
+    from eval.embedder import EmbedderError
+
+    encoder = load_sentence_encoder("all-minilm-l6-v2", 128, normalize=True)
+    stray = "The Shadows Conspir安: 1997\nShadow Conspiracy (1997). Genres: Thriller"
+    vectors = encode_sentences(encoder, [stray, INPUT], batch_size=2, normalize=True, desc="items")
+    assert vectors.shape == (2, 384) and np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
+    with pytest.raises(EmbedderError, match=r"1 phrase\(s\) contain CJK text.*--encoder"):
+        encode_sentences(encoder, [INPUT, "安全套装礼品盒"], batch_size=2, normalize=True, desc="items")

@@ -141,6 +141,46 @@ def ratios(rows: list[dict], label: str) -> dict[str, dict]:
             for (name, c) in by if name != "din" and ("din", c) in by}
 
 
+def in_process(din: Path, msd: Path, mix: list[dict], rounds: int = 5) -> dict:
+    """The model path alone, no HTTP: `Served.score` of DIN and MSD (warm LRU) in one process, one thread,
+    alternating request by request; the median per request of each, and where MSD's extra time goes."""
+    import torch
+
+    from ctr.scoring import ServeConfig, Served
+
+    torch.set_num_threads(1)
+    served = {"din": Served(ServeConfig(model=str(din))), "msd": Served(ServeConfig(model=str(msd)))}
+    path = served["msd"].request_path
+    parts = {"msd rows": (served["msd"], "adapted_rows"), "msd item fields": (path, "item_fields"),
+             "msd user field": (path, "user_field"), "msd backbone": (served["msd"].model.backbone, "forward"),
+             "din model": (served["din"].model, "forward")}
+    spent: dict[str, list[float]] = {name: [] for name in [*served, *parts]}
+
+    def timer(name: str, fn):
+        def timed(*args, **kwargs):
+            start = time.perf_counter()
+            out = fn(*args, **kwargs)
+            spent[name].append(time.perf_counter() - start)
+            return out
+        return timed
+
+    for name, (obj, attr) in parts.items():  # each step of MSD's path, and DIN's model, through a wrapper
+        setattr(obj, attr, timer(name, getattr(obj, attr)))
+    for r in range(rounds + 1):  # round 0 fills the LRU and is not kept
+        for body in mix:
+            for name, s in served.items():
+                start = time.perf_counter()
+                s.score(body["user_id"], body["history"], body["candidates"])
+                if r:
+                    spent[name].append(time.perf_counter() - start)
+    skip = len(mix)
+    out = {name: round(float(np.median(times[skip:] if name in parts else times)) * 1e3, 4)
+           for name, times in spent.items()}
+    out["msd_din_ratio"] = round(out["msd"] / out["din"], 3)
+    print(f"in process (no HTTP), median ms per request: {json.dumps(out)}", flush=True)
+    return out
+
+
 def cold(msd: Path, bodies: list[bytes]) -> list[dict]:
     """Each item's first request: no Redis, an empty LRU, every vector computed by the student (1 client)."""
     print("scenario cold: starting", flush=True)
@@ -285,6 +325,8 @@ def main() -> None:
             msd_args = ["--model", str(msd), "--redis", redis.url]
             rows += side_by_side("scale", {"1-process": msd_args, "2-workers": [*msd_args, "--workers", "2"]}, bodies,
                                  [32], args.block)
+        if "in-process" not in skip:
+            extra["in_process"] = in_process(din, msd, mix)
         if "cold" not in skip:
             rows += cold(msd, bodies[: args.cold_requests])
         if "faults" not in skip:

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-import torch
 
 Codec = Literal["float16", "int8", "float32"]
 CODECS: tuple[str, ...] = ("float16", "int8", "float32")  # float32: exact (the scores of `ctr eval`), twice float16's size
@@ -128,21 +127,21 @@ class KeyedRows:
     may hold the whole catalogue anyway (lru_size >= K): the OrderedDict of the LRU costs a lookup per key."""
 
     def __init__(self, size: int):
-        self.rows: torch.Tensor | None = None  # (K + 1, W), row 0 zeros (padding)
+        self.rows: np.ndarray | None = None  # (K + 1, W), row 0 zeros (padding)
         self.have = np.zeros(size, bool)  # (K + 1,)
 
-    def get(self, keys: np.ndarray) -> torch.Tensor | None:
+    def get(self, keys: np.ndarray) -> np.ndarray | None:
         """(1 + len(keys), W): a zero row, then the rows of keys (all > 0), or None unless every one is kept."""
         if self.rows is None or not self.have[keys].all():
             return None
-        return self.rows[torch.from_numpy(np.concatenate([[0], keys]))]
+        return self.rows[np.concatenate([[0], keys])]
 
     def put(self, keys: np.ndarray, rows: np.ndarray) -> None:
         """Keep the rows (N, W) of catalogue keys (N,) (0 = not in the catalogue: skipped)."""
         known = keys > 0
         if self.rows is None:
-            self.rows = torch.zeros(len(self.have), rows.shape[1])
-        self.rows[torch.from_numpy(keys[known])] = torch.from_numpy(rows[known])
+            self.rows = np.zeros((len(self.have), rows.shape[1]), np.float32)
+        self.rows[keys[known]] = rows[known]
         self.have[keys[known]] = True
 
 

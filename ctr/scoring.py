@@ -308,7 +308,7 @@ class Served:
             user = torch.from_numpy(vector)
         return self.request_path(rows, batch, user), stats.as_dict()
 
-    def adapted_rows(self, items: list[Local]) -> tuple[torch.Tensor, CacheStats]:
+    def adapted_rows(self, items: list[Local]) -> tuple[np.ndarray, CacheStats]:
         """(n + 1, W) the items' rows by local key (row 0 padding): LRU, Redis, else from their raw vectors.
 
         A miss is computed from the raw vector (itself from the cache or the student) and written back; the
@@ -331,8 +331,8 @@ class Served:
                                       keys=[item.adapted_key for item in items])
         if self.row_memo is not None:
             self.row_memo.put(catalogue, parts)
-        rows = torch.zeros(len(items) + 1, parts.shape[1])
-        rows[1:] = torch.from_numpy(parts)
+        rows = np.zeros((len(items) + 1, parts.shape[1]), np.float32)
+        rows[1:] = parts
         return rows, CacheStats(lru=stats.lru + raw_stats.lru, redis=stats.redis + raw_stats.redis,
                                 computed=raw_stats.computed, redis_writes=stats.redis_writes + raw_stats.redis_writes)
 

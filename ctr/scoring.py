@@ -3,20 +3,21 @@
 A request names a user, their recent behaviour (item ids or item records) and the
 candidates. Its distinct items get *request-local* keys 1..n: the ID features of an
 item come from the catalogue (or, for an item the model never saw, from its record),
-and for MSD its semantic vector from the vector cache (`ctr.cache`), computed by the
-student on a miss. The model's forward then runs unchanged on those local tables.
+and for MSD its semantic vector from the vector cache (`ctr.cache`), computed on a miss by
+the encoder that made the run's tables, from the same text (`ctr.encoders`: the student, or
+a sentence-transformers model over the input or the knowledge text). The model's forward
+then runs unchanged on those local tables.
 
 Where the user's semantic vector comes from follows the run's `user_source`: "history"
 (the default) is the mean of the request's own history items' vectors, computed by the
 model itself as in training. "table" follows how the run's user table was made (the
-folder's embed_config.json): the student over the user's text or the mean of their
+folder's embed_config.json): the tables' encoder over the user's text or the mean of their
 items' vectors, built from the user's stored record (users.jsonl: a snapshot at T0, and a
 request comes after T0), exactly as the table the model was trained with.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import threading
 import time
@@ -37,9 +38,11 @@ from ctr.serve_config import ServeConfig
 from ground.vectors import ITEM_TABLE, USER_TABLE, read_table
 from ground.errors import ConfigError, RecordError
 from ground import records as R
-from kgen.inputs import item_input, user_input
+from kgen.inputs import item_input
+from ctr.encoders import (EMBED_CONFIG, RequestError, SentenceEncoder, StudentEncoder, TableTexts, read_embed_config,
+                          table_encoder)
 
-EMBED_CONFIG = "embed_config.json"
+__all__ = ["RequestError", "ServeConfig", "Served", "warm"]
 
 
 class Local(NamedTuple):
@@ -47,14 +50,10 @@ class Local(NamedTuple):
 
     item_id: str
     record: dict
-    text: str  # what the student reads (kgen.inputs.item_input)
+    text: str  # what its vector is made from (ctr.encoders.TableTexts: its input, or its knowledge and input)
     key: str  # its vector's cache key ("" when the model reads no vectors)
     adapted_key: str  # its pre-computed row's cache key under the model's version ("" without one)
     catalogue: int  # its catalogue key (ID features from the catalogue), 0 when outside it (read from the record)
-
-
-class RequestError(ValueError):
-    """A well-formed request this model cannot score (an unknown item id, an unknown field): a 422."""
 
 
 class GivenVectors(nn.Module):
@@ -79,51 +78,26 @@ class GivenVectors(nn.Module):
         return self.user_rows[keys]
 
 
-class StudentEncoder:
-    """texts -> (N, Dk) float32 vectors: the student as `distill embed` runs it (mean of the last hidden states)."""
-
-    def __init__(self, student: str, max_length: int, batch_size: int):
-        self.student, self.max_length, self.batch_size = student, max_length, batch_size
-        self.version = student_version(student, max_length)
-        self.model = self.tokenizer = None  # loaded on the first miss: a warm server never needs the student
-
-    def __call__(self, texts: list[str]) -> np.ndarray:
-        from distill.encode import encode_texts, load_encoder
-
-        if self.model is None:
-            self.model, self.tokenizer = load_encoder(self.student)
-        return encode_texts(self.model, self.tokenizer, texts, self.batch_size, self.max_length, "", progress=False)
-
-
-def student_version(student: str, max_length: int) -> str:
-    """A short hash of the student's weights and configs (an adapter's base included) and the encoding settings."""
-    from distill.export import adapter_base, fingerprint, is_adapter, student_path
-
-    path = student_path(student)
-    parts = [fingerprint(path), str(max_length), "mean:last_hidden_state"]
-    if is_adapter(path):
-        parts.append(fingerprint(adapter_base(Path(path))))
-    return hashlib.blake2b("|".join(parts).encode(), digest_size=6).hexdigest()
-
-
 def user_mode(knowledge: Path) -> tuple[str, int]:
-    """How the run's user vectors were made: ("student", max_history), ("mean", 0) or ("none", 0)."""
+    """How the run's user vectors were made: ("encoded", max_history): the tables' encoder over each user's text
+    (`distill embed --users`), ("mean", 0): the mean of the user's items' vectors, or ("none", 0)."""
     if not (knowledge / USER_TABLE).exists():
         return "none", 0
     embed = json.loads((knowledge / EMBED_CONFIG).read_text()) if (knowledge / EMBED_CONFIG).exists() else {}
     if "users_vector" in embed:  # bench/ctr_vectors.py user-mean
         return "mean", 0
     if embed.get("users"):
-        return "student", int(embed.get("max_history", 20))
+        return "encoded", int(embed.get("max_history", 20))
     raise RecordError(f"{knowledge / EMBED_CONFIG}: cannot tell how {USER_TABLE} was made "
                         "(neither `distill embed --users` nor a user-mean table)")
 
 
 @dataclass(kw_only=True)
 class Knowledge:
-    """MSD's serving side: the student, the cache in front of it and the user-vector rule."""
+    """MSD's serving side: the encoder of the run's tables, their text rule, the cache and the user-vector rule."""
 
-    encoder: StudentEncoder
+    encoder: StudentEncoder | SentenceEncoder
+    texts: TableTexts
     cache: VectorCache
     adapted: VectorCache | None  # rows of `ctr.adapted.item_parts` under the model's version (item_path "adapted")
     user_mode: str
@@ -152,13 +126,10 @@ def table_stats(knowledge: Path, data, train_items, users: bool) -> tuple[tuple 
 
 
 def load_knowledge(run: dict, config: ServeConfig, data, catalogue) -> Knowledge:
-    """The student (the tables' own unless --student), its version, and the two-level cache."""
+    """The tables' encoder (a student, the tables' own unless --student, or a sentence-transformers model), its
+    text rule, its version, and the two-level cache."""
     knowledge = Path(run["knowledge"])
-    embed = json.loads((knowledge / EMBED_CONFIG).read_text()) if (knowledge / EMBED_CONFIG).exists() else {}
-    student = config.student or embed.get("model")
-    if not student:
-        raise RecordError(f"{knowledge / EMBED_CONFIG}: no student model recorded; pass --student")
-    encoder = StudentEncoder(student, int(embed.get("max_length", 256)), config.encode_batch_size)
+    encoder, texts = table_encoder(knowledge, config.student, config.encode_batch_size)
     redis = RedisStore(config.redis, config.redis_timeout_s, config.redis_retry_s) if config.redis else None
     cache = VectorCache(version=encoder.version, codec=config.codec, lru_size=config.lru_size, redis=redis)
     # float32: a row is the model's own output from rounded raw vectors, so it adds no rounding of its own
@@ -169,7 +140,7 @@ def load_knowledge(run: dict, config: ServeConfig, data, catalogue) -> Knowledge
     mode, max_history = user_mode(knowledge) if table_users else ("none", 0)
     item_stats, user_stats = (table_stats(knowledge, data, catalogue.item_counts > 0, table_users)
                               if run.get("standardize_vectors", True) else (None, None))
-    return Knowledge(encoder=encoder, cache=cache, adapted=adapted, user_mode=mode, user_max_history=max_history,
+    return Knowledge(encoder=encoder, texts=texts, cache=cache, adapted=adapted, user_mode=mode, user_max_history=max_history,
                      user_level=table_users, item_stats=item_stats, user_stats=user_stats)
 
 
@@ -222,8 +193,8 @@ class Served:
         return item
 
     def local(self, item_id: str, record: dict) -> Local:
-        text = item_input(record)
         kn = self.knowledge
+        text = kn.texts.item_text(item_id, record, record is self.items.get(item_id)) if kn else item_input(record)
         return Local(item_id=item_id, record=record, text=text, catalogue=self.item_key.get(item_id, 0),
                      key=kn.cache.key("i", text) if kn else "",
                      adapted_key=kn.adapted.key("a", text) if kn and kn.adapted else "")
@@ -376,8 +347,8 @@ class Served:
     def stored_user_vector(self, record: dict) -> tuple[np.ndarray, CacheStats]:
         """(Dk,) raw vector of a stored user, as the run's user table made it, through the cache."""
         kn = self.knowledge
-        if kn.user_mode == "student":
-            text = user_input(record, self.items, kn.user_max_history)
+        if kn.user_mode == "encoded":
+            text = kn.texts.user_text(record, self.items, kn.user_max_history)
             vector, stats = kn.cache.get("u", [text], kn.encoder)
             return vector[0], stats
         # "mean": the mean of the user's stored history items, each through the item cache (no extra key to go stale)
@@ -401,9 +372,9 @@ def scaled(vectors: np.ndarray, stats: tuple[np.ndarray, np.ndarray] | None, out
 def warm(config: ServeConfig, top: int) -> dict:
     """Store in Redis the vectors of the top-N items by train exposures; returns the cache counts.
 
-    When the serving student is the one that wrote the run's knowledge tables, their vectors *are* its
-    output (the same text, max_length and pooling): they are stored as they are, and only items absent
-    from the tables are computed (the student is loaded only then)."""
+    When the serving encoder is the one that wrote the run's knowledge tables (always, unless --student names
+    another student), their vectors *are* its output (the same text, max_length and pooling): they are stored
+    as they are, and only items absent from the tables are computed (the encoder is loaded only then)."""
     if config.redis is None:
         raise ConfigError("ctr warm needs --redis (the in-process cache belongs to a running server)")
     redis = RedisStore(config.redis, config.redis_timeout_s)
@@ -413,24 +384,23 @@ def warm(config: ServeConfig, top: int) -> dict:
     if not run.get("knowledge") or run.get("lora"):
         raise ConfigError(f"{config.model}: model {run.get('model')} reads no cached vectors: nothing to warm")
     knowledge = Path(run["knowledge"])
-    embed = json.loads((knowledge / EMBED_CONFIG).read_text())
-    student, max_length = config.student or embed["model"], int(embed.get("max_length", 256))
+    encoder, table_texts = table_encoder(knowledge, config.student, config.encode_batch_size)
     items = R.read_records(Path(run["data"]) / "items.jsonl", "item")
     ranked = sorted(items, key=lambda r: -int((r.get(R.STATS) or {}).get(R.EXPOSURES, 0)))[:top]
-    texts = [item_input(r) for r in ranked]
-    own = config.student in (None, embed["model"])
+    texts = [table_texts.item_text(str(r[R.ITEM_ID]), r, catalogue=True) for r in ranked]
+    own = config.student in (None, read_embed_config(knowledge).get("model"))
     table = dict(zip(*read_table(knowledge / ITEM_TABLE))) if own else {}
-    known = {item_input(r): table[str(r[R.ITEM_ID])] for r in ranked if str(r[R.ITEM_ID]) in table}
-    encoder: list[StudentEncoder] = []
+    known = {text: table[str(r[R.ITEM_ID])] for r, text in zip(ranked, texts) if str(r[R.ITEM_ID]) in table}
+    loaded = []
 
     def compute(batch: list[str]) -> np.ndarray:
         todo = [t for t in batch if t not in known]
         if todo:
-            encoder[:] = encoder or [StudentEncoder(student, max_length, config.encode_batch_size)]
-            known.update(zip(todo, encoder[0](todo)))
+            loaded.append(len(todo))
+            known.update(zip(todo, encoder(todo)))
         return np.stack([known[t] for t in batch])
 
-    cache = VectorCache(version=student_version(student, max_length), codec=config.codec, lru_size=0, redis=redis)
+    cache = VectorCache(version=encoder.version, codec=config.codec, lru_size=0, redis=redis)
     counts = CacheStats()
     for start in range(0, len(texts), config.encode_batch_size):
         counts.add(cache.get("i", texts[start : start + config.encode_batch_size], compute)[1])
@@ -438,7 +408,7 @@ def warm(config: ServeConfig, top: int) -> dict:
     if not redis.up:
         raise ConfigError(f"redis at {config.redis} went away: {counts.redis_writes} of {len(texts)} vectors stored")
     return {"items": len(texts), **counts.as_dict(), "from_tables": own and len(table) > 0,
-            "student_loaded": bool(encoder), "version": cache.version, "adapted": adapted}
+            "student_loaded": bool(loaded), "version": cache.version, "adapted": adapted}
 
 
 def warm_adapted(config: ServeConfig, item_ids: list[str]) -> dict:

@@ -33,6 +33,22 @@ Id = Name | Annotated[int, Field(ge=0)]
 Scalar = str | int | float | bool | None
 
 
+class AspectValue(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    aspect: Annotated[str, StringConstraints(max_length=200)] = ""
+    value: Text
+
+
+class ItemKnowledge(BaseModel):
+    """An item's knowledge as a knowledge record holds it: a run whose tables encode knowledge text (`distill
+    embed --source knowledge`) writes it before the item's input, as the tables did (`ctr.encoders`)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    explicit: Annotated[list[AspectValue], Field(max_length=64)] = []
+    implicit: Annotated[list[AspectValue], Field(max_length=64)] = []
+    key_phrases: Annotated[list[Name], Field(max_length=64)] = []
+
+
 class ItemRecord(BaseModel):
     """An item the caller describes (kgen item record): a new item is scored from its name and fields."""
 
@@ -43,6 +59,7 @@ class ItemRecord(BaseModel):
     category: Name | None = None
     attributes: Annotated[dict[Name, Scalar | list[Scalar]], Field(max_length=64)] | None = None
     stats: Annotated[dict[Name, int], Field(max_length=16)] | None = None
+    knowledge: ItemKnowledge | None = None
 
 
 Entry = Id | ItemRecord

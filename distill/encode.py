@@ -70,9 +70,10 @@ def encode_sentences(embedder, texts: list[str], batch_size: int, normalize: boo
         embedder.check_texts(texts)
     except EmbedderError as exc:  # the eval commands call the setting --embedder; here it is --encoder
         raise EmbedderError(str(exc).replace("--embedder", "--encoder")) from None
-    print(f"{desc}: {len(texts)} texts", flush=True)
+    if desc:  # a server's misses (desc "") go quietly
+        print(f"{desc}: {len(texts)} texts", flush=True)
     vectors = embedder.model.encode(texts, batch_size=batch_size, normalize_embeddings=normalize,
-                                    show_progress_bar=True, convert_to_numpy=True)
+                                    show_progress_bar=bool(desc), convert_to_numpy=True)
     return np.asarray(vectors, np.float32).reshape(len(texts), -1)
 
 

@@ -71,11 +71,49 @@ def ctr(*args: str) -> None:
     subprocess.run(["nice", "-n", str(step), sys.executable, "-m", "ctr.cli", *args], cwd=ROOT, check=True)
 
 
-def train_run(run: Path, args: list[str]) -> dict:
-    """metrics.json of `ctr train ARGS -o run`, training only when it is not there yet."""
-    if not (run / "metrics.json").exists():
-        ctr("train", *args, "-o", str(run))
-    return json.loads((run / "metrics.json").read_text())
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def train_run(run: Path, args: list[str], skip_busy: bool = False) -> dict | None:
+    """metrics.json of `ctr train ARGS -o run`, training only when it is not there yet.
+
+    Two benches may share a queue (each core one bench): RUN.lock holds the pid of the one training RUN. The
+    other skips it (`skip_busy`, returning None) or waits for it; a lock whose process is gone is taken over."""
+    metrics = run / "metrics.json"
+    lock = run.with_name(run.name + ".lock")
+    run.parent.mkdir(parents=True, exist_ok=True)
+    while not metrics.exists():
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            text = lock.read_text() if lock.exists() else "gone"
+            if not text and time.time() - lock.stat().st_mtime < 60:
+                time.sleep(1)  # its owner is writing its pid
+                continue
+            owner = int(text) if text.isdigit() else 0
+            if owner and alive(owner):
+                if skip_busy:
+                    print(f"-- {run}: bench pid {owner} trains it; skipped", flush=True)
+                    return None
+                time.sleep(30)
+            else:
+                lock.unlink(missing_ok=True)  # its bench is gone: the run is free
+            continue
+        try:
+            os.write(fd, str(os.getpid()).encode())
+            os.close(fd)
+            if not metrics.exists():
+                ctr("train", *args, "-o", str(run))
+        finally:
+            lock.unlink(missing_ok=True)
+    return json.loads(metrics.read_text())
 
 
 def write_yaml(path: Path, values: dict) -> Path:
@@ -159,7 +197,7 @@ def variant_runs(args: argparse.Namespace, group: str, label: str, changes: dict
     folder = args.runs / group / slug(label)
     yaml_path = write_yaml(folder / "config.yaml", {k: v for k, v in config.items() if k not in ("output", "seed")})
     for seed in seeds:
-        train_run(folder / f"seed-{seed}", ["--config", str(yaml_path), "--seed", str(seed)])
+        train_run(folder / f"seed-{seed}", ["--config", str(yaml_path), "--seed", str(seed)], skip_busy=True)
 
 
 def controls(args: argparse.Namespace, seeds: list[int]) -> None:

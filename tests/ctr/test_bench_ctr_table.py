@@ -63,3 +63,30 @@ def test_no_reference_no_second_pairing(runs):
 def test_vectors_take_label_equals_folder():
     with pytest.raises(SystemExit, match="LABEL=FOLDER"):
         B.vector_sets(argparse.Namespace(vectors=["no-folder"]))
+
+
+def test_two_benches_share_a_queue_through_run_locks(tmp_path, monkeypatch):
+    """A run another live bench trains is skipped (or waited for); a lock left by a dead bench is taken over."""
+    import subprocess
+
+    trained = []
+
+    def fake_ctr(*args):
+        run = tmp_path / args[-1]
+        trained.append(run.name)
+        (run / "metrics.json").parent.mkdir(parents=True, exist_ok=True)
+        (run / "metrics.json").write_text(json.dumps({"val": {"auc": 0.7}}))
+
+    monkeypatch.setattr(B, "ctr", fake_ctr)
+    busy, stale = tmp_path / "seed-0", tmp_path / "seed-1"
+    other = subprocess.Popen(["sleep", "60"])  # a live bench
+    try:
+        (tmp_path / "seed-0.lock").write_text(str(other.pid))
+        assert B.train_run(busy, [], skip_busy=True) is None and trained == []
+    finally:
+        other.kill()
+        other.wait()
+    (tmp_path / "seed-1.lock").write_text(str(other.pid))  # its process is gone now
+    assert B.train_run(stale, []) == {"val": {"auc": 0.7}} and trained == ["seed-1"]
+    assert not (tmp_path / "seed-1.lock").exists()
+    assert B.train_run(stale, []) == {"val": {"auc": 0.7}} and trained == ["seed-1"]  # done: not trained again

@@ -13,8 +13,9 @@ Stages (each resumable: a run folder holding metrics.json, a trial in trials.jso
               (the user level built from them included), and the oracle (positive control); per seed.
     ablation  MSD-DIN at its chosen config without the user level, and without item fusion; per seed.
     vectors   MSD-DIN at its chosen config with each `--vectors LABEL=FOLDER` table (e.g. the raw-text control,
-              the KAR knowledge vectors, their shuffled copy); per seed. Each such row is paired with DIN and,
-              where `--reference LABEL` names one of them, with that row too (the raw-text control).
+              the KAR knowledge vectors, their shuffled copy), and each `--user-vectors LABEL=FOLDER` (its user
+              table too: KAR's user knowledge); per seed. Each such row is paired with DIN and, where
+              `--reference LABEL` names one of them, with that row too (the raw-text control).
     protocol  DeepFM and DIN at their tuned configs on --other-data (`ctr prepare --protocol rechorus`), beside
               ReChorus 2.0's published DIN 0.7904 / DeepFM 0.7736 (full ML-1M; ours has half the users).
     table     the rows: test AUC / GAUC / LogLoss mean +- std over the seeds every row has, best epochs (below the
@@ -206,21 +207,26 @@ def controls(args: argparse.Namespace, seeds: list[int]) -> None:
             variant_runs(args, "controls", name, {"knowledge": str(folder)}, seed_list)
 
 
-def vector_sets(args: argparse.Namespace) -> dict[str, Path]:
-    """`--vectors LABEL=FOLDER` -> {row label: folder}."""
+def vector_sets(args: argparse.Namespace) -> dict[str, dict]:
+    """`--vectors LABEL=FOLDER` and `--user-vectors LABEL=FOLDER` -> {row label: the config changes of its runs}.
+
+    A --user-vectors row reads FOLDER's user table too (`user_source: table`: each user's vector from the
+    users.jsonl snapshot at T0, on rows after T0 only) instead of the mean over the sample's own history."""
     out = {}
-    for text in args.vectors:
-        label, sep, folder = text.partition("=")
-        if not sep or not label or not folder:
-            raise SystemExit(f"--vectors takes LABEL=FOLDER, got {text!r}")
-        out[f"MSD-DIN, {label}"] = Path(folder)
+    for flag, texts, extra in (("--vectors", args.vectors, {}),
+                               ("--user-vectors", args.user_vectors, {"user_source": "table"})):
+        for text in texts:
+            label, sep, folder = text.partition("=")
+            if not sep or not label or not folder:
+                raise SystemExit(f"{flag} takes LABEL=FOLDER, got {text!r}")
+            out[f"MSD-DIN, {label}"] = {"knowledge": str(Path(folder)), **extra}
     return out
 
 
 def vectors(args: argparse.Namespace, seeds: list[int]) -> None:
     for seed_list in ([seeds[0]], seeds):
-        for label, folder in vector_sets(args).items():
-            variant_runs(args, "vectors", label, {"knowledge": str(folder)}, seed_list)
+        for label, changes in vector_sets(args).items():
+            variant_runs(args, "vectors", label, changes, seed_list)
 
 
 def ablation(args: argparse.Namespace, seeds: list[int]) -> None:
@@ -396,7 +402,7 @@ def tabulate(args: argparse.Namespace, seeds: list[int], started: float) -> None
     record("ctr", {"table": "tuned", "dataset": title(args), "data": str(args.data), "protocol": card["protocol"],
                    "fields": card["fields"], "splits": card["splits"],
                    "knowledge": {"folder": str(args.knowledge), "label": args.label}, "seeds": used,
-                   "vectors": {label: str(folder) for label, folder in vector_sets(args).items()},
+                   "vectors": vector_sets(args),
                    "reference": args.reference,
                    "settings": args.train_args, "trials_per_model": args.trials, "choice": choice(args),
                    "controls": {"shuffled": "the knowledge vectors permuted across items",
@@ -487,6 +493,9 @@ def main() -> None:
     p.add_argument("--n-boot", type=int, default=1000, help="Bootstrap draws of test users.")
     p.add_argument("--vectors", action="append", default=[], metavar="LABEL=FOLDER",
                    help="vectors stage: MSD-DIN rows at MSD's tuned config with these tables (repeatable).")
+    p.add_argument("--user-vectors", action="append", default=[], metavar="LABEL=FOLDER",
+                   help="vectors stage: MSD-DIN rows that read FOLDER's item AND user tables (user_source table: "
+                   "the users.jsonl snapshot at T0, rows after T0 only), e.g. KAR's user knowledge (repeatable).")
     p.add_argument("--reference", default=None, metavar="LABEL", help="A --vectors LABEL (or MSD-DIN, the tuned row on "
                    "--knowledge) every other MSD-DIN row is also paired with (the raw-text control: does the LLM add "
                    "anything over the text itself?).")

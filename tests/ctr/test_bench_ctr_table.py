@@ -41,7 +41,8 @@ def runs(tmp_path):
 
 
 def args_for(runs, reference: str | None) -> argparse.Namespace:
-    return argparse.Namespace(runs=runs, vectors=[f"knowledge={runs}/v"], reference=reference, n_boot=200)
+    return argparse.Namespace(runs=runs, vectors=[f"knowledge={runs}/v"], user_vectors=[], reference=reference,
+                              n_boot=200)
 
 
 def test_rows_are_paired_with_din_and_with_the_reference(runs):
@@ -62,7 +63,7 @@ def test_no_reference_no_second_pairing(runs):
 
 def test_vectors_take_label_equals_folder():
     with pytest.raises(SystemExit, match="LABEL=FOLDER"):
-        B.vector_sets(argparse.Namespace(vectors=["no-folder"]))
+        B.vector_sets(argparse.Namespace(vectors=["no-folder"], user_vectors=[]))
 
 
 def test_two_benches_share_a_queue_through_run_locks(tmp_path, monkeypatch):
@@ -90,3 +91,9 @@ def test_two_benches_share_a_queue_through_run_locks(tmp_path, monkeypatch):
     assert B.train_run(stale, []) == {"val": {"auc": 0.7}} and trained == ["seed-1"]
     assert not (tmp_path / "seed-1.lock").exists()
     assert B.train_run(stale, []) == {"val": {"auc": 0.7}} and trained == ["seed-1"]  # done: not trained again
+
+
+def test_user_vectors_rows_read_their_folders_user_table():
+    args = argparse.Namespace(vectors=["KAR=/k/items"], user_vectors=["KAR users=/k/both"])
+    assert B.vector_sets(args) == {"MSD-DIN, KAR": {"knowledge": "/k/items"},
+                                   "MSD-DIN, KAR users": {"knowledge": "/k/both", "user_source": "table"}}

@@ -32,6 +32,8 @@ from torch import nn
 from ctr.adapted import RequestPath, item_parts, model_version
 from ctr.cache import LRU, CacheStats, KeyedRows, RedisStore, VectorCache
 from ctr.data import Batch
+from ctr.encoders import (EMBED_CONFIG, RequestError, SentenceEncoder, StudentEncoder, TableTexts, read_embed_config,
+                          table_encoder)
 from ctr.runs import load_run, read_config
 from ctr.features import UNKNOWN, Features, encode
 from ctr.serve_config import ServeConfig
@@ -39,10 +41,6 @@ from ground.vectors import ITEM_TABLE, USER_TABLE, read_table
 from ground.errors import ConfigError, RecordError
 from ground import records as R
 from kgen.inputs import item_input
-from ctr.encoders import (EMBED_CONFIG, RequestError, SentenceEncoder, StudentEncoder, TableTexts, read_embed_config,
-                          table_encoder)
-
-__all__ = ["RequestError", "ServeConfig", "Served", "warm"]
 
 
 class Local(NamedTuple):
@@ -83,7 +81,7 @@ def user_mode(knowledge: Path) -> tuple[str, int]:
     (`distill embed --users`), ("mean", 0): the mean of the user's items' vectors, or ("none", 0)."""
     if not (knowledge / USER_TABLE).exists():
         return "none", 0
-    embed = json.loads((knowledge / EMBED_CONFIG).read_text()) if (knowledge / EMBED_CONFIG).exists() else {}
+    embed = read_embed_config(knowledge)
     if "users_vector" in embed:  # bench/ctr_vectors.py user-mean
         return "mean", 0
     if embed.get("users"):
@@ -140,8 +138,8 @@ def load_knowledge(run: dict, config: ServeConfig, data, catalogue) -> Knowledge
     mode, max_history = user_mode(knowledge) if table_users else ("none", 0)
     item_stats, user_stats = (table_stats(knowledge, data, catalogue.item_counts > 0, table_users)
                               if run.get("standardize_vectors", True) else (None, None))
-    return Knowledge(encoder=encoder, texts=texts, cache=cache, adapted=adapted, user_mode=mode, user_max_history=max_history,
-                     user_level=table_users, item_stats=item_stats, user_stats=user_stats)
+    return Knowledge(encoder=encoder, texts=texts, cache=cache, adapted=adapted, user_mode=mode,
+                     user_max_history=max_history, user_level=table_users, item_stats=item_stats, user_stats=user_stats)
 
 
 def user_field_rows(data, features: Features) -> dict[str, np.ndarray]:

@@ -56,6 +56,7 @@ TUNED = {"DeepFM": "deepfm", "DIN": "din", "MSD-DIN": "msd"}
 CONTROLS = ("shuffled", "random", "oracle")
 ABLATIONS = {"MSD-DIN w/o user level": {"user_level": False}, "MSD-DIN w/o item fusion": {"fusion": "none"}}
 BACKBONE = {"DeepFM": None, "DIN": "DeepFM"}  # every MSD-DIN row is compared with DIN
+RARE = 20  # the paired delta is also given on test rows whose item has at most RARE train rows (cold included)
 
 # The LoRA slice and the training-cost tables (unchanged protocol: fixed settings, stated with the figures).
 LORA = {"MSD w/o user level, cached": ["--model", "msd", "--no-user-level"],
@@ -345,14 +346,28 @@ def build_rows(args: argparse.Namespace, seeds: list[int]) -> tuple[dict, list[i
     return rows, common_seeds
 
 
+def rare_rows(data: Path) -> np.ndarray:
+    """(test rows,) True where the row's item has at most RARE train rows (ctr.slices' item_train_count)."""
+    samples = pd.read_parquet(data / "samples.parquet", columns=["item_id", "split"])
+    counts = samples.loc[samples["split"] == "train", "item_id"].value_counts()
+    return samples.loc[samples["split"] == "test", "item_id"].map(counts).fillna(0).to_numpy() <= RARE
+
+
 def paired_with(args: argparse.Namespace, loaded: dict, label: str, base: str, seeds: list[int]) -> dict:
-    """Per-seed paired test-AUC deltas of row `label` over row `base`, interval over test users (ctr.paired)."""
+    """Per-seed paired test-AUC deltas of row `label` over row `base`, interval over test users (ctr.paired),
+    on all test rows and on those of rare items (<= RARE train rows: where knowledge should matter)."""
     runs, test = loaded[label], loaded[label][seeds[0]][1]
     if not np.array_equal(test["label"].to_numpy(), loaded[base][seeds[0]][1]["label"].to_numpy()):
         raise SystemExit(f"{label} and {base} were not scored on the same test rows")
-    return paired_deltas(test["label"].to_numpy(), test["user_id"].to_numpy(),
-                         [loaded[base][s][1]["prob"].to_numpy() for s in seeds],
-                         [runs[s][1]["prob"].to_numpy() for s in seeds], n_boot=args.n_boot)
+    labels, users = test["label"].to_numpy(), test["user_id"].to_numpy()
+    base_probs = [loaded[base][s][1]["prob"].to_numpy() for s in seeds]
+    probs = [runs[s][1]["prob"].to_numpy() for s in seeds]
+    out = paired_deltas(labels, users, base_probs, probs, n_boot=args.n_boot)
+    rare = rare_rows(args.data)[test["row"].to_numpy()]
+    if 0 < labels[rare].sum() < rare.sum():
+        out[f"items_le_{RARE}"] = {"rows": int(rare.sum()), **paired_deltas(
+            labels[rare], users[rare], [b[rare] for b in base_probs], [p[rare] for p in probs], n_boot=args.n_boot)}
+    return out
 
 
 def fmt(m: dict) -> str:
@@ -377,6 +392,15 @@ def table_text(rows: dict) -> str:
             lines.append(f"{label:30} vs {r['vs_reference']}: {p['mean_delta']:+.4f} "
                          f"[{p['ci95_users'][0]:+.4f}, {p['ci95_users'][1]:+.4f}] (95% over test users), "
                          f"{p['seeds_positive']}/{p['seeds']} seeds positive")
+    key = f"items_le_{RARE}"
+    for label, r in rows.items():  # the same pairings on the test rows of rare items
+        for name in ("paired", "paired_reference"):
+            p = (r.get(name) or {}).get(key)
+            if p:
+                versus = r["vs"] if name == "paired" else r["vs_reference"]
+                lines.append(f"{label:30} vs {versus}, items with <= {RARE} train rows ({p['rows']:,} test rows): "
+                             f"{p['mean_delta']:+.4f} [{p['ci95_users'][0]:+.4f}, {p['ci95_users'][1]:+.4f}], "
+                             f"{p['seeds_positive']}/{p['seeds']} seeds positive")
     lines.append("")
     lines.append(f"{'slice AUC (test, mean over seeds)':30} " + " | ".join(
         f"{fam}:{name}" for fam, b in next(iter(rows.values()))["slices"].items() for name in b))

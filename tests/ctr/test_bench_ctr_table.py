@@ -15,14 +15,15 @@ SEEDS = [0, 1]
 RNG = np.random.default_rng(0)
 LABELS = RNG.integers(0, 2, 400)
 USERS = np.repeat(np.arange(40), 10)
+ITEMS = np.arange(400) % 8  # the test rows' items
 
 
 def write_run(folder, signal: float, seed: int) -> None:
     """A finished run whose test probabilities carry `signal` x the label plus noise."""
     folder.mkdir(parents=True)
     prob = np.clip(0.5 + signal * (LABELS - 0.5) + np.random.default_rng(seed).normal(0, 0.2, len(LABELS)), 0, 1)
-    pd.DataFrame({"split": "test", "label": LABELS, "user_id": USERS, "prob": prob}).to_parquet(
-        folder / "predictions.parquet")
+    pd.DataFrame({"split": "test", "row": np.arange(len(LABELS)), "label": LABELS, "user_id": USERS,
+                  "prob": prob}).to_parquet(folder / "predictions.parquet")
     slices = {"item_train_count": {"0": {"rows": 0, "auc": None}}}
     test = {"auc": 0.5 + signal / 2, "gauc": 0.5, "logloss": 0.6, "slices": slices, "samples": len(LABELS)}
     (folder / "metrics.json").write_text(json.dumps({
@@ -37,12 +38,18 @@ def runs(tmp_path):
     for folder, signal in rows.items():
         for seed in SEEDS:
             write_run(tmp_path / folder / f"seed-{seed}", signal, seed)
+    # the data: 8 items; the test rows' items 0-1 have 5 train rows (rare), the others 30
+    train = np.concatenate([np.repeat([0, 1], 5), np.repeat(np.arange(2, 8), 30)])
+    samples = pd.DataFrame({"item_id": np.concatenate([train, ITEMS]).astype(str),
+                            "split": ["train"] * len(train) + ["test"] * len(ITEMS)})
+    (tmp_path / "data").mkdir()
+    samples.to_parquet(tmp_path / "data" / "samples.parquet")
     return tmp_path
 
 
 def args_for(runs, reference: str | None) -> argparse.Namespace:
-    return argparse.Namespace(runs=runs, vectors=[f"knowledge={runs}/v"], user_vectors=[], reference=reference,
-                              n_boot=200)
+    return argparse.Namespace(runs=runs, data=runs / "data", vectors=[f"knowledge={runs}/v"], user_vectors=[],
+                              reference=reference, n_boot=200)
 
 
 def test_rows_are_paired_with_din_and_with_the_reference(runs):
@@ -54,6 +61,9 @@ def test_rows_are_paired_with_din_and_with_the_reference(runs):
     # The knowledge row's probabilities carry more signal than the reference's: a positive paired delta.
     assert knowledge["paired_reference"]["mean_delta"] > 0 and knowledge["paired_reference"]["seeds"] == 2
     assert "vs MSD-DIN" in B.table_text(rows)
+    rare = knowledge["paired"]["items_le_20"]  # the rows of items 0 and 1 (5 train rows each)
+    assert rare["rows"] == 100 and rare["mean_delta"] > 0 and "items with <= 20 train rows (100 test rows)" in (
+        B.table_text(rows))
 
 
 def test_no_reference_no_second_pairing(runs):

@@ -40,9 +40,10 @@ class RequestError(ValueError):
 class StudentEncoder:
     """texts -> (N, Dk) float32 vectors: the student as `distill embed` runs it (mean of the last hidden states)."""
 
-    def __init__(self, student: str, max_length: int, batch_size: int):
+    def __init__(self, student: str, max_length: int, batch_size: int, layer: int = -1, pooling: str = "mean"):
         self.student, self.max_length, self.batch_size = student, max_length, batch_size
-        self.version = student_version(student, max_length)
+        self.layer, self.pooling = layer, pooling
+        self.version = student_version(student, max_length, layer, pooling)
         self.model = self.tokenizer = None  # loaded on the first miss: a warm server never needs the student
 
     def __call__(self, texts: list[str]) -> np.ndarray:
@@ -50,15 +51,17 @@ class StudentEncoder:
 
         if self.model is None:
             self.model, self.tokenizer = load_encoder(self.student)
-        return encode_texts(self.model, self.tokenizer, texts, self.batch_size, self.max_length, "", progress=False)
+        return encode_texts(self.model, self.tokenizer, texts, self.batch_size, self.max_length, "", progress=False,
+                            layer=self.layer, pooling=self.pooling)
 
 
-def student_version(student: str, max_length: int) -> str:
+def student_version(student: str, max_length: int, layer: int = -1, pooling: str = "mean") -> str:
     """A short hash of the student's weights and configs (an adapter's base included) and the encoding settings."""
     from distill.export import adapter_base, fingerprint, is_adapter, student_path
 
     path = student_path(student)
-    parts = [fingerprint(path), str(max_length), "mean:last_hidden_state"]
+    read = "mean:last_hidden_state" if (layer, pooling) == (-1, "mean") else f"{pooling}:layer{layer}"  # old keys stay
+    parts = [fingerprint(path), str(max_length), read]
     if is_adapter(path):
         parts.append(fingerprint(adapter_base(Path(path))))
     return hashlib.blake2b("|".join(parts).encode(), digest_size=6).hexdigest()
@@ -153,4 +156,6 @@ def table_encoder(knowledge: Path, student: str | None, batch_size: int) -> tupl
     student = student or embed.get("model")
     if not student:
         raise RecordError(f"{knowledge / EMBED_CONFIG}: no student model recorded; pass --student")
-    return StudentEncoder(student, max_length, batch_size), texts
+    layer = embed.get("layer", -1)
+    layer = -1 if layer == "last_hidden_state" else int(layer)  # tables written before --layer existed
+    return StudentEncoder(student, max_length, batch_size, layer, embed.get("pooling") or "mean"), texts

@@ -18,7 +18,8 @@ from ground.config import config_dict
 from ground.errors import ConfigError, RecordError
 from ground.files import check_output_folder, write_json
 from ground import records as R
-from distill.encode import count_cut, encode_sentences, encode_texts, load_encoder, load_sentence_encoder, sentence_pooling
+from distill.encode import (LAST_LAYER, Pooling, check_readout, count_cut, encode_sentences, encode_texts, load_encoder,
+                            load_sentence_encoder, sentence_pooling)
 from distill.knowledge_text import DEFAULT_KNOWLEDGE_FORMAT, KnowledgeFormat, check_knowledge_format, knowledge_texts
 from distill.student_config import model_field
 from ground.flags import flag
@@ -29,7 +30,6 @@ from kgen.settings import check_engine, engine_field, workers_field
 Source = Literal["input", "knowledge"]
 SOURCES: tuple[str, ...] = get_args(Source)
 STUDENT_ENCODER = "student"
-STUDENT_INFO = {"encoder_kind": "student", "pooling": "mean", "layer": "last_hidden_state", "normalized": False}
 
 
 @dataclass(kw_only=True)
@@ -52,11 +52,17 @@ class EmbedConfig:
         "How a knowledge record is written before the input: name+explicit+implicit = 'aspect: value' of each "
         "explicit entry, then the implicit values; phrases = the key phrases; implicit = the implicit values only."))
     encoder: str = field(default=STUDENT_ENCODER, metadata=flag(
-        "student = the mean-pooled last hidden states of --model; else a sentence-transformers model name or path "
+        "student = --model's hidden states (--layer, --pooling: by default the mean of the last); else a "
+        "sentence-transformers model name or path "
         "(all-minilm-l6-v2: the bundled MiniLM)."))
     normalize: bool = field(default=False, metadata=flag(
         "Sentence-transformers encoders: unit-length vectors. Off: the raw pooled vectors (a final Normalize "
         "layer is left out; ctr train z-scores them)."))
+    layer: int = field(default=LAST_LAYER, metadata=flag(
+        "--encoder student: the hidden-state layer read: -1 = the last hidden state (after the final norm), "
+        "0 = the token embeddings, k = the k-th block's output."))
+    pooling: Pooling = field(default="mean", metadata=flag(
+        "--encoder student: mean = the mean over the text's tokens; last = the last token's state."))
     batch_size: int = field(default=16, metadata=flag("Texts per forward pass."))
     max_length: int = field(default=256, metadata=flag("Tokens per input (longer inputs are truncated)."))
     max_history: int = field(default=20, metadata=flag("Most recent purchases in a user's text."))
@@ -75,6 +81,10 @@ class EmbedConfig:
         if self.encoder == STUDENT_ENCODER and not self.model:
             raise ConfigError("model is required with --encoder student (--model), or name a sentence-transformers "
                               "--encoder")
+        check_readout(self.layer, self.pooling)
+        if self.encoder != STUDENT_ENCODER and (self.layer != LAST_LAYER or self.pooling != "mean"):
+            raise ConfigError("--layer and --pooling choose how the student is read (--encoder student); a "
+                              "sentence-transformers encoder pools as its own config says")
         if self.engine == "ray" and self.encoder != STUDENT_ENCODER:
             raise ConfigError(f"engine ray encodes with the student only; --encoder {self.encoder} runs locally")
         for name in ("batch_size", "max_length", "max_history"):
@@ -125,6 +135,10 @@ def source_texts(config: EmbedConfig) -> tuple[dict[str, str], dict[str, str], d
     return texts["items"], texts["users"], counts
 
 
+def student_info(config: EmbedConfig) -> dict:
+    return {"encoder_kind": "student", "pooling": config.pooling, "layer": config.layer, "normalized": False}
+
+
 def text_encoder(config: EmbedConfig) -> tuple[Callable, dict, object | None]:
     """(encode(texts, desc=...) -> (N, D) float32 array, what the vectors are for embed_config.json, the tokenizer
     that counts the texts cut at max_length; None under ray, whose workers hold the model)."""
@@ -132,11 +146,11 @@ def text_encoder(config: EmbedConfig) -> tuple[Callable, dict, object | None]:
         from distill.embed_ray import encode_texts_ray
 
         return partial(encode_texts_ray, config.model, batch_size=config.batch_size, max_length=config.max_length,
-                       workers=config.workers), STUDENT_INFO, None
+                       workers=config.workers, layer=config.layer, pooling=config.pooling), student_info(config), None
     if config.encoder == STUDENT_ENCODER:
         model, tokenizer = load_encoder(config.model)
-        return (partial(encode_texts, model, tokenizer, batch_size=config.batch_size, max_length=config.max_length),
-                STUDENT_INFO, tokenizer)
+        return (partial(encode_texts, model, tokenizer, batch_size=config.batch_size, max_length=config.max_length,
+                        layer=config.layer, pooling=config.pooling), student_info(config), tokenizer)
     embedder = load_sentence_encoder(config.encoder, config.max_length, config.normalize)
     info = {"encoder_kind": "sentence-transformers", "encoder_path": embedder.path,
             "pooling": sentence_pooling(embedder.model), "normalized": config.normalize}

@@ -1,17 +1,50 @@
-"""The student's body as a text encoder: mean-pooled last hidden states, batch by batch."""
+"""The student's body as a text encoder: a layer's hidden states pooled over each text, batch by batch."""
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
+from ground.errors import ConfigError
 from ground.vectors import mean_pool
+
+Pooling = Literal["mean", "last"]
+POOLINGS: tuple[str, ...] = get_args(Pooling)
+LAST_LAYER = -1  # the last hidden state, after the model's final norm
+
+
+def check_readout(layer: int, pooling: str, layers: int | None = None) -> None:
+    """A layer in -1 (the last hidden state) or 0 (the token embeddings) .. `layers` (the last block's output)."""
+    if pooling not in POOLINGS:
+        raise ConfigError(f"pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
+    if layer < LAST_LAYER or (layers is not None and layer > layers):
+        top = f"..{layers}" if layers is not None else " or above"
+        raise ConfigError(f"layer must be -1 (the last hidden state) or 0{top}, got {layer}")
+
+
+def readout(model, enc, layer: int, pooling: str):
+    """(B, D) one vector per text: the layer's hidden states, mean-pooled over the text's tokens or the last one."""
+    import torch
+
+    if layer in (LAST_LAYER, model.config.get_text_config().num_hidden_layers):
+        hidden = model(**enc).last_hidden_state  # (B, T, D) after the final norm
+    else:
+        hidden = model(**enc, output_hidden_states=True).hidden_states[layer]  # 0: the token embeddings
+    mask = enc["attention_mask"]
+    if pooling == "mean":
+        return mean_pool(hidden.float(), mask)
+    last = mask.sum(1) - 1  # the last real token (right padding)
+    return hidden.float()[torch.arange(len(hidden), device=hidden.device), last]
 
 
 def encode_texts(model, tokenizer, texts: list[str], batch_size: int, max_length: int, desc: str,
-                 progress: bool = True):
-    """(N, D) float32 numpy array of mean-pooled last hidden states, batch by batch (a progress bar unless off)."""
+                 progress: bool = True, layer: int = LAST_LAYER, pooling: str = "mean"):
+    """(N, D) float32 numpy array of a layer's pooled hidden states (by default the mean of the last hidden state
+    over each text's tokens), batch by batch (a progress bar unless off)."""
     import numpy as np
     import torch
     from tqdm import tqdm
 
+    check_readout(layer, pooling, model.config.get_text_config().num_hidden_layers)
     out = []
     device = next(model.parameters()).device
     with torch.inference_mode():
@@ -19,8 +52,7 @@ def encode_texts(model, tokenizer, texts: list[str], batch_size: int, max_length
                           disable=not progress):
             enc = tokenizer(texts[start : start + batch_size], padding=True, truncation=True,
                             max_length=max_length, return_tensors="pt").to(device)
-            hidden = model(**enc).last_hidden_state  # (B, T, D)
-            out.append(mean_pool(hidden.float(), enc["attention_mask"]).cpu().numpy())
+            out.append(readout(model, enc, layer, pooling).cpu().numpy())
     dim = model.config.get_text_config().hidden_size
     return np.concatenate(out).astype(np.float32) if out else np.zeros((0, dim), np.float32)
 
@@ -34,7 +66,7 @@ def load_encoder(model: str):
     lm, tokenizer = load_causal_lm(model)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    tokenizer.padding_side = "right"  # mean pooling uses the mask, so either side works; right is the usual
+    tokenizer.padding_side = "right"  # "last" pooling reads the last real token at mask.sum() - 1
     device = "cuda" if torch.cuda.is_available() else "cpu"
     return lm.base_model.to(device).eval(), tokenizer  # base_model: the decoder stack, e.g. LlamaModel
 

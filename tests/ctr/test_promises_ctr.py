@@ -347,7 +347,7 @@ def test_warm_stores_the_items_with_the_most_train_exposures(tmp_path, monkeypat
     (knowledge / "embed_config.json").write_text(json.dumps({"model": "the-student", "max_length": 32}))
     (run / "ctr_config.json").write_text(json.dumps({"model": "msd", "data": str(data), "knowledge": str(knowledge)}))
     monkeypatch.setattr(scoring, "RedisStore", MemoryRedis)
-    monkeypatch.setattr(encoders, "student_version", lambda student, max_length: "v1")
+    monkeypatch.setattr(encoders, "student_version", lambda student, max_length, *readout: "v1")
     # item_path raw: the raw vectors alone (this run folder has no model.pt to pre-compute MSD's item rows with)
     out = scoring.warm(scoring.ServeConfig(model=str(run), redis="redis://memory", codec="float32", item_path="raw"),
                        top=3)

@@ -146,16 +146,17 @@ def test_the_ray_engine_gets_the_knowledge_texts_and_the_settings(catalogue, tmp
 
     calls = []
 
-    def fake_ray(model, texts, batch_size, max_length, desc, workers=None):  # encode_texts_ray's signature
-        calls.append((model, list(texts), batch_size, max_length, desc, workers))
+    def fake_ray(model, texts, batch_size, max_length, desc, workers=None, layer=-1, pooling="mean"):
+        calls.append((model, list(texts), batch_size, max_length, desc, workers, layer, pooling))
         return np.ones((len(texts), 4), np.float32)
 
     monkeypatch.setattr(distill.embed_ray, "encode_texts_ray", fake_ray)
     summary = embed_tables(EmbedConfig(model="m", items=catalogue["items"], output=tmp_path / "emb", engine="ray",
                                        workers=2, batch_size=3, max_length=9, source="knowledge",
                                        knowledge=catalogue["knowledge"], knowledge_format="phrases",
-                                       users=catalogue["users"]))
-    assert [c[2:] for c in calls] == [(3, 9, "items", 2), (3, 9, "users", 2)] and calls[0][0] == "m"
+                                       users=catalogue["users"], layer=5, pooling="last"))
+    assert [c[2:] for c in calls] == [(3, 9, "items", 2, 5, "last"), (3, 9, "users", 2, 5, "last")]
+    assert calls[0][0] == "m"
     # users given without --user-knowledge: every user keeps its input text, and is counted so
     assert summary["texts"]["users"] == {"from_knowledge": 0, "fallback_no_record": 2, "fallback_failed": 0}
     assert calls[0][1][0] == "Cakestand, 3 Tier, Afternoon Tea, Vintage, Regency\n" + INPUT

@@ -6,13 +6,15 @@ Stages (each resumable: a run folder holding metrics.json, a trial in trials.jso
               each fusion (concat, gate, add, none), seed 0, default settings: the fusion with the best
               *validation* AUC becomes MSD's for every later stage (RUNS/choice.json). `--stages mask` does the
               same for mask_by (frequent, rare, uniform) with the chosen fusion.
-    tune      `ctr tune` for DeepFM, DIN and MSD-DIN (the knowledge vectors, the chosen fusion): the same number
+    tune      `ctr tune` for DeepFM, DIN and MSD-DIN (and MSD-DeepFM: `--models deepfm,din,msd,msd-deepfm`; the
+              knowledge vectors, the chosen fusion): the same number
               of seeded random-search trials each, chosen on validation, then the chosen config per seed
               (test scored there only).
     controls  MSD-DIN at MSD's chosen config with the vectors swapped: shuffled across items, random N(0, 1)
               (the user level built from them included), and the oracle (positive control); per seed.
     ablation  MSD-DIN at its chosen config without the user level, and without item fusion; per seed.
-    vectors   MSD-DIN at its chosen config with each `--vectors LABEL=FOLDER` table (e.g. the raw-text control,
+    vectors   MSD-DIN (and MSD-DeepFM, when --models names it) at its chosen config with each
+              `--vectors LABEL=FOLDER` table (e.g. the raw-text control,
               the KAR knowledge vectors, their shuffled copy), and each `--user-vectors LABEL=FOLDER` (its user
               table too: KAR's user knowledge); per seed. Each such row is paired with DIN and, where
               `--reference LABEL` names one of them, with that row too (the raw-text control).
@@ -52,10 +54,11 @@ from ctr.slices import auc_text
 from ctr.train_config import FUSIONS, MASK_BY, CTRConfig
 
 ROOT = Path(__file__).resolve().parents[1]
-TUNED = {"DeepFM": "deepfm", "DIN": "din", "MSD-DIN": "msd"}
+TUNED = {"DeepFM": "deepfm", "DIN": "din", "MSD-DIN": "msd", "MSD-DeepFM": "msd-deepfm"}
+MSD = {"msd": "MSD-DIN", "msd-deepfm": "MSD-DeepFM"}  # MSD on each backbone: its rows are compared with that backbone
 CONTROLS = ("shuffled", "random", "oracle")
 ABLATIONS = {"MSD-DIN w/o user level": {"user_level": False}, "MSD-DIN w/o item fusion": {"fusion": "none"}}
-BACKBONE = {"DeepFM": None, "DIN": "DeepFM"}  # every MSD-DIN row is compared with DIN
+BACKBONE = {"DIN": "DeepFM", "MSD-DIN": "DIN", "MSD-DeepFM": "DeepFM"}  # by the label's start (DeepFM: none)
 RARE = 20  # the paired delta is also given on test rows whose item has at most RARE train rows (cold included)
 
 # The LoRA slice and the training-cost tables (unchanged protocol: fixed settings, stated with the figures).
@@ -179,7 +182,7 @@ def tune(args: argparse.Namespace, seeds: list[int]) -> None:
     """`ctr tune` per model: the trials first for every model, then the seeds (so a cut run has all models)."""
     for seed_list in ([seeds[0]], seeds):
         for model in args.models.split(","):
-            extra = ["--knowledge", str(args.knowledge), *msd_settings(args)] if model == "msd" else []
+            extra = ["--knowledge", str(args.knowledge), *msd_settings(args)] if model in MSD else []
             ctr("tune", *common(args), "--model", model, *extra, "--trials", str(args.trials),
                 "--seeds", ",".join(map(str, seed_list)), "-o", str(args.runs / "tune" / model))
 
@@ -193,9 +196,11 @@ def slug(label: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in label)
 
 
-def variant_runs(args: argparse.Namespace, group: str, label: str, changes: dict, seeds: list[int]) -> None:
-    """MSD-DIN at its tuned config with `changes`, one run per seed in RUNS/<group>/<label>/seed-N."""
-    config = {**chosen_config(args, "msd"), **changes}
+def variant_runs(args: argparse.Namespace, group: str, label: str, changes: dict, seeds: list[int],
+                 model: str = "msd") -> None:
+    """MSD (on DIN, or `model`'s backbone) at its tuned config with `changes`, one run per seed in
+    RUNS/<group>/<label>/seed-N."""
+    config = {**chosen_config(args, model), **changes}
     folder = args.runs / group / slug(label)
     yaml_path = write_yaml(folder / "config.yaml", {k: v for k, v in config.items() if k not in ("output", "seed")})
     for seed in seeds:
@@ -208,8 +213,9 @@ def controls(args: argparse.Namespace, seeds: list[int]) -> None:
             variant_runs(args, "controls", name, {"knowledge": str(folder)}, seed_list)
 
 
-def vector_sets(args: argparse.Namespace) -> dict[str, dict]:
-    """`--vectors LABEL=FOLDER` and `--user-vectors LABEL=FOLDER` -> {row label: the config changes of its runs}.
+def vector_sets(args: argparse.Namespace, model: str = "msd") -> dict[str, dict]:
+    """`--vectors LABEL=FOLDER` and `--user-vectors LABEL=FOLDER` -> {row label ("MSD-DIN, LABEL" for `model`
+    msd): the config changes of its runs}.
 
     A --user-vectors row reads FOLDER's user table too (`user_source: table`: each user's vector from the
     users.jsonl snapshot at T0, on rows after T0 only) instead of the mean over the sample's own history."""
@@ -220,14 +226,17 @@ def vector_sets(args: argparse.Namespace) -> dict[str, dict]:
             label, sep, folder = text.partition("=")
             if not sep or not label or not folder:
                 raise SystemExit(f"{flag} takes LABEL=FOLDER, got {text!r}")
-            out[f"MSD-DIN, {label}"] = {"knowledge": str(Path(folder)), **extra}
+            out[f"{MSD[model]}, {label}"] = {"knowledge": str(Path(folder)), **extra}
     return out
 
 
 def vectors(args: argparse.Namespace, seeds: list[int]) -> None:
+    """Each vector set's rows for every MSD model of --models (msd, msd-deepfm), at that model's tuned config."""
+    models = [m for m in args.models.split(",") if m in MSD]
     for seed_list in ([seeds[0]], seeds):
-        for label, changes in vector_sets(args).items():
-            variant_runs(args, "vectors", label, changes, seed_list)
+        for model in models:
+            for label, changes in vector_sets(args, model).items():
+                variant_runs(args, "vectors", label, changes, seed_list, model)
 
 
 def ablation(args: argparse.Namespace, seeds: list[int]) -> None:
@@ -271,7 +280,7 @@ def row_folders(args: argparse.Namespace) -> dict[str, Path]:
     rows = {label: args.runs / "tune" / model / "best" for label, model in TUNED.items()}
     rows |= {f"MSD-DIN, {name} vectors": args.runs / "controls" / name for name in CONTROLS}
     rows |= {label: args.runs / "ablation" / slug(label) for label in ABLATIONS}
-    rows |= {label: args.runs / "vectors" / slug(label) for label in vector_sets(args)}
+    rows |= {label: args.runs / "vectors" / slug(label) for model in MSD for label in vector_sets(args, model)}
     return rows
 
 
@@ -297,9 +306,14 @@ def slice_means(metrics: list[dict]) -> dict:
     return out
 
 
+def family(label: str) -> str:
+    """The tuned row a row label belongs to: "MSD-DeepFM, KAR" -> "MSD-DeepFM"; "MSD-DIN w/o ..." -> "MSD-DIN"."""
+    return next((name for name in sorted(TUNED, key=len, reverse=True) if label.startswith(name)), label)
+
+
 def tune_facts(args: argparse.Namespace, label: str) -> dict:
     model = TUNED.get(label)
-    path = args.runs / "tune" / (model or "msd") / "tune.json"
+    path = args.runs / "tune" / (model or TUNED[family(label)]) / "tune.json"
     if not path.exists():
         return {}
     summary = json.loads(path.read_text())
@@ -309,7 +323,7 @@ def tune_facts(args: argparse.Namespace, label: str) -> dict:
              "chosen": {k: summary["chosen"][k] for k in ("embed_dim", "hidden", "dropout", "weight_decay",
                                                            "learning_rate", "adaptor_hidden", "top_k", "mask_rate",
                                                            "fusion", "mask_by")}}
-    return facts if model else {"config": f"MSD-DIN's tuned config ({summary['trials']} trials)"}
+    return facts if model else {"config": f"{family(label)}'s tuned config ({summary['trials']} trials)"}
 
 
 def build_rows(args: argparse.Namespace, seeds: list[int]) -> tuple[dict, list[int]]:
@@ -332,12 +346,14 @@ def build_rows(args: argparse.Namespace, seeds: list[int]) -> tuple[dict, list[i
                        "samples_per_s": mean_std([m["samples_per_s"] for m in metrics]),
                        "peak_rss_mb": max(m["peak_rss_mb"] for m in metrics), "slices": slice_means(metrics),
                        **tune_facts(args, label)}
-        base = BACKBONE.get(label, "DIN") if label != "DIN" else "DeepFM"
-        if base in loaded and label != "DeepFM":
+        base = BACKBONE.get(family(label))
+        if base in loaded:
             rows[label]["vs"] = base
             rows[label]["paired"] = paired_with(args, loaded, label, base, common_seeds)
-        reference = args.reference if args.reference in loaded else f"MSD-DIN, {args.reference}"
-        if reference in loaded and label.startswith("MSD-DIN") and label != reference:
+        # the reference of an MSD row: its own family's row of that name ("MSD-DIN" -> "MSD-DeepFM" for those)
+        own = family(label)
+        reference = own if args.reference in MSD.values() else f"{own}, {args.reference}"
+        if own in MSD.values() and reference in loaded and label != reference:
             rows[label]["vs_reference"] = reference
             rows[label]["paired_reference"] = paired_with(args, loaded, label, reference, common_seeds)
     for row in rows.values():
@@ -510,8 +526,9 @@ def main() -> None:
                    help="fusion, mask, tune, controls, vectors, ablation, protocol, table, lora, cost (comma list, in "
                         "order).")
     p.add_argument("--trials", type=int, default=6, help="Random-search trials per tuned model (the same for each).")
-    p.add_argument("--models", default="deepfm,din,msd", help="The models the tune stage tunes (two benches may split "
-                   "them between them: each model's folder must have one bench at a time).")
+    p.add_argument("--models", default="deepfm,din,msd", help="The models the tune stage tunes, and the MSD models "
+                   "(msd, msd-deepfm) the vectors stage trains (two benches may split them between them: each "
+                   "model's tune folder must have one bench at a time).")
     p.add_argument("--train-args", default="--max-history 20 --epochs 30 --patience 2 --batch-size 1024",
                    help="Settings every run shares (kept out of the search).")
     p.add_argument("--n-boot", type=int, default=1000, help="Bootstrap draws of test users.")

@@ -34,7 +34,7 @@ def write_run(folder, signal: float, seed: int) -> None:
 @pytest.fixture
 def runs(tmp_path):
     rows = {"tune/deepfm/best": 0.1, "tune/din/best": 0.2, "tune/msd/best": 0.3,
-            "vectors/MSD-DIN__knowledge": 0.5}
+            "vectors/MSD-DIN__knowledge": 0.5, "tune/msd-deepfm/best": 0.15, "vectors/MSD-DeepFM__knowledge": 0.05}
     for folder, signal in rows.items():
         for seed in SEEDS:
             write_run(tmp_path / folder / f"seed-{seed}", signal, seed)
@@ -54,7 +54,13 @@ def args_for(runs, reference: str | None) -> argparse.Namespace:
 
 def test_rows_are_paired_with_din_and_with_the_reference(runs):
     rows, seeds = B.build_rows(args_for(runs, "MSD-DIN"), SEEDS)
-    assert seeds == SEEDS and set(rows) == {"DeepFM", "DIN", "MSD-DIN", "MSD-DIN, knowledge"}
+    assert seeds == SEEDS and set(rows) == {"DeepFM", "DIN", "MSD-DIN", "MSD-DIN, knowledge", "MSD-DeepFM",
+                                            "MSD-DeepFM, knowledge"}
+    # MSD on DeepFM: paired with DeepFM, and with its own family's reference row
+    assert rows["MSD-DeepFM"]["vs"] == "DeepFM" and "vs_reference" not in rows["MSD-DeepFM"]
+    assert rows["MSD-DeepFM, knowledge"]["vs_reference"] == "MSD-DeepFM"
+    assert rows["MSD-DeepFM, knowledge"]["paired_reference"]["mean_delta"] < 0  # 0.05 signal vs 0.15
+    assert "vs" not in rows["DeepFM"]
     assert rows["DIN"]["vs"] == "DeepFM" and rows["MSD-DIN, knowledge"]["vs"] == "DIN"
     knowledge = rows["MSD-DIN, knowledge"]
     assert knowledge["vs_reference"] == "MSD-DIN" and "vs_reference" not in rows["MSD-DIN"]

@@ -391,7 +391,8 @@ def fmt(m: dict) -> str:
 
 
 def table_text(rows: dict) -> str:
-    lines = [f"{'model':30} {'test AUC':>17} {'GAUC':>17} {'LogLoss':>8} {'delta vs base [95% users]':>36} "
+    w = max(30, *(len(label) for label in rows))  # the label column
+    lines = [f"{'model':{w}} {'test AUC':>17} {'GAUC':>17} {'LogLoss':>8} {'delta vs base [95% users]':>36} "
              f"{'p (t)':>6} {'+seeds':>6} {'RelaImpr':>8}  best epochs (cap)"]
     for label, r in rows.items():
         p = r.get("paired")
@@ -400,12 +401,12 @@ def table_text(rows: dict) -> str:
         pt = f"{p['paired_t']['p']:.3f}" if p and "paired_t" in p else "-"
         plus = f"{p['seeds_positive']}/{p['seeds']}" if p else "-"
         rel = f"{100 * r['relaimpr']:+.2f}%" if r.get("relaimpr") is not None else "-"
-        lines.append(f"{label:30} {fmt(r['auc']):>17} {fmt(r['gauc']):>17} {r['logloss']['mean']:>8.4f} {delta:>36} "
+        lines.append(f"{label:{w}} {fmt(r['auc']):>17} {fmt(r['gauc']):>17} {r['logloss']['mean']:>8.4f} {delta:>36} "
                      f"{pt:>6} {plus:>6} {rel:>8}  {r['best_epochs']} ({r['epochs_cap']})")
     for label, r in rows.items():
         if "paired_reference" in r:
             p = r["paired_reference"]
-            lines.append(f"{label:30} vs {r['vs_reference']}: {p['mean_delta']:+.4f} "
+            lines.append(f"{label:{w}} vs {r['vs_reference']}: {p['mean_delta']:+.4f} "
                          f"[{p['ci95_users'][0]:+.4f}, {p['ci95_users'][1]:+.4f}] (95% over test users), "
                          f"{p['seeds_positive']}/{p['seeds']} seeds positive")
     key = f"items_le_{RARE}"
@@ -414,17 +415,17 @@ def table_text(rows: dict) -> str:
             p = (r.get(name) or {}).get(key)
             if p:
                 versus = r["vs"] if name == "paired" else r["vs_reference"]
-                lines.append(f"{label:30} vs {versus}, items with <= {RARE} train rows ({p['rows']:,} test rows): "
+                lines.append(f"{label:{w}} vs {versus}, items with <= {RARE} train rows ({p['rows']:,} test rows): "
                              f"{p['mean_delta']:+.4f} [{p['ci95_users'][0]:+.4f}, {p['ci95_users'][1]:+.4f}], "
                              f"{p['seeds_positive']}/{p['seeds']} seeds positive")
     lines.append("")
-    lines.append(f"{'slice AUC (test, mean over seeds)':30} " + " | ".join(
+    lines.append(f"{'slice AUC (test, mean over seeds)':{w}} " + " | ".join(
         f"{fam}:{name}" for fam, b in next(iter(rows.values()))["slices"].items() for name in b))
     for label, r in rows.items():
         cells = [f"{s['auc']['mean']:.4f}" if s["auc"] else "-" for b in r["slices"].values() for s in b.values()]
-        lines.append(f"{label:30} " + " | ".join(cells))
+        lines.append(f"{label:{w}} " + " | ".join(cells))
     first = next(iter(rows.values()))["slices"]
-    lines.append(f"{'rows':30} " + " | ".join(f"{s['rows']:,}" for b in first.values() for s in b.values()))
+    lines.append(f"{'rows':{w}} " + " | ".join(f"{s['rows']:,}" for b in first.values() for s in b.values()))
     return "\n".join(lines)
 
 

@@ -3,8 +3,9 @@
 A run's knowledge folder says in its embed_config.json how its tables were made, and serving makes a missing
 vector the same way:
 
-- the student (`--encoder student`, MSD's route): the mean of its last hidden states over the item's input
-  text (`kgen.inputs.item_input`) or the user's (`user_input`);
+- the student (`--encoder student`, MSD's route): its hidden states as the tables read them (`--layer`,
+  `--pooling`; by default the mean of the last) over the item's input text (`kgen.inputs.item_input`) or the
+  user's (`user_input`);
 - a sentence-transformers encoder (`--encoder all-minilm-l6-v2` or any name, KAR's route and the raw-text
   control) over the same input text (`--source input`) or over the item's knowledge record followed by its
   input (`--source knowledge`, `distill.knowledge_text`). A catalogue item's knowledge is the record of the
@@ -25,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from distill.encode import LAST_LAYER
+from distill.knowledge_text import DEFAULT_KNOWLEDGE_FORMAT, render_knowledge
 from ground import records as R
 from ground.errors import ConfigError, RecordError
 from kgen.inputs import item_input, user_input
@@ -38,9 +41,10 @@ class RequestError(ValueError):
 
 
 class StudentEncoder:
-    """texts -> (N, Dk) float32 vectors: the student as `distill embed` runs it (mean of the last hidden states)."""
+    """texts -> (N, Dk) float32 vectors: the student as `distill embed` ran it (its layer and pooling)."""
 
-    def __init__(self, student: str, max_length: int, batch_size: int, layer: int = -1, pooling: str = "mean"):
+    def __init__(self, student: str, max_length: int, batch_size: int, layer: int = LAST_LAYER,
+                 pooling: str = "mean"):
         self.student, self.max_length, self.batch_size = student, max_length, batch_size
         self.layer, self.pooling = layer, pooling
         self.version = student_version(student, max_length, layer, pooling)
@@ -55,12 +59,13 @@ class StudentEncoder:
                             layer=self.layer, pooling=self.pooling)
 
 
-def student_version(student: str, max_length: int, layer: int = -1, pooling: str = "mean") -> str:
+def student_version(student: str, max_length: int, layer: int = LAST_LAYER, pooling: str = "mean") -> str:
     """A short hash of the student's weights and configs (an adapter's base included) and the encoding settings."""
     from distill.export import adapter_base, fingerprint, is_adapter, student_path
 
     path = student_path(student)
-    read = "mean:last_hidden_state" if (layer, pooling) == (-1, "mean") else f"{pooling}:layer{layer}"  # old keys stay
+    default = (layer, pooling) == (LAST_LAYER, "mean")
+    read = "mean:last_hidden_state" if default else f"{pooling}:layer{layer}"  # the default keeps its old keys
     parts = [fingerprint(path), str(max_length), read]
     if is_adapter(path):
         parts.append(fingerprint(adapter_base(Path(path))))
@@ -94,7 +99,7 @@ class TableTexts:
     """The text a table's vector was made from: the input, or the knowledge record followed by the input."""
 
     source: str = "input"
-    knowledge_format: str = "name+explicit+implicit"
+    knowledge_format: str = DEFAULT_KNOWLEDGE_FORMAT
     items: dict[str, dict] = field(default_factory=dict)  # item id -> its ok knowledge record (source knowledge)
     users: dict[str, dict] = field(default_factory=dict)  # user id -> its ok knowledge record
 
@@ -117,8 +122,6 @@ class TableTexts:
         return self.rendered(text, self.users.get(str(record[R.USER_ID])))
 
     def rendered(self, text: str, knowledge: dict | None) -> str:
-        from distill.knowledge_text import render_knowledge
-
         return render_knowledge(text, knowledge, self.knowledge_format) if knowledge else text
 
 
@@ -145,7 +148,7 @@ def table_encoder(knowledge: Path, student: str | None, batch_size: int) -> tupl
     embed = read_embed_config(knowledge)
     max_length = int(embed.get("max_length", 256))
     texts = TableTexts(source=embed.get("source", "input"),
-                       knowledge_format=embed.get("knowledge_format", "name+explicit+implicit"),
+                       knowledge_format=embed.get("knowledge_format", DEFAULT_KNOWLEDGE_FORMAT),
                        items=ok_records(embed.get("knowledge"), "item"),
                        users=ok_records(embed.get("user_knowledge"), "user"))
     if embed.get("encoder_kind") == "sentence-transformers":
@@ -156,6 +159,6 @@ def table_encoder(knowledge: Path, student: str | None, batch_size: int) -> tupl
     student = student or embed.get("model")
     if not student:
         raise RecordError(f"{knowledge / EMBED_CONFIG}: no student model recorded; pass --student")
-    layer = embed.get("layer", -1)
-    layer = -1 if layer == "last_hidden_state" else int(layer)  # tables written before --layer existed
+    layer = embed.get("layer", LAST_LAYER)
+    layer = LAST_LAYER if layer == "last_hidden_state" else int(layer)  # tables written before --layer existed
     return StudentEncoder(student, max_length, batch_size, layer, embed.get("pooling") or "mean"), texts

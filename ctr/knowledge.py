@@ -285,7 +285,7 @@ class MSD(nn.Module):
         if self.user_source == "history":
             return history_mean(raw, inverse[:, 1:], batch.mask)
         users, inverse = torch.unique(batch.user_key, return_inverse=True)  # (u,), (B,)
-        table = self.vectors.users(users)[inverse]  # (B, Dk)
+        table = F.embedding(inverse, self.vectors.users(users))  # (B, Dk); F.embedding: see knowledge()
         return table * (batch.ts > self.user_as_of).unsqueeze(1).to(table.dtype)  # the snapshot feeds later rows only
 
     def knowledge(self, batch: Batch) -> torch.Tensor:
@@ -295,7 +295,9 @@ class MSD(nn.Module):
         # samples x 21 positions holds ~3k distinct items, and the adaptor is the costliest layer otherwise.
         unique, inverse = torch.unique(keys, return_inverse=True)  # (n,), (B, 1 + L)
         raw = self.vectors.items(unique)  # (n, Dk)
-        adapted = self.item_adaptor(raw)[inverse]  # (B, 1 + L, dim)
+        # F.embedding, not adapted[inverse]: indexing's backward (index_put_ with accumulate) adds the repeated
+        # rows' gradients in a thread-dependent order on CPU, so training on 2 threads was not bit-reproducible.
+        adapted = F.embedding(inverse, self.item_adaptor(raw))  # (B, 1 + L, dim)
         parts = self.item_fields(adapted[:, 0], adapted[:, 1:], batch)
         if self.user_level:
             parts.append(self.user_adaptor(self.user_vectors(raw, inverse, batch)))  # (B, dim)
@@ -372,7 +374,7 @@ class StudentVectors(nn.Module):
             vectors = cache
         zero = torch.zeros(self.dim)
         table = torch.stack([vectors[k] if k > 0 else zero for k in unique.tolist()])  # (n, Dk)
-        return table[inverse]
+        return F.embedding(inverse, table)  # not table[inverse]: see MSD.knowledge
 
     def items(self, keys: torch.Tensor) -> torch.Tensor:
         return self.lookup("items", keys)

@@ -187,17 +187,10 @@ def ctr_comparison(cfg: DemoConfig, student: Path) -> dict:
                                        items=items, output=ctr / "vectors_knowledge")}
     made = {name: steps.vectors(config) for name, config in tables.items()}
     print(f"knowledge texts: {made['knowledge']['texts']['items']}")
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # MSD-DIN trains bit-reproducibly on one thread only (two: AUC +-0.01 run to run)
-    try:
-        return {row: steps.ctr(CTRConfig(data=str(prepared), knowledge=str(tables[vectors].output) if vectors else None,
-                                         output=str(ctr / row.replace(" ", "_")), model=model, epochs=cfg.ctr_epochs,
-                                         **CTR_SETTINGS), list(cfg.ctr_seeds))
-                for row, (model, vectors) in CTR_ROWS.items()}
-    finally:
-        torch.set_num_threads(threads)
+    return {row: steps.ctr(CTRConfig(data=str(prepared), knowledge=str(tables[vectors].output) if vectors else None,
+                                     output=str(ctr / row.replace(" ", "_")), model=model, epochs=cfg.ctr_epochs,
+                                     **CTR_SETTINGS), list(cfg.ctr_seeds))
+            for row, (model, vectors) in CTR_ROWS.items()}
 
 
 def summarise(path: Path) -> dict:

@@ -95,6 +95,31 @@ def test_every_fusion_keeps_the_targets_own_vector_reachable(tensors, knowledge_
         assert torch.equal(empty[:, 1], torch.zeros_like(empty[:, 1]))
 
 
+def test_msd_gradients_are_the_same_on_two_threads_every_time(tensors, knowledge_dir):
+    """A batch's repeated items must not make training thread-order dependent: indexing's backward
+    (index_put_ with accumulate) summed their gradients in a different order on each call on 2 threads."""
+    from ctr.data import batch_of
+
+    data, features, catalogue, train = tensors
+    config = CTRConfig(data=str(data.folder), output="x", model="msd", knowledge=str(knowledge_dir), embed_dim=8,
+                       hidden=[16], attention_hidden=[8], adaptor_hidden=32, user_level=True)
+    torch.manual_seed(0)
+    model = build_model(config, features, catalogue, data).train()
+    batch = batch_of(train, torch.randint(0, len(train), (4096,), generator=torch.Generator().manual_seed(0)))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        grads = []
+        for _ in range(4):
+            model.zero_grad()
+            torch.manual_seed(1)  # the same frequency mask each time
+            model(batch).sum().backward()
+            grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+    finally:
+        torch.set_num_threads(threads)
+    assert all(torch.equal(grads[0][n], g[n]) for g in grads[1:] for n in grads[0])
+
+
 def test_masking_by_rare_and_uniform():
     counts = torch.tensor([0.0, 1000.0, 10.0])
     rare, uniform = masking_probs(counts, 0.4, "rare"), masking_probs(counts, 0.4, "uniform")

@@ -163,3 +163,21 @@ def test_build_summary_matches_the_files(items, users, interactions):
     assert {name: f["rows"] for name, f in summary["files"].items()} == rows
     assert summary["sample_categories"] == dict(Counter(r[R.CATEGORY] for r in items))
     assert summary["positives"] == sum(r[R.LABEL] for r in interactions)
+
+
+def test_movie_gold_follows_its_guideline():
+    """data/gold/ml-1m.jsonl: ML-1M movies held out of the domain student's training, as `ctr prepare` renders them."""
+    gold = R.read_records(DATA / "gold" / "ml-1m.jsonl", "gold")
+    assert len(gold) >= 50 and len({g[R.ID] for g in gold}) == len(gold)
+    for g in gold:
+        text = g[R.INPUT]
+        year = re.fullmatch(r".+ \((\d{4})\)\. Genres: (.+)", text)
+        assert year and g[R.LEVEL] == "item", g[R.ID]
+        phrases = g[R.KEY_PHRASES]
+        assert 5 <= len(phrases) <= 10 and phrases == g[R.EXPLICIT] + g[R.IMPLICIT], g[R.ID]
+        assert g[R.EXPLICIT][0] == year.group(1) and g[R.IMPLICIT], g[R.ID]
+        assert all(p.lower() in text.lower() for p in g[R.EXPLICIT]), g[R.ID]  # explicit: stated by the input
+        assert not any(p.lower() in text.lower() for p in g[R.IMPLICIT]), g[R.ID]  # implicit: not in it
+        assert len({p.lower() for p in phrases}) == len(phrases), g[R.ID]
+        assert all(1 <= len(p.split()) <= 4 for p in phrases), g[R.ID]
+        assert g[R.ANNOTATOR] == "movie-annotator-1" and g["guideline"] == "movies-v1"

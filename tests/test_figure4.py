@@ -1,11 +1,11 @@
-"""bench/dose_points.py: F1 of each dose against the teacher's knowledge beside the AUC of its CTR runs, on the
-seeds every point has (issue 25.5, Figure 4)."""
+"""bench/figure4.py: F1 of each knowledge (a dose, a student) against the teacher's and the gold beside the AUC of
+its CTR runs, on the items every point answered and the seeds every point has (issue 25.5, Figure 4)."""
 
 import json
 
 import pytest
 
-from bench.dose_points import build_points, parse_point
+from bench.figure4 import build_points, parse_point
 from bench.knowledge_dose import replaced
 from eval.correlate import write_report
 from eval.embedder import Embedder
@@ -53,3 +53,18 @@ def test_points_fall_with_the_dose_and_use_the_common_seeds(tmp_path):
 def test_a_point_is_name_knowledge_folder():
     with pytest.raises(SystemExit, match="NAME=KNOWLEDGE=RUN_FOLDER"):
         parse_point("teacher=only-a-file")
+
+
+def test_a_student_of_held_out_items_is_scored_on_those_and_on_the_gold(tmp_path):
+    """A student answering only its held-out items: every point's F1 is over those; --gold scores the same rows."""
+    teacher = [record(n) for n in range(6)]
+    reference = write(tmp_path / "teacher.jsonl", teacher)
+    student = [dict(r, key_phrases=r["key_phrases"][:1]) for r in teacher[4:]]  # held out: i4, i5; one phrase each
+    gold = write(tmp_path / "gold.jsonl", [{"id": "i5", "level": "item", "input": "item 5", "key_phrases": ["ribbon"],
+                                            "explicit": [], "implicit": ["ribbon"], "annotator": "a", "guideline": "g"}])
+    points = [("teacher", reference, runs(tmp_path / "r0", [0.75])),
+              ("student", write(tmp_path / "s.jsonl", student), runs(tmp_path / "r1", [0.70]))]
+    out = build_points(reference, points, Embedder(), n_boot=20, gold=gold)
+    assert [p["items_scored"] for p in out] == [2, 2] and out[0]["f1"] == 1.0 and out[1]["f1"] == pytest.approx(0.5)
+    assert [p["gold_items"] for p in out] == [1, 1]
+    assert out[0]["f1_gold"] == pytest.approx(0.5) and out[1]["f1_gold"] == 0.0  # i5: teacher bird, paper, ribbon; student bird

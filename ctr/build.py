@@ -33,9 +33,11 @@ def student_vectors(config: CTRConfig, data: Prepared) -> StudentVectors:
                         users=users if users.exists() else None, max_history=config.student_max_history)
     item_texts, user_texts = load_texts(texts)
     peft_model, tokenizer = lora_student(config.student, config.lora_r, config.lora_alpha, config.lora_dropout,
-                                         config.lora_target_modules)
+                                         config.lora_target_modules, top_layers=config.lora_layers)
+    depth = peft_model.config.get_text_config().num_hidden_layers
     return StudentVectors(peft_model, tokenizer, [item_texts[i] for i in data.item_ids],
-                          [user_texts.get(u, "") for u in data.user_ids], config.student_max_length)
+                          [user_texts.get(u, "") for u in data.user_ids], config.student_max_length,
+                          frozen_below=depth - config.lora_layers if config.lora_layers else 0)
 
 
 def build_vanilla(config: CTRConfig, features: Features, catalogue: Catalogue) -> nn.Module:

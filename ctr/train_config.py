@@ -76,6 +76,9 @@ class CTRConfig:
     lora_target_modules: list[str] = field(default_factory=lambda: list(DEFAULT_TARGET_MODULES),
                                            metadata=flag("MSD --lora: modules that get adapters."))
     lora_learning_rate: float = field(default=1e-4, metadata=flag("MSD --lora: learning rate of the adapters."))
+    lora_layers: int | None = field(default=None, metadata=flag(
+        "MSD --lora: adapters in the student's last N decoder layers only (none: every layer); the layers below "
+        "run once per text and are kept, so a step runs N layers (2 of SmolLM2's 30: ~1/15 of the compute)."))
     student_max_length: int = field(default=64, metadata=flag("MSD --lora: tokens per item / user text."))
     student_max_history: int = field(default=10, metadata=flag("MSD --lora: items in a user's text."))
     # --- ELEC (model elec / elec-deepfm): the gain network is MSD with the settings above ---
@@ -101,7 +104,7 @@ class CTRConfig:
                      "lora_learning_rate"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
-        for name in ("max_history", "max_train_samples", "max_eval_samples"):
+        for name in ("max_history", "max_train_samples", "max_eval_samples", "lora_layers"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1 or unset, got {getattr(self, name)}")
         if not self.hidden or not self.attention_hidden or min(self.hidden + self.attention_hidden) < 1:
@@ -112,6 +115,8 @@ class CTRConfig:
         if self.weight_decay < 0:
             raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay}")
         self.check_elec()
+        if self.lora_layers is not None and not self.lora:
+            raise ConfigError("lora_layers needs --lora (it says which of the student's layers get adapters)")
         if (self.is_msd or self.is_elec) and not self.lora and not self.knowledge:
             raise ConfigError(f"model {self.model} without --lora needs --knowledge (a `distill embed` folder)")
 

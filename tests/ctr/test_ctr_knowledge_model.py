@@ -11,6 +11,8 @@ from ctr.knowledge import TableVectors, aligned_table, frequency_mask, masking_p
 from ctr.build import build_model
 from ctr.train import optimizer
 from ctr.train_config import CTRConfig
+from ground.errors import ConfigError
+from ground.vectors import mean_pool
 
 
 def test_masking_probability_grows_with_frequency_and_spares_padding():
@@ -179,3 +181,49 @@ def test_lora_path_trains_the_adapters(tensors, tiny_student):
     params = dict(model.named_parameters())
     assert all(not torch.equal(params[n], before) for n, before in lora.items())
     assert all(torch.equal(params[n], before) for n, before in base.items())
+
+
+def test_lora_on_the_top_layers_runs_only_those_per_step_with_the_same_vectors(tensors, tiny_student):
+    """--lora-layers 1: adapters in the last layer only; the layer below runs once per text and is kept, and the
+    vectors equal the whole stack's (adapters made non-zero so that the check sees them), in train and eval."""
+    data, features, catalogue, train = tensors
+    config = CTRConfig(data=str(data.folder), output="x", model="msd", lora=True, student=str(tiny_student),
+                       embed_dim=8, hidden=[16], attention_hidden=[8], lora_r=4, lora_alpha=8,
+                       lora_learning_rate=1e-2, student_max_length=16, lora_layers=1)
+    torch.manual_seed(0)
+    model = build_model(config, features, catalogue, data)
+    lora = {n: p for n, p in model.named_parameters() if "lora_" in n}
+    assert lora and all(".layers.1." in n for n in lora)  # the tiny student has 2 layers
+    with torch.no_grad():
+        for p in lora.values():
+            p.normal_(0, 0.5)
+    vectors, batch = model.vectors, next(batches(train, 16))
+    keys = torch.unique(torch.cat([batch.item, batch.history.flatten()]))
+    keys = keys[keys > 0]
+    model.train()
+    upper = vectors.items(keys)
+    enc = vectors.tokens([vectors.texts["items"][k] for k in keys.tolist()])
+    expected = mean_pool(vectors.body(**enc).last_hidden_state, enc["attention_mask"])
+    assert torch.allclose(upper, expected, atol=1e-5)
+    assert set(vectors.lower["items"]) == set(keys.tolist())
+    model.eval()
+    assert torch.allclose(vectors.items(keys), expected, atol=1e-5)
+    model.train()
+    opt = optimizer(model, config)
+    before = {n: p.detach().clone() for n, p in lora.items()}
+    loss = nn.BCEWithLogitsLoss()(model(batch), batch.label)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    assert all(not torch.equal(p, before[n]) for n, p in lora.items())
+    assert not any(n.startswith("vectors.upper") for n in model.state_dict())  # the body's weights, saved once
+
+
+def test_lora_layers_needs_lora_and_fits_the_student(tensors, tiny_student):
+    data, features, catalogue, _ = tensors
+    with pytest.raises(ConfigError, match="lora_layers needs --lora"):
+        CTRConfig(data=str(data.folder), output="x", model="msd", knowledge="k", lora_layers=2)
+    config = CTRConfig(data=str(data.folder), output="x", model="msd", lora=True, student=str(tiny_student),
+                       lora_layers=3)
+    with pytest.raises(ConfigError, match=r"lora_layers must be 1\.\.2"):
+        build_model(config, features, catalogue, data)

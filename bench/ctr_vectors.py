@@ -12,6 +12,10 @@
     python -m bench.ctr_vectors random --data PREPARED -o OUT [--dim 64] [--seed 0]
         negative control: a N(0, 1) vector per item; the user level built from them (the history mean) is a
         random-projection sketch of the history: collaborative signal, no knowledge.
+    python -m bench.ctr_vectors compare --knowledge EMB --other EMB2 [--k 10]
+        how alike two tables are, item by item (say KAR vectors and the raw-text control's): the mean cosine of an
+        item's two vectors beside that of random pairs, how often an item's nearest EMB2 vector is its own, and
+        the overlap of each item's k nearest neighbours in the two spaces. Printed, nothing written.
     python -m bench.ctr_vectors oracle --data PREPARED -o OUT [--dim 8] [--seed 0]
         positive control, never a feature: dimension 0 is the item's click rate over ALL splits (test labels
         included: a deliberate leak), the other dimensions N(0, 1) noise. MSD must clearly beat its backbone
@@ -73,6 +77,25 @@ def oracle(data: Path, output: Path, dim: int, seed: int) -> int:
                          f"item's click rate over all splits, {dim - 1} N(0, 1) dimensions (seed {seed})")
 
 
+def compare(a: Path, b: Path, k: int, seed: int) -> dict:
+    """Item-by-item likeness of two item tables, on the items both hold."""
+    tables = [dict(zip(*read_table(folder / ITEM_TABLE))) for folder in (a, b)]
+    ids = sorted(set(tables[0]) & set(tables[1]))
+    if len(ids) <= k:
+        raise SystemExit(f"{a} and {b} share {len(ids)} items: too few to compare")
+    unit = [np.stack([t[i] for i in ids]) for t in tables]
+    unit = [v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12) for v in unit]
+    own = (unit[0] * unit[1]).sum(1)
+    other = (unit[0] * unit[1][np.random.default_rng(seed).permutation(len(ids))]).sum(1)
+    nearest_own = float(((unit[1] @ unit[0].T).argmax(1) == np.arange(len(ids))).mean())
+    near = [np.argsort(-(v @ v.T), axis=1)[:, 1 : k + 1] for v in unit]
+    overlap = float(np.mean([len(set(x) & set(y)) / k for x, y in zip(*near)]))
+    return {"items": len(ids), "cosine_own_mean": round(float(own.mean()), 4),
+            "cosine_own_p10_p90": [round(float(np.percentile(own, q)), 4) for q in (10, 90)],
+            "cosine_random_pair_mean": round(float(other.mean()), 4), "nearest_is_own": round(nearest_own, 4),
+            f"top{k}_neighbour_overlap": round(overlap, 4)}
+
+
 def minilm(data: Path, output: Path) -> int:
     from distill.embed import EmbedConfig, embed_tables
     from kgen.models import EMBEDDED_EMBEDDER
@@ -84,13 +107,19 @@ def minilm(data: Path, output: Path) -> int:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("command", choices=["user-mean", "minilm", "shuffle", "random", "oracle"])
+    p.add_argument("command", choices=["user-mean", "minilm", "shuffle", "random", "oracle", "compare"])
     p.add_argument("--data", type=Path, help="The prepared folder (user-mean, minilm, random, oracle).")
     p.add_argument("--knowledge", type=Path, help="The tables to read (user-mean: also written; shuffle).")
     p.add_argument("--output", "-o", type=Path, help="Folder to write (minilm and the controls).")
     p.add_argument("--dim", type=int, default=None, help="random: 64; oracle: 8.")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--other", type=Path, help="compare: the second table's folder.")
+    p.add_argument("--k", type=int, default=10, help="compare: neighbours per item.")
     args = p.parse_args()
+    if args.command == "compare":
+        print(json.dumps({"a": str(args.knowledge), "b": str(args.other), **compare(args.knowledge, args.other,
+                                                                                    args.k, args.seed)}))
+        return
     import torch
 
     torch.set_num_threads(1)

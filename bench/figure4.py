@@ -89,11 +89,11 @@ def build_points(reference: Path, points: list[tuple[str, Path, Path]], embedder
     return out
 
 
-def write_points(points: list[dict], output: Path, title: str) -> dict:
+def write_points(points: list[dict], output: Path, title: str, x_label: str) -> dict:
     output.mkdir(parents=True, exist_ok=True)
     path = output / "points.jsonl"
     path.write_text("".join(json.dumps(row) + "\n" for row in points))
-    return write_report(path, output, title=title)
+    return write_report(path, output, title=title, x_label=x_label)
 
 
 def main() -> None:
@@ -106,13 +106,14 @@ def main() -> None:
     p.add_argument("--title", default="")
     a = p.parse_args()
     points = build_points(a.reference, [parse_point(t) for t in a.point], Embedder(), a.n_boot, a.gold)
-    stats = {"reference": write_points(points, a.output, a.title)}
+    stats = {"reference": write_points(points, a.output, a.title, "key-phrase F1 against the teacher's knowledge")}
     if a.gold:
         on_gold = [p | {"f1": p["f1_gold"], "f1_ci95": p["f1_gold_ci95"]} for p in points]
-        stats["gold"] = write_points(on_gold, a.output / "gold", f"{a.title} (F1 on {a.gold.name})".strip())
+        stats["gold"] = write_points(on_gold, a.output / "gold", a.title, f"key-phrase F1 against {a.gold}")
     record("figure4", {"reference": str(a.reference), "gold": str(a.gold) if a.gold else None, "points": points,
                        "correlation": stats, "output": str(a.output)})
     print(json.dumps({against: {k: s[k] for k in ("pearson", "spearman") if k in s} for against, s in stats.items()}))
+    print(f"wrote {a.output}/points.jsonl and f1_auc.png" + (f" ({a.output}/gold/ against {a.gold})" if a.gold else ""))
 
 
 if __name__ == "__main__":

@@ -156,9 +156,15 @@ def format_table(points: list[dict], stats: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_points(points: list[dict], stats: dict, path: str | Path, title: str = "") -> None:
+MIN_AUC_SPAN = 0.01  # the AUC axis spans at least this much, so that noise of 0.002 does not fill the plot
+
+
+def plot_points(points: list[dict], stats: dict, path: str | Path, title: str = "",
+                x_label: str = "key-phrase F1 of the student") -> None:
     """F1 on x, AUC on y, the points joined in F1 order (as the paper's Figure 4); vertical bars: std over the
     seeds; horizontal bars: the F1 bootstrap interval where given."""
+    import textwrap
+
     import matplotlib
 
     matplotlib.use("Agg")  # files only, no display
@@ -174,9 +180,13 @@ def plot_points(points: list[dict], stats: dict, path: str | Path, title: str = 
                 capsize=4, markersize=6, linewidth=1.5, zorder=2)
     for p in pts:
         ax.annotate(p[NAME], (p[F1], p[AUC_MEAN]), textcoords="offset points", xytext=(5, 6), fontsize=8)
-    ax.set_xlabel("key-phrase F1 of the student (light bars: bootstrap 95% CI)")
+    ax.set_xlabel(f"{x_label} (light bars: bootstrap 95% CI)")
     ax.set_ylabel("CTR test AUC (MSD, mean ± std over seeds)")
-    ax.set_title(title or "Distillation metric vs CTR metric", fontsize=11)
+    low, high = ax.get_ylim()
+    if high - low < MIN_AUC_SPAN:
+        mid = (high + low) / 2
+        ax.set_ylim(mid - MIN_AUC_SPAN / 2, mid + MIN_AUC_SPAN / 2)
+    ax.set_title(textwrap.fill(title or "Distillation metric vs CTR metric", 70), fontsize=10)
     ax.grid(True, alpha=0.3)
     ax.text(0.02, 0.97, f"Pearson r = {_fmt_r(stats['pearson'])}\nSpearman ρ = {_fmt_r(stats['spearman'])}",
             transform=ax.transAxes, va="top", fontsize=8, bbox={"facecolor": "white", "alpha": 0.8, "lw": 0})
@@ -203,7 +213,7 @@ class CorrelateConfig:
 
 
 def write_report(points_path: str | Path, output: str | Path, n_boot: int = 2000, seed: int = 0,
-                 title: str = "") -> dict:
+                 title: str = "", x_label: str = "key-phrase F1 of the student") -> dict:
     """Read the points, write correlation.json, table.md and f1_auc.png into `output`; return the statistics."""
     points = read_points(points_path)
     stats = correlate_points(points, n_boot, seed)
@@ -211,5 +221,5 @@ def write_report(points_path: str | Path, output: str | Path, n_boot: int = 2000
     output.mkdir(parents=True, exist_ok=True)
     write_json(output / CORRELATION_JSON, {**stats, "points": str(points_path), "x": F1, "y": AUC_MEAN})
     (output / TABLE_MD).write_text(format_table(points, stats), encoding="utf-8")
-    plot_points(points, stats, output / PLOT_PNG, title)
+    plot_points(points, stats, output / PLOT_PNG, title, x_label)
     return stats

@@ -49,7 +49,7 @@ import pandas as pd
 from bench.common import record
 
 from ctr.metrics import mean_std, rela_impr
-from ctr.paired import paired_deltas
+from ctr.paired import RARE, rare_rows, with_rare
 from ctr.slices import auc_text
 from ctr.train_config import FUSIONS, MASK_BY, CTRConfig
 
@@ -59,7 +59,6 @@ MSD = {"msd": "MSD-DIN", "msd-deepfm": "MSD-DeepFM"}  # MSD on each backbone: it
 CONTROLS = ("shuffled", "random", "oracle")
 ABLATIONS = {"MSD-DIN w/o user level": {"user_level": False}, "MSD-DIN w/o item fusion": {"fusion": "none"}}
 BACKBONE = {"DIN": "DeepFM", "MSD-DIN": "DIN", "MSD-DeepFM": "DeepFM"}  # by the label's start (DeepFM: none)
-RARE = 20  # the paired delta is also given on test rows whose item has at most RARE train rows (cold included)
 
 # The LoRA slice and the training-cost tables (unchanged protocol: fixed settings, stated with the figures).
 # The slice trains adapters in the last 2 layers (--lora-layers): in every layer a step costs ~17x more.
@@ -364,13 +363,6 @@ def build_rows(args: argparse.Namespace, seeds: list[int]) -> tuple[dict, list[i
     return rows, common_seeds
 
 
-def rare_rows(data: Path) -> np.ndarray:
-    """(test rows,) True where the row's item has at most RARE train rows (ctr.slices' item_train_count)."""
-    samples = pd.read_parquet(data / "samples.parquet", columns=["item_id", "split"])
-    counts = samples.loc[samples["split"] == "train", "item_id"].value_counts()
-    return samples.loc[samples["split"] == "test", "item_id"].map(counts).fillna(0).to_numpy() <= RARE
-
-
 def paired_with(args: argparse.Namespace, loaded: dict, label: str, base: str, seeds: list[int]) -> dict:
     """Per-seed paired test-AUC deltas of row `label` over row `base`, interval over test users (ctr.paired),
     on all test rows and on those of rare items (<= RARE train rows: where knowledge should matter)."""
@@ -378,14 +370,9 @@ def paired_with(args: argparse.Namespace, loaded: dict, label: str, base: str, s
     if not np.array_equal(test["label"].to_numpy(), loaded[base][seeds[0]][1]["label"].to_numpy()):
         raise SystemExit(f"{label} and {base} were not scored on the same test rows")
     labels, users = test["label"].to_numpy(), test["user_id"].to_numpy()
-    base_probs = [loaded[base][s][1]["prob"].to_numpy() for s in seeds]
-    probs = [runs[s][1]["prob"].to_numpy() for s in seeds]
-    out = paired_deltas(labels, users, base_probs, probs, n_boot=args.n_boot)
     rare = rare_rows(args.data)[test["row"].to_numpy()]
-    if 0 < labels[rare].sum() < rare.sum():
-        out[f"items_le_{RARE}"] = {"rows": int(rare.sum()), **paired_deltas(
-            labels[rare], users[rare], [b[rare] for b in base_probs], [p[rare] for p in probs], n_boot=args.n_boot)}
-    return out
+    return with_rare(labels, users, [loaded[base][s][1]["prob"].to_numpy() for s in seeds],
+                     [runs[s][1]["prob"].to_numpy() for s in seeds], rare, args.n_boot)
 
 
 def fmt(m: dict) -> str:

@@ -23,7 +23,7 @@ from ground.config import load_yaml
 from ground.errors import ConfigError
 from ground.flags import config_flags, only, parse_value, resolve
 
-app = typer.Typer(help="CTR datasets and models: prepare, train (DeepFM, DIN, MSD, ELEC), tune, eval, serve, warm.",
+app = typer.Typer(help="CTR datasets and models: prepare, train (DeepFM, DIN, MSD, ELEC), tune, eval, compare, serve, warm.",
                   no_args_is_help=True)
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="YAML file of config keys (flags override).")]
@@ -105,6 +105,29 @@ def evaluate(
         metrics = evaluate_run(model, data, split)
     typer.echo(format_slices(metrics["slices"], f"{split} slices (AUC, rows):"), err=True)
     typer.echo(json.dumps(metrics, indent=2))
+
+
+@app.command()
+def compare(
+    base: Annotated[Path, typer.Option("--base", help="The baseline: a `ctr train` run, or a folder of seed-N runs.")],
+    model: Annotated[Path, typer.Option("--model", "-m", help="The model compared with it: a run or seed-N runs.")],
+    seeds: Annotated[str | None, typer.Option(help="Only these seeds, comma-separated (default: every seed both "
+                                                   "have).")] = None,
+    n_boot: Annotated[int, typer.Option(help="Bootstrap draws over test users.")] = 1000,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Also write the comparison here (JSON).")] = None,
+) -> None:
+    """Paired test-AUC deltas of MODEL over BASE on the same test rows: per seed, a 95% bootstrap interval over test
+    users, a paired t-test over the seeds; also on the rows of items with <= 20 train rows."""
+    from ctr.paired import compare_runs, format_comparison
+    from ground.files import write_json
+
+    with one_line_errors():
+        wanted = parse_value(seeds, list[int], "seeds") if seeds else None
+        result = compare_runs(base, model, n_boot=n_boot, seeds=wanted)
+    typer.echo(format_comparison(result), err=True)
+    if output is not None:
+        write_json(output, result)
+    typer.echo(json.dumps(result, indent=2))
 
 
 ThreadsOpt = Annotated[int | None, typer.Option(help="torch threads (default: torch's choice).")]

@@ -10,11 +10,16 @@ whether the per-seed deltas differ from 0 (seed to seed spread, the training noi
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from ctr.metrics import rela_impr  # noqa: F401  (RelaImpr beside the deltas: None where the base AUC <= 0.55)
+from ctr.runs import CONFIG, METRICS, PREDICTIONS
+from ground.errors import ConfigError
 
 @dataclass(kw_only=True)
 class Ranked:
@@ -79,3 +84,89 @@ def paired_deltas(labels: np.ndarray, users: np.ndarray, base: list[np.ndarray],
         t = stats.ttest_1samp(deltas, 0.0)
         out["paired_t"] = {"t": float(t.statistic), "p": float(t.pvalue), "df": len(deltas) - 1}
     return out
+
+
+RARE = 20  # the delta is also given on test rows whose item has at most RARE train rows (cold items included)
+
+
+def rare_rows(data: Path) -> np.ndarray:
+    """(test rows,) True where the row's item has at most RARE train rows (ctr.slices' item_train_count)."""
+    samples = pd.read_parquet(Path(data) / "samples.parquet", columns=["item_id", "split"])
+    counts = samples.loc[samples["split"] == "train", "item_id"].value_counts()
+    return samples.loc[samples["split"] == "test", "item_id"].map(counts).fillna(0).to_numpy() <= RARE
+
+
+def with_rare(labels: np.ndarray, users: np.ndarray, base: list[np.ndarray], model: list[np.ndarray],
+              rare: np.ndarray, n_boot: int) -> dict:
+    """paired_deltas on every row and, where both labels occur there, on the rows of rare items."""
+    out = paired_deltas(labels, users, base, model, n_boot=n_boot)
+    if 0 < labels[rare].sum() < rare.sum():
+        out[f"items_le_{RARE}"] = {"rows": int(rare.sum()), **paired_deltas(
+            labels[rare], users[rare], [b[rare] for b in base], [m[rare] for m in model], n_boot=n_boot)}
+    return out
+
+
+def seed_runs(folder: Path) -> dict[int, Path]:
+    """seed -> finished run folder: FOLDER/seed-N (`ctr train --seeds`, `ctr tune`'s best/) or FOLDER itself."""
+    folder = Path(folder)
+    runs = {int(p.name.split("-", 1)[1]): p for p in folder.glob("seed-*")
+            if p.name.split("-", 1)[1].isdigit() and (p / METRICS).exists()}
+    if not runs and (folder / METRICS).exists():
+        runs = {int(json.loads((folder / CONFIG).read_text())["seed"]): folder}
+    if not runs:
+        raise ConfigError(f"{folder}: no finished run (metrics.json) in it or in its seed-N folders")
+    return runs
+
+
+def test_predictions(run: Path) -> pd.DataFrame:
+    path = run / PREDICTIONS
+    if not path.exists():
+        raise ConfigError(f"{path}: missing (a run from before predictions were saved cannot be paired)")
+    frame = pd.read_parquet(path)
+    return frame[frame["split"] == "test"].reset_index(drop=True)
+
+
+def compare_runs(base: Path, model: Path, n_boot: int = 1000, seeds: list[int] | None = None) -> dict:
+    """`ctr compare`: MODEL's paired test-AUC deltas over BASE, seed by seed (the seeds both have), with the
+    user-bootstrap interval and the paired t-test of `paired_deltas`, on every test row and on rare items."""
+    base_runs, model_runs = seed_runs(base), seed_runs(model)
+    common = sorted(set(base_runs) & set(model_runs))
+    if seeds is not None:
+        missing = sorted(set(seeds) - set(common))
+        if missing:
+            raise ConfigError(f"seeds {missing} are not finished in both {base} and {model} (both have {common})")
+        common = sorted(seeds)
+    if not common:
+        raise ConfigError(f"{base} (seeds {sorted(base_runs)}) and {model} (seeds {sorted(model_runs)}) share no seed")
+    data = {json.loads((runs[s] / CONFIG).read_text())["data"] for runs in (base_runs, model_runs) for s in common}
+    if len({str(Path(d).resolve()) for d in data}) != 1:
+        raise ConfigError(f"{base} and {model} were trained on different prepared folders: {sorted(data)}")
+    frames = {(name, s): test_predictions(runs[s]) for name, runs in (("base", base_runs), ("model", model_runs))
+              for s in common}
+    first = frames["base", common[0]]
+    for key, frame in frames.items():
+        if not (np.array_equal(frame["row"], first["row"]) and np.array_equal(frame["label"], first["label"])):
+            raise ConfigError(f"{key[0]} seed {key[1]}: scored on other test rows than base seed {common[0]}")
+    labels, users = first["label"].to_numpy(), first["user_id"].to_numpy()
+    rare = rare_rows(Path(data.pop()))[first["row"].to_numpy()]
+    out = with_rare(labels, users, [frames["base", s]["prob"].to_numpy() for s in common],
+                    [frames["model", s]["prob"].to_numpy() for s in common], rare, n_boot)
+    return {"base": str(base), "model": str(model), "seed_list": common,
+            "auc": {name: [float(json.loads((runs[s] / METRICS).read_text())["test"]["auc"]) for s in common]
+                    for name, runs in (("base", base_runs), ("model", model_runs))}, **out}
+
+
+def format_comparison(c: dict) -> str:
+    """The comparison as a few lines of text."""
+    def line(name: str, d: dict) -> str:
+        p = f", paired t p {d['paired_t']['p']:.3f}" if "paired_t" in d else ""
+        return (f"{name}: {d['mean_delta']:+.4f} [{d['ci95_users'][0]:+.4f}, {d['ci95_users'][1]:+.4f}] (95% over "
+                f"{d['users']} test users), {d['seeds_positive']}/{d['seeds']} seeds above 0{p}")
+    lines = [f"{c['model']} - {c['base']}, seeds {c['seed_list']}:",
+             "  test AUC base " + " ".join(f"{v:.4f}" for v in c["auc"]["base"]) +
+             " | model " + " ".join(f"{v:.4f}" for v in c["auc"]["model"]),
+             "  " + line("all test rows", c)]
+    rare = c.get(f"items_le_{RARE}")
+    if rare:
+        lines.append("  " + line(f"items with <= {RARE} train rows ({rare['rows']} rows)", rare))
+    return "\n".join(lines)

@@ -99,3 +99,39 @@ def test_the_chosen_trials_own_seed_is_scored_not_trained_again_with_the_same_fi
     rows = lambda m: {f: {b: v["rows"] for b, v in bs.items()} for f, bs in m["test"]["slices"].items()}  # noqa: E731
     assert rows(reloaded) == rows(again)
     assert (tmp_path / "best" / "predictions.parquet").exists() and (tmp_path / "best" / "model.pt").exists()
+
+
+def test_compare_pairs_two_models_seed_by_seed_on_the_same_test_rows(prepared, tmp_path):
+    runs = {}
+    for model in ("din", "deepfm"):
+        runs[model] = tmp_path / model
+        result = CliRunner().invoke(app, ["train", "--data", str(prepared), "-o", str(runs[model]), "--model", model,
+                                          "--epochs", "1", "--batch-size", "128", "--seeds", "0,1"],
+                                    catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+    out = tmp_path / "compare.json"
+    result = CliRunner().invoke(app, ["compare", "--base", str(runs["din"]), "--model", str(runs["deepfm"]),
+                                      "--n-boot", "50", "-o", str(out)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    c = json.loads(out.read_text())
+    auc = {m: [json.loads((runs[m] / f"seed-{s}" / "metrics.json").read_text())["test"]["auc"] for s in (0, 1)]
+           for m in runs}
+    assert c["seed_list"] == [0, 1] and c["auc"] == {"base": auc["din"], "model": auc["deepfm"]}
+    for s in (0, 1):  # each seed's delta is the difference of the two runs' own test AUCs
+        assert c["per_seed"][s]["delta"] == pytest.approx(auc["deepfm"][s] - auc["din"][s], abs=1e-9)
+        low, high = c["per_seed"][s]["ci95"]
+        assert low <= c["per_seed"][s]["delta"] <= high
+    assert "paired_t" in c and "all test rows" in result.output
+
+    # a run against itself: every delta and interval is exactly 0; one run folder (not seed-N) works too
+    same = CliRunner().invoke(app, ["compare", "--base", str(runs["din"] / "seed-1"), "--model",
+                                    str(runs["din"] / "seed-1"), "--n-boot", "20"], catch_exceptions=False)
+    assert same.exit_code == 0, same.output
+    c = json.loads(same.stdout[same.stdout.index("{"):])
+    assert c["seed_list"] == [1] and c["mean_delta"] == 0 and c["ci95_users"] == [0, 0]
+
+    wrong = CliRunner().invoke(app, ["compare", "--base", str(runs["din"]), "--model", str(runs["deepfm"]),
+                                     "--seeds", "0,7"])
+    assert wrong.exit_code != 0 and "seeds [7] are not finished in both" in wrong.output
+    empty = CliRunner().invoke(app, ["compare", "--base", str(tmp_path / "nothing"), "--model", str(runs["din"])])
+    assert empty.exit_code != 0 and "no finished run" in empty.output

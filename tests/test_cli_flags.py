@@ -30,6 +30,8 @@ ALLOWED = {
     ("annotate.cli", "export"): "no config class: a database, a file and --force",
     ("annotate.cli", "agreement"): "no config class: a database and an optional report file",
     ("ctr.cli", "eval"): "no config class: a run folder, an optional prepared folder and a split",
+    ("ctr.cli", "compare"): "no config class: two finished runs (or seed-N folders), a seed list, the bootstrap "
+                            "draws and an output file",
 }
 # (module, command) -> why it takes only some fields of its config classes.
 PARTIAL = {

@@ -19,6 +19,7 @@ KNOWLEDGE_FORMATS: tuple[str, ...] = get_args(KnowledgeFormat)
 DEFAULT_KNOWLEDGE_FORMAT: KnowledgeFormat = "name+explicit+implicit"
 # How each text was made, counted per level in embed_config.json and on screen.
 FROM_KNOWLEDGE, FALLBACK_NO_RECORD, FALLBACK_FAILED = "from_knowledge", "fallback_no_record", "fallback_failed"
+RECORDS_UNUSED = "records_unused"  # the file's records of ids not embedded (a catalogue's knowledge, a CTR subset)
 
 
 def check_knowledge_format(value: str) -> None:
@@ -76,18 +77,27 @@ def knowledge_texts(input_texts: dict[str, str], records: list[tuple[int, dict]]
                     level: str, path: str | Path) -> tuple[dict[str, str], dict[str, int]]:
     """(id -> text, counts): each id's knowledge text when it has an ok record, else its input text.
 
-    `records` are (line number, knowledge record) of the file at `path`; a record of another level or of an
-    id not in `input_texts` raises RecordError naming the file and line.
+    `records` are (line number, knowledge record) of the file at `path`. A catalogue's knowledge may cover more
+    than the items embedded (a CTR set drawn from it): records of other ids are skipped and counted
+    (`records_unused`), but a file none of whose records is for an embedded id is the wrong file, and a record of
+    another level is a mistake: both raise RecordError naming the file and line.
     """
     by_id: dict[str, dict] = {}
+    first_other: tuple[int, str] | None = None
     for lineno, row in records:
         rid = R.record_id(row)
         if row[R.LEVEL] != level:
             raise RecordError(f"{path}:{lineno}: a {row[R.LEVEL]} record in the {level} knowledge file")
-        if rid not in input_texts:
-            raise RecordError(f"{path}:{lineno}: id {rid!r} is not among the {level} records embedded")
-        by_id[rid] = row
-    texts, counts = {}, {FROM_KNOWLEDGE: 0, FALLBACK_NO_RECORD: 0, FALLBACK_FAILED: 0}
+        if rid in input_texts:
+            by_id[rid] = row
+        elif first_other is None:
+            first_other = (lineno, rid)
+    if records and not by_id:
+        lineno, rid = first_other
+        raise RecordError(f"{path}:{lineno}: id {rid!r} is not among the {level} records embedded, nor is any other "
+                          f"of the file's {len(records)} records' (the knowledge of another catalogue?)")
+    texts, counts = {}, {FROM_KNOWLEDGE: 0, FALLBACK_NO_RECORD: 0, FALLBACK_FAILED: 0,
+                         RECORDS_UNUSED: len(records) - len(by_id)}
     for rid, text in input_texts.items():
         row = by_id.get(rid)
         how = FALLBACK_NO_RECORD if row is None else FROM_KNOWLEDGE if row[R.STATUS] == "ok" else FALLBACK_FAILED

@@ -52,17 +52,26 @@ def test_each_id_gets_its_knowledge_or_its_input_and_the_fallbacks_are_counted()
     inputs = {"a": "A", "b": "B", "c": "C", "d": "D"}
     rows = [(1, _row("a")), (2, _row("b", status="parse_error")), (3, _row("c", status="api_error"))]
     texts, counts = knowledge_texts(inputs, rows, "implicit", "item", "k.jsonl")
-    assert counts == {"from_knowledge": 1, "fallback_no_record": 1, "fallback_failed": 2}
+    assert counts == {"from_knowledge": 1, "fallback_no_record": 1, "fallback_failed": 2, "records_unused": 0}
     assert texts == {"a": "Afternoon Tea, Parties; Vintage\nA", "b": "B", "c": "C", "d": "D"}
     assert list(texts) == list(inputs)  # the table keeps the order of the item records
 
 
-def test_an_id_not_embedded_or_a_record_of_the_other_level_is_a_one_line_error_naming_file_and_line():
+def test_a_catalogues_records_for_items_not_embedded_are_skipped_and_counted():
+    rows = [(1, _row("a")), (2, _row("zz")), (3, _row("yy", status="parse_error"))]
+    texts, counts = knowledge_texts({"a": "A", "b": "B"}, rows, "implicit", "item", "k.jsonl")
+    assert texts == {"a": "Afternoon Tea, Parties; Vintage\nA", "b": "B"}
+    assert counts == {"from_knowledge": 1, "fallback_no_record": 1, "fallback_failed": 0, "records_unused": 2}
+
+
+def test_a_file_with_no_record_for_an_embedded_id_or_a_record_of_the_other_level_is_a_one_line_error():
     inputs = {"a": "A"}
-    with pytest.raises(RecordError, match=r"^k\.jsonl:2: id 'zz' is not among the item records embedded$"):
-        knowledge_texts(inputs, [(1, _row("a")), (2, _row("zz"))], "phrases", "item", "k.jsonl")
+    with pytest.raises(RecordError, match=r"^k\.jsonl:1: id 'zz' is not among the item records embedded, nor is any "
+                                          r"other of the file's 2 records' \(the knowledge of another catalogue\?\)$"):
+        knowledge_texts(inputs, [(1, _row("zz")), (2, _row("yy"))], "phrases", "item", "k.jsonl")
     with pytest.raises(RecordError, match=r"^u\.jsonl:1: a item record in the user knowledge file$"):
         knowledge_texts(inputs, [(1, _row("a"))], "phrases", "user", "u.jsonl")
+    assert knowledge_texts(inputs, [], "phrases", "item", "k.jsonl")[1]["fallback_no_record"] == 1  # no file: inputs
 
 
 @pytest.fixture
@@ -79,10 +88,10 @@ def catalogue(tmp_path):
 
 
 def test_bad_id_in_the_knowledge_file_stops_before_any_model_loads(catalogue, tmp_path):
-    write_jsonl(catalogue["knowledge"], [_row("a"), _row("nope")])
+    write_jsonl(catalogue["knowledge"], [_row("nope"), _row("other")])
     config = EmbedConfig(items=catalogue["items"], output=tmp_path / "emb", source="knowledge",
                          knowledge=catalogue["knowledge"], encoder="/no/such/model")
-    with pytest.raises(RecordError, match=r"knowledge\.jsonl:2: id 'nope' is not among the item records"):
+    with pytest.raises(RecordError, match=r"knowledge\.jsonl:1: id 'nope' is not among the item records"):
         embed_tables(config)
     assert not (tmp_path / "emb").exists()
 
@@ -108,15 +117,16 @@ def test_cli_knowledge_route_with_the_bundled_minilm_encodes_the_knowledge_text(
         "--users", str(catalogue["users"]), "--knowledge", str(catalogue["knowledge"]),
         "--user-knowledge", str(catalogue["user_knowledge"]), "--batch-size", "2", "-o", str(out)])
     assert result.exit_code == 0, result.output
-    assert "items: from_knowledge 2, fallback_no_record 0, fallback_failed 1" in result.output
-    assert "users: from_knowledge 1, fallback_no_record 1, fallback_failed 0" in result.output
+    assert "items: from_knowledge 2, fallback_no_record 0, fallback_failed 1, records_unused 0" in result.output
+    assert "users: from_knowledge 1, fallback_no_record 1, fallback_failed 0, records_unused 0" in result.output
     ids, kar = read_table(out / "item_embeddings.parquet")
     assert ids == ["a", "b", "c"] and kar.shape == (3, 384) and kar.dtype == np.float32
     assert read_table(out / "user_embeddings.parquet")[1].shape == (2, 384)
     saved = read_json(out / "embed_config.json")
     assert (saved["source"], saved["encoder"], saved["knowledge_format"], saved["dim"]) == (
         "knowledge", "all-minilm-l6-v2", "name+explicit+implicit", 384)
-    assert saved["texts"]["items"] == {"from_knowledge": 2, "fallback_no_record": 0, "fallback_failed": 1}
+    assert saved["texts"]["items"] == {"from_knowledge": 2, "fallback_no_record": 0, "fallback_failed": 1,
+                                       "records_unused": 0}
     assert saved["encoder_kind"] == "sentence-transformers" and saved["pooling"] == "mean"
     assert saved["normalized"] is False and not np.allclose(np.linalg.norm(kar, axis=1), 1, atol=1e-3)
 
@@ -158,7 +168,8 @@ def test_the_ray_engine_gets_the_knowledge_texts_and_the_settings(catalogue, tmp
     assert [c[2:] for c in calls] == [(3, 9, "items", 2, 5, "last"), (3, 9, "users", 2, 5, "last")]
     assert calls[0][0] == "m"
     # users given without --user-knowledge: every user keeps its input text, and is counted so
-    assert summary["texts"]["users"] == {"from_knowledge": 0, "fallback_no_record": 2, "fallback_failed": 0}
+    assert summary["texts"]["users"] == {"from_knowledge": 0, "fallback_no_record": 2, "fallback_failed": 0,
+                                            "records_unused": 0}
     assert calls[0][1][0] == "Cakestand, 3 Tier, Afternoon Tea, Vintage, Regency\n" + INPUT
     assert calls[0][1][2] == "WHITE HANGING HEART T-LIGHT HOLDER"  # c: failed record, its input alone
     assert summary["encoder_kind"] == "student" and summary["cut_at_max_length"] is None and summary["dim"] == 4

@@ -240,8 +240,21 @@ def vectors(args: argparse.Namespace, seeds: list[int]) -> None:
                 variant_runs(args, "vectors", label, changes, seed_list, model)
 
 
+def ablations(args: argparse.Namespace) -> dict[str, dict]:
+    """The ABLATIONS that change MSD-DIN's tuned config (where its tuning chose fusion "none", "w/o item fusion"
+    is MSD-DIN itself: no row of its own)."""
+    if not (args.runs / "tune" / "msd" / "tune.json").exists():
+        return ABLATIONS
+    config = chosen_config(args, "msd")
+    return {name: changes for name, changes in ABLATIONS.items()
+            if any(config.get(k) != v for k, v in changes.items())}
+
+
 def ablation(args: argparse.Namespace, seeds: list[int]) -> None:
-    for name, changes in ABLATIONS.items():
+    kept = ablations(args)
+    for name in ABLATIONS.keys() - kept.keys():
+        print(f"{name}: MSD-DIN's tuned config already has {ABLATIONS[name]}, no row of its own", flush=True)
+    for name, changes in kept.items():
         variant_runs(args, "ablation", name, changes, seeds)
 
 
@@ -280,7 +293,7 @@ def row_folders(args: argparse.Namespace) -> dict[str, Path]:
     """Row label -> folder holding seed-N runs."""
     rows = {label: args.runs / "tune" / model / "best" for label, model in TUNED.items()}
     rows |= {f"MSD-DIN, {name} vectors": args.runs / "controls" / name for name in CONTROLS}
-    rows |= {label: args.runs / "ablation" / slug(label) for label in ABLATIONS}
+    rows |= {label: args.runs / "ablation" / slug(label) for label in ablations(args)}
     rows |= {label: args.runs / "vectors" / slug(label) for model in MSD for label in vector_sets(args, model)}
     return rows
 

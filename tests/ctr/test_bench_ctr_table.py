@@ -113,3 +113,13 @@ def test_user_vectors_rows_read_their_folders_user_table():
     args = argparse.Namespace(vectors=["KAR=/k/items"], user_vectors=["KAR users=/k/both"])
     assert B.vector_sets(args) == {"MSD-DIN, KAR": {"knowledge": "/k/items"},
                                    "MSD-DIN, KAR users": {"knowledge": "/k/both", "user_source": "table"}}
+
+
+def test_an_ablation_that_is_the_tuned_config_itself_has_no_row(runs):
+    args = args_for(runs, None)
+    assert B.ablations(args) == B.ABLATIONS  # not tuned yet: every ablation
+    (runs / "tune" / "msd" / "tune.json").write_text(json.dumps({"chosen": {"fusion": "none", "user_level": True}}))
+    assert set(B.ablations(args)) == {"MSD-DIN w/o user level"}  # fusion "none" was chosen: w/o fusion is MSD-DIN
+    assert "MSD-DIN w/o item fusion" not in B.row_folders(args)
+    (runs / "tune" / "msd" / "tune.json").write_text(json.dumps({"chosen": {"fusion": "gate"}}))
+    assert B.ablations(args) == B.ABLATIONS

@@ -49,7 +49,8 @@ import pandas as pd
 from bench.common import record
 
 from ctr.metrics import mean_std, rela_impr
-from ctr.paired import RARE, rare_rows, with_rare
+from ctr.paired import RARE, rare_rows, test_predictions, with_rare
+from ctr.runs import METRICS, PREDICTIONS
 from ctr.slices import auc_text
 from ctr.train_config import FUSIONS, MASK_BY, CTRConfig
 
@@ -299,12 +300,12 @@ def row_folders(args: argparse.Namespace) -> dict[str, Path]:
 
 
 def load_runs(folder: Path, seeds: list[int]) -> dict[int, tuple[dict, pd.DataFrame]]:
+    """seed -> (metrics, test predictions) of the finished seed-N runs in `folder` (the others are left out)."""
     out = {}
     for seed in seeds:
         run = folder / f"seed-{seed}"
-        if (run / "metrics.json").exists() and (run / "predictions.parquet").exists():
-            preds = pd.read_parquet(run / "predictions.parquet")
-            out[seed] = (json.loads((run / "metrics.json").read_text()), preds[preds["split"] == "test"])
+        if (run / METRICS).exists() and (run / PREDICTIONS).exists():
+            out[seed] = (json.loads((run / METRICS).read_text()), test_predictions(run))
     return out
 
 

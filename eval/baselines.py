@@ -1,7 +1,7 @@
 """No-model baselines: what key-phrase F1 a user gets without any LLM, to set beside every teacher and student.
 
 `name-words`: split the input into its words and call those the key phrases. For a user, the input is the
-purchase history, so the words of every item name in it (each once).
+history, so the words of every item name in it (each once).
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 
 from ground import records as R
-from kgen.inputs import HISTORY_HEADER
+from kgen.inputs import HISTORY_HEADERS
 
 BASELINES: tuple[str, ...] = ("name-words",)
 NAME_WORDS_DROP = frozenset({"x", "of", "and", "the", "for", "with", "&", "-"})
@@ -19,7 +19,7 @@ _HISTORY_LINE = re.compile(r"^\s*\d+\.\s+(.*)$")
 def item_names(input_text: str) -> list[str]:
     """The item names in a model input: the lines of a rendered purchase history, else the text itself."""
     lines = input_text.splitlines()
-    if not lines or lines[0].strip() != HISTORY_HEADER:
+    if not lines or lines[0].strip() not in HISTORY_HEADERS:
         return [input_text]
     return [m.group(1) for line in lines[1:] if (m := _HISTORY_LINE.match(line))]
 

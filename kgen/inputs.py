@@ -7,7 +7,11 @@ import re
 from ground.records import ATTRIBUTES, HISTORY, NAME, PROFILE, USER_ID
 from ground.errors import ConfigError, RecordError
 
-HISTORY_HEADER = "Purchase history (oldest first):"
+PURCHASE_HEADER = "Purchase history (oldest first):"
+# A history of films (items with genres: MovieLens) is a viewing history: headed as purchases, the teacher
+# described movie viewers as shoppers ("Product Types: M").
+VIEWING_HEADER = "Viewing history (oldest first):"
+HISTORY_HEADERS = (PURCHASE_HEADER, VIEWING_HEADER)
 PROFILE_MARK = "Profile: "
 # A longer name is cut. Product names run under ~200 characters; a 100k-character "name" would otherwise
 # overrun the model's context and run for minutes. 20 clipped names (~2,500 tokens) in a user's history
@@ -46,17 +50,23 @@ def input_clipped(row: dict, items_by_id: dict[str, dict], max_history: int = 20
 
 
 def user_input(user: dict, items_by_id: dict[str, dict], max_history: int = 20) -> str:
-    """The text shown for a user: the names of their last `max_history` purchases, then their profile."""
+    """The text shown for a user: their last `max_history` items under the history's header, then their profile.
+
+    The header says "Viewing history" when every item shown is a film (it carries genres), else "Purchase history".
+    """
     if max_history < 1:
         raise ConfigError(f"max_history must be at least 1, got {max_history}")
     # The most recent purchases say most about what the user wants now.
     recent = [str(i) for i in user[HISTORY]][-max_history:]
-    lines = [HISTORY_HEADER]
-    for n, item_id in enumerate(recent, start=1):
+    shown = []
+    for item_id in recent:
         item = items_by_id.get(item_id)
         if item is None:
             raise RecordError(f"user {user[USER_ID]}: history item {item_id!r} is not among the item records")
-        lines.append(f"{n}. {item_input(item)}")
+        shown.append(item)
+    films = bool(shown) and all((item.get(ATTRIBUTES) or {}).get("genres") for item in shown)
+    lines = [VIEWING_HEADER if films else PURCHASE_HEADER]
+    lines += [f"{n}. {item_input(item)}" for n, item in enumerate(shown, start=1)]
     profile = user.get(PROFILE)
     if profile:
         lines.append(PROFILE_MARK + ", ".join(f"{k}={profile[k]}" for k in sorted(profile)))
@@ -71,7 +81,7 @@ def input_segments(text: str) -> list[str]:
     segments = []
     for line in text.split("\n"):
         line = line.strip()
-        if not line or line == HISTORY_HEADER:
+        if not line or line in HISTORY_HEADERS:
             continue
         if line.startswith(PROFILE_MARK):
             segments += [part.split("=", 1)[-1] for part in line[len(PROFILE_MARK):].split(", ")]

@@ -31,6 +31,19 @@ def test_user_input_exact_format_with_profile():
     )
 
 
+def test_a_history_of_films_is_headed_as_viewing_not_purchases():
+    films = {"1": {"item_id": "1", "name": "Heat", "attributes": {"year": 1995, "genres": ["Action", "Crime"]}},
+             "2": {"item_id": "2", "name": "Fargo", "attributes": {"year": 1996, "genres": ["Crime"]}}}
+    user = {"user_id": "u1", "history": ["1", "2"], "profile": {"gender": "F"}}
+    assert user_input(user, films) == (
+        "Viewing history (oldest first):\n1. Heat (1995). Genres: Action, Crime\n2. Fargo (1996). Genres: Crime\n"
+        "Profile: gender=F"
+    )
+    # One product among the films, or no history at all: a purchase history, as before.
+    assert user_input(user, {**films, "2": ITEMS["2"]}).startswith("Purchase history (oldest first):\n")
+    assert user_input({"user_id": "u2", "history": []}, films) == "Purchase history (oldest first):"
+
+
 def test_user_input_without_profile_has_no_profile_line():
     assert user_input({"user_id": "u1", "history": ["3"]}, ITEMS) == "Purchase history (oldest first):\n1. Item 3"
 

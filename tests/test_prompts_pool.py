@@ -6,7 +6,7 @@ import re
 import jinja2
 import pytest
 
-from kgen.inputs import HISTORY_HEADER
+from kgen.inputs import PURCHASE_HEADER, VIEWING_HEADER
 from kgen.parse import parse_answer
 from ground.records import ASPECT, CATEGORY, ID, INPUT, KEY_PHRASES, LEVEL, RATIONALE, VALUE
 from kgen.reference import ANSWER, POOL_FILES, load_pool
@@ -16,9 +16,9 @@ MIN_POOL = {"item": 40, "user": 15}
 EXAMPLE = {INPUT: "Retro Enamel Bread Bin Blue", ANSWER: "Explicit Information:\nType: Bread Bin. Named.\nKey Features: Bread Bin"}
 TEMPLATE_VARIABLES = {
     "item": {"input": "Zinc Star Garland Gold", "example": EXAMPLE},
-    "user": {"input": f"{HISTORY_HEADER}\n1. Zinc Star Garland Gold\n2. Pack of 12 Paper Plates", "example": EXAMPLE},
+    "user": {"input": f"{PURCHASE_HEADER}\n1. Zinc Star Garland Gold\n2. Pack of 12 Paper Plates", "example": EXAMPLE},
     "student_item": {"input": "Zinc Star Garland Gold"},
-    "student_user": {"input": f"{HISTORY_HEADER}\n1. Zinc Star Garland Gold\n2. Pack of 12 Paper Plates"},
+    "student_user": {"input": f"{PURCHASE_HEADER}\n1. Zinc Star Garland Gold\n2. Pack of 12 Paper Plates"},
 }
 TEACHER = ("item", "user")
 
@@ -143,10 +143,11 @@ def test_item_pool_spans_many_categories():
 def test_user_inputs_use_the_history_rendering():
     for row in _rows("user"):
         lines = row[INPUT].split("\n")
-        assert lines[0] == HISTORY_HEADER, row[ID]
         if lines[-1].startswith("Profile: "):
             lines = lines[:-1]
         history = lines[1:]
+        films = all(". Genres: " in line for line in history)
+        assert lines[0] == (VIEWING_HEADER if films else PURCHASE_HEADER), row[ID]
         assert 4 <= len(history) <= 10, row[ID]
         for n, line in enumerate(history, start=1):
             assert re.fullmatch(rf"{n}\. \S.*", line), (row[ID], line)

@@ -9,6 +9,9 @@
         rows after T0 only. (The default user level, --user-source history, needs no table.)
     python -m bench.ctr_vectors shuffle --knowledge EMB -o OUT [--seed 0]
         negative control: the same vectors, permuted across the item ids (and no user table).
+    python -m bench.ctr_vectors shuffle-users --knowledge EMB -o OUT [--seed 0]
+        negative control of a user table (`distill embed --users`, say over the teacher's user knowledge): its
+        user vectors permuted across the users, its item vectors and its snapshot time (T0) kept.
     python -m bench.ctr_vectors random --data PREPARED -o OUT [--dim 64] [--seed 0]
         negative control: a N(0, 1) vector per item; the user level built from them (the history mean) is a
         random-projection sketch of the history: collaborative signal, no knowledge.
@@ -30,10 +33,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ctr.knowledge import write_user_mean_table
+from ctr.knowledge import table_snapshot, write_user_mean_table
+from ctr.raw import SNAPSHOT_KEY
 from ground import records as R
 from ground.files import write_json
-from ground.vectors import ITEM_TABLE, read_table, write_table
+from ground.vectors import ITEM_TABLE, USER_TABLE, read_table, write_table
 
 
 def user_mean(data: Path, knowledge: Path) -> int:
@@ -57,6 +61,26 @@ def shuffle(knowledge: Path, output: Path, seed: int) -> int:
     order = np.random.default_rng(seed).permutation(len(ids))
     return write_control(output, list(ids), vectors[order],
                          f"the vectors of {knowledge} permuted across the items (seed {seed})")
+
+
+def shuffle_users(knowledge: Path, output: Path, seed: int) -> int:
+    """The negative control of a user table: its vectors permuted across the users, the item table kept as is.
+
+    The snapshot time (T0) of the table is carried over: the shuffled table feeds the same rows."""
+    ids, vectors = read_table(knowledge / USER_TABLE)
+    order = np.random.default_rng(seed).permutation(len(ids))
+    item_ids_, items = read_table(knowledge / ITEM_TABLE)
+    t0 = table_snapshot(knowledge)
+    if t0 is None:
+        raise SystemExit(f"{knowledge / 'embed_config.json'}: no snapshot time (T0) recorded for its user table")
+    output.mkdir(parents=True, exist_ok=True)
+    write_table(output / ITEM_TABLE, list(item_ids_), items)
+    write_table(output / USER_TABLE, list(ids), vectors[order])
+    write_json(output / "embed_config.json", {
+        "model": f"control: the user vectors of {knowledge} permuted across the users (seed {seed}), its item "
+                 "vectors as they are", "dim": int(vectors.shape[1]), "counts": {"items": len(item_ids_), "users": len(ids)},
+        SNAPSHOT_KEY: t0})
+    return len(ids)
 
 
 def random_vectors(data: Path, output: Path, dim: int, seed: int) -> int:
@@ -107,7 +131,8 @@ def minilm(data: Path, output: Path) -> int:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("command", choices=["user-mean", "minilm", "shuffle", "random", "oracle", "compare"])
+    p.add_argument("command", choices=["user-mean", "minilm", "shuffle", "shuffle-users", "random", "oracle",
+                                       "compare"])
     p.add_argument("--data", type=Path, help="The prepared folder (user-mean, minilm, random, oracle).")
     p.add_argument("--knowledge", type=Path, help="The tables to read (user-mean: also written; shuffle).")
     p.add_argument("--output", "-o", type=Path, help="Folder to write (minilm and the controls).")
@@ -129,6 +154,8 @@ def main() -> None:
         n = minilm(args.data, args.output)
     elif args.command == "shuffle":
         n = shuffle(args.knowledge, args.output, args.seed)
+    elif args.command == "shuffle-users":
+        n = shuffle_users(args.knowledge, args.output, args.seed)
     elif args.command == "random":
         n = random_vectors(args.data, args.output, args.dim or 64, args.seed)
     else:

@@ -154,6 +154,15 @@ def write_user_mean_table(knowledge: str | Path, users: str | Path) -> int:
     return len(names)
 
 
+def table_snapshot(knowledge: Path) -> int | None:
+    """The T0 a folder's user table was made at, from its embed_config.json (None when it records none)."""
+    embed = json.loads((knowledge / EMBED_CONFIG).read_text()) if (knowledge / EMBED_CONFIG).exists() else {}
+    t0 = embed.get(SNAPSHOT_KEY)
+    if t0 is None and embed.get("users") and Path(embed["users"]).exists():
+        t0 = next((rec.get(HISTORY_AS_OF) for rec in R.read_records(embed["users"], "user")), None)
+    return t0
+
+
 def user_table_snapshot(knowledge: Path | None, data: Prepared) -> int:
     """T0 of the user table: the prepared card's snapshot, checked against what made the table.
 
@@ -167,10 +176,7 @@ def user_table_snapshot(knowledge: Path | None, data: Prepared) -> int:
                           "holds train clicks later than the rows it would feed: a label leak)")
     if knowledge is None:  # the LoRA student reads users.jsonl itself
         return card_t0
-    embed = json.loads((knowledge / EMBED_CONFIG).read_text()) if (knowledge / EMBED_CONFIG).exists() else {}
-    t0 = embed.get(SNAPSHOT_KEY)
-    if t0 is None and embed.get("users") and Path(embed["users"]).exists():
-        t0 = next((rec.get(HISTORY_AS_OF) for rec in R.read_records(embed["users"], "user")), None)
+    t0 = table_snapshot(knowledge)
     if t0 != card_t0:
         raise ConfigError(f"{knowledge / USER_TABLE}: made from a users.jsonl snapshot at {t0} (none recorded if "
                           f"None), not this folder's T0 = {card_t0}; rebuild it from {data.folder / 'users.jsonl'}")

@@ -1,0 +1,37 @@
+"""bench/ctr_vectors.py shuffle-users: the negative control of a user table keeps its items and its snapshot time."""
+
+import json
+
+import numpy as np
+import pytest
+
+from bench.ctr_vectors import shuffle_users
+from ctr.knowledge import table_snapshot
+from ground.vectors import ITEM_TABLE, USER_TABLE, read_table, write_table
+
+
+def tables(folder, t0):
+    folder.mkdir()
+    write_table(folder / ITEM_TABLE, ["a", "b"], np.eye(2, dtype=np.float32))
+    users = np.arange(40, dtype=np.float32).reshape(20, 2)
+    write_table(folder / USER_TABLE, [f"u{n}" for n in range(20)], users)
+    (folder / "embed_config.json").write_text(json.dumps({"users_snapshot_ts": t0} if t0 else {}))
+    return folder, users
+
+
+def test_user_vectors_are_permuted_items_and_t0_kept(tmp_path):
+    source, users = tables(tmp_path / "in", 1234)
+    assert shuffle_users(source, tmp_path / "out", seed=0) == 20
+    ids, shuffled = read_table(tmp_path / "out" / USER_TABLE)
+    assert list(ids) == [f"u{n}" for n in range(20)]
+    assert sorted(map(tuple, shuffled)) == sorted(map(tuple, users)) and not np.array_equal(shuffled, users)
+    item_ids, items = read_table(tmp_path / "out" / ITEM_TABLE)
+    assert list(item_ids) == ["a", "b"] and np.array_equal(items, np.eye(2))
+    assert table_snapshot(tmp_path / "out") == 1234  # ctr train's T0 check passes as for the source table
+
+
+def test_a_table_without_a_snapshot_is_refused(tmp_path):
+    source, _ = tables(tmp_path / "in", None)
+    with pytest.raises(SystemExit, match="no snapshot time"):
+        shuffle_users(source, tmp_path / "out", seed=0)
+    assert not (tmp_path / "out").exists()

@@ -23,6 +23,12 @@
         positive control, never a feature: dimension 0 is the item's click rate over ALL splits (test labels
         included: a deliberate leak), the other dimensions N(0, 1) noise. MSD must clearly beat its backbone
         with it, most on rare items; a fusion that loses it drowns the target.
+    python -m bench.ctr_vectors coclick --data PREPARED -o OUT [--dim 128]
+        positive control, never a feature: each item's factor of the item x user click matrix over ALL splits (test
+        clicks included: a deliberate leak). Valid where the click-rate oracle is void: with popularity-matched
+        negatives (Online Retail) an item's click rate is nearly constant, but whether the user who is scored
+        clicked the target beside their history is not (test AUC of cos(history mean, target) alone, Online
+        Retail: 0.658 with these factors, 0.596 with factors of the train clicks only; ML-1M 0.703 / 0.674).
 """
 
 from __future__ import annotations
@@ -101,6 +107,40 @@ def oracle(data: Path, output: Path, dim: int, seed: int) -> int:
                          f"item's click rate over all splits, {dim - 1} N(0, 1) dimensions (seed {seed})")
 
 
+def coclick(data: Path, output: Path, dim: int) -> int:
+    """Positive control (a deliberate leak): each item's factor of the item x user click matrix over ALL splits.
+
+    Rows (items) L2-normalised, a truncated SVD of rank `dim`, factors U * S at unit length. Two items the same
+    user clicks share that user's column, test clicks included, so a test target lies close to the history of
+    the user who clicked it: signal the backbone cannot learn from train, and one that popularity-matched
+    negatives (Online Retail) do not void, unlike the click-rate oracle. Items without a click get a zero vector.
+    """
+    import pandas as pd
+    import scipy.sparse as sp
+    from scipy.sparse.linalg import svds
+
+    samples = pd.read_parquet(data / "samples.parquet", columns=[R.USER_ID, R.ITEM_ID, R.LABEL])
+    clicks = samples[samples[R.LABEL] == 1].drop_duplicates([R.ITEM_ID, R.USER_ID])
+    ids = item_ids(data)
+    rows = pd.Index(ids).get_indexer(clicks[R.ITEM_ID].astype(str))
+    if (rows < 0).any():
+        raise SystemExit(f"{data / 'samples.parquet'}: clicked items missing from {data / 'items.jsonl'}")
+    users = pd.Index(clicks[R.USER_ID].unique())
+    if min(len(ids), len(users)) <= dim:
+        raise SystemExit(f"coclick: rank {dim} needs more than {dim} items and clicking users "
+                         f"({len(ids)} items, {len(users)} users)")
+    matrix = sp.csr_matrix((np.ones(len(clicks)), (rows, users.get_indexer(clicks[R.USER_ID]))),
+                           shape=(len(ids), len(users)))
+    norms = np.sqrt(np.asarray(matrix.sum(axis=1)).ravel())  # binary entries: the row's L2 norm
+    matrix = sp.diags(1.0 / np.where(norms > 0, norms, 1.0)) @ matrix
+    u, s, _ = svds(matrix, k=dim, random_state=0)
+    factors = u * s
+    factors /= np.clip(np.linalg.norm(factors, axis=1, keepdims=True), 1e-12, None)
+    factors[norms == 0] = 0.0
+    return write_control(output, ids, factors, "ORACLE (positive control, a deliberate leak): each item's rank-"
+                         f"{dim} factor of the item x user click matrix over ALL splits, test clicks included")
+
+
 def compare(a: Path, b: Path, k: int, seed: int) -> dict:
     """Item-by-item likeness of two item tables, on the items both hold."""
     tables = [dict(zip(*read_table(folder / ITEM_TABLE))) for folder in (a, b)]
@@ -132,11 +172,11 @@ def minilm(data: Path, output: Path) -> int:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("command", choices=["user-mean", "minilm", "shuffle", "shuffle-users", "random", "oracle",
-                                       "compare"])
+                                       "coclick", "compare"])
     p.add_argument("--data", type=Path, help="The prepared folder (user-mean, minilm, random, oracle).")
     p.add_argument("--knowledge", type=Path, help="The tables to read (user-mean: also written; shuffle).")
     p.add_argument("--output", "-o", type=Path, help="Folder to write (minilm and the controls).")
-    p.add_argument("--dim", type=int, default=None, help="random: 64; oracle: 8.")
+    p.add_argument("--dim", type=int, default=None, help="random: 64; oracle: 8; coclick: 128.")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--other", type=Path, help="compare: the second table's folder.")
     p.add_argument("--k", type=int, default=10, help="compare: neighbours per item.")
@@ -156,6 +196,8 @@ def main() -> None:
         n = shuffle(args.knowledge, args.output, args.seed)
     elif args.command == "shuffle-users":
         n = shuffle_users(args.knowledge, args.output, args.seed)
+    elif args.command == "coclick":
+        n = coclick(args.data, args.output, args.dim or 128)
     elif args.command == "random":
         n = random_vectors(args.data, args.output, args.dim or 64, args.seed)
     else:

@@ -1,4 +1,4 @@
-"""bench/ctr_vectors.py shuffle-users: the negative control of a user table keeps its items and its snapshot time."""
+"""bench/ctr_vectors.py controls: shuffle-users (a user table's negative control) and coclick (a positive control)."""
 
 import json
 
@@ -35,3 +35,24 @@ def test_a_table_without_a_snapshot_is_refused(tmp_path):
     with pytest.raises(SystemExit, match="no snapshot time"):
         shuffle_users(source, tmp_path / "out", seed=0)
     assert not (tmp_path / "out").exists()
+
+
+def test_coclick_oracle_puts_items_one_user_group_clicks_together(tmp_path):
+    import pandas as pd
+
+    from bench.ctr_vectors import coclick
+
+    data = tmp_path / "prepared"
+    data.mkdir()
+    items = [f"i{n}" for n in range(12)]
+    (data / "items.jsonl").write_text("".join(json.dumps({"item_id": i, "name": i}) + "\n" for i in items))
+    rows = [(f"u{u}", items[i], 1) for u in range(10) for i in (range(6) if u < 5 else range(6, 12))]
+    rows += [("u0", "i7", 0)]  # a non-click joins nothing
+    pd.DataFrame(rows, columns=["user_id", "item_id", "label"]).to_parquet(data / "samples.parquet")
+    assert coclick(data, tmp_path / "out", dim=2) == 12
+    ids, vectors = read_table(tmp_path / "out" / ITEM_TABLE)
+    sim = vectors @ vectors.T
+    assert list(ids) == items and np.allclose(np.diag(sim), 1, atol=1e-5)
+    assert sim[:6, :6].min() > 0.99 and abs(sim[:6, 6:]).max() < 0.01  # the two user groups, apart
+    with pytest.raises(SystemExit, match="rank 12 needs more"):
+        coclick(data, tmp_path / "big", dim=12)

@@ -130,11 +130,11 @@ class KeyedRows:
         self.rows: np.ndarray | None = None  # (K + 1, W), row 0 zeros (padding)
         self.have = np.zeros(size, bool)  # (K + 1,)
 
-    def get(self, keys: np.ndarray) -> np.ndarray | None:
-        """(1 + len(keys), W): a zero row, then the rows of keys (all > 0), or None unless every one is kept."""
-        if self.rows is None or not self.have[keys].all():
+    def index(self, keys: np.ndarray) -> np.ndarray | None:
+        """(1 + len(keys),) the rows in `rows` of [padding, *keys], or None unless every key is > 0 and kept."""
+        if self.rows is None or not keys.all() or not self.have[keys].all():
             return None
-        return self.rows[np.concatenate([[0], keys])]
+        return np.concatenate([[0], keys])
 
     def put(self, keys: np.ndarray, rows: np.ndarray) -> None:
         """Keep the rows (N, W) of catalogue keys (N,) (0 = not in the catalogue: skipped)."""

@@ -197,14 +197,15 @@ class Served:
                      key=kn.cache.key("i", text) if kn else "",
                      adapted_key=kn.adapted.key("a", text) if kn and kn.adapted else "")
 
-    def local_items(self, entries: list) -> tuple[list[int], list[Local]]:
-        """Each entry's request-local key (1..n) and the n distinct items (an id, or an id with its text)."""
+    def local_items(self, entries: list) -> tuple[list[int], list[Local], bool]:
+        """Each entry's request-local key (1..n), the n distinct items (an id, or an id with its text), and
+        whether any entry was a record (a record under a known id may carry another text than the catalogue's)."""
         local: dict[str | tuple[str, str], int] = {}
         items: list[Local] = []
-        keys = []
+        keys, records = [], False
         for entry in entries:
             if isinstance(entry, dict):
-                item = self.local(str(entry[R.ITEM_ID]), entry)
+                item, records = self.local(str(entry[R.ITEM_ID]), entry), True
                 mark: str | tuple[str, str] = (item.item_id, item.text)
             else:
                 item, mark = self.known_item(entry), entry
@@ -213,12 +214,13 @@ class Served:
                 items.append(item)
             items[key - 1] = item  # the last record of an (id, text) wins
             keys.append(key)
-        return keys, items
+        return keys, items, records
 
-    def id_table(self, items: list[Local]) -> np.ndarray:
-        """(n + 1, Fi) ID-feature ids by local key (row 0 padding): one gather from the catalogue, records apart."""
+    def id_table(self, items: list[Local], catalogue: np.ndarray) -> np.ndarray:
+        """(n + 1, Fi) ID-feature ids by local key (row 0 padding): one gather from the catalogue, records apart.
+
+        catalogue (n,): each item's catalogue key, 0 outside it."""
         table = np.zeros((len(items) + 1, self.item_fields.shape[1]), np.int64)
-        catalogue = np.array([item.catalogue for item in items], np.int64)
         table[1:] = self.item_fields[catalogue]
         for n in np.flatnonzero(catalogue == 0):
             table[n + 1] = self.record_row(items[n].item_id, items[n].record)
@@ -244,38 +246,51 @@ class Served:
 
     def score(self, user_id: str, history: list, candidates: list, user_features: dict | None = None) -> dict:
         """Click probabilities of the candidates, in order, and where the request's vectors came from."""
-        keys, items = self.local_items(history[-self.max_history:] + candidates)
+        keys, items, records = self.local_items(history[-self.max_history:] + candidates)
+        keys = np.array(keys, np.int64)  # torch.tensor of a list costs ~25 us, this and a view ~5
         hist, cand = keys[: len(keys) - len(candidates)], keys[len(keys) - len(candidates):]
-        table = self.id_table(items)
+        catalogue = np.array([item.catalogue for item in items], np.int64)  # (n,) 0 outside the catalogue
+        table = self.id_table(items, catalogue)
         n = len(cand)
         # Every row shares the user and the history: expanded views, not n copies.
         batch = Batch(user=torch.from_numpy(self.user_row(user_id, user_features)).expand(n, -1),
-                      user_key=torch.ones(n, dtype=torch.long), item=torch.tensor(cand),
-                      history=torch.tensor([hist or [0]]).expand(n, -1), label=torch.zeros(n),
+                      user_key=torch.ones(n, dtype=torch.long), item=torch.from_numpy(cand),
+                      history=torch.from_numpy(hist if len(hist) else np.zeros(1, np.int64))[None].expand(n, -1),
+                      label=torch.zeros(n),
                       ts=torch.full((n,), int(time.time()), dtype=torch.long))  # a request is after any snapshot
         with self.lock:
             self.set_table(table)
             with torch.inference_mode():
-                logits, stats = self.logits(items, user_id, batch)
+                logits, stats = self.logits(items, user_id, batch, None if records else catalogue)
             scores = torch.sigmoid(logits).tolist()
         return {"scores": scores, "cache": stats}
 
-    def logits(self, items: list[Local], user_id: str, batch: Batch) -> tuple[torch.Tensor, dict | None]:
-        """(n,) the model's logits for the request and its cache counts (None for a model without vectors)."""
+    def logits(self, items: list[Local], user_id: str, batch: Batch,
+               catalogue: np.ndarray | None) -> tuple[torch.Tensor, dict | None]:
+        """(n,) the model's logits for the request and its cache counts (None for a model without vectors).
+
+        catalogue (n,): the items' catalogue keys when every item is as the catalogue describes it, else None."""
         if self.knowledge is not None and self.knowledge.adapted is not None:
-            return self.adapted_logits(items, user_id, batch)
+            return self.adapted_logits(items, user_id, batch, catalogue)
         stats = self.set_vectors(items, user_id) if self.knowledge else None
         return self.model(batch), stats
 
-    def adapted_logits(self, items: list[Local], user_id: str, batch: Batch) -> tuple[torch.Tensor, dict]:
-        """MSD's logits from its items' pre-computed rows (`ctr.adapted`): only the request's part is computed."""
-        rows, stats = self.adapted_rows(items)
+    def adapted_logits(self, items: list[Local], user_id: str, batch: Batch,
+                       catalogue: np.ndarray | None) -> tuple[torch.Tensor, dict]:
+        """MSD's logits from its items' pre-computed rows (`ctr.adapted`): only the request's part is computed.
+
+        Catalogue items whose rows are all kept in the dense table are read from it in place (`index`)."""
+        index = self.row_memo.index(catalogue) if self.row_memo is not None and catalogue is not None else None
+        if index is not None:
+            rows, stats = self.row_memo.rows, CacheStats(lru=len(items))
+        else:
+            rows, stats = self.adapted_rows(items)
         user = None
         if self.model.user_level and not self.request_path.layout.user_hidden:  # the user level reads a table
             vector, user_stats = self.user_vector(user_id)
             stats.add(user_stats)
             user = torch.from_numpy(vector)
-        return self.request_path(rows, batch, user), stats.as_dict()
+        return self.request_path(rows, batch, user, index), stats.as_dict()
 
     def adapted_rows(self, items: list[Local]) -> tuple[np.ndarray, CacheStats]:
         """(n + 1, W) the items' rows by local key (row 0 padding): LRU, Redis, else from their raw vectors.
@@ -290,16 +305,11 @@ class Served:
             scaled_raw = torch.from_numpy(scaled(raw, kn.item_stats))
             return item_parts(self.model, scaled_raw).numpy()
 
-        # only an item as the catalogue describes it: a record under a known id may carry another text
-        catalogue = np.array([item.catalogue if self.known.get(item.item_id) is item else 0 for item in items],
-                             np.int64)
-        kept = self.row_memo.get(catalogue) if self.row_memo is not None and catalogue.all() else None
-        if kept is not None:
-            return kept, CacheStats(lru=len(items))
         parts, stats = kn.adapted.get("a", [item.text for item in items], compute,
                                       keys=[item.adapted_key for item in items])
-        if self.row_memo is not None:
-            self.row_memo.put(catalogue, parts)
+        if self.row_memo is not None:  # only an item as the catalogue describes it (a record may carry another text)
+            self.row_memo.put(np.array([item.catalogue if self.known.get(item.item_id) is item else 0
+                                        for item in items], np.int64), parts)
         rows = np.zeros((len(items) + 1, parts.shape[1]), np.float32)
         rows[1:] = parts
         return rows, CacheStats(lru=stats.lru + raw_stats.lru, redis=stats.redis + raw_stats.redis,

@@ -36,9 +36,13 @@ class DIN(nn.Module):
         self.dnn = mlp([width, *hidden, 1], dropout, last_activation=False)
 
     def forward(self, batch: Batch, extra: torch.Tensor | None = None) -> torch.Tensor:
+        return self.dnn(self.inputs(batch, extra)).squeeze(1)  # (B,) logits
+
+    def inputs(self, batch: Batch, extra: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, width) the MLP's input: user fields, target, attention-pooled history, then the extra fields."""
         user = self.embed_user(batch.user).flatten(1)  # (B, Fu * D)
         target = self.embed_item(self.item_table[batch.item]).flatten(1)  # (B, Fi * D)
         history = self.embed_item(self.item_table[batch.history]).flatten(2)  # (B, L, Fi * D)
         interest = self.attention(target, history, batch.mask)  # (B, Fi * D)
         parts = [user, target, interest] + ([extra.flatten(1)] if extra is not None else [])
-        return self.dnn(torch.cat(parts, dim=1)).squeeze(1)  # (B,) logits
+        return torch.cat(parts, dim=1)  # (B, width)

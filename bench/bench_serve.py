@@ -17,6 +17,7 @@ DIN and MSD are measured in one run on the same requests, in alternating blocks 
                 failures, scores against the no-cache answers, hit rate per 5 s
   full          MSD, LRU off, Redis capped below the catalogue (allkeys-lru) for 15 s at 8 clients
   elec          with --elec RUN: DIN | ELEC's vanilla network (no student, no cache)
+  in-process    no HTTP: `Served.score` of DIN and MSD (warm from the Redis) in one process, request by request
 p50/p95/p99 ms and requests/s at 1, 8 and 32 clients, the hit rate, the machine's load average per row.
 """
 
@@ -141,19 +142,21 @@ def ratios(rows: list[dict], label: str) -> dict[str, dict]:
             for (name, c) in by if name != "din" and ("din", c) in by}
 
 
-def in_process(din: Path, msd: Path, mix: list[dict], rounds: int = 5) -> dict:
-    """The model path alone, no HTTP: `Served.score` of DIN and MSD (warm LRU) in one process, one thread,
-    alternating request by request; the median per request of each, and where MSD's extra time goes."""
+def in_process(din: Path, msd: Path, mix: list[dict], redis: str, rounds: int = 5) -> dict:
+    """The model path alone, no HTTP: `Served.score` of DIN and MSD (warm LRU, filled from the warmed `redis`) in
+    one process, one thread, alternating request by request; the median per request of each, and where MSD's
+    extra time goes (its logits against DIN's, and inside them the backbone's inputs, the attention included)."""
     import torch
 
     from ctr.scoring import ServeConfig, Served
 
     torch.set_num_threads(1)
-    served = {"din": Served(ServeConfig(model=str(din))), "msd": Served(ServeConfig(model=str(msd)))}
+    served = {"din": Served(ServeConfig(model=str(din))), "msd": Served(ServeConfig(model=str(msd), redis=redis))}
     path = served["msd"].request_path
-    parts = {"msd rows": (served["msd"], "adapted_rows"), "msd item fields": (path, "item_fields"),
-             "msd user field": (path, "user_field"), "msd backbone": (served["msd"].model.backbone, "forward"),
-             "din model": (served["din"].model, "forward")}
+    parts = {"msd item fields": (path, "item_fields"), "msd user field": (path, "user_field"),
+             "msd logits": (served["msd"], "logits"), "din logits": (served["din"], "logits"),
+             "msd backbone inputs": (served["msd"].model.backbone, "inputs"),
+             "din inputs": (served["din"].model, "inputs")}
     spent: dict[str, list[float]] = {name: [] for name in [*served, *parts]}
 
     def timer(name: str, fn):
@@ -175,7 +178,7 @@ def in_process(din: Path, msd: Path, mix: list[dict], rounds: int = 5) -> dict:
                     spent[name].append(time.perf_counter() - start)
     skip = len(mix)
     out = {name: round(float(np.median(times[skip:] if name in parts else times)) * 1e3, 4)
-           for name, times in spent.items()}
+           for name, times in spent.items() if len(times) > skip}
     out["msd_din_ratio"] = round(out["msd"] / out["din"], 3)
     print(f"in process (no HTTP), median ms per request: {json.dumps(out)}", flush=True)
     return out
@@ -326,7 +329,7 @@ def main() -> None:
             rows += side_by_side("scale", {"1-process": msd_args, "2-workers": [*msd_args, "--workers", "2"]}, bodies,
                                  [32], args.block)
         if "in-process" not in skip:
-            extra["in_process"] = in_process(din, msd, mix)
+            extra["in_process"] = in_process(din, msd, mix, redis.url)
         if "cold" not in skip:
             rows += cold(msd, bodies[: args.cold_requests])
         if "faults" not in skip:

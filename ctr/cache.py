@@ -120,6 +120,9 @@ class LRU:
         return used
 
 
+PADDING = np.zeros(1, np.int64)  # row 0 of a KeyedRows table
+
+
 class KeyedRows:
     """In-process rows by catalogue key: a dense (K + 1, W) table, so a request's rows are one gather.
 
@@ -132,9 +135,9 @@ class KeyedRows:
 
     def index(self, keys: np.ndarray) -> np.ndarray | None:
         """(1 + len(keys),) the rows in `rows` of [padding, *keys], or None unless every key is > 0 and kept."""
-        if self.rows is None or not keys.all() or not self.have[keys].all():
+        if self.rows is None or not self.have[keys].all():  # have[0] stays False: key 0 is never kept
             return None
-        return np.concatenate([[0], keys])
+        return np.concatenate((PADDING, keys))
 
     def put(self, keys: np.ndarray, rows: np.ndarray) -> None:
         """Keep the rows (N, W) of catalogue keys (N,) (0 = not in the catalogue: skipped)."""

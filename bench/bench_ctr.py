@@ -2,10 +2,11 @@
 
 Stages (each resumable: a run folder holding metrics.json, a trial in trials.jsonl, is never trained again):
 
-    fusion    MSD-DIN with the ORACLE item vectors (positive control: the item's click rate over all splits) for
-              each fusion (concat, gate, add, none), seed 0, default settings: the fusion with the best
-              *validation* AUC becomes MSD's for every later stage (RUNS/choice.json). `--stages mask` does the
-              same for mask_by (frequent, rare, uniform) with the chosen fusion.
+    fusion    MSD-DIN with the ORACLE item vectors (positive control: the item's click rate over all splits, or
+              with `--oracle co-click` its factor of the click matrix over all splits, the one valid under
+              popularity-matched negatives) for each fusion (concat, gate, add, none), seed 0, default settings:
+              the fusion with the best *validation* AUC becomes MSD's for every later stage (RUNS/choice.json).
+              `--stages mask` does the same for mask_by (frequent, rare, uniform) with the chosen fusion.
     tune      `ctr tune` for DeepFM, DIN and MSD-DIN (and MSD-DeepFM: `--models deepfm,din,msd,msd-deepfm`; the
               knowledge vectors, the chosen fusion): the same number
               of seeded random-search trials each, chosen on validation, then the chosen config per seed
@@ -57,7 +58,17 @@ from ctr.train_config import FUSIONS, MASK_BY, CTRConfig
 ROOT = Path(__file__).resolve().parents[1]
 TUNED = {"DeepFM": "deepfm", "DIN": "din", "MSD-DIN": "msd", "MSD-DeepFM": "msd-deepfm"}
 MSD = {"msd": "MSD-DIN", "msd-deepfm": "MSD-DeepFM"}  # MSD on each backbone: its rows are compared with that backbone
-CONTROLS = ("shuffled", "random", "oracle")
+# The positive control's vectors (bench/ctr_vectors.py) and their folder: the item's click rate over all splits, void
+# where negatives are drawn by popularity (an item's click rate is then nearly constant), or each item's factor of
+# the click matrix over all splits (valid under either kind of negatives).
+ORACLES = {"click-rate": "oracle", "co-click": "oracle-coclick"}
+ORACLE_TEXT = {"click-rate": "dim 0 = the item's click rate over all splits (a deliberate leak), 7 noise dims",
+               "co-click": "each item's rank-128 factor of the item x user click matrix over all splits, test clicks "
+                           "included (a deliberate leak)"}
+
+
+def control_names(args: argparse.Namespace) -> tuple[str, ...]:
+    return ("shuffled", "random", ORACLES[args.oracle])
 ABLATIONS = {"MSD-DIN w/o user level": {"user_level": False}, "MSD-DIN w/o item fusion": {"fusion": "none"}}
 BACKBONE = {"DIN": "DeepFM", "MSD-DIN": "DIN", "MSD-DeepFM": "DeepFM"}  # by the label's start (DeepFM: none)
 
@@ -134,16 +145,20 @@ def write_yaml(path: Path, values: dict) -> Path:
 # --- stages ------------------------------------------------------------------------
 
 def control_vectors(args: argparse.Namespace) -> dict[str, Path]:
-    """RUNS/vectors/{shuffled,random,oracle}, written once (bench/ctr_vectors.py)."""
+    """RUNS/vectors/{shuffled,random,oracle or oracle-coclick}, written once (bench/ctr_vectors.py)."""
     from bench import ctr_vectors as V
 
-    folders = {name: args.runs / "vectors" / name for name in CONTROLS}
+    folders = {name: args.runs / "vectors" / name for name in control_names(args)}
     if not (folders["shuffled"] / "item_embeddings.parquet").exists():
         V.shuffle(args.knowledge, folders["shuffled"], seed=0)
     if not (folders["random"] / "item_embeddings.parquet").exists():
         V.random_vectors(args.data, folders["random"], dim=64, seed=0)
-    if not (folders["oracle"] / "item_embeddings.parquet").exists():
-        V.oracle(args.data, folders["oracle"], dim=8, seed=0)
+    oracle = folders[ORACLES[args.oracle]]
+    if not (oracle / "item_embeddings.parquet").exists():
+        if args.oracle == "co-click":
+            V.coclick(args.data, oracle, dim=128)
+        else:
+            V.oracle(args.data, oracle, dim=8, seed=0)
     return folders
 
 
@@ -154,11 +169,12 @@ def choice(args: argparse.Namespace) -> dict:
 
 def choose(args: argparse.Namespace, knob: str, values: tuple[str, ...], fixed: dict) -> None:
     """MSD-DIN on the oracle vectors for each value of `knob`, seed 0: keep the best validation AUC."""
-    oracle = control_vectors(args)["oracle"]
+    name = ORACLES[args.oracle]
+    oracle = control_vectors(args)[name]
     runs = {}
     for value in values:
         extra = [f"--{k.replace('_', '-')}={v}" for k, v in {**fixed, knob: value}.items()]
-        runs[value] = train_run(args.runs / knob / f"oracle-{value}",
+        runs[value] = train_run(args.runs / knob / f"{name}-{value}",
                                 [*common(args), "--model", "msd", "--knowledge", str(oracle), *extra, "--seed", "0"])
     best = max(runs, key=lambda v: runs[v]["val"]["auc"])
     rows = {v: {"val_auc": r["val"]["auc"], "val_auc_items_1_20": r["val"]["slices"]["item_train_count"]["1-20"]["auc"],
@@ -167,11 +183,12 @@ def choose(args: argparse.Namespace, knob: str, values: tuple[str, ...], fixed: 
     text = "\n".join(f"{v:10} val AUC {r['val_auc']:.4f} (items 1-20: {auc_text(r['val_auc_items_1_20'])}), test AUC "
                      f"{r['test_auc']:.4f}, best epoch {r['best_epoch']}{'  <- chosen' if v == best else ''}"
                      for v, r in rows.items())
-    print(f"\n{knob} on the positive control (oracle vectors), chosen on validation:\n{text}\n", flush=True)
+    print(f"\n{knob} on the positive control ({args.oracle} oracle vectors), chosen on validation:\n{text}\n",
+          flush=True)
     (args.runs / "choice.json").write_text(json.dumps({**choice(args), knob: best}, indent=2))
     record("ctr", {"table": f"{knob}-choice", "dataset": title(args), "data": str(args.data), "judge":
-                   "validation AUC of MSD-DIN with the oracle item vectors (positive control), seed 0, default "
-                   "settings", "fixed": fixed, "rows": rows, "chosen": best, "printed": text,
+                   f"validation AUC of MSD-DIN with the {args.oracle} oracle item vectors (positive control: "
+                   f"{ORACLE_TEXT[args.oracle]}), seed 0, default settings", "fixed": fixed, "rows": rows, "chosen": best, "printed": text,
                    "settings": args.train_args})
 
 
@@ -293,7 +310,7 @@ def protocol_table(args: argparse.Namespace, seeds: list[int]) -> None:
 def row_folders(args: argparse.Namespace) -> dict[str, Path]:
     """Row label -> folder holding seed-N runs."""
     rows = {label: args.runs / "tune" / model / "best" for label, model in TUNED.items()}
-    rows |= {f"MSD-DIN, {name} vectors": args.runs / "controls" / name for name in CONTROLS}
+    rows |= {f"MSD-DIN, {name} vectors": args.runs / "controls" / name for name in control_names(args)}
     rows |= {label: args.runs / "ablation" / slug(label) for label in ablations(args)}
     rows |= {label: args.runs / "vectors" / slug(label) for model in MSD for label in vector_sets(args, model)}
     return rows
@@ -451,8 +468,7 @@ def tabulate(args: argparse.Namespace, seeds: list[int], started: float) -> None
                    "settings": args.train_args, "trials_per_model": args.trials, "choice": choice(args),
                    "controls": {"shuffled": "the knowledge vectors permuted across items",
                                 "random": "N(0, 1) vectors, dim 64 (user level = history mean of them)",
-                                "oracle": "POSITIVE CONTROL: dim 0 = the item's click rate over all splits (a "
-                                          "deliberate leak), 7 noise dims"},
+                                ORACLES[args.oracle]: f"POSITIVE CONTROL: {ORACLE_TEXT[args.oracle]}"},
                    "rows": rows, "bench_wall_s": round(time.time() - started, 1), "printed": text})
 
 
@@ -549,6 +565,9 @@ def main() -> None:
     p.add_argument("--slice", type=int, default=128, help="Train rows for the LoRA table.")
     p.add_argument("--eval-slice", type=int, default=256, help="Val / test rows for the LoRA table.")
     p.add_argument("--cost-slice", type=int, default=50000, help="Train rows of the cost table's DIN/MSD runs.")
+    p.add_argument("--oracle", choices=tuple(ORACLES), default="click-rate", help="The positive control of the "
+                   "controls stage and the judge of the fusion and mask stages: the item's click rate over all splits "
+                   "(void under popularity-matched negatives, as Online Retail's), or its co-click factor.")
     p.add_argument("--lora-args", default="--embed-dim 8 --batch-size 8 --max-history 3 --epochs 1 --lr 0.001")
     args = p.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]

@@ -49,7 +49,15 @@ def runs(tmp_path):
 
 def args_for(runs, reference: str | None) -> argparse.Namespace:
     return argparse.Namespace(runs=runs, data=runs / "data", vectors=[f"knowledge={runs}/v"], user_vectors=[],
-                              reference=reference, n_boot=200)
+                              reference=reference, n_boot=200, oracle="click-rate")
+
+
+def test_the_co_click_oracle_has_its_own_folders(tmp_path):
+    args = args_for(tmp_path, None)
+    assert "MSD-DIN, oracle vectors" in B.row_folders(args)
+    args.oracle = "co-click"  # never the click-rate oracle's runs under another name
+    assert B.row_folders(args)["MSD-DIN, oracle-coclick vectors"] == tmp_path / "controls" / "oracle-coclick"
+    assert "MSD-DIN, oracle vectors" not in B.row_folders(args)
 
 
 def test_rows_are_paired_with_din_and_with_the_reference(runs):

@@ -291,11 +291,14 @@ def arguments() -> argparse.Namespace:
     p.add_argument("--fault-bodies", type=int, default=4, help="distinct requests cycled in the fault run")
     p.add_argument("--train-rows", type=int, default=50_000, help="train rows of the runs the bench trains")
     p.add_argument("--skip", default="", help="comma list of scenarios to leave out")
+    p.add_argument("--note", default="", help="what else the machine was doing, recorded with the figures (the "
+                   "load average is recorded either way)")
     return p.parse_args()
 
 
 def main() -> None:
     args = arguments()
+    load_at_start = round(os.getloadavg()[0], 2)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # a killed bench still stops its servers (finally)
     skip, clients = set(args.skip.split(",")), [int(c) for c in args.clients.split(",")]
     din = args.din or ensure_run(args.work, args.data, "din", args.knowledge, args.train_rows)
@@ -345,7 +348,7 @@ def main() -> None:
     record("serve", {"data": str(args.data), "knowledge": str(args.knowledge), "runs": {"din": str(din), "msd": str(msd)},
                      "request": "user + 20-item history + 100 candidates from the test split",
                      "pairing": "alternating blocks, same requests and concurrency (bench/serve_load.py)",
-                     "machine_note": "shared 2-core machine, two single-thread background jobs running",
+                     "machine_note": args.note, "load_avg_1m_at_start": load_at_start,
                      "warm": warmed, "rows": rows, "msd_din_ratio": headline, "paper_ratio": round(37.2 / 35, 3),
                      **extra})
 

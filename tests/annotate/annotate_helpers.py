@@ -113,6 +113,10 @@ def log_in(page, url, user):
     # sat 120 s in "load" on the restarted server (test_a_key_typed_while_the_server_is_down...) with no error.
     from playwright.sync_api import Error as PlaywrightError
 
+    # Leave the old document first: after a restart its Gradio streams to the same host can hold Chrome's six
+    # connections per host, and a navigation queued behind them waited out the 120 s (1 run in 3 at 2026-12-07's
+    # HEAD). about:blank needs no connection, ends those streams, and keeps the tab's sessionStorage (the unsent keys).
+    page.goto("about:blank")
     for attempt in range(3):
         try:
             page.goto(url, wait_until="domcontentloaded")

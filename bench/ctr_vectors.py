@@ -54,11 +54,17 @@ def item_ids(data: Path) -> list[str]:
     return [str(i[R.ITEM_ID]) for i in R.read_records(data / "items.jsonl", "item")]
 
 
-def write_control(output: Path, ids: list[str], vectors: np.ndarray, what: str) -> int:
+def write_control(output: Path, ids: list[str], vectors: np.ndarray, what: str,
+                  users: tuple[list[str], np.ndarray] | None = None, t0: int | None = None) -> int:
+    """A control's item table (and user table, with the snapshot time T0 it feeds after) and its embed_config."""
     output.mkdir(parents=True, exist_ok=True)
     write_table(output / ITEM_TABLE, ids, np.asarray(vectors, np.float32))
+    counts = {"items": len(ids)}
+    if users is not None:
+        write_table(output / USER_TABLE, users[0], np.asarray(users[1], np.float32))
+        counts["users"] = len(users[0])
     write_json(output / "embed_config.json", {"model": f"control: {what}", "dim": int(vectors.shape[1]),
-                                              "counts": {"items": len(ids)}})
+                                              "counts": counts, **({SNAPSHOT_KEY: t0} if t0 is not None else {})})
     return len(ids)
 
 
@@ -79,13 +85,8 @@ def shuffle_users(knowledge: Path, output: Path, seed: int) -> int:
     t0 = table_snapshot(knowledge)
     if t0 is None:
         raise SystemExit(f"{knowledge / 'embed_config.json'}: no snapshot time (T0) recorded for its user table")
-    output.mkdir(parents=True, exist_ok=True)
-    write_table(output / ITEM_TABLE, list(item_ids_), items)
-    write_table(output / USER_TABLE, list(ids), vectors[order])
-    write_json(output / "embed_config.json", {
-        "model": f"control: the user vectors of {knowledge} permuted across the users (seed {seed}), its item "
-                 "vectors as they are", "dim": int(vectors.shape[1]), "counts": {"items": len(item_ids_), "users": len(ids)},
-        SNAPSHOT_KEY: t0})
+    write_control(output, list(item_ids_), items, f"the user vectors of {knowledge} permuted across the users (seed "
+                  f"{seed}), its item vectors as they are", users=(list(ids), vectors[order]), t0=t0)
     return len(ids)
 
 

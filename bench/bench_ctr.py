@@ -7,10 +7,13 @@ Stages (each resumable: a run folder holding metrics.json, a trial in trials.jso
               popularity-matched negatives) for each fusion (concat, gate, add, none), seed 0, default settings:
               the fusion with the best *validation* AUC becomes MSD's for every later stage (RUNS/choice.json).
               `--stages mask` does the same for mask_by (frequent, rare, uniform) with the chosen fusion.
-    tune      `ctr tune` for DeepFM, DIN and MSD-DIN (and MSD-DeepFM: `--models deepfm,din,msd,msd-deepfm`; the
-              knowledge vectors, the chosen fusion): the same number
+    tune      `ctr tune` for DeepFM, DIN and MSD-DIN (and MSD-DeepFM and ELEC: `--models deepfm,din,msd,msd-deepfm,
+              elec`; the knowledge vectors, the chosen fusion): the same number
               of seeded random-search trials each, chosen on validation, then the chosen config per seed
               (test scored there only).
+    retrain   DeepFM and DIN (those of --models) at the configs a recorded tuned table chose (`--from-record DATE`, a
+              `"table": "tuned"` row of bench/results/ctr.jsonl on this dataset), per seed, in place of their tune
+              stage: the rows a new MSD-DeepFM or ELEC is paired with, trained in the same session.
     controls  MSD-DIN at MSD's chosen config with the vectors swapped: shuffled across items, random N(0, 1)
               (the user level built from them included), and the oracle (positive control); per seed.
     ablation  MSD-DIN at its chosen config without the user level, and without item fusion; per seed.
@@ -56,8 +59,12 @@ from ctr.slices import auc_text
 from ctr.train_config import FUSIONS, MASK_BY, CTRConfig
 
 ROOT = Path(__file__).resolve().parents[1]
-TUNED = {"DeepFM": "deepfm", "DIN": "din", "MSD-DIN": "msd", "MSD-DeepFM": "msd-deepfm"}
+TUNED = {"DeepFM": "deepfm", "DIN": "din", "MSD-DIN": "msd", "MSD-DeepFM": "msd-deepfm", "ELEC": "elec"}
 MSD = {"msd": "MSD-DIN", "msd-deepfm": "MSD-DeepFM"}  # MSD on each backbone: its rows are compared with that backbone
+# The models that read the knowledge vectors (and MSD's fusion / mask choices). ELEC's row is its served vanilla
+# network (a DIN trained with the gain network as teacher, no knowledge at serving); its gain network's test AUC is
+# given beside it (its predictions are not kept, so it has no paired interval).
+KNOWLEDGE_MODELS = (*MSD, "elec")
 # The positive control's vectors (bench/ctr_vectors.py) and their folder: the item's click rate over all splits, void
 # where negatives are drawn by popularity (an item's click rate is then nearly constant), or each item's factor of
 # the click matrix over all splits (valid under either kind of negatives).
@@ -70,7 +77,7 @@ ORACLE_TEXT = {"click-rate": "dim 0 = the item's click rate over all splits (a d
 def control_names(args: argparse.Namespace) -> tuple[str, ...]:
     return ("shuffled", "random", ORACLES[args.oracle])
 ABLATIONS = {"MSD-DIN w/o user level": {"user_level": False}, "MSD-DIN w/o item fusion": {"fusion": "none"}}
-BACKBONE = {"DIN": "DeepFM", "MSD-DIN": "DIN", "MSD-DeepFM": "DeepFM"}  # by the label's start (DeepFM: none)
+BACKBONE = {"DIN": "DeepFM", "MSD-DIN": "DIN", "MSD-DeepFM": "DeepFM", "ELEC": "DIN"}  # by the label's start (DeepFM: none)
 
 # The LoRA slice and the training-cost tables (unchanged protocol: fixed settings, stated with the figures).
 # The slice trains adapters in the last 2 layers (--lora-layers): in every layer a step costs ~17x more.
@@ -201,7 +208,7 @@ def tune(args: argparse.Namespace, seeds: list[int]) -> None:
     """`ctr tune` per model: the trials first for every model, then the seeds (so a cut run has all models)."""
     for seed_list in ([seeds[0]], seeds):
         for model in args.models.split(","):
-            extra = ["--knowledge", str(args.knowledge), *msd_settings(args)] if model in MSD else []
+            extra = ["--knowledge", str(args.knowledge), *msd_settings(args)] if model in KNOWLEDGE_MODELS else []
             ctr("tune", *common(args), "--model", model, *extra, "--trials", str(args.trials),
                 "--seeds", ",".join(map(str, seed_list)), "-o", str(args.runs / "tune" / model))
 
@@ -209,6 +216,37 @@ def tune(args: argparse.Namespace, seeds: list[int]) -> None:
 def chosen_config(args: argparse.Namespace, model: str) -> dict:
     summary = json.loads((args.runs / "tune" / model / "tune.json").read_text())
     return summary["chosen"]
+
+
+RETRAINED = "retrained.json"  # tune/<model>/RETRAINED: the record a retrained row's config came from
+RETRAINABLE = ("deepfm", "din")  # no knowledge knobs (a record keeps only the searched values it printed)
+
+
+def retrain(args: argparse.Namespace, seeds: list[int]) -> None:
+    """DeepFM / DIN at the configs of the recorded tuned table `--from-record`, one run per seed in
+    RUNS/tune/<model>/best/seed-N (where `ctr tune` would put them)."""
+    if not args.from_record:
+        raise SystemExit("--stages retrain needs --from-record DATE (a tuned table's date in bench/results/ctr.jsonl)")
+    path = ROOT / "bench" / "results" / "ctr.jsonl"
+    found = [r for r in map(json.loads, path.read_text().splitlines())
+             if r.get("table") == "tuned" and r.get("date") == args.from_record and r.get("dataset") == title(args)]
+    if not found:
+        raise SystemExit(f"{path}: no tuned table of {title(args)!r} dated {args.from_record!r}")
+    record_rows = found[-1]["rows"]
+    for label, model in TUNED.items():
+        if model not in args.models.split(",") or model not in RETRAINABLE:
+            continue
+        row = record_rows[label]
+        folder = args.runs / "tune" / model
+        chosen = {k: row["chosen"][k] for k in ("embed_dim", "hidden", "dropout", "weight_decay", "learning_rate")}
+        yaml_path = write_yaml(folder / "best" / "config.yaml", chosen)
+        (folder / RETRAINED).write_text(json.dumps({"record": args.from_record, "trials": row["trials"],
+                                                    "chosen_trial": row["chosen_trial"],
+                                                    "search_wall_s": row["search_wall_s"], "chosen": row["chosen"]},
+                                                   indent=2))
+        for seed in seeds:
+            train_run(folder / "best" / f"seed-{seed}",
+                      [*common(args), "--model", model, "--config", str(yaml_path), "--seed", str(seed)])
 
 
 def slug(label: str) -> str:
@@ -346,6 +384,10 @@ def family(label: str) -> str:
 def tune_facts(args: argparse.Namespace, label: str) -> dict:
     model = TUNED.get(label)
     path = args.runs / "tune" / (model or TUNED[family(label)]) / "tune.json"
+    if model and (path.parent / RETRAINED).exists():
+        facts = json.loads((path.parent / RETRAINED).read_text())
+        return {**{k: facts[k] for k in ("trials", "chosen_trial", "search_wall_s", "chosen")},
+                "config_from_record": facts["record"]}
     if not path.exists():
         return {}
     summary = json.loads(path.read_text())
@@ -361,11 +403,12 @@ def tune_facts(args: argparse.Namespace, label: str) -> dict:
 def build_rows(args: argparse.Namespace, seeds: list[int]) -> tuple[dict, list[int]]:
     loaded = {label: load_runs(folder, seeds) for label, folder in row_folders(args).items()}
     loaded = {label: runs for label, runs in loaded.items() if runs}
-    if "DIN" not in loaded:
-        raise SystemExit("no DIN run finished yet: nothing to compare with")
+    if not loaded:
+        raise SystemExit("no run finished yet: nothing to tabulate")
+    anchor = "DIN" if "DIN" in loaded else next(iter(loaded))  # the seeds every row is cut to, if need be
     common_seeds = [s for s in seeds if all(s in runs for runs in loaded.values())]
     if not common_seeds:  # rows that lack the first seeds are left out rather than compared on other seeds
-        common_seeds = [s for s in seeds if s in loaded["DIN"]]
+        common_seeds = [s for s in seeds if s in loaded[anchor]]
         loaded = {label: runs for label, runs in loaded.items() if all(s in runs for s in common_seeds)}
     rows = {}
     for label, runs in loaded.items():
@@ -378,6 +421,9 @@ def build_rows(args: argparse.Namespace, seeds: list[int]) -> tuple[dict, list[i
                        "samples_per_s": mean_std([m["samples_per_s"] for m in metrics]),
                        "peak_rss_mb": max(m["peak_rss_mb"] for m in metrics), "slices": slice_means(metrics),
                        **tune_facts(args, label)}
+        if all("gain" in m for m in metrics):
+            rows[label]["gain_network"] = {"auc": mean_std([m["gain"]["test"]["auc"] for m in metrics]),
+                                           "val_auc": mean_std([m["gain"]["val"]["auc"] for m in metrics])}
         base = BACKBONE.get(family(label))
         if base in loaded:
             rows[label]["vs"] = base
@@ -424,6 +470,9 @@ def table_text(rows: dict) -> str:
         lines.append(f"{label:{w}} {fmt(r['auc']):>17} {fmt(r['gauc']):>17} {r['logloss']['mean']:>8.4f} {delta:>36} "
                      f"{pt:>6} {plus:>6} {rel:>8}  {r['best_epochs']} ({r['epochs_cap']})")
     for label, r in rows.items():
+        if "gain_network" in r:
+            lines.append(f"{label:{w}} its gain network (MSD-DIN inside ELEC, not served): test AUC "
+                         f"{fmt(r['gain_network']['auc'])}")
         if "paired_reference" in r:
             p = r["paired_reference"]
             lines.append(f"{label:{w}} vs {r['vs_reference']}: {p['mean_delta']:+.4f} "
@@ -469,7 +518,8 @@ def tabulate(args: argparse.Namespace, seeds: list[int], started: float) -> None
                    "controls": {"shuffled": "the knowledge vectors permuted across items",
                                 "random": "N(0, 1) vectors, dim 64 (user level = history mean of them)",
                                 ORACLES[args.oracle]: f"POSITIVE CONTROL: {ORACLE_TEXT[args.oracle]}"},
-                   "rows": rows, "bench_wall_s": round(time.time() - started, 1), "printed": text})
+                   "rows": rows, "bench_wall_s": round(time.time() - started, 1), "printed": text,
+                   **({"note": args.note} if args.note else {})})
 
 
 # --- the LoRA and cost tables (fixed settings) ------------------------------------------
@@ -543,7 +593,7 @@ def run_arguments(doc: str | None) -> argparse.ArgumentParser:
 def main() -> None:
     p = run_arguments(__doc__)
     p.add_argument("--stages", default="fusion,tune,controls,table",
-                   help="fusion, mask, tune, controls, vectors, ablation, protocol, table, lora, cost (comma list, in "
+                   help="fusion, mask, tune, retrain, controls, vectors, ablation, protocol, table, lora, cost (comma list, in "
                         "order).")
     p.add_argument("--trials", type=int, default=6, help="Random-search trials per tuned model (the same for each).")
     p.add_argument("--models", default="deepfm,din,msd", help="The models the tune stage tunes, and the MSD models "
@@ -568,6 +618,10 @@ def main() -> None:
     p.add_argument("--oracle", choices=tuple(ORACLES), default="click-rate", help="The positive control of the "
                    "controls stage and the judge of the fusion and mask stages: the item's click rate over all splits "
                    "(void under popularity-matched negatives, as Online Retail's), or its co-click factor.")
+    p.add_argument("--from-record", default=None, metavar="DATE", help="retrain stage: the date of the tuned "
+                   "table whose DeepFM / DIN configs are trained again.")
+    p.add_argument("--note", default=None, help="table stage: a sentence recorded with the table (e.g. where a row's "
+                   "config came from).")
     p.add_argument("--lora-args", default="--embed-dim 8 --batch-size 8 --max-history 3 --epochs 1 --lr 0.001")
     args = p.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -580,6 +634,8 @@ def main() -> None:
             choose(args, "mask_by", MASK_BY, {"fusion": choice(args).get("fusion", CTRConfig.fusion)})
         elif stage == "tune":
             tune(args, seeds)
+        elif stage == "retrain":
+            retrain(args, seeds)
         elif stage == "controls":
             controls(args, seeds)
         elif stage == "ablation":

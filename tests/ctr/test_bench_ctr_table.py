@@ -131,3 +131,51 @@ def test_an_ablation_that_is_the_tuned_config_itself_has_no_row(runs):
     assert "MSD-DIN w/o item fusion" not in B.row_folders(args)
     (runs / "tune" / "msd" / "tune.json").write_text(json.dumps({"chosen": {"fusion": "gate"}}))
     assert B.ablations(args) == B.ABLATIONS
+
+
+def test_elec_is_tuned_with_the_knowledge_and_paired_with_din(runs, monkeypatch):
+    """ELEC's row is its served vanilla network, paired with DIN; its gain network's AUC is stated beside it."""
+    for seed in SEEDS:
+        write_run(runs / "tune" / "elec" / "best" / f"seed-{seed}", 0.25, seed)
+        metrics = json.loads((runs / "tune/elec/best" / f"seed-{seed}" / "metrics.json").read_text())
+        metrics["gain"] = {"val": {"auc": 0.6}, "test": {"auc": 0.61 + seed / 100}}
+        (runs / "tune/elec/best" / f"seed-{seed}" / "metrics.json").write_text(json.dumps(metrics))
+    rows, _ = B.build_rows(args_for(runs, None), SEEDS)
+    assert rows["ELEC"]["vs"] == "DIN" and rows["ELEC"]["paired"]["mean_delta"] > 0  # 0.25 signal vs DIN's 0.2
+    assert rows["ELEC"]["gain_network"]["auc"]["mean"] == pytest.approx(0.615)
+    assert "gain_network" not in rows["DIN"]
+    assert "its gain network (MSD-DIN inside ELEC, not served): test AUC 0.6150" in B.table_text(rows)
+    called = []
+    monkeypatch.setattr(B, "ctr", lambda *a: called.append(a))
+    B.tune(argparse.Namespace(models="din,elec", knowledge=runs / "v", runs=runs, data=runs / "data",
+                              train_args="--epochs 3", trials=2), [0])
+    din, elec = [a for a in called if "--seeds" in a][:2]
+    assert "--knowledge" not in din and elec[elec.index("--knowledge") + 1] == str(runs / "v")
+
+
+def test_retrain_trains_a_recorded_tables_deepfm_and_din_configs(tmp_path, monkeypatch):
+    record = {"table": "tuned", "date": "2026-12-07 05:05:45", "dataset": "toy", "rows": {
+        label: {"trials": 4, "chosen_trial": 3, "search_wall_s": 9.0,
+                "chosen": {"embed_dim": 8, "hidden": [64], "dropout": 0.1, "weight_decay": 0.0, "learning_rate": 0.01,
+                           "top_k": 3}} for label in ("DeepFM", "DIN")}}
+    (tmp_path / "bench" / "results").mkdir(parents=True)
+    (tmp_path / "bench" / "results" / "ctr.jsonl").write_text(json.dumps(record) + "\n")
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "card.json").write_text(json.dumps({"title": "toy", "dataset": "toy"}))
+    monkeypatch.setattr(B, "ROOT", tmp_path)
+    trained = []
+    monkeypatch.setattr(B, "train_run", lambda run, args, skip_busy=False: trained.append((run, args)))
+    args = argparse.Namespace(runs=tmp_path / "runs", data=tmp_path / "data", models="deepfm,din,msd-deepfm",
+                              train_args="--epochs 3", from_record="2026-12-07 05:05:45")
+    B.retrain(args, [0, 1])
+    assert [run.relative_to(args.runs).as_posix() for run, _ in trained] == [
+        "tune/deepfm/best/seed-0", "tune/deepfm/best/seed-1", "tune/din/best/seed-0", "tune/din/best/seed-1"]
+    import yaml
+
+    config = yaml.safe_load((args.runs / "tune/din/best/config.yaml").read_text())
+    assert config == {"embed_dim": 8, "hidden": [64], "dropout": 0.1, "weight_decay": 0.0, "learning_rate": 0.01}
+    assert trained[2][1][:4] == ["--data", str(args.data), "--epochs", "3"] and "din" in trained[2][1]
+    assert B.tune_facts(args, "DIN")["config_from_record"] == "2026-12-07 05:05:45"
+    args.from_record = "2026-01-01"
+    with pytest.raises(SystemExit, match="no tuned table of 'toy' dated '2026-01-01'"):
+        B.retrain(args, [0])

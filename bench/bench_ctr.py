@@ -204,10 +204,15 @@ def msd_settings(args: argparse.Namespace) -> list[str]:
     return [f"--{k.replace('_', '-')}={v}" for k, v in made.items()]
 
 
+RETRAINED = "retrained.json"  # tune/<model>/RETRAINED: the record a retrained row's config came from
+RETRAINABLE = ("deepfm", "din")  # no knowledge knobs (a record keeps only the searched values it printed)
+
+
 def tune(args: argparse.Namespace, seeds: list[int]) -> None:
     """`ctr tune` per model: the trials first for every model, then the seeds (so a cut run has all models)."""
+    models = [m for m in args.models.split(",") if not (args.runs / "tune" / m / RETRAINED).exists()]
     for seed_list in ([seeds[0]], seeds):
-        for model in args.models.split(","):
+        for model in models:  # a model the retrain stage trained at a recorded config is not searched again
             extra = ["--knowledge", str(args.knowledge), *msd_settings(args)] if model in KNOWLEDGE_MODELS else []
             ctr("tune", *common(args), "--model", model, *extra, "--trials", str(args.trials),
                 "--seeds", ",".join(map(str, seed_list)), "-o", str(args.runs / "tune" / model))
@@ -216,10 +221,6 @@ def tune(args: argparse.Namespace, seeds: list[int]) -> None:
 def chosen_config(args: argparse.Namespace, model: str) -> dict:
     summary = json.loads((args.runs / "tune" / model / "tune.json").read_text())
     return summary["chosen"]
-
-
-RETRAINED = "retrained.json"  # tune/<model>/RETRAINED: the record a retrained row's config came from
-RETRAINABLE = ("deepfm", "din")  # no knowledge knobs (a record keeps only the searched values it printed)
 
 
 def retrain(args: argparse.Namespace, seeds: list[int]) -> None:

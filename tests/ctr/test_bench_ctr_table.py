@@ -179,3 +179,7 @@ def test_retrain_trains_a_recorded_tables_deepfm_and_din_configs(tmp_path, monke
     args.from_record = "2026-01-01"
     with pytest.raises(SystemExit, match="no tuned table of 'toy' dated '2026-01-01'"):
         B.retrain(args, [0])
+    monkeypatch.setattr(B, "ctr", lambda *a: trained.append(a))
+    args.models, args.knowledge, args.trials = "deepfm,din,elec", tmp_path / "v", 4
+    B.tune(args, [0])  # the retrained models are not searched again
+    assert [a[a.index("--model") + 1] for a in trained[4:]] == ["elec", "elec"]

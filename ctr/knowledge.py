@@ -26,9 +26,9 @@ neighbours less reliable, are dropped more) or "uniform" (rate for every item).
 Where the user level comes from (`user_source`), never from a later event:
 "history" (default) is the mean of the raw vectors of the sample's own history
 items (its clicks strictly before it); "table" is a user table (`distill embed
---users`, or the mean over a users.jsonl history) built from users.jsonl, a
-snapshot at T0 (card.json `users_snapshot_ts`): it feeds rows with ts > T0 only,
-earlier rows get the zero vector.
+--users`, or the mean over a users.jsonl history) built from users.jsonl, each
+user's record a snapshot at that user's time (ctr.user_table): their vector
+feeds their rows with ts after that time only, earlier rows get the zero vector.
 """
 
 from __future__ import annotations

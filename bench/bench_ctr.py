@@ -275,8 +275,8 @@ def vector_sets(args: argparse.Namespace, model: str = "msd") -> dict[str, dict]
     """`--vectors LABEL=FOLDER` and `--user-vectors LABEL=FOLDER` -> {row label ("MSD-DIN, LABEL" for `model`
     msd): the config changes of its runs}.
 
-    A --user-vectors row reads FOLDER's user table too (`user_source: table`: each user's vector from the
-    users.jsonl snapshot at T0, on rows after T0 only) instead of the mean over the sample's own history."""
+    A --user-vectors row reads FOLDER's user table too (`user_source: table`: each user's vector from their
+    users.jsonl snapshot, on their rows after its time only) instead of the mean over the sample's own history."""
     out = {}
     for flag, texts, extra in (("--vectors", args.vectors, {}),
                                ("--user-vectors", args.user_vectors, {"user_source": "table"})):
@@ -607,7 +607,7 @@ def main() -> None:
                    help="vectors stage: MSD-DIN rows at MSD's tuned config with these tables (repeatable).")
     p.add_argument("--user-vectors", action="append", default=[], metavar="LABEL=FOLDER",
                    help="vectors stage: MSD-DIN rows that read FOLDER's item AND user tables (user_source table: "
-                   "the users.jsonl snapshot at T0, rows after T0 only), e.g. KAR's user knowledge (repeatable).")
+                   "each user's users.jsonl snapshot, their rows after its time only), e.g. KAR's user knowledge (repeatable).")
     p.add_argument("--reference", default=None, metavar="LABEL", help="A --vectors LABEL (or MSD-DIN, the tuned row on "
                    "--knowledge) every other MSD-DIN row is also paired with (the raw-text control: does the LLM add "
                    "anything over the text itself?).")

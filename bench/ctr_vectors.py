@@ -5,13 +5,15 @@
         (the bundled sentence encoder over the item inputs, no LLM; raw pooled vectors, not unit length).
     python -m bench.ctr_vectors user-mean --data PREPARED --knowledge EMB
         EMB/user_embeddings.parquet: each user's vector = the mean of the item vectors of their users.jsonl
-        history, a snapshot at T0 (card.json users_snapshot_ts); `ctr train --user-source table` feeds it to
-        rows after T0 only. (The default user level, --user-source history, needs no table.)
+        history, a snapshot at the user's time (T0, or with `ctr prepare --late-snapshot` the end of validation);
+        `ctr train --user-source table` feeds it to their rows after that time only. (The default user level,
+        --user-source history, needs no table.)
     python -m bench.ctr_vectors shuffle --knowledge EMB -o OUT [--seed 0]
         negative control: the same vectors, permuted across the item ids (and no user table).
     python -m bench.ctr_vectors shuffle-users --knowledge EMB -o OUT [--seed 0]
         negative control of a user table (`distill embed --users`, say over the teacher's user knowledge): its
-        user vectors permuted across the users, its item vectors and its snapshot time (T0) kept.
+        user vectors permuted across the users of the same snapshot time, so each user keeps their time and a row
+        still sees only a vector made before it; its item vectors kept.
     python -m bench.ctr_vectors random --data PREPARED -o OUT [--dim 64] [--seed 0]
         negative control: a N(0, 1) vector per item; the user level built from them (the history mean) is a
         random-projection sketch of the history: collaborative signal, no knowledge.
@@ -39,10 +41,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ctr.knowledge import table_snapshot, write_user_mean_table
-from ctr.raw import SNAPSHOT_KEY
+from ctr.user_table import table_user_times, write_user_mean_table
 from ground import records as R
 from ground.files import write_json
+from ground.snapshots import times_summary
 from ground.vectors import ITEM_TABLE, USER_TABLE, read_table, write_table
 
 
@@ -55,16 +57,16 @@ def item_ids(data: Path) -> list[str]:
 
 
 def write_control(output: Path, ids: list[str], vectors: np.ndarray, what: str,
-                  users: tuple[list[str], np.ndarray] | None = None, t0: int | None = None) -> int:
-    """A control's item table (and user table, with the snapshot time T0 it feeds after) and its embed_config."""
+                  users: tuple[list[str], np.ndarray, list[int]] | None = None) -> int:
+    """A control's item table (and user table: ids, vectors and each one's snapshot time) and its embed_config."""
     output.mkdir(parents=True, exist_ok=True)
     write_table(output / ITEM_TABLE, ids, np.asarray(vectors, np.float32))
-    counts = {"items": len(ids)}
+    counts, times = {"items": len(ids)}, None
     if users is not None:
-        write_table(output / USER_TABLE, users[0], np.asarray(users[1], np.float32))
-        counts["users"] = len(users[0])
+        write_table(output / USER_TABLE, users[0], np.asarray(users[1], np.float32), as_of=users[2])
+        counts["users"], times = len(users[0]), dict(zip(users[0], users[2]))
     write_json(output / "embed_config.json", {"model": f"control: {what}", "dim": int(vectors.shape[1]),
-                                              "counts": counts, **({SNAPSHOT_KEY: t0} if t0 is not None else {})})
+                                              "counts": counts, **times_summary(times)})
     return len(ids)
 
 
@@ -75,18 +77,30 @@ def shuffle(knowledge: Path, output: Path, seed: int) -> int:
                          f"the vectors of {knowledge} permuted across the items (seed {seed})")
 
 
-def shuffle_users(knowledge: Path, output: Path, seed: int) -> int:
-    """The negative control of a user table: its vectors permuted across the users, the item table kept as is.
+def permute_within(groups: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A permutation of range(len(groups)) that moves each position only among positions of the same group."""
+    order = np.arange(len(groups))
+    for group in np.unique(groups):
+        where = np.flatnonzero(groups == group)
+        order[where] = rng.permutation(where)
+    return order
 
-    The snapshot time (T0) of the table is carried over: the shuffled table feeds the same rows."""
+
+def shuffle_users(knowledge: Path, output: Path, seed: int) -> int:
+    """The negative control of a user table: its vectors permuted among the users of the same snapshot time, the
+    item table kept as is.
+
+    Each user keeps their time, so the control feeds exactly the rows the table feeds; a vector moved to a user of
+    an earlier time would reach rows before the events it was made from."""
     ids, vectors = read_table(knowledge / USER_TABLE)
-    order = np.random.default_rng(seed).permutation(len(ids))
+    times = table_user_times(knowledge)
+    if times is None:
+        raise SystemExit(f"{knowledge / 'embed_config.json'}: no snapshot time recorded for its user table")
+    as_of = [times[u] for u in ids]
+    order = permute_within(np.asarray(as_of), np.random.default_rng(seed))
     item_ids_, items = read_table(knowledge / ITEM_TABLE)
-    t0 = table_snapshot(knowledge)
-    if t0 is None:
-        raise SystemExit(f"{knowledge / 'embed_config.json'}: no snapshot time (T0) recorded for its user table")
-    write_control(output, list(item_ids_), items, f"the user vectors of {knowledge} permuted across the users (seed "
-                  f"{seed}), its item vectors as they are", users=(list(ids), vectors[order]), t0=t0)
+    write_control(output, list(item_ids_), items, f"the user vectors of {knowledge} permuted among the users of the "
+                  f"same snapshot time (seed {seed}), its item vectors as they are", users=(list(ids), vectors[order], as_of))
     return len(ids)
 
 

@@ -10,10 +10,11 @@ from torch import nn
 from ctr.data import Catalogue, Prepared
 from ctr.elec import ELEC
 from ctr.features import Features
-from ctr.knowledge import MSD, StudentVectors, TableVectors, knowledge_fields, lora_student, user_table_snapshot
+from ctr.knowledge import MSD, StudentVectors, TableVectors, knowledge_fields, lora_student
 from ctr.models.deepfm import DeepFM
 from ctr.models.din import DIN
 from ctr.train_config import CTRConfig
+from ctr.user_table import t0_users, user_times
 from distill.embed import EmbedConfig, load_texts
 
 
@@ -58,10 +59,11 @@ def build_model(config: CTRConfig, features: Features, catalogue: Catalogue, dat
 
 def build_msd(config: CTRConfig, features: Features, catalogue: Catalogue, data: Prepared) -> MSD:
     table_users = config.user_level and config.user_source == "table"
-    as_of = user_table_snapshot(None if config.lora else Path(config.knowledge), data) if table_users else None
+    as_of = user_times(None if config.lora else Path(config.knowledge), data) if table_users else None
     vectors = (student_vectors(config, data) if config.lora
                else TableVectors(config.knowledge, data, standardized=config.standardize_vectors,
-                                 fit_items=catalogue.item_counts > 0, users=table_users))
+                                 fit_items=catalogue.item_counts > 0, users=table_users,
+                                 fit_users=None if as_of is None else t0_users(as_of)))
     backbone = build_backbone(config, features, catalogue, n_extra=knowledge_fields(config.fusion, config.user_level))
     return MSD(backbone=backbone, vectors=vectors, item_counts=catalogue.item_counts, dim=config.embed_dim,
                adaptor_hidden=config.adaptor_hidden, top_k=config.top_k, mask_rate=config.mask_rate,

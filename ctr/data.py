@@ -58,7 +58,7 @@ class Split:
     item: torch.Tensor  # (N,) target item key
     history: torch.Tensor  # (N, L) item keys, oldest first, right-padded with 0
     label: torch.Tensor  # (N,) float32
-    ts: torch.Tensor  # (N,) int64 event time: a user-table vector (a snapshot at T0) feeds a row only after T0
+    ts: torch.Tensor  # (N,) int64 event time: a user-table vector (a snapshot) feeds a row only after its time
     user_ids: np.ndarray  # (N,) raw user ids, the GAUC groups
 
     def __len__(self) -> int:

@@ -26,14 +26,13 @@ neighbours less reliable, are dropped more) or "uniform" (rate for every item).
 Where the user level comes from (`user_source`), never from a later event:
 "history" (default) is the mean of the raw vectors of the sample's own history
 items (its clicks strictly before it); "table" is a user table (`distill embed
---users`, or the mean over a users.jsonl history) built from users.jsonl, a
-snapshot at T0 (card.json `users_snapshot_ts`): it feeds rows with ts > T0 only,
-earlier rows get the zero vector.
+--users`, or the mean over a users.jsonl history) built from users.jsonl, each
+user's record a snapshot at that user's time (ctr.user_table): their vector
+feeds their rows with ts after that time only, earlier rows get the zero vector.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -43,11 +42,8 @@ from torch import nn
 
 from ctr.data import Batch, Prepared
 from ctr.models.layers import mlp
-from ctr.raw import HISTORY_AS_OF, SNAPSHOT_KEY
-from ground.vectors import ITEM_TABLE, USER_TABLE, mean_pool, read_table, write_table
+from ground.vectors import ITEM_TABLE, USER_TABLE, mean_pool, read_table
 from ground.errors import ConfigError, RecordError
-from ground.files import write_json
-from ground import records as R
 
 
 def masking_probs(item_counts: torch.Tensor, rate: float, by: str = "frequent") -> torch.Tensor:
@@ -118,71 +114,6 @@ def aligned_table(path: Path, ids: list[str]) -> tuple[torch.Tensor, int]:
     return torch.from_numpy(out), len(ids) - len(found)
 
 
-EMBED_CONFIG = "embed_config.json"
-
-
-def write_user_mean_table(knowledge: str | Path, users: str | Path) -> int:
-    """Write knowledge/user_embeddings.parquet: each user's vector = the mean of the item vectors of their
-    users.jsonl history, a snapshot at T0 (`history_as_of`); record T0 and the rule in embed_config.json.
-
-    The table may feed only rows after T0 (`ctr train --user-source table` enforces it). Records without
-    `history_as_of` (a users.jsonl of an older `ctr prepare`, holding every train click) are refused: their
-    vectors hold train clicks later than the rows they would feed, labels included. Users without a known
-    item get no row. Returns the number of users written.
-    """
-    knowledge, users = Path(knowledge), Path(users)
-    ids, vectors = read_table(knowledge / ITEM_TABLE)
-    row = {rid: i for i, rid in enumerate(ids)}
-    records = R.read_records(users, "user")
-    snapshots = {rec.get(HISTORY_AS_OF) for rec in records}
-    if len(snapshots) != 1 or not isinstance(next(iter(snapshots)), int):
-        raise RecordError(f"{users}: every record needs the same integer {HISTORY_AS_OF!r} (the snapshot time of its "
-                          "history); rerun `ctr prepare`: an older users.jsonl holds later train clicks (a label leak)")
-    names, means = [], []
-    for user in records:
-        rows = [row[str(i)] for i in user[R.HISTORY] if str(i) in row]
-        if rows:
-            names.append(str(user[R.USER_ID]))
-            means.append(vectors[rows].mean(axis=0))
-    write_table(knowledge / USER_TABLE, names, np.asarray(means, np.float32).reshape(len(names), vectors.shape[1]))
-    summary = json.loads((knowledge / EMBED_CONFIG).read_text()) if (knowledge / EMBED_CONFIG).exists() else {}
-    summary["users_vector"] = (f"mean of the item vectors of the user's clicks up to T0 = {next(iter(snapshots))} "
-                               f"({users}; ctr.knowledge.write_user_mean_table)")
-    summary[SNAPSHOT_KEY] = next(iter(snapshots))
-    summary.setdefault("counts", {})["users"] = len(names)
-    write_json(knowledge / EMBED_CONFIG, summary)
-    return len(names)
-
-
-def table_snapshot(knowledge: Path) -> int | None:
-    """The T0 a folder's user table was made at, from its embed_config.json (None when it records none)."""
-    embed = json.loads((knowledge / EMBED_CONFIG).read_text()) if (knowledge / EMBED_CONFIG).exists() else {}
-    t0 = embed.get(SNAPSHOT_KEY)
-    if t0 is None and embed.get("users") and Path(embed["users"]).exists():
-        t0 = next((rec.get(HISTORY_AS_OF) for rec in R.read_records(embed["users"], "user")), None)
-    return t0
-
-
-def user_table_snapshot(knowledge: Path | None, data: Prepared) -> int:
-    """T0 of the user table: the prepared card's snapshot, checked against what made the table.
-
-    A table says where it came from in its embed_config.json: `users_snapshot_ts` (write_user_mean_table) or
-    the users.jsonl `distill embed --users` read (its records' `history_as_of`). Refused: a card without a
-    snapshot, a table without either mark, or one made from another snapshot.
-    """
-    card_t0 = data.card.get(SNAPSHOT_KEY)
-    if not isinstance(card_t0, int):
-        raise ConfigError(f"{data.folder / 'card.json'}: no {SNAPSHOT_KEY}; rerun `ctr prepare` (an older users.jsonl "
-                          "holds train clicks later than the rows it would feed: a label leak)")
-    if knowledge is None:  # the LoRA student reads users.jsonl itself
-        return card_t0
-    t0 = table_snapshot(knowledge)
-    if t0 != card_t0:
-        raise ConfigError(f"{knowledge / USER_TABLE}: made from a users.jsonl snapshot at {t0} (none recorded if "
-                          f"None), not this folder's T0 = {card_t0}; rebuild it from {data.folder / 'users.jsonl'}")
-    return card_t0
-
-
 class TableVectors(nn.Module):
     """Frozen vectors from `distill embed` tables; absent items/users are zero vectors (counted in `missing`).
 
@@ -192,10 +123,11 @@ class TableVectors(nn.Module):
         standardized: z-score each dimension (statistics of the train items, `fit_items`, only).
         fit_items: (K + 1,) bool, the items whose vectors give the z-score statistics (train items).
         users: read the user table (user_source "table"); otherwise every user vector is zero.
+        fit_users: (U + 1,) bool, the users whose vectors give the user z-score statistics (ctr.user_table.t0_users).
     """
 
     def __init__(self, folder: str | Path, data: Prepared, standardized: bool = True,
-                 fit_items: torch.Tensor | None = None, users: bool = True):
+                 fit_items: torch.Tensor | None = None, users: bool = True, fit_users: torch.Tensor | None = None):
         super().__init__()
         folder = Path(folder)
         if not (folder / ITEM_TABLE).exists():
@@ -206,8 +138,9 @@ class TableVectors(nn.Module):
                                        else (torch.zeros(len(data.user_ids) + 1, items.shape[1]), len(data.user_ids)))
         if standardized:
             items = standardize(items, items.abs().sum(1) > 0, fit_items)
-            if len(user_vectors) > missing_users + 2:
-                user_vectors = standardize(user_vectors, user_vectors.abs().sum(1) > 0)
+            present = user_vectors.abs().sum(1) > 0
+            if int((present if fit_users is None else present & fit_users).sum()) >= 2:
+                user_vectors = standardize(user_vectors, present, fit_users)
         self.register_buffer("item_vectors", items, persistent=False)  # (K + 1, Dk)
         self.register_buffer("user_vectors", user_vectors, persistent=False)  # (U + 1, Dk)
         self.dim = items.shape[1]
@@ -252,19 +185,21 @@ class MSD(nn.Module):
         fusion: how the top-k sum joins e'_t: "concat", "gate", "add" (the paper's) or "none".
         user_level: False drops e'_u (ablation "w/o user level").
         user_source: "history" (mean over the sample's own history) or "table" (a snapshot table).
-        user_as_of: T0 of the user table: its vector feeds rows with ts > T0 only (user_source "table").
+        user_as_of: (U + 1,) int64, each user key's snapshot time (ctr.user_table.user_times): the user's table
+            vector feeds their rows with ts after it only (user_source "table").
     """
 
     def __init__(self, *, backbone: nn.Module, vectors: nn.Module, item_counts: torch.Tensor, dim: int,
                  adaptor_hidden: int, top_k: int, mask_rate: float, mask_by: str = "frequent",
                  fusion: str = "gate", user_level: bool = True, user_source: str = "history",
-                 user_as_of: int | None = None):
+                 user_as_of: torch.Tensor | None = None):
         super().__init__()
         if user_level and user_source == "table" and user_as_of is None:
             raise ValueError("a user table needs its snapshot time (user_as_of)")
         self.backbone, self.vectors = backbone, vectors
         self.top_k, self.fusion, self.user_level = top_k, fusion, user_level
-        self.user_source, self.user_as_of = user_source, user_as_of
+        self.user_source = user_source
+        self.register_buffer("user_as_of", user_as_of, persistent=False)  # (U + 1,) or None
         # e_t and e_i share one adaptor, so their cosine similarity compares like with like.
         self.item_adaptor = mlp([vectors.dim, adaptor_hidden, dim], last_activation=False)
         self.user_adaptor = mlp([vectors.dim, adaptor_hidden, dim], last_activation=False) if user_level else None
@@ -292,7 +227,8 @@ class MSD(nn.Module):
             return history_mean(raw, inverse[:, 1:], batch.mask)
         users, inverse = torch.unique(batch.user_key, return_inverse=True)  # (u,), (B,)
         table = F.embedding(inverse, self.vectors.users(users))  # (B, Dk); F.embedding: see knowledge()
-        return table * (batch.ts > self.user_as_of).unsqueeze(1).to(table.dtype)  # the snapshot feeds later rows only
+        # each user's snapshot feeds their later rows only (serving: a request is after every snapshot)
+        return table * (batch.ts > self.user_as_of[batch.user_key]).unsqueeze(1).to(table.dtype)
 
     def knowledge(self, batch: Batch) -> torch.Tensor:
         """(B, X, dim): e_item (the top-k sum beside it with "concat") and e'_u."""

@@ -22,10 +22,11 @@ from ctr import prepare_rechorus as RC
 from ctr.prepare_movielens import load_ml1m, load_ml100k
 from ctr.prepare_retail import load_retail
 from ctr.prepare_sample import load_sample
-from ctr.raw import HISTORY_AS_OF, SNAPSHOT_KEY, Log, PrepareConfig, RawData
+from ctr.raw import Log, PrepareConfig, RawData
 from ground.errors import ConfigError
 from ground.files import atomic_folder, write_json, write_jsonl
 from ground import records as R
+from ground.snapshots import LATE_SNAPSHOT_KEY, SNAPSHOT_KEY
 
 FORMAT = "ctr-prepare/1"  # card.json key that marks a folder this command wrote (and may replace)
 SPLITS = ("train", "val", "test")
@@ -138,18 +139,32 @@ def snapshot_ts(ts: np.ndarray, cutoffs: tuple[int, int], fraction: float) -> in
     return first + int(fraction * (cutoffs[0] - first))
 
 
-def user_records(users: pd.DataFrame, samples: pd.DataFrame, max_history: int, as_of: int) -> list[dict]:
-    """kgen user records of the users in any split; history = their clicks with ts <= as_of (T0), oldest first,
-    the last max_history; `history_as_of` says so on every record.
+def user_snapshot_times(samples: pd.DataFrame, t0: int, late: int | None) -> pd.Series:
+    """user id -> the time of their users.jsonl snapshot: T0, or (late given) `late` for a user with no click up to T0.
 
-    A snapshot, never "all train clicks": a table built from it may feed only rows after T0, so no row's user
-    input holds its own label or a later event (the train-clicks table did: issue 21, point 1).
+    Decided by the events up to T0 alone: whether a row after T0 gets a user vector must not depend on a later
+    event: a user with no click by `late` either gets `late` (and an empty history), not T0.
     """
-    past = samples[(samples[R.TS].to_numpy() <= as_of) & (samples[R.LABEL].to_numpy() == 1)]  # in time order
+    users = pd.Index(samples[R.USER_ID].unique())
+    if late is None:
+        return pd.Series(t0, index=users, dtype=np.int64)
+    early = samples.loc[(samples[R.TS].to_numpy() <= t0) & (samples[R.LABEL].to_numpy() == 1), R.USER_ID].unique()
+    return pd.Series(np.where(users.isin(early), t0, late), index=users, dtype=np.int64)
+
+
+def user_records(users: pd.DataFrame, samples: pd.DataFrame, max_history: int, as_of: pd.Series) -> list[dict]:
+    """kgen user records of the users in any split; history = their clicks with ts <= their snapshot time
+    (`as_of`, user id -> time), oldest first, the last max_history; `history_as_of` says which time on each record.
+
+    A snapshot, never "all train clicks": a table built from it may feed only the user's rows after that time, so
+    no row's user input holds its own label or a later event (the train-clicks table did: issue 21, point 1).
+    """
+    clicks = samples[samples[R.LABEL].to_numpy() == 1]  # in time order
+    past = clicks[clicks[R.TS].to_numpy() <= clicks[R.USER_ID].map(as_of).to_numpy()]
     history = past.groupby(R.USER_ID, sort=False)[R.ITEM_ID].agg(list)
-    used = users.loc[users.index.isin(samples[R.USER_ID].unique())]
+    used = users.loc[users.index.isin(as_of.index)]
     return [{R.USER_ID: user_id, R.HISTORY: history.get(user_id, [])[-max_history:], R.PROFILE: profile,
-             HISTORY_AS_OF: as_of}
+             R.HISTORY_AS_OF: int(as_of[user_id])}
             for user_id, profile in used[R.PROFILE].items()]
 
 
@@ -206,8 +221,22 @@ def split_rule(config: PrepareConfig, cutoffs: tuple[int, int]) -> str:
     return how + "; one split for every model; no future behaviour reaches a training row"
 
 
+def users_rule(config: PrepareConfig, t0: int, late: int | None) -> str:
+    """The card's sentence on what users.jsonl holds and which rows a vector built from it may feed."""
+    head = (f"users.jsonl is a snapshot at T0 = {t0} = {_iso(t0)} (first ts + {config.user_snapshot} x the train "
+            "span): each user's clicks with ts <= T0, the last max_history.")
+    tail = ("may feed only rows with ts > T0 (ctr train gives earlier rows the zero vector); a sample's own history "
+            "is the leak-free user input for every row")
+    if late is None:
+        return f"{head} A user vector built from it {tail}"
+    return (f"{head} With --late-snapshot, a user with no click up to T0 gets their snapshot at {late} = {_iso(late)} "
+            "(the last val ts) instead: their clicks with ts <= that, an empty history for a user with no click by "
+            "then (a vector of theirs is their profile's alone, or none). Each record's history_as_of is its time, "
+            f"and a user vector built from a record {tail.replace('T0', 'that time')}")
+
+
 def build_card(raw: RawData, config: PrepareConfig, samples: pd.DataFrame, cutoffs: tuple[int, int],
-               lengths: np.ndarray, as_of: int) -> dict:
+               lengths: np.ndarray, as_of: int, late: int | None) -> dict:
     """card.json: protocol, fields, counts per split, history lengths, sources and config."""
     protocol = dict(raw.protocol) | {
         "history_rule": f"the user's {'rated' if config.history_of == 'ratings' else 'clicked'} items with ts "
@@ -219,10 +248,7 @@ def build_card(raw: RawData, config: PrepareConfig, samples: pd.DataFrame, cutof
         "unseen_rule": "users and items that first appear after the train cut-off have no train statistics and "
                        "are unknown (OOV) to train-only vocabularies; their rows are kept",
         "train_only": "items.jsonl stats use the train split only",
-        "users_rule": f"users.jsonl is a snapshot at T0 = {as_of} = {_iso(as_of)} (first ts + {config.user_snapshot} "
-                      "x the train span): each user's clicks with ts <= T0, the last max_history. A user vector "
-                      "built from it may feed only rows with ts > T0 (ctr train gives earlier rows the zero "
-                      "vector); a sample's own history is the leak-free user input for every row",
+        "users_rule": users_rule(config, as_of, late),
         "seed": config.seed,
     }
     return {
@@ -230,6 +256,7 @@ def build_card(raw: RawData, config: PrepareConfig, samples: pd.DataFrame, cutof
         "fields": raw.fields, "max_history": config.max_history,
         "splits": split_counts(samples), "history_length_quantiles": length_quantiles(lengths),
         "cutoffs": {"train_last_ts": cutoffs[0], "val_last_ts": cutoffs[1]}, SNAPSHOT_KEY: as_of,
+        **({LATE_SNAPSHOT_KEY: late} if late is not None else {}),
         "loader": raw.notes, "sources": [file_source(p) for p in raw.sources], "config": config.relevant(),
     }
 
@@ -283,9 +310,10 @@ def prepare(config: PrepareConfig, log: Log = print) -> dict:
     lengths = np.diff(table.column(HISTORY_COL).combine_chunks().offsets.to_numpy())
     log(f"built {len(samples):,} samples with histories ({time.time() - t:.1f}s)")
     as_of = snapshot_ts(samples[R.TS].to_numpy(), cutoffs, config.user_snapshot)
+    late = cutoffs[1] if config.late_snapshot else None
     items = item_records(raw.items, samples)
-    users = user_records(raw.users, samples, config.max_history, as_of)
-    card = build_card(raw, config, samples, cutoffs, lengths, as_of)
+    users = user_records(raw.users, samples, config.max_history, user_snapshot_times(samples, as_of, late))
+    card = build_card(raw, config, samples, cutoffs, lengths, as_of, late)
     check_output(config.output)  # it may have appeared while we were reading
     with atomic_folder(config.output) as tmp:
         write_jsonl(tmp / "items.jsonl", items)

@@ -13,8 +13,6 @@ from ground.errors import ConfigError, RecordError
 from ground.flags import flag
 
 Log = Callable[[str], None]
-HISTORY_AS_OF = "history_as_of"  # users.jsonl: the snapshot time T0 of each record's history
-SNAPSHOT_KEY = "users_snapshot_ts"  # card.json (and a user table's embed_config.json): T0 of users.jsonl
 DATASETS = ("ml-1m", "ml-100k", "online-retail", "sample")
 PROTOCOLS = ("ours", "rechorus")
 HISTORY_OF = ("clicks", "ratings")
@@ -36,6 +34,10 @@ class PrepareConfig:
     user_snapshot: float = field(default=0.5, metadata=flag(
         "users.jsonl is a snapshot at T0 = first ts + this x the train span (clicks with ts <= T0); a vector "
         "built from it feeds rows after T0 only."))
+    late_snapshot: bool = field(default=False, metadata=flag(
+        "A user with no click up to T0 gets their users.jsonl snapshot at the end of the validation split instead "
+        "(their clicks up to the last val ts; empty if none): a vector built from it feeds that user's test rows "
+        "only."))
     seed: int = field(default=0, metadata=flag("Seed of every random draw (retail users and negatives)."))
     # MovieLens
     ratings: str | None = field(default=None, metadata=flag(
@@ -92,7 +94,8 @@ class PrepareConfig:
         movielens = {"max_user", "click_threshold", "protocol", "history_of", "full_genres"}
         used = {"ml-1m": {"ratings"} | movielens, "ml-100k": movielens,
                 "online-retail": {"negatives", "min_item_baskets", "max_users"}, "sample": set()}[self.dataset]
-        common = {"dataset", "raw", "output", "max_history", "split_fractions", "split_ts", "user_snapshot", "seed"}
+        common = {"dataset", "raw", "output", "max_history", "split_fractions", "split_ts", "user_snapshot",
+                  "late_snapshot", "seed"}
         return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items() if k in common | used}
 
 

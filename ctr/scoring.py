@@ -12,8 +12,9 @@ Where the user's semantic vector comes from follows the run's `user_source`: "hi
 (the default) is the mean of the request's own history items' vectors, computed by the
 model itself as in training. "table" follows how the run's user table was made (the
 folder's embed_config.json): the tables' encoder over the user's text or the mean of their
-items' vectors, built from the user's stored record (users.jsonl: a snapshot at T0, and a
-request comes after T0), exactly as the table the model was trained with.
+items' vectors, built from the user's stored record (users.jsonl: a snapshot at the user's time, T0 or with
+--late-snapshot the end of validation, and a request comes after every snapshot), exactly as the table the
+model was trained with.
 """
 
 from __future__ import annotations
@@ -108,8 +109,10 @@ class Knowledge:
 
 
 def table_stats(knowledge: Path, data, train_items, users: bool) -> tuple[tuple | None, tuple | None]:
-    """The per-dimension (mean, std) that TableVectors used: items over the train items, users over the table."""
+    """The per-dimension (mean, std) that TableVectors used: items over the train items, users over the table's
+    T0 users."""
     from ctr.knowledge import aligned_table, standard_stats
+    from ctr.user_table import t0_users, user_times
 
     def stats(vectors, fit=None):
         present = vectors.abs().sum(1) > 0
@@ -120,7 +123,8 @@ def table_stats(knowledge: Path, data, train_items, users: bool) -> tuple[tuple 
 
     items = stats(aligned_table(knowledge / ITEM_TABLE, data.item_ids)[0], train_items)
     table = users and (knowledge / USER_TABLE).exists()
-    return items, stats(aligned_table(knowledge / USER_TABLE, data.user_ids)[0]) if table else None
+    return items, (stats(aligned_table(knowledge / USER_TABLE, data.user_ids)[0], t0_users(user_times(knowledge, data)))
+                   if table else None)
 
 
 def load_knowledge(run: dict, config: ServeConfig, data, catalogue) -> Knowledge:

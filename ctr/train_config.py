@@ -65,7 +65,8 @@ class CTRConfig:
     user_level: bool = field(default=True, metadata=flag("MSD: add the user's semantic vector."))
     user_source: str = field(default="history", metadata=flag(
         f"MSD: the user vector, one of {', '.join(USER_SOURCES)} (history: mean over the sample's own history; "
-        "table: the knowledge folder's user table, a users.jsonl snapshot, fed to rows after it only)."))
+        "table: the knowledge folder's user table, each user's vector from their users.jsonl snapshot and fed to "
+        "that user's rows after its time only)."))
     lora: bool = field(default=False, metadata=flag("MSD: the student runs inside the forward pass and the CTR "
                                                     "loss trains LoRA adapters."))
     student: str = field(default=EMBEDDED_LLM, metadata=flag("MSD --lora: model folder, `distill train --lora` "

@@ -9,7 +9,7 @@ states) or a sentence-transformers model (its own pooling; the bundled MiniLM by
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Literal, get_args
@@ -20,11 +20,13 @@ from ground.files import check_output_folder, write_json
 from ground import records as R
 from distill.encode import (LAST_LAYER, Pooling, check_readout, count_cut, encode_sentences, encode_texts, load_encoder,
                             load_sentence_encoder, sentence_pooling)
-from distill.knowledge_text import DEFAULT_KNOWLEDGE_FORMAT, KnowledgeFormat, check_knowledge_format, knowledge_texts
+from distill.knowledge_text import (DEFAULT_KNOWLEDGE_FORMAT, KnowledgeFormat, check_knowledge_format,
+                                   check_same_inputs, knowledge_texts)
 from distill.student_config import model_field
 from ground.flags import flag
+from ground.snapshots import times_summary, users_file_times
 from ground.vectors import ITEM_TABLE, USER_TABLE, write_table
-from kgen.inputs import item_input, user_input
+from kgen.inputs import USER_HISTORY, item_input, user_input
 from kgen.settings import check_engine, engine_field, workers_field
 
 Source = Literal["input", "knowledge"]
@@ -39,7 +41,9 @@ class EmbedConfig:
     model: str | None = model_field(required=False)
     items: Path = field(metadata=flag("Item records JSONL."))
     output: Path = field(metadata=flag("Output folder.", "--output", "-o"))
-    users: Path | None = field(default=None, metadata=flag("User records JSONL (histories rendered from --items)."))
+    users: Path | None = field(default=None, metadata=flag(
+        "User records JSONL (histories rendered from --items). A `ctr prepare` users.jsonl: each user's snapshot time "
+        "(history_as_of, one of its card's) is kept beside their vector, for `ctr train --user-source table`."))
     source: Source = field(default="input", metadata=flag(
         "The text encoded: input = the item's (user's) input text, no LLM (the raw-text control); knowledge = that "
         "knowledge record (--knowledge, --user-knowledge) followed by the input, the input alone where there is "
@@ -119,9 +123,13 @@ def load_texts(config: EmbedConfig) -> tuple[dict[str, str], dict[str, str]]:
     return item_texts, user_texts
 
 
-def source_texts(config: EmbedConfig) -> tuple[dict[str, str], dict[str, str], dict[str, dict[str, int]]]:
+def source_texts(config: EmbedConfig, snapshots: bool = False) -> tuple[dict[str, str], dict[str, str],
+                                                                       dict[str, dict[str, int]]]:
     """(item texts, user texts, counts per level): the input texts, or with --source knowledge the knowledge texts
-    and how many came from an ok record, fell back for want of one, or fell back because theirs failed."""
+    and how many came from an ok record, fell back for want of one, or fell back because theirs failed.
+
+    `snapshots`: the users' records carry snapshot times, so a user's knowledge must have been made from that very
+    record (its input: the user's text as `kgen generate` shows it)."""
     item_texts, user_texts = load_texts(config)
     if config.source == "input":
         return item_texts, user_texts, {}
@@ -130,6 +138,10 @@ def source_texts(config: EmbedConfig) -> tuple[dict[str, str], dict[str, str], d
                                       ("users", "user", user_texts, config.user_knowledge)):
         rows = R.read_numbered_records(path, "knowledge", unique=True) if path else []
         texts[name], counts[name] = knowledge_texts(inputs, rows, config.knowledge_format, level, path)
+        if level == "user" and snapshots:  # the records' inputs are the teacher's texts of these very users
+            shown = inputs if config.max_history == USER_HISTORY else load_texts(
+                replace(config, max_history=USER_HISTORY))[1]
+            check_same_inputs(shown, rows, path)
     if not user_texts:
         del counts["users"]
     return texts["items"], texts["users"], counts
@@ -161,7 +173,8 @@ def text_encoder(config: EmbedConfig) -> tuple[Callable, dict, object | None]:
 def embed_tables(config: EmbedConfig) -> dict:
     """Write item (and user) embedding tables + embed_config.json into the output folder; return that config."""
     check_output_folder(config.output)
-    item_texts, user_texts, sources = source_texts(config)
+    times = users_file_times(config.users) if config.users else None  # the rows each user's vector may feed
+    item_texts, user_texts, sources = source_texts(config, snapshots=times is not None)
     encode, info, tokenizer = text_encoder(config)
     config.output.mkdir(parents=True, exist_ok=True)
     counts, cut, dim = {}, {}, None
@@ -169,12 +182,14 @@ def embed_tables(config: EmbedConfig) -> dict:
         if not texts:
             continue
         vectors = encode(list(texts.values()), desc=name)
-        write_table(config.output / table, list(texts), vectors)
+        as_of = [times[u] for u in texts] if name == "users" and times else None
+        write_table(config.output / table, list(texts), vectors, as_of=as_of)
         counts[name], dim = len(texts), int(vectors.shape[1])
         if tokenizer is not None:
             cut[name] = count_cut(tokenizer, list(texts.values()), config.max_length)
     summary = {**config.to_dict(), **info, "dim": dim, "counts": counts, "texts": sources,
                "cut_at_max_length": cut if tokenizer is not None else None,
-               "tables": {k: t for k, t in (("items", ITEM_TABLE), ("users", USER_TABLE)) if k in counts}}
+               "tables": {k: t for k, t in (("items", ITEM_TABLE), ("users", USER_TABLE)) if k in counts},
+               **times_summary(times)}
     write_json(config.output / "embed_config.json", summary)
     return summary

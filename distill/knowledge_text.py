@@ -104,3 +104,17 @@ def knowledge_texts(input_texts: dict[str, str], records: list[tuple[int, dict]]
         counts[how] += 1
         texts[rid] = render_knowledge(text, row, fmt) if how == FROM_KNOWLEDGE else text
     return texts, counts
+
+
+def check_same_inputs(input_texts: dict[str, str], records: list[tuple[int, dict]], path: str | Path) -> None:
+    """Raise RecordError at the first ok record of an embedded id whose `input` is not that id's input text.
+
+    For users of a `ctr prepare` users.jsonl, whose vectors feed only rows after each user's snapshot time: a
+    record made from another input (another snapshot, a later one holding clicks after that time) would carry
+    those clicks into the vector.
+    """
+    for lineno, row in records:
+        rid = R.record_id(row)
+        if row[R.STATUS] == "ok" and rid in input_texts and row[R.INPUT] != input_texts[rid]:
+            raise RecordError(f"{path}:{lineno}: the knowledge of {row[R.LEVEL]} {rid!r} was made from another input "
+                              "than their record's (another snapshot?); regenerate it from this users.jsonl")

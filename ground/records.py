@@ -50,6 +50,7 @@ CLICKS = "clicks"
 USER_ID = "user_id"
 HISTORY = "history"
 PROFILE = "profile"
+HISTORY_AS_OF = "history_as_of"  # on a user record: the time its history was taken (ground.snapshots)
 LABEL = "label"
 TS = "ts"
 ANNOTATOR = "annotator"
@@ -73,7 +74,7 @@ _REQUIRED: dict[str, dict[str, type | tuple[type, ...]]] = {
 }
 _OPTIONAL: dict[str, dict[str, type | tuple[type, ...]]] = {
     "item": {CATEGORY: str, ATTRIBUTES: dict, STATS: dict},
-    "user": {PROFILE: dict},
+    "user": {PROFILE: dict, HISTORY_AS_OF: int},
     "interaction": {},
     "knowledge": {EXPLICIT: list, IMPLICIT: list, LEAKED: list},
     "gold": {EXPLICIT: list, IMPLICIT: list, INPUT: str},

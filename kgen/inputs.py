@@ -13,6 +13,7 @@ PURCHASE_HEADER = "Purchase history (oldest first):"
 VIEWING_HEADER = "Viewing history (oldest first):"
 HISTORY_HEADERS = (PURCHASE_HEADER, VIEWING_HEADER)
 PROFILE_MARK = "Profile: "
+USER_HISTORY = 20  # the most recent items a user's input shows in the teacher's prompt (kgen generate --level user)
 # A longer name is cut. Product names run under ~200 characters; a 100k-character "name" would otherwise
 # overrun the model's context and run for minutes. 20 clipped names (~2,500 tokens) in a user's history
 # still fit a 4k-token context with the one-shot example and the answer.
@@ -43,13 +44,13 @@ def item_input(item: dict) -> str:
     return text
 
 
-def input_clipped(row: dict, items_by_id: dict[str, dict], max_history: int = 20) -> bool:
+def input_clipped(row: dict, items_by_id: dict[str, dict], max_history: int = USER_HISTORY) -> bool:
     """True when a name in the text shown for this item or user row was cut by `item_input`."""
     shown = [items_by_id.get(str(i)) for i in row[HISTORY][-max_history:]] if HISTORY in row else [row]
     return any(item is not None and len(_name(item)) > MAX_NAME_CHARS for item in shown)
 
 
-def user_input(user: dict, items_by_id: dict[str, dict], max_history: int = 20) -> str:
+def user_input(user: dict, items_by_id: dict[str, dict], max_history: int = USER_HISTORY) -> str:
     """The text shown for a user: their last `max_history` items under the history's header, then their profile.
 
     The header says "Viewing history" when every item shown is a film (it carries genres), else "Purchase history".

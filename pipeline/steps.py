@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import fields, replace
 from pathlib import Path
 
-from ctr.knowledge import write_user_mean_table
+from ctr.user_table import write_user_mean_table
 from ctr.prepare import prepare
 from ctr.raw import PrepareConfig
 from ctr.train import train_seeds

@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from bench.ctr_vectors import shuffle_users
-from ctr.knowledge import table_snapshot
+from bench.ctr_vectors import permute_within, shuffle_users
+from ctr.user_table import table_user_times
 from ground.vectors import ITEM_TABLE, USER_TABLE, read_table, write_table
 
 
@@ -20,14 +20,40 @@ def tables(folder, t0):
 
 
 def test_user_vectors_are_permuted_items_and_t0_kept(tmp_path):
-    source, users = tables(tmp_path / "in", 1234)
+    source, users = tables(tmp_path / "in", 1234)  # a table of before per-user times: one T0 in embed_config
     assert shuffle_users(source, tmp_path / "out", seed=0) == 20
     ids, shuffled = read_table(tmp_path / "out" / USER_TABLE)
     assert list(ids) == [f"u{n}" for n in range(20)]
     assert sorted(map(tuple, shuffled)) == sorted(map(tuple, users)) and not np.array_equal(shuffled, users)
     item_ids, items = read_table(tmp_path / "out" / ITEM_TABLE)
     assert list(item_ids) == ["a", "b"] and np.array_equal(items, np.eye(2))
-    assert table_snapshot(tmp_path / "out") == 1234  # ctr train's T0 check passes as for the source table
+    assert table_user_times(tmp_path / "out") == dict.fromkeys(ids, 1234)  # ctr train's check passes as for the source
+    assert json.loads((tmp_path / "out" / "embed_config.json").read_text())["users_snapshot_times"] == [1234]
+
+
+def test_a_vector_moves_only_among_users_of_its_own_snapshot_time(tmp_path):
+    """Late-snapshot users (time 2000) hold vectors of clicks up to 2000: given to a T0 user (1234) they would
+    feed rows between 1234 and 2000, before the clicks they were made from."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    write_table(folder / ITEM_TABLE, ["a", "b"], np.eye(2, dtype=np.float32))
+    times = [1234 if n % 3 else 2000 for n in range(30)]
+    users = np.arange(60, dtype=np.float32).reshape(30, 2)
+    write_table(folder / USER_TABLE, [f"u{n}" for n in range(30)], users, as_of=times)
+    (folder / "embed_config.json").write_text(json.dumps({"users_snapshot_times": [1234, 2000]}))
+    shuffle_users(folder, tmp_path / "out", seed=0)
+    ids, shuffled = read_table(tmp_path / "out" / USER_TABLE)
+    assert table_user_times(tmp_path / "out") == dict(zip(ids, times))  # every user keeps their own time
+    source_time = {tuple(v): t for v, t in zip(users, times)}
+    assert [source_time[tuple(v)] for v in shuffled] == times  # each vector went to a user of its own time
+    moved = (shuffled != users).any(1)
+    assert moved[np.array(times) == 2000].sum() >= 5 and moved[np.array(times) == 1234].sum() >= 10
+
+
+def test_permute_within_keeps_every_position_in_its_group():
+    groups = np.array([0, 1, 0, 1, 1, 2, 0])
+    order = permute_within(groups, np.random.default_rng(0))
+    assert sorted(order) == list(range(7)) and (groups[order] == groups).all()
 
 
 def test_a_table_without_a_snapshot_is_refused(tmp_path):

@@ -33,6 +33,21 @@ def random_ratings(n_users: int, n_items: int, seed: int = 0) -> list[tuple[int,
     return rows
 
 
+LATE_USERS = (5, 6)  # grid_ratings(late=True): these start rating after T0 (the last 20 of its 40 grid steps)
+
+
+def grid_ratings(seed: int = 0, per_user: int = 8, late: bool = False) -> list[tuple[int, int, int, int]]:
+    """(user, movie, rating, ts) for ml1m_folder's 6 users and 8 movies: every user rates `per_user` movies once;
+    ts from a coarse grid of 40 minutes, so ties happen; with `late`, LATE_USERS rate only in its second half."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for user in range(1, len(USERS_1M) + 1):
+        first = 20 if late and user in LATE_USERS else 0
+        for item in rng.choice(np.arange(1, len(MOVIES_1M) + 1), size=per_user, replace=False):
+            rows.append((user, int(item), int(rng.integers(1, 6)), 1_000_000 + 60 * int(rng.integers(first, 40))))
+    return rows
+
+
 def write_text(path: Path, lines: list[str], encoding: str = "latin-1") -> Path:
     """Write lines; gzip when the name ends in .gz."""
     data = ("\n".join(lines) + "\n").encode(encoding)

@@ -2,7 +2,11 @@
 
 The raw ratings are perturbed after a time t, `ctr prepare` and the trainer's own input path run again, and
 every row with ts <= t must get exactly the inputs it had: its history, its user and item fields, and the raw
-knowledge vectors MSD feeds it (target item, history items, and the user vector from each `user_source`).
+knowledge vectors MSD feeds it (target item, history items, and the user vector from each `user_source`: the
+history mean, the users.jsonl mean table and a `distill embed --users` table, whose users without a history
+still get a vector, of their profile). Each check runs on a folder of one T0 snapshot and on a
+`--late-snapshot` folder (issue 24), where users who start rating after T0 get their snapshot at the end of
+validation and their table vector on their test rows only.
 Two perturbations: the labels of every event at ts >= t flipped (the row's own label included), and every
 event after t dropped (split at the same timestamps). Quantities fitted once on the train split (the
 vocabularies, the z-score statistics, the item counts behind the masking) are the model's parameters, not
@@ -16,35 +20,34 @@ from __future__ import annotations
 
 import json
 import sys
+import zlib
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from prepare_files import ml1m_folder  # noqa: E402
+from prepare_files import LATE_USERS, grid_ratings, ml1m_folder  # noqa: E402
 
+import distill.embed
 from ctr.build import build_model
 from ctr.data import batch_of, build_catalogue, build_split, load_prepared
 from ctr.features import build_features
-from ctr.knowledge import write_user_mean_table
 from ctr.prepare import prepare
 from ctr.raw import PrepareConfig
 from ctr.train_config import CTRConfig
-from ground.vectors import ITEM_TABLE, write_table
+from ctr.user_table import write_user_mean_table
+from distill.embed import EmbedConfig, embed_tables
+from ground import records as R
+from ground.vectors import ITEM_TABLE, USER_TABLE, read_table, write_table
 
-N_USERS, N_ITEMS = 6, 8  # the users and movies of prepare_files' ML-1M folder
-
-
-def ratings(seed: int = 0, per_user: int = 8) -> list[tuple[int, int, int, int]]:
-    """(user, movie, rating, ts): every user rates most movies once; ts from a coarse grid, so ties happen."""
-    rng = np.random.default_rng(seed)
-    rows = []
-    for user in range(1, N_USERS + 1):
-        for item in rng.choice(np.arange(1, N_ITEMS + 1), size=per_user, replace=False):
-            rows.append((user, int(item), int(rng.integers(1, 6)), 1_000_000 + 60 * int(rng.integers(0, 40))))
-    return rows
+def fake_encoder(config):
+    """distill.embed's text encoder, faked: a fixed random vector per text (the same text, the same vector)."""
+    def encode(texts, desc=None):
+        return np.stack([np.random.default_rng(zlib.crc32(t.encode())).normal(size=6) for t in texts]).astype(np.float32)
+    return encode, {}, None
 
 
 def item_vectors(folder: Path, item_ids: list[str]) -> Path:
@@ -55,15 +58,20 @@ def item_vectors(folder: Path, item_ids: list[str]) -> Path:
     return folder
 
 
-def prepared(root: Path, rows: list[tuple], split_ts: tuple[int, int] | None = None) -> tuple[Path, Path]:
-    """(prepared folder, knowledge folder with item vectors and the users.jsonl mean table) of these ratings."""
+def prepared(root: Path, rows: list[tuple], split_ts: tuple[int, int] | None = None,
+             late: bool = False) -> tuple[Path, Path]:
+    """(prepared folder, knowledge folder with item vectors and the users.jsonl mean table; beside it `encoded`,
+    the `distill embed --users` tables of a fake encoder) of these ratings."""
     raw = ml1m_folder(root / "raw", ratings=rows)
     out = root / "prepared"
     prepare(PrepareConfig(dataset="ml-1m", raw=raw, output=out, max_history=5, split_ts=split_ts,
-                          split_fractions=(0.7, 0.15, 0.15)), log=lambda m: None)
+                          split_fractions=(0.7, 0.15, 0.15), late_snapshot=late), log=lambda m: None)
     items = [json.loads(line)["item_id"] for line in (out / "items.jsonl").read_text().splitlines()]
     knowledge = item_vectors(root / "knowledge", items)
     write_user_mean_table(knowledge, out / "users.jsonl")
+    with mock.patch.object(distill.embed, "text_encoder", fake_encoder):
+        embed_tables(EmbedConfig(items=out / "items.jsonl", users=out / "users.jsonl", output=root / "encoded",
+                                 encoder="fake"))
     return out, knowledge
 
 
@@ -73,10 +81,12 @@ def row_inputs(folder: Path, knowledge: Path) -> dict[tuple, tuple]:
     features = build_features(data.split("train"), data.card)
     catalogue = build_catalogue(data, features)
     inverse = {f: {i: v for v, i in features.vocabs[f].items()} for f in features.vocabs}
-    models = {source: build_model(CTRConfig(data=str(folder), output="x", model="msd", knowledge=str(knowledge),
-                                            embed_dim=4, hidden=[4], attention_hidden=[4], standardize_vectors=False,
-                                            user_source=source), features, catalogue, data).eval()
-              for source in ("history", "table")}
+    tables = {"history": knowledge, "table": knowledge, "encoded": knowledge.parent / "encoded"}
+    models = {name: build_model(CTRConfig(data=str(folder), output="x", model="msd", knowledge=str(tables[name]),
+                                          embed_dim=4, hidden=[4], attention_hidden=[4], standardize_vectors=False,
+                                          user_source="history" if name == "history" else "table"),
+                                features, catalogue, data).eval()
+              for name in tables}
     out = {}
     for name in ("train", "val", "test"):
         split = build_split(data, name, features, data.card["max_history"])
@@ -97,7 +107,7 @@ def row_inputs(folder: Path, knowledge: Path) -> dict[tuple, tuple]:
             history = tuple(data.item_ids[k - 1] for k in batch.history[n].tolist() if k)
             out[(str(user), str(item), int(ts))] = (
                 tuple(fields), tuple(item_fields), history, raw[n].detach().numpy().round(5).tobytes(),
-                users["history"][n].tobytes(), users["table"][n].tobytes())
+                users["history"][n].tobytes(), users["table"][n].tobytes(), users["encoded"][n].tobytes())
     return out
 
 
@@ -117,53 +127,87 @@ def flipped(rows: list[tuple], t: int) -> list[tuple]:
     return [(u, i, (2 if r >= 4 else 5) if ts >= t else r, ts) for u, i, r, ts in rows]
 
 
-def check_flips(tmp_path: Path, rows: list[tuple]) -> list[tuple]:
-    base = row_inputs(*prepared(tmp_path / "base", rows))
+def check_flips(tmp_path: Path, rows: list[tuple], late: bool = False) -> list[tuple]:
+    base = row_inputs(*prepared(tmp_path / "base", rows, late=late))
     bad = []
     for n, t in enumerate(cut_times(rows)):
-        bad += changed(base, row_inputs(*prepared(tmp_path / f"flip{n}", flipped(rows, t))), t)
+        bad += changed(base, row_inputs(*prepared(tmp_path / f"flip{n}", flipped(rows, t), late=late)), t)
     return bad
 
 
-def test_flipping_the_labels_from_t_on_changes_no_input_of_a_row_up_to_t(tmp_path):
-    rows = ratings()
-    assert check_flips(tmp_path, rows) == []
+def table_fed(inputs: dict[tuple, tuple]) -> dict[str, list[tuple]]:
+    """The rows each user table feeds a non-zero vector (mean table, encoded table)."""
+    return {name: [key for key, value in inputs.items() if np.frombuffer(value[column], np.float32).any()]
+            for name, column in (("table", 5), ("encoded", 6))}
 
 
-def test_dropping_the_events_after_t_changes_no_input_of_a_row_up_to_t(tmp_path):
-    rows = ratings(seed=1)
-    folder, knowledge = prepared(tmp_path / "base", rows)
+@pytest.mark.parametrize("late", [False, True], ids=["t0", "late-snapshot"])
+def test_flipping_the_labels_from_t_on_changes_no_input_of_a_row_up_to_t(tmp_path, late):
+    rows = grid_ratings(late=late)
+    assert check_flips(tmp_path, rows, late) == []
+
+
+@pytest.mark.parametrize("late", [False, True], ids=["t0", "late-snapshot"])
+def test_dropping_the_events_after_t_changes_no_input_of_a_row_up_to_t(tmp_path, late):
+    rows = grid_ratings(seed=1, late=late)
+    folder, knowledge = prepared(tmp_path / "base", rows, late=late)
     card = json.loads((folder / "card.json").read_text())
     split_ts = (card["cutoffs"]["train_last_ts"], card["cutoffs"]["val_last_ts"])
     base = row_inputs(folder, knowledge)
-    table_fed = [key for key, value in base.items() if np.frombuffer(value[5], np.float32).any()]
-    assert table_fed, "the snapshot table feeds no row: the check would not see it"
+    assert all(table_fed(base).values()), "a snapshot table feeds no row: the check would not see it"
     for n, t in enumerate(cut_times(rows)):
         kept = [r for r in rows if r[3] <= t]
-        after = row_inputs(*prepared(tmp_path / f"drop{n}", kept, split_ts))
+        after = row_inputs(*prepared(tmp_path / f"drop{n}", kept, split_ts, late=late))
         assert changed(base, after, t) == [], t
 
 
+def test_a_late_snapshot_feeds_its_users_test_rows_only(tmp_path):
+    """The late users' vectors reach their rows after the end of validation, and no earlier row."""
+    folder, knowledge = prepared(tmp_path / "late", grid_ratings(seed=1, late=True), late=True)
+    card = json.loads((folder / "card.json").read_text())
+    t0, late = card["users_snapshot_ts"], card["users_late_snapshot_ts"]
+    times = {u["user_id"]: u["history_as_of"] for u in map(json.loads, (folder / "users.jsonl").open())}
+    assert {times[str(u)] for u in LATE_USERS} == {late} and set(times.values()) == {t0, late}
+    fed = table_fed(row_inputs(folder, knowledge))
+    for name, keys in fed.items():
+        late_rows = [(u, ts) for u, _, ts in keys if times[u] == late]
+        assert late_rows and all(ts > late for _, ts in late_rows), name
+        assert all(ts > times[u] for u, _, ts in keys), name
 def test_the_check_catches_the_old_user_table(tmp_path, monkeypatch):
     """The planted leak: users.jsonl = every train click, its table fed to every row (ctr before issue 21)."""
     import ctr.prepare as P
-    from ground import records as R
 
     def every_train_click(users, samples, max_history, as_of):
         train = samples[(samples["split"] == "train") & (samples[R.LABEL] == 1)]
         history = train.groupby(R.USER_ID, sort=False)[R.ITEM_ID].agg(list)
         used = users.loc[users.index.isin(samples[R.USER_ID].unique())]
-        return [{R.USER_ID: u, R.HISTORY: history.get(u, [])[-max_history:], R.PROFILE: p, P.HISTORY_AS_OF: as_of}
-                for u, p in used[R.PROFILE].items()]
+        return [{R.USER_ID: u, R.HISTORY: history.get(u, [])[-max_history:], R.PROFILE: p,
+                 R.HISTORY_AS_OF: int(as_of[u])} for u, p in used[R.PROFILE].items()]
 
     monkeypatch.setattr(P, "user_records", every_train_click)
     monkeypatch.setattr(P, "snapshot_ts", lambda ts, cutoffs, fraction: int(ts.min()) - 1)  # fed to every row
-    assert check_flips(tmp_path, ratings()) != []
+    assert check_flips(tmp_path, grid_ratings()) != []
 
 
 def test_a_user_table_from_another_snapshot_is_refused(tmp_path):
-    folder, knowledge = prepared(tmp_path / "a", ratings())
+    folder, knowledge = prepared(tmp_path / "a", grid_ratings())
+    t0 = json.loads((folder / "card.json").read_text())["users_snapshot_ts"]
+    ids, vectors = read_table(knowledge / USER_TABLE)
+    write_table(knowledge / USER_TABLE, ids, vectors, as_of=[t0] * (len(ids) - 1) + [5])
+    with pytest.raises(ValueError, match="made from a users.jsonl snapshot at 5, not one of this folder's snapshot"):
+        row_inputs(folder, knowledge)
+
+
+def test_a_table_written_before_per_user_times_keeps_working_with_its_one_t0(tmp_path):
+    folder, knowledge = prepared(tmp_path / "a", grid_ratings())
+    before = row_inputs(folder, knowledge)
+    ids, vectors = read_table(knowledge / USER_TABLE)
+    write_table(knowledge / USER_TABLE, ids, vectors)  # no history_as_of column: the one time of embed_config
     embed = json.loads((knowledge / "embed_config.json").read_text())
+    del embed["users_snapshot_times"]
+    t0 = json.loads((folder / "card.json").read_text())["users_snapshot_ts"]
+    (knowledge / "embed_config.json").write_text(json.dumps({**embed, "users_snapshot_ts": t0}))
+    assert row_inputs(folder, knowledge) == before
     (knowledge / "embed_config.json").write_text(json.dumps({**embed, "users_snapshot_ts": 5}))
-    with pytest.raises(ValueError, match="not this folder's T0"):
+    with pytest.raises(ValueError, match="snapshot at 5"):
         row_inputs(folder, knowledge)

@@ -93,6 +93,27 @@ def test_bundled_sample_histories_rebuilt_and_stats_recounted(tmp_path):
     assert samples["ts"].min() < card["users_snapshot_ts"] < last_train  # T0 inside the train window
     assert {u["history_as_of"] for u in users} == {card["users_snapshot_ts"]}
     assert (samples.loc[samples["split"] != "train", "ts"] > last_train).all()
+    assert "users_late_snapshot_ts" not in card and card["config"]["late_snapshot"] is False
+
+
+def test_late_snapshot_gives_users_without_a_click_by_t0_their_snapshot_at_the_end_of_validation(tmp_path):
+    config = PrepareConfig(dataset="sample", raw=ROOT / "data/sample", output=tmp_path / "out", late_snapshot=True)
+    card = prepare(config, log=lambda m: None)
+    samples, _, _, users = read_output(tmp_path / "out")
+    t0, late = card["users_snapshot_ts"], card["users_late_snapshot_ts"]
+    assert late == card["cutoffs"]["val_last_ts"] and t0 < late and "--late-snapshot" in card["protocol"]["users_rule"]
+    at_t0, at_late = snapshot_histories(samples, 50, t0), snapshot_histories(samples, 50, late)
+    kinds = {"t0": 0, "late": 0, "late_empty": 0}
+    for user in users:
+        u, as_of = user["user_id"], user["history_as_of"]
+        if at_t0[u]:  # a click up to T0: the T0 snapshot, as without the flag
+            assert (as_of, user["history"]) == (t0, at_t0[u])
+            kinds["t0"] += 1
+        else:  # decided at T0, so a user with no click by the late time gets it too, with an empty history
+            assert (as_of, user["history"]) == (late, at_late[u])
+            kinds["late" if at_late[u] else "late_empty"] += 1
+    assert min(kinds.values()) > 0, kinds
+    assert json.loads((tmp_path / "out" / "card.json").read_text())["config"]["late_snapshot"] is True
 
 
 def test_history_slices_by_hand():

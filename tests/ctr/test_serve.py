@@ -60,7 +60,7 @@ def msd_history_run(tmp_path_factory, prepared, student_knowledge) -> Path:
 @pytest.fixture(scope="module")
 def msd_mean_run(tmp_path_factory, prepared, student_knowledge) -> Path:
     """MSD whose user vectors are the mean of their history items' vectors (bench/ctr_vectors.py user-mean)."""
-    from ctr.knowledge import write_user_mean_table
+    from ctr.user_table import write_user_mean_table
     from ground.vectors import ITEM_TABLE
 
     folder = tmp_path_factory.mktemp("mean-knowledge")

@@ -30,6 +30,7 @@ def knowledge_record(rid: str, level: str, n: int, status: str = "ok") -> dict:
 def kar(tmp_path_factory, prepared) -> dict:
     """Knowledge for the first 20 items (the 3rd one failed) and 10 users; MiniLM tables over it; an MSD run."""
     from distill.embed import EmbedConfig, embed_tables
+    from kgen.inputs import user_input
 
     folder = tmp_path_factory.mktemp("kar")
     items = [json.loads(line) for line in (prepared / "items.jsonl").read_text().splitlines()]
@@ -37,8 +38,9 @@ def kar(tmp_path_factory, prepared) -> dict:
     item_rows = [knowledge_record(str(r["item_id"]), "item", n, "failed" if n == 2 else "ok")
                  for n, r in enumerate(items[:20])]
     write_jsonl(folder / "items.knowledge.jsonl", item_rows)
-    write_jsonl(folder / "users.knowledge.jsonl", [knowledge_record(str(u["user_id"]), "user", n)
-                                                   for n, u in enumerate(users[:10])])
+    by_id = {str(r["item_id"]): r for r in items}  # a user record's input: the user's text, as kgen shows it
+    write_jsonl(folder / "users.knowledge.jsonl", [{**knowledge_record(str(u["user_id"]), "user", n),
+                                                    "input": user_input(u, by_id)} for n, u in enumerate(users[:10])])
     tables = folder / "tables"
     embed_tables(EmbedConfig(items=prepared / "items.jsonl", users=prepared / "users.jsonl", output=tables,
                              source="knowledge", encoder="all-minilm-l6-v2", knowledge=folder / "items.knowledge.jsonl",

@@ -2,6 +2,7 @@
 (the bundled MiniLM) over them (issue 24, KAR's route)."""
 
 import doctest
+import json
 
 import numpy as np
 import pytest
@@ -194,3 +195,65 @@ def test_a_stray_cjk_glyph_in_an_english_text_is_encoded_but_a_text_the_encoder_
     assert vectors.shape == (2, 384) and np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
     with pytest.raises(EmbedderError, match=r"1 phrase\(s\) contain CJK text.*--encoder"):
         encode_sentences(encoder, [INPUT, "安全套装礼品盒"], batch_size=2, normalize=True, desc="items")
+
+
+def fake_text_encoder(config):
+    """distill.embed's text encoder, faked: ones for every text (no model loads)."""
+    return (lambda texts, desc=None: np.ones((len(texts), 4), np.float32)), {}, None
+
+
+def prepared_users(folder, times: dict[str, int | None], card: dict, history: tuple = ("a",)):
+    """A users.jsonl with these snapshot times (None: the field left out) and a card.json beside it."""
+    folder.mkdir()
+    write_jsonl(folder / "users.jsonl", [{"user_id": u, "history": list(history),
+                                          **({"history_as_of": t} if t else {})} for u, t in times.items()])
+    (folder / "card.json").write_text(json.dumps(card))
+    return folder / "users.jsonl"
+
+
+def test_each_users_snapshot_time_is_kept_beside_their_vector_and_checked_against_the_card(catalogue, tmp_path,
+                                                                                           monkeypatch):
+    import distill.embed
+    from ground.vectors import USER_TABLE, read_times
+
+    monkeypatch.setattr(distill.embed, "text_encoder", fake_text_encoder)
+    card = {"users_snapshot_ts": 100, "users_late_snapshot_ts": 200}
+    users = prepared_users(tmp_path / "late", {"u1": 100, "u2": 200}, card)
+    summary = embed_tables(EmbedConfig(items=catalogue["items"], users=users, output=tmp_path / "emb", encoder="fake"))
+    assert read_times(tmp_path / "emb" / USER_TABLE) == {"u1": 100, "u2": 200}
+    assert summary["users_snapshot_times"] == [100, 200]
+    # a users file `ctr prepare` did not write (no times at all) is embedded as before, with no times
+    summary = embed_tables(EmbedConfig(items=catalogue["items"], users=catalogue["users"], output=tmp_path / "plain",
+                                       encoder="fake"))
+    assert read_times(tmp_path / "plain" / USER_TABLE) is None and "users_snapshot_times" not in summary
+    for name, times, message in (("other", {"u1": 100, "u2": 150}, r"users\.jsonl:2: history_as_of 150 is not one "
+                                                                    r"of the snapshot times of .*card\.json \(100, 200\)"),
+                                 ("mixed", {"u1": 100, "u2": None}, r"users\.jsonl:2: no 'history_as_of', while")):
+        users = prepared_users(tmp_path / name, times, card)
+        with pytest.raises(RecordError, match=message):
+            embed_tables(EmbedConfig(items=catalogue["items"], users=users, output=tmp_path / f"emb-{name}",
+                                     encoder="fake"))
+        assert not (tmp_path / f"emb-{name}").exists()
+
+
+def test_user_knowledge_made_from_another_snapshot_of_the_user_is_refused(catalogue, tmp_path, monkeypatch):
+    """A record whose input is not the user's text at their snapshot (a later snapshot's, say) would carry clicks
+    after the user's time into a vector fed from that time on."""
+    import distill.embed
+    from kgen.inputs import user_input
+
+    monkeypatch.setattr(distill.embed, "text_encoder", fake_text_encoder)
+    users = prepared_users(tmp_path / "p", {"u1": 100, "u2": 100}, {"users_snapshot_ts": 100}, ("a", "c", "b"))
+    items = {r["item_id"]: r for r in map(json.loads, catalogue["items"].open())}
+    own = user_input({"user_id": "u1", "history": ["a", "c", "b"]}, items)
+    config = {"items": catalogue["items"], "users": users, "encoder": "fake", "source": "knowledge"}
+    write_jsonl(tmp_path / "uk.jsonl", [{**_row("u1", level="user"), "input": own + "\n1. and a later click"}])
+    with pytest.raises(RecordError, match=r"uk\.jsonl:1: the knowledge of user 'u1' was made from another input"):
+        embed_tables(EmbedConfig(**config, user_knowledge=tmp_path / "uk.jsonl", output=tmp_path / "no"))
+    write_jsonl(tmp_path / "uk.jsonl", [{**_row("u1", level="user"), "input": own}])
+    summary = embed_tables(EmbedConfig(**config, user_knowledge=tmp_path / "uk.jsonl", output=tmp_path / "yes"))
+    assert summary["texts"]["users"]["from_knowledge"] == 1
+    # the record is the teacher's text of the user (its 20 latest items), whatever history length is embedded
+    summary = embed_tables(EmbedConfig(**config, user_knowledge=tmp_path / "uk.jsonl", output=tmp_path / "short",
+                                       max_history=1))
+    assert summary["texts"]["users"]["from_knowledge"] == 1

@@ -71,22 +71,18 @@ def item_parts(model: nn.Module, raw: torch.Tensor) -> torch.Tensor:
     return torch.cat(parts, dim=1)
 
 
-def near_sum(unit_t: np.ndarray, unit_h: np.ndarray, e_h: np.ndarray, keep: np.ndarray, k: int) -> np.ndarray:
+def near_sum(unit_t: np.ndarray, unit_h: np.ndarray, e_h: np.ndarray, k: int) -> np.ndarray:
     """(n, dim) sum of the k history rows most cosine-similar to each candidate; one history for all rows.
 
-    unit_t (n, dim), unit_h (L, dim): unit vectors (pre-computed); e_h (L, dim) the history's vectors; keep (L,)
-    bool: `ctr.knowledge.topk_sum` with the history shared, so the similarities are one (n, dim) x (dim, L)
-    product instead of n copies of the history. A request's history has no padding unless it is empty: the
-    masking steps run only then. The order inside the top k does not change a sum, so a partition will do."""
+    unit_t (n, dim), unit_h (L, dim): unit vectors (pre-computed); e_h (L, dim): the history's vectors (a request's
+    history has no padding; L may be 0): `ctr.knowledge.topk_sum` with the history shared, so the similarities are
+    one (n, dim) x (dim, L) product instead of n copies of the history. The order inside the top k does not change
+    a sum, so a partition will do."""
     k = min(k, len(e_h))
     if k == 0:
         return np.zeros((len(unit_t), e_h.shape[1]), np.float32)
-    sim = unit_t @ unit_h.T  # (n, L)
-    if keep.all():  # in a request (cold code) numpy's argpartition takes ~14 us, torch's topk ~30
-        return column_sum(np.take(e_h, np.argpartition(sim, -k, axis=1)[:, -k:], axis=0))  # (n, dim)
-    sim[:, ~keep] = -np.inf
-    idx = np.argpartition(sim, -k, axis=1)[:, -k:]  # (n, k)
-    return (e_h[idx] * np.isfinite(np.take_along_axis(sim, idx, axis=1))[..., None]).sum(axis=1)  # (n, dim)
+    top = np.argpartition(unit_t @ unit_h.T, -k, axis=1)[:, -k:]  # (n, k): numpy's ~14 us in a request, torch's topk ~30
+    return column_sum(np.take(e_h, top, axis=0))  # (n, dim)
 
 
 def column_sum(picked: np.ndarray) -> np.ndarray:
@@ -130,13 +126,13 @@ class RequestPath:
                 weight, bias = self.user_tail[-1]
                 self.user_fused = [*self.user_tail[:-1], (weight @ self.first_user, bias @ self.first_user + self.first_bias)]
 
-    def item_fields(self, cand: np.ndarray, hist: np.ndarray, keep: np.ndarray) -> list[np.ndarray]:
+    def item_fields(self, cand: np.ndarray, hist: np.ndarray) -> list[np.ndarray]:
         """[(n, dim)...]: e'_t joined with the top-k sum of the history as the run's `fusion` says."""
         dim = self.layout.dim
         e_t = cand[:, :dim]  # (n, dim)
         if self.fusion == "none":
             return [e_t]
-        near = near_sum(cand[:, dim : 2 * dim], hist[:, dim : 2 * dim], hist[:, :dim], keep, self.top_k)  # (n, dim)
+        near = near_sum(cand[:, dim : 2 * dim], hist[:, dim : 2 * dim], hist[:, :dim], self.top_k)  # (n, dim)
         if self.fusion == "concat":
             return [e_t, near]
         if self.fusion == "gate":  # e'_t + sigmoid(W_t e'_t + b + W_n near) * near: the item half was pre-computed
@@ -157,26 +153,20 @@ class RequestPath:
             out = self.model.user_adaptor(user.unsqueeze(0)).numpy()  # (1, dim) a stored user's (scaled) vector
             return out @ self.first_user + self.first_bias if self.fold else out
         # one column sum gives both the sum of the first-layer parts and the count of known vectors: an unknown
-        # vector (zeros) has zero parts, and padding reads row 0 (zeros)
+        # vector (zeros) has zero parts
         total = hist[:, -hidden - 1 :].sum(axis=0)  # (hidden + 1,)
         out = total[:-1] / max(float(total[-1]), 1.0) + self.user_bias  # (hidden,) the mean's first layer
         for weight, bias in self.user_fused if self.fold else self.user_tail:
             out = np.maximum(out, 0) @ weight + bias  # ReLU, then the next Linear (fused: the last one W_1u too)
         return out[None]  # (1, dim), fused (1, H1)
 
-    def __call__(self, rows: np.ndarray, batch: Batch, user: torch.Tensor | None,
-                 index: np.ndarray | None = None) -> torch.Tensor:
+    def __call__(self, hist: np.ndarray, cand: np.ndarray, batch: Batch, user: torch.Tensor | None) -> torch.Tensor:
         """(n,) MSD's logits for one request.
 
-        rows (R, W): the items' rows, row k = request-local item k (row 0 zeros), or with `index` (m + 1,) the
-        row of local item k is rows[index[k]] (a kept table of the whole catalogue: one gather, not two);
-        batch: the request, every row sharing one history (batch.history[0]); user (Dk,): the user's scaled
-        vector when the user level reads a table."""
-        history, item = batch.history[0].numpy(), batch.item.numpy()  # (L,), (n,)
-        if index is not None:
-            history, item = index[history], index[item]
-        hist, keep = np.take(rows, history, axis=0), history > 0  # (L, W), (L,) padding: never picked nor averaged
-        fields = self.item_fields(np.take(rows, item, axis=0), hist, keep)
+        hist (L, W): the rows of the history's entries (L >= 0, no padding), cand (n, W): the candidates' rows (the
+        caller gathers both at once); batch: the request, every row sharing one history; user (Dk,): the user's
+        scaled vector when the user level reads a table."""
+        fields = self.item_fields(cand, hist)
         if not self.user_level:
             return self.model.backbone(batch, torch.from_numpy(np.stack(fields, axis=1)))  # (n, X, dim) -> (n,)
         e_u = self.user_field(hist, user)  # (1, dim); fused: (1, H1) the first layer's bias

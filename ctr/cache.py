@@ -120,9 +120,6 @@ class LRU:
         return used
 
 
-PADDING = np.zeros(1, np.int64)  # row 0 of a KeyedRows table
-
-
 class KeyedRows:
     """In-process rows by catalogue key: a dense (K + 1, W) table, so a request's rows are one gather.
 
@@ -130,14 +127,14 @@ class KeyedRows:
     may hold the whole catalogue anyway (lru_size >= K): the OrderedDict of the LRU costs a lookup per key."""
 
     def __init__(self, size: int):
-        self.rows: np.ndarray | None = None  # (K + 1, W), row 0 zeros (padding)
+        self.rows: np.ndarray | None = None  # (K + 1, W) by catalogue key, row 0 never kept
         self.have = np.zeros(size, bool)  # (K + 1,)
 
-    def index(self, keys: np.ndarray) -> np.ndarray | None:
-        """(1 + len(keys),) the rows in `rows` of [padding, *keys], or None unless every key is > 0 and kept."""
+    def take(self, keys: np.ndarray) -> np.ndarray | None:
+        """(len(keys), W) the rows of catalogue keys, or None unless every key is > 0 and kept."""
         if self.rows is None or not self.have[keys].all():  # have[0] stays False: key 0 is never kept
             return None
-        return np.concatenate((PADDING, keys))
+        return np.take(self.rows, keys, axis=0)
 
     def put(self, keys: np.ndarray, rows: np.ndarray) -> None:
         """Keep the rows (N, W) of catalogue keys (N,) (0 = not in the catalogue: skipped)."""

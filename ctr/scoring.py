@@ -265,39 +265,44 @@ class Served:
         with self.lock:
             self.set_table(table)
             with torch.inference_mode():
-                logits, stats = self.logits(items, user_id, batch, None if records else catalogue)
+                logits, stats = self.logits(items, user_id, batch, keys, None if records else catalogue)
             scores = torch.sigmoid(logits).tolist()
         return {"scores": scores, "cache": stats}
 
-    def logits(self, items: list[Local], user_id: str, batch: Batch,
+    def logits(self, items: list[Local], user_id: str, batch: Batch, keys: np.ndarray,
                catalogue: np.ndarray | None) -> tuple[torch.Tensor, dict | None]:
         """(n,) the model's logits for the request and its cache counts (None for a model without vectors).
 
-        catalogue (n,): the items' catalogue keys when every item is as the catalogue describes it, else None."""
+        keys (L + n,): the request-local key of each history entry, then of each candidate; catalogue (m,): the
+        items' catalogue keys when every item is as the catalogue describes it, else None."""
         if self.knowledge is not None and self.knowledge.adapted is not None:
-            return self.adapted_logits(items, user_id, batch, catalogue)
+            return self.adapted_logits(items, user_id, batch, keys, catalogue)
         stats = self.set_vectors(items, user_id) if self.knowledge else None
         return self.model(batch), stats
 
-    def adapted_logits(self, items: list[Local], user_id: str, batch: Batch,
+    def adapted_logits(self, items: list[Local], user_id: str, batch: Batch, keys: np.ndarray,
                        catalogue: np.ndarray | None) -> tuple[torch.Tensor, dict]:
         """MSD's logits from its items' pre-computed rows (`ctr.adapted`): only the request's part is computed.
 
-        Catalogue items whose rows are all kept in the dense table are read from it in place (`index`)."""
-        index = self.row_memo.index(catalogue) if self.row_memo is not None and catalogue is not None else None
-        if index is not None:
-            rows, stats = self.row_memo.rows, CacheStats(lru=len(items))
+        The rows of the request's entries (L + n, W) are one gather: from the dense table of kept catalogue rows
+        when it holds every item, else from the items' rows by local key."""
+        rows = (self.row_memo.take(catalogue[keys - 1])
+                if self.row_memo is not None and catalogue is not None else None)
+        if rows is not None:
+            stats = CacheStats(lru=len(items))
         else:
-            rows, stats = self.adapted_rows(items)
+            parts, stats = self.adapted_rows(items)
+            rows = np.take(parts, keys - 1, axis=0)
         user = None
         if self.model.user_level and not self.request_path.layout.user_hidden:  # the user level reads a table
             vector, user_stats = self.user_vector(user_id)
             stats.add(user_stats)
             user = torch.from_numpy(vector)
-        return self.request_path(rows, batch, user, index), stats.as_dict()
+        split = len(keys) - len(batch.item)  # the history's entries, then the candidates
+        return self.request_path(rows[:split], rows[split:], batch, user), stats.as_dict()
 
     def adapted_rows(self, items: list[Local]) -> tuple[np.ndarray, CacheStats]:
-        """(n + 1, W) the items' rows by local key (row 0 padding): LRU, Redis, else from their raw vectors.
+        """(m, W) the items' rows in order (local key k at k - 1): LRU, Redis, else from their raw vectors.
 
         A miss is computed from the raw vector (itself from the cache or the student) and written back; the
         counts say where each item's vector finally came from (a row made from a Redis hit counts as a hit)."""
@@ -314,10 +319,8 @@ class Served:
         if self.row_memo is not None:  # only an item as the catalogue describes it (a record may carry another text)
             self.row_memo.put(np.array([item.catalogue if self.known.get(item.item_id) is item else 0
                                         for item in items], np.int64), parts)
-        rows = np.zeros((len(items) + 1, parts.shape[1]), np.float32)
-        rows[1:] = parts
-        return rows, CacheStats(lru=stats.lru + raw_stats.lru, redis=stats.redis + raw_stats.redis,
-                                computed=raw_stats.computed, redis_writes=stats.redis_writes + raw_stats.redis_writes)
+        return parts, CacheStats(lru=stats.lru + raw_stats.lru, redis=stats.redis + raw_stats.redis,
+                                 computed=raw_stats.computed, redis_writes=stats.redis_writes + raw_stats.redis_writes)
 
     def set_table(self, table: np.ndarray) -> None:
         """Write the request's ID table into the models' item_table buffer (one tensor, enlarged when needed)."""

@@ -56,7 +56,12 @@ def request(history: list[int], candidates: list[int]) -> Batch:
 
 
 HISTORIES = {"plain": [3, 8, 12, 20, 7, 1], "duplicates and an item without a vector": [4, 9, 9, 5, 17, 4, 2],
-             "shorter than k": [11, 6], "empty": [0]}
+             "shorter than k": [11, 6], "empty": []}
+
+
+def path_logits(path: RequestPath, rows: np.ndarray, history: list[int], candidates: list[int]) -> np.ndarray:
+    """The request path over catalogue keys: its entries' rows (the history's without padding), the batch."""
+    return path(rows[history], rows[candidates], request(history or [0], candidates), None).numpy()
 
 
 @pytest.mark.parametrize("fusion", ["gate", "concat", "add", "none"])
@@ -64,20 +69,21 @@ HISTORIES = {"plain": [3, 8, 12, 20, 7, 1], "duplicates and an item without a ve
 def test_fused_and_unfused_paths_give_the_models_logits(fusion, history):
     model, _ = tiny_msd(fusion, user_level=True)
     rows = item_parts(model, model.vectors.item_vectors).detach().numpy()  # (K + 1, W): row k = item k
-    batch = request(history, [2, 5, 13, 21, 30, 9, 1])
+    candidates = [2, 5, 13, 21, 30, 9, 1]
     with torch.inference_mode():
-        expected = model(batch).numpy()
+        expected = model(request(history or [0], candidates)).numpy()  # an empty history: one padding entry
         path = RequestPath(model)
         assert path.fold  # a DIN backbone with a user level: the user field goes into the first layer's bias
-        fused = path(rows, batch, None).numpy()
+        fused = path_logits(path, rows, history, candidates)
         path.fold = False
-        unfused = path(rows, batch, None).numpy()
+        unfused = path_logits(path, rows, history, candidates)
     assert np.abs(fused - expected).max() <= 1e-5 and np.abs(unfused - expected).max() <= 1e-5
     assert np.std(expected) > 1e-3
 
 
-def test_the_kept_catalogue_table_is_read_through_the_index():
-    """Request-local keys 1..m mapped to catalogue rows (`index`) score as the catalogue keys themselves."""
+def test_rows_by_catalogue_key_score_a_request_in_local_keys():
+    """Rows gathered by catalogue key beside a batch in request-local keys 1..m (its ID table by local key), as
+    `Served` gives them, score as the catalogue keys themselves."""
     model, table = tiny_msd("gate", user_level=True)
     rows = item_parts(model, model.vectors.item_vectors).detach().numpy()
     history, candidates = [17, 4, 9, 25], [9, 30, 2, 5]
@@ -87,7 +93,7 @@ def test_the_kept_catalogue_table_is_read_through_the_index():
         expected = model(request(history, candidates)).numpy()
         model.backbone.item_table = table[np.concatenate([[0], catalogue])]  # the request's ID table by local key
         batch = request([local[h] for h in history], [local[c] for c in candidates])
-        got = RequestPath(model)(rows, batch, None, np.concatenate([[0], catalogue])).numpy()
+        got = RequestPath(model)(rows[history], rows[candidates], batch, None).numpy()
     assert np.abs(got - expected).max() <= 1e-5
 
 
@@ -95,8 +101,8 @@ def test_the_kept_catalogue_table_is_read_through_the_index():
 def test_no_fold_without_a_din_backbone_or_a_user_level(backbone, user_level):
     model, _ = tiny_msd("gate", user_level=user_level, backbone=backbone)
     rows = item_parts(model, model.vectors.item_vectors).detach().numpy()
-    batch = request([3, 8, 12, 20], [2, 5, 13])
+    history, candidates = [3, 8, 12, 20], [2, 5, 13]
     with torch.inference_mode():
         path = RequestPath(model)
         assert not path.fold
-        assert np.abs(path(rows, batch, None).numpy() - model(batch).numpy()).max() <= 1e-5
+        assert np.abs(path_logits(path, rows, history, candidates) - model(request(history, candidates)).numpy()).max() <= 1e-5

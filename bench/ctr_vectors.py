@@ -97,6 +97,11 @@ def shuffle_users(knowledge: Path, output: Path, seed: int) -> int:
     if times is None:
         raise SystemExit(f"{knowledge / 'embed_config.json'}: no snapshot time recorded for its user table")
     as_of = [times[u] for u in ids]
+    _, inverse, sizes = np.unique(as_of, return_inverse=True, return_counts=True)
+    shared = int((sizes[inverse] > 1).sum())
+    if 2 * shared < len(ids):  # per-user times (ctr prepare --snapshot-clicks): the "control" would be the table
+        raise SystemExit(f"{knowledge / USER_TABLE}: only {shared} of {len(ids)} users share their snapshot time with "
+                         "another user, so permuting within a time leaves the table nearly as it is: no control")
     order = permute_within(np.asarray(as_of), np.random.default_rng(seed))
     item_ids_, items = read_table(knowledge / ITEM_TABLE)
     write_control(output, list(item_ids_), items, f"the user vectors of {knowledge} permuted among the users of the "

@@ -14,7 +14,7 @@ from ctr.knowledge import MSD, StudentVectors, TableVectors, knowledge_fields, l
 from ctr.models.deepfm import DeepFM
 from ctr.models.din import DIN
 from ctr.train_config import CTRConfig
-from ctr.user_table import t0_users, user_times
+from ctr.user_table import train_window_users, user_times
 from distill.embed import EmbedConfig, load_texts
 
 
@@ -63,7 +63,7 @@ def build_msd(config: CTRConfig, features: Features, catalogue: Catalogue, data:
     vectors = (student_vectors(config, data) if config.lora
                else TableVectors(config.knowledge, data, standardized=config.standardize_vectors,
                                  fit_items=catalogue.item_counts > 0, users=table_users,
-                                 fit_users=None if as_of is None else t0_users(as_of)))
+                                 fit_users=None if as_of is None else train_window_users(as_of, data)))
     backbone = build_backbone(config, features, catalogue, n_extra=knowledge_fields(config.fusion, config.user_level))
     return MSD(backbone=backbone, vectors=vectors, item_counts=catalogue.item_counts, dim=config.embed_dim,
                adaptor_hidden=config.adaptor_hidden, top_k=config.top_k, mask_rate=config.mask_rate,

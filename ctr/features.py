@@ -35,6 +35,8 @@ def lookup(values, keys: list[str], ids: np.ndarray, missing: int) -> np.ndarray
     import pyarrow.compute as pc
 
     array = values if isinstance(values, pa.Array | pa.ChunkedArray) else pa.array(np.asarray(values, dtype=object))
+    if not keys:  # e.g. a --snapshot-clicks users.jsonl before any user has K clicks
+        return np.full(len(array), missing, np.int64)
     found = pc.index_in(array.cast(pa.string()), value_set=pa.array(keys, pa.string()))
     positions = found.fill_null(-1).to_numpy(zero_copy_only=False)
     return np.where(positions >= 0, ids[np.maximum(positions, 0)], missing).astype(np.int64)

@@ -123,7 +123,7 @@ class TableVectors(nn.Module):
         standardized: z-score each dimension (statistics of the train items, `fit_items`, only).
         fit_items: (K + 1,) bool, the items whose vectors give the z-score statistics (train items).
         users: read the user table (user_source "table"); otherwise every user vector is zero.
-        fit_users: (U + 1,) bool, the users whose vectors give the user z-score statistics (ctr.user_table.t0_users).
+        fit_users: (U + 1,) bool, the users whose vectors give the user z-score statistics (ctr.user_table.train_window_users).
     """
 
     def __init__(self, folder: str | Path, data: Prepared, standardized: bool = True,

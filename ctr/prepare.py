@@ -26,7 +26,7 @@ from ctr.raw import Log, PrepareConfig, RawData
 from ground.errors import ConfigError
 from ground.files import atomic_folder, write_json, write_jsonl
 from ground import records as R
-from ground.snapshots import LATE_SNAPSHOT_KEY, SNAPSHOT_KEY
+from ground.snapshots import CLICKS_KEY, DIGEST_KEY, LATE_SNAPSHOT_KEY, SNAPSHOT_KEY, times_digest
 
 FORMAT = "ctr-prepare/1"  # card.json key that marks a folder this command wrote (and may replace)
 SPLITS = ("train", "val", "test")
@@ -152,9 +152,24 @@ def user_snapshot_times(samples: pd.DataFrame, t0: int, late: int | None) -> pd.
     return pd.Series(np.where(users.isin(early), t0, late), index=users, dtype=np.int64)
 
 
+def kth_click_times(samples: pd.DataFrame, k: int) -> pd.Series:
+    """user id -> the ts of their k-th click, in time order over all splits, for the users with at least k clicks.
+
+    A user with fewer gets no time, hence no users.jsonl record and no vector. Causal: a row gets a vector iff its
+    user's k-th click came before it, which earlier events alone decide. That a user never reaches k is a later
+    fact, but it only withholds a vector from rows before a k-th click, which get none anyway (ctr.user_table gives
+    a user without a record NEVER). A record with a time after every row would do the same at the cost of teacher
+    and encoder work for a vector that feeds nothing, and `ctr serve`, for which a request comes after every
+    snapshot, would feed it where `ctr eval` does not.
+    """
+    clicks = samples[samples[R.LABEL].to_numpy() == 1]  # in time order
+    kth = clicks[clicks.groupby(R.USER_ID, sort=False).cumcount().to_numpy() == k - 1]
+    return pd.Series(kth[R.TS].to_numpy(np.int64), index=pd.Index(kth[R.USER_ID]), dtype=np.int64)
+
+
 def user_records(users: pd.DataFrame, samples: pd.DataFrame, max_history: int, as_of: pd.Series) -> list[dict]:
-    """kgen user records of the users in any split; history = their clicks with ts <= their snapshot time
-    (`as_of`, user id -> time), oldest first, the last max_history; `history_as_of` says which time on each record.
+    """kgen user records of the users with a snapshot time (`as_of`, user id -> time); history = their clicks with
+    ts <= that time, oldest first, the last max_history; `history_as_of` says which time on each record.
 
     A snapshot, never "all train clicks": a table built from it may feed only the user's rows after that time, so
     no row's user input holds its own label or a later event (the train-clicks table did: issue 21, point 1).
@@ -235,8 +250,34 @@ def users_rule(config: PrepareConfig, t0: int, late: int | None) -> str:
             f"and a user vector built from a record {tail.replace('T0', 'that time')}")
 
 
+def clicks_rule(k: int) -> str:
+    """The card's sentence on users.jsonl with --snapshot-clicks k."""
+    return (f"users.jsonl holds a snapshot of each user at their own K-th click, K = {k} (time order over all "
+            "splits; --snapshot-clicks): their clicks with ts <= its ts (those in the same second included), the last "
+            "max_history; history_as_of is that time. A user vector built from a record may feed only that user's "
+            "rows with ts > that time (ctr train gives earlier rows the zero vector), on train, val and test alike; "
+            f"a sample's own history is the leak-free user input for every row. A user with fewer than {k} clicks "
+            f"has no record, hence no vector: a row gets one only after its user's K-th click, an earlier event. "
+            f"{DIGEST_KEY} digests the records' user -> time pairs; users.jsonl and user tables are checked "
+            "against it (ground.snapshots)")
+
+
+def user_snapshots(config: PrepareConfig, samples: pd.DataFrame,
+                   cutoffs: tuple[int, int]) -> tuple[pd.Series, dict, str]:
+    """Each user's snapshot time (user id -> ts; a user without one gets no record), the card's keys that
+    ground.snapshots checks users.jsonl and user tables against, and the card's users_rule sentence."""
+    if config.snapshot_clicks:
+        times = kth_click_times(samples, config.snapshot_clicks)
+        keys = {CLICKS_KEY: config.snapshot_clicks, DIGEST_KEY: times_digest(times.to_dict())}
+        return times, keys, clicks_rule(config.snapshot_clicks)
+    t0 = snapshot_ts(samples[R.TS].to_numpy(), cutoffs, config.user_snapshot)
+    late = cutoffs[1] if config.late_snapshot else None
+    keys = {SNAPSHOT_KEY: t0, **({LATE_SNAPSHOT_KEY: late} if late is not None else {})}
+    return user_snapshot_times(samples, t0, late), keys, users_rule(config, t0, late)
+
+
 def build_card(raw: RawData, config: PrepareConfig, samples: pd.DataFrame, cutoffs: tuple[int, int],
-               lengths: np.ndarray, as_of: int, late: int | None) -> dict:
+               lengths: np.ndarray, snapshot: dict, rule: str) -> dict:
     """card.json: protocol, fields, counts per split, history lengths, sources and config."""
     protocol = dict(raw.protocol) | {
         "history_rule": f"the user's {'rated' if config.history_of == 'ratings' else 'clicked'} items with ts "
@@ -248,15 +289,14 @@ def build_card(raw: RawData, config: PrepareConfig, samples: pd.DataFrame, cutof
         "unseen_rule": "users and items that first appear after the train cut-off have no train statistics and "
                        "are unknown (OOV) to train-only vocabularies; their rows are kept",
         "train_only": "items.jsonl stats use the train split only",
-        "users_rule": users_rule(config, as_of, late),
+        "users_rule": rule,
         "seed": config.seed,
     }
     return {
         "format": FORMAT, "dataset": config.dataset, "title": raw.title, "protocol": protocol,
         "fields": raw.fields, "max_history": config.max_history,
         "splits": split_counts(samples), "history_length_quantiles": length_quantiles(lengths),
-        "cutoffs": {"train_last_ts": cutoffs[0], "val_last_ts": cutoffs[1]}, SNAPSHOT_KEY: as_of,
-        **({LATE_SNAPSHOT_KEY: late} if late is not None else {}),
+        "cutoffs": {"train_last_ts": cutoffs[0], "val_last_ts": cutoffs[1]}, **snapshot,
         "loader": raw.notes, "sources": [file_source(p) for p in raw.sources], "config": config.relevant(),
     }
 
@@ -309,11 +349,10 @@ def prepare(config: PrepareConfig, log: Log = print) -> dict:
     samples, table, cutoffs = build_samples(raw, config)
     lengths = np.diff(table.column(HISTORY_COL).combine_chunks().offsets.to_numpy())
     log(f"built {len(samples):,} samples with histories ({time.time() - t:.1f}s)")
-    as_of = snapshot_ts(samples[R.TS].to_numpy(), cutoffs, config.user_snapshot)
-    late = cutoffs[1] if config.late_snapshot else None
+    times, snapshot, rule = user_snapshots(config, samples, cutoffs)
     items = item_records(raw.items, samples)
-    users = user_records(raw.users, samples, config.max_history, user_snapshot_times(samples, as_of, late))
-    card = build_card(raw, config, samples, cutoffs, lengths, as_of, late)
+    users = user_records(raw.users, samples, config.max_history, times)
+    card = build_card(raw, config, samples, cutoffs, lengths, snapshot, rule)
     check_output(config.output)  # it may have appeared while we were reading
     with atomic_folder(config.output) as tmp:
         write_jsonl(tmp / "items.jsonl", items)

@@ -33,11 +33,15 @@ class PrepareConfig:
         "Split at these timestamps instead (train last ts, val last ts)."))
     user_snapshot: float = field(default=0.5, metadata=flag(
         "users.jsonl is a snapshot at T0 = first ts + this x the train span (clicks with ts <= T0); a vector "
-        "built from it feeds rows after T0 only."))
+        "built from it feeds rows after T0 only (unused with --snapshot-clicks)."))
     late_snapshot: bool = field(default=False, metadata=flag(
         "A user with no click up to T0 gets their users.jsonl snapshot at the end of the validation split instead "
         "(their clicks up to the last val ts; empty if none): a vector built from it feeds that user's test rows "
         "only."))
+    snapshot_clicks: int | None = field(default=None, metadata=flag(
+        "Each user's users.jsonl snapshot at their own K-th click instead (time order over all splits): their clicks "
+        "up to its ts; a vector built from it feeds that user's rows after it only, on train, val and test. Users "
+        "with fewer than K clicks get no record (no vector). Not with --late-snapshot."))
     seed: int = field(default=0, metadata=flag("Seed of every random draw (retail users and negatives)."))
     # MovieLens
     ratings: str | None = field(default=None, metadata=flag(
@@ -80,6 +84,10 @@ class PrepareConfig:
             self.split_ts = tuple(int(t) for t in self.split_ts)  # type: ignore[assignment]
             if len(self.split_ts) != 2 or self.split_ts[0] > self.split_ts[1]:
                 raise ConfigError(f"split_ts must be 2 timestamps, train last <= val last, got {self.split_ts}")
+        if self.snapshot_clicks is not None and self.snapshot_clicks < 1:
+            raise ConfigError(f"snapshot_clicks must be >= 1 (or none), got {self.snapshot_clicks}")
+        if self.snapshot_clicks is not None and self.late_snapshot:
+            raise ConfigError("--snapshot-clicks and --late-snapshot are two snapshot rules; choose one")
         if not 0 <= self.user_snapshot <= 1:
             raise ConfigError(f"user_snapshot must be in [0, 1], got {self.user_snapshot}")
         for name in ("negatives", "min_item_baskets", "click_threshold"):
@@ -95,7 +103,7 @@ class PrepareConfig:
         used = {"ml-1m": {"ratings"} | movielens, "ml-100k": movielens,
                 "online-retail": {"negatives", "min_item_baskets", "max_users"}, "sample": set()}[self.dataset]
         common = {"dataset", "raw", "output", "max_history", "split_fractions", "split_ts", "user_snapshot",
-                  "late_snapshot", "seed"}
+                  "late_snapshot", "snapshot_clicks", "seed"}
         return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items() if k in common | used}
 
 

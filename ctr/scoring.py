@@ -12,8 +12,9 @@ Where the user's semantic vector comes from follows the run's `user_source`: "hi
 (the default) is the mean of the request's own history items' vectors, computed by the
 model itself as in training. "table" follows how the run's user table was made (the
 folder's embed_config.json): the tables' encoder over the user's text or the mean of their
-items' vectors, built from the user's stored record (users.jsonl: a snapshot at the user's time, T0 or with
---late-snapshot the end of validation, and a request comes after every snapshot), exactly as the table the
+items' vectors, built from the user's stored record (users.jsonl: a snapshot at the user's time, T0, with
+--late-snapshot the end of validation, or with --snapshot-clicks their K-th click; a request comes after every
+snapshot, and a user without a record gets the zero vector, as in the table), exactly as the table the
 model was trained with.
 """
 
@@ -110,9 +111,9 @@ class Knowledge:
 
 def table_stats(knowledge: Path, data, train_items, users: bool) -> tuple[tuple | None, tuple | None]:
     """The per-dimension (mean, std) that TableVectors used: items over the train items, users over the table's
-    T0 users."""
+    users with a snapshot inside the train window."""
     from ctr.knowledge import aligned_table, standard_stats
-    from ctr.user_table import t0_users, user_times
+    from ctr.user_table import train_window_users, user_times
 
     def stats(vectors, fit=None):
         present = vectors.abs().sum(1) > 0
@@ -123,8 +124,8 @@ def table_stats(knowledge: Path, data, train_items, users: bool) -> tuple[tuple 
 
     items = stats(aligned_table(knowledge / ITEM_TABLE, data.item_ids)[0], train_items)
     table = users and (knowledge / USER_TABLE).exists()
-    return items, (stats(aligned_table(knowledge / USER_TABLE, data.user_ids)[0], t0_users(user_times(knowledge, data)))
-                   if table else None)
+    fit_users = train_window_users(user_times(knowledge, data), data) if table else None
+    return items, stats(aligned_table(knowledge / USER_TABLE, data.user_ids)[0], fit_users) if table else None
 
 
 def load_knowledge(run: dict, config: ServeConfig, data, catalogue) -> Knowledge:

@@ -50,6 +50,18 @@ def test_a_vector_moves_only_among_users_of_its_own_snapshot_time(tmp_path):
     assert moved[np.array(times) == 2000].sum() >= 5 and moved[np.array(times) == 1234].sum() >= 10
 
 
+def test_a_table_of_per_user_times_is_refused_as_no_control(tmp_path):
+    """ctr prepare --snapshot-clicks gives nearly every user their own time: nothing would move."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    write_table(folder / ITEM_TABLE, ["a", "b"], np.eye(2, dtype=np.float32))
+    times = [1000 + n for n in range(18)] + [2000, 2000]
+    write_table(folder / USER_TABLE, [f"u{n}" for n in range(20)], np.ones((20, 2), np.float32), as_of=times)
+    (folder / "embed_config.json").write_text("{}")
+    with pytest.raises(SystemExit, match="only 2 of 20 users share their snapshot time"):
+        shuffle_users(folder, tmp_path / "out", seed=0)
+
+
 def test_permute_within_keeps_every_position_in_its_group():
     groups = np.array([0, 1, 0, 1, 1, 2, 0])
     order = permute_within(groups, np.random.default_rng(0))

@@ -4,9 +4,10 @@ The raw ratings are perturbed after a time t, `ctr prepare` and the trainer's ow
 every row with ts <= t must get exactly the inputs it had: its history, its user and item fields, and the raw
 knowledge vectors MSD feeds it (target item, history items, and the user vector from each `user_source`: the
 history mean, the users.jsonl mean table and a `distill embed --users` table, whose users without a history
-still get a vector, of their profile). Each check runs on a folder of one T0 snapshot and on a
+still get a vector, of their profile). Each check runs on a folder of one T0 snapshot, on a
 `--late-snapshot` folder (issue 24), where users who start rating after T0 get their snapshot at the end of
-validation and their table vector on their test rows only.
+validation and their table vector on their test rows only, and on a `--snapshot-clicks` folder, where each
+user's snapshot is at their own K-th click and users with fewer clicks have no record.
 Two perturbations: the labels of every event at ts >= t flipped (the row's own label included), and every
 event after t dropped (split at the same timestamps). Quantities fitted once on the train split (the
 vocabularies, the z-score statistics, the item counts behind the masking) are the model's parameters, not
@@ -38,7 +39,7 @@ from ctr.features import build_features
 from ctr.prepare import prepare
 from ctr.raw import PrepareConfig
 from ctr.train_config import CTRConfig
-from ctr.user_table import write_user_mean_table
+from ctr.user_table import train_window_users, user_times, write_user_mean_table
 from distill.embed import EmbedConfig, embed_tables
 from ground import records as R
 from ground.vectors import ITEM_TABLE, USER_TABLE, read_table, write_table
@@ -58,14 +59,21 @@ def item_vectors(folder: Path, item_ids: list[str]) -> Path:
     return folder
 
 
+K = 4  # --snapshot-clicks of these tests: grid_ratings(seed 0 or 1) leaves some users below it
+RULES = {"t0": {}, "late-snapshot": {"late_snapshot": True}, "snapshot-clicks": {"snapshot_clicks": K}}
+
+
 def prepared(root: Path, rows: list[tuple], split_ts: tuple[int, int] | None = None,
-             late: bool = False) -> tuple[Path, Path]:
+             rule: str = "t0", clicks: int = K) -> tuple[Path, Path]:
     """(prepared folder, knowledge folder with item vectors and the users.jsonl mean table; beside it `encoded`,
-    the `distill embed --users` tables of a fake encoder) of these ratings."""
+    the `distill embed --users` tables of a fake encoder) of these ratings, users.jsonl as RULES[rule] says
+    (snapshot-clicks: at the `clicks`-th click)."""
     raw = ml1m_folder(root / "raw", ratings=rows)
     out = root / "prepared"
     prepare(PrepareConfig(dataset="ml-1m", raw=raw, output=out, max_history=5, split_ts=split_ts,
-                          split_fractions=(0.7, 0.15, 0.15), late_snapshot=late), log=lambda m: None)
+                          split_fractions=(0.7, 0.15, 0.15),
+                          **RULES[rule] | ({"snapshot_clicks": clicks} if rule == "snapshot-clicks" else {})),
+            log=lambda m: None)
     items = [json.loads(line)["item_id"] for line in (out / "items.jsonl").read_text().splitlines()]
     knowledge = item_vectors(root / "knowledge", items)
     write_user_mean_table(knowledge, out / "users.jsonl")
@@ -127,11 +135,11 @@ def flipped(rows: list[tuple], t: int) -> list[tuple]:
     return [(u, i, (2 if r >= 4 else 5) if ts >= t else r, ts) for u, i, r, ts in rows]
 
 
-def check_flips(tmp_path: Path, rows: list[tuple], late: bool = False) -> list[tuple]:
-    base = row_inputs(*prepared(tmp_path / "base", rows, late=late))
+def check_flips(tmp_path: Path, rows: list[tuple], rule: str = "t0") -> list[tuple]:
+    base = row_inputs(*prepared(tmp_path / "base", rows, rule=rule))
     bad = []
     for n, t in enumerate(cut_times(rows)):
-        bad += changed(base, row_inputs(*prepared(tmp_path / f"flip{n}", flipped(rows, t), late=late)), t)
+        bad += changed(base, row_inputs(*prepared(tmp_path / f"flip{n}", flipped(rows, t), rule=rule)), t)
     return bad
 
 
@@ -141,29 +149,29 @@ def table_fed(inputs: dict[tuple, tuple]) -> dict[str, list[tuple]]:
             for name, column in (("table", 5), ("encoded", 6))}
 
 
-@pytest.mark.parametrize("late", [False, True], ids=["t0", "late-snapshot"])
-def test_flipping_the_labels_from_t_on_changes_no_input_of_a_row_up_to_t(tmp_path, late):
-    rows = grid_ratings(late=late)
-    assert check_flips(tmp_path, rows, late) == []
+@pytest.mark.parametrize("rule", RULES)
+def test_flipping_the_labels_from_t_on_changes_no_input_of_a_row_up_to_t(tmp_path, rule):
+    rows = grid_ratings(late=rule == "late-snapshot")
+    assert check_flips(tmp_path, rows, rule) == []
 
 
-@pytest.mark.parametrize("late", [False, True], ids=["t0", "late-snapshot"])
-def test_dropping_the_events_after_t_changes_no_input_of_a_row_up_to_t(tmp_path, late):
-    rows = grid_ratings(seed=1, late=late)
-    folder, knowledge = prepared(tmp_path / "base", rows, late=late)
+@pytest.mark.parametrize("rule", RULES)
+def test_dropping_the_events_after_t_changes_no_input_of_a_row_up_to_t(tmp_path, rule):
+    rows = grid_ratings(seed=1, late=rule == "late-snapshot")
+    folder, knowledge = prepared(tmp_path / "base", rows, rule=rule)
     card = json.loads((folder / "card.json").read_text())
     split_ts = (card["cutoffs"]["train_last_ts"], card["cutoffs"]["val_last_ts"])
     base = row_inputs(folder, knowledge)
     assert all(table_fed(base).values()), "a snapshot table feeds no row: the check would not see it"
     for n, t in enumerate(cut_times(rows)):
         kept = [r for r in rows if r[3] <= t]
-        after = row_inputs(*prepared(tmp_path / f"drop{n}", kept, split_ts, late=late))
+        after = row_inputs(*prepared(tmp_path / f"drop{n}", kept, split_ts, rule=rule))
         assert changed(base, after, t) == [], t
 
 
 def test_a_late_snapshot_feeds_its_users_test_rows_only(tmp_path):
     """The late users' vectors reach their rows after the end of validation, and no earlier row."""
-    folder, knowledge = prepared(tmp_path / "late", grid_ratings(seed=1, late=True), late=True)
+    folder, knowledge = prepared(tmp_path / "late", grid_ratings(seed=1, late=True), rule="late-snapshot")
     card = json.loads((folder / "card.json").read_text())
     t0, late = card["users_snapshot_ts"], card["users_late_snapshot_ts"]
     times = {u["user_id"]: u["history_as_of"] for u in map(json.loads, (folder / "users.jsonl").open())}
@@ -173,6 +181,62 @@ def test_a_late_snapshot_feeds_its_users_test_rows_only(tmp_path):
         late_rows = [(u, ts) for u, _, ts in keys if times[u] == late]
         assert late_rows and all(ts > late for _, ts in late_rows), name
         assert all(ts > times[u] for u, _, ts in keys), name
+def kth_clicks(rows: list[tuple], k: int) -> dict[str, int]:
+    """user id -> the ts of their k-th click (rating >= 4) by hand, for the users with k clicks."""
+    clicks: dict[str, list[int]] = {}
+    for user, _, rating, ts in rows:
+        if rating >= 4:
+            clicks.setdefault(str(user), []).append(ts)
+    return {u: sorted(ts)[k - 1] for u, ts in clicks.items() if len(ts) >= k}
+
+
+@pytest.mark.parametrize("clicks", [3, K])
+def test_a_snapshot_clicks_vector_reaches_exactly_its_users_rows_after_their_kth_click(tmp_path, clicks):
+    """On train, val and test alike; a user with fewer clicks has no record and none of their rows is fed."""
+    rows = grid_ratings()
+    folder, knowledge = prepared(tmp_path / "k", rows, rule="snapshot-clicks", clicks=clicks)
+    kth = kth_clicks(rows, clicks)
+    assert 0 < len(kth) < len({r[0] for r in rows})  # some users below K
+    times = {u["user_id"]: u["history_as_of"] for u in map(json.loads, (folder / "users.jsonl").open())}
+    assert times == kth
+    inputs = row_inputs(folder, knowledge)
+    expected = {key for key in inputs if key[0] in kth and key[2] > kth[key[0]]}
+    samples = load_prepared(folder).samples
+    fed_splits = {s for u, i, ts, s in samples[["user_id", "item_id", "ts", "split"]].itertuples(index=False)
+                  if (str(u), str(i), int(ts)) in expected}
+    assert fed_splits == ({"train", "val", "test"} if clicks == 3 else {"val"}), fed_splits
+    for name, keys in table_fed(inputs).items():
+        assert set(keys) == expected, name
+
+
+def test_the_user_z_score_statistics_come_from_the_users_whose_kth_click_is_in_the_train_window(tmp_path):
+    """A K-th click after train holds later events than the train rows those statistics also scale."""
+    rows = grid_ratings()
+    folder, knowledge = prepared(tmp_path / "k", rows, rule="snapshot-clicks", clicks=3)
+    data, kth = load_prepared(folder), kth_clicks(rows, 3)
+    fit = train_window_users(user_times(knowledge, data), data)
+    last = int(data.split("train")["ts"].max())
+    assert [u for u, f in zip(data.user_ids, fit[1:].tolist()) if f] == [u for u in data.user_ids if kth[u] <= last]
+    assert 0 < int(fit.sum()) < len(kth) and not fit[0]
+
+
+def test_with_snapshot_clicks_a_table_or_users_file_of_another_rule_is_refused(tmp_path):
+    rows = grid_ratings(seed=1)
+    k4, knowledge_k4 = prepared(tmp_path / "k4", rows, rule="snapshot-clicks")
+    _, knowledge_t0 = prepared(tmp_path / "t0", rows)
+    k3 = prepared(tmp_path / "k3", rows, rule="snapshot-clicks", clicks=K - 1)[0]
+    for folder, knowledge in ((k3, knowledge_k4), (k4, knowledge_t0)):
+        with pytest.raises(ValueError, match="snapshot time .* is not theirs in"):
+            row_inputs(folder, knowledge)
+    with pytest.raises(ValueError, match="made from a users.jsonl snapshot at"):  # and the other way round
+        row_inputs(tmp_path / "t0" / "prepared", knowledge_k4)
+    users = [json.loads(line) for line in (k4 / "users.jsonl").read_text().splitlines()]
+    users[0]["history_as_of"] -= 60  # a record edited: the card's digest no longer holds
+    (k4 / "users.jsonl").write_text("".join(json.dumps(u) + "\n" for u in users))
+    with pytest.raises(ValueError, match="snapshot times are not the ones .* records"):
+        write_user_mean_table(knowledge_k4, k4 / "users.jsonl")
+
+
 def test_the_check_catches_the_old_user_table(tmp_path, monkeypatch):
     """The planted leak: users.jsonl = every train click, its table fed to every row (ctr before issue 21)."""
     import ctr.prepare as P

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from ctr.cli import app
 from ctr.prepare import assign_splits, history_slices, prepare, time_cutoffs
 from ctr.raw import PrepareConfig
+from ground.snapshots import times_digest
 
 ROOT = Path(__file__).resolve().parents[2]
 runner = CliRunner()
@@ -114,6 +115,30 @@ def test_late_snapshot_gives_users_without_a_click_by_t0_their_snapshot_at_the_e
             kinds["late" if at_late[u] else "late_empty"] += 1
     assert min(kinds.values()) > 0, kinds
     assert json.loads((tmp_path / "out" / "card.json").read_text())["config"]["late_snapshot"] is True
+
+
+def test_snapshot_clicks_gives_each_user_their_snapshot_at_their_own_kth_click(tmp_path):
+    config = PrepareConfig(dataset="sample", raw=ROOT / "data/sample", output=tmp_path / "out", snapshot_clicks=20)
+    card = prepare(config, log=lambda m: None)
+    samples, _, _, users = read_output(tmp_path / "out")
+    clicks = samples[samples["label"] == 1].sort_values("ts", kind="stable")
+    kth = {u: int(g["ts"].iloc[19]) for u, g in clicks.groupby("user_id") if len(g) >= 20}
+    assert 0 < len(kth) < samples["user_id"].nunique()  # some users never reach 20 clicks: they get no record
+    assert {u["user_id"]: u["history_as_of"] for u in users} == kth
+    for user in users:
+        assert user["history"] == snapshot_histories(samples, 50, kth[user["user_id"]])[user["user_id"]]
+        assert len(user["history"]) >= 20  # the first 20 clicks, and those in the same second as the 20th
+    assert card["users_snapshot_clicks"] == 20 and card["config"]["snapshot_clicks"] == 20
+    assert card["users_snapshot_digest"] == times_digest(kth) and "users_snapshot_ts" not in card
+    assert "K-th click, K = 20" in card["protocol"]["users_rule"]
+
+
+def test_snapshot_clicks_is_refused_with_late_snapshot_or_below_one(tmp_path):
+    common = dict(dataset="sample", raw=ROOT / "data/sample", output=tmp_path / "out")
+    with pytest.raises(ValueError, match="--snapshot-clicks and --late-snapshot are two snapshot rules"):
+        PrepareConfig(**common, snapshot_clicks=5, late_snapshot=True)
+    with pytest.raises(ValueError, match="snapshot_clicks must be >= 1"):
+        PrepareConfig(**common, snapshot_clicks=0)
 
 
 def test_history_slices_by_hand():

@@ -86,26 +86,41 @@ def permute_within(groups: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return order
 
 
-def shuffle_users(knowledge: Path, output: Path, seed: int) -> int:
-    """The negative control of a user table: its vectors permuted among the users of the same snapshot time, the
-    item table kept as is.
+def earlier_donors(times: np.ndarray, rng: np.random.Generator, window: int = 50) -> np.ndarray:
+    """donor[i]: a random one of the `window` users whose snapshot time precedes user i's (ties in random order);
+    -1 for the first user, who has none. A donor's time is never later than its recipient's."""
+    rank_to_user = np.lexsort((rng.random(len(times)), times))  # by time, ties shuffled
+    donor = np.full(len(times), -1)
+    for r in range(1, len(times)):
+        donor[rank_to_user[r]] = rank_to_user[rng.integers(max(0, r - window), r)]
+    return donor
 
-    Each user keeps their time, so the control feeds exactly the rows the table feeds; a vector moved to a user of
-    an earlier time would reach rows before the events it was made from."""
+
+def shuffle_users(knowledge: Path, output: Path, seed: int) -> int:
+    """The negative control of a user table: each user gets another user's vector, the item table kept as is.
+
+    Each user keeps their own snapshot time, so the control feeds exactly the rows the table feeds, and gets a
+    vector made no later than their own (one moved to a user of an earlier time would reach rows before the events
+    it was made from). Where most users share a time (T0, --late-snapshot) the vectors are permuted among the users
+    of the same time; where nearly every user has their own (--snapshot-clicks), that would leave the table as it
+    is, so each user gets the vector of a random one of the 50 users whose snapshots precede theirs (the first user
+    a zero vector)."""
     ids, vectors = read_table(knowledge / USER_TABLE)
     times = table_user_times(knowledge)
     if times is None:
         raise SystemExit(f"{knowledge / 'embed_config.json'}: no snapshot time recorded for its user table")
-    as_of = [times[u] for u in ids]
+    as_of = np.asarray([times[u] for u in ids])
     _, inverse, sizes = np.unique(as_of, return_inverse=True, return_counts=True)
-    shared = int((sizes[inverse] > 1).sum())
-    if 2 * shared < len(ids):  # per-user times (ctr prepare --snapshot-clicks): the "control" would be the table
-        raise SystemExit(f"{knowledge / USER_TABLE}: only {shared} of {len(ids)} users share their snapshot time with "
-                         "another user, so permuting within a time leaves the table nearly as it is: no control")
-    order = permute_within(np.asarray(as_of), np.random.default_rng(seed))
+    rng = np.random.default_rng(seed)
+    if 2 * int((sizes[inverse] > 1).sum()) >= len(ids):
+        moved, how = vectors[permute_within(as_of, rng)], "permuted among the users of the same snapshot time"
+    else:
+        donor = earlier_donors(as_of, rng)
+        moved = np.where((donor >= 0)[:, None], vectors[np.maximum(donor, 0)], 0).astype(vectors.dtype)
+        how = "each replaced by that of a random one of the 50 users whose snapshots precede theirs"
     item_ids_, items = read_table(knowledge / ITEM_TABLE)
-    write_control(output, list(item_ids_), items, f"the user vectors of {knowledge} permuted among the users of the "
-                  f"same snapshot time (seed {seed}), its item vectors as they are", users=(list(ids), vectors[order], as_of))
+    write_control(output, list(item_ids_), items, f"the user vectors of {knowledge} {how} (seed {seed}), its item "
+                  "vectors as they are", users=(list(ids), moved, as_of.tolist()))
     return len(ids)
 
 

@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 
+from bench import ctr_vectors as B
 from bench.ctr_vectors import permute_within, shuffle_users
 from ctr.user_table import table_user_times
 from ground.vectors import ITEM_TABLE, USER_TABLE, read_table, write_table
@@ -50,16 +51,31 @@ def test_a_vector_moves_only_among_users_of_its_own_snapshot_time(tmp_path):
     assert moved[np.array(times) == 2000].sum() >= 5 and moved[np.array(times) == 1234].sum() >= 10
 
 
-def test_a_table_of_per_user_times_is_refused_as_no_control(tmp_path):
-    """ctr prepare --snapshot-clicks gives nearly every user their own time: nothing would move."""
+def test_per_user_times_get_a_vector_from_an_earlier_snapshot(tmp_path):
+    """ctr prepare --snapshot-clicks gives nearly every user their own time: permuting within a time would move
+    nothing, so each user gets the vector of a user whose snapshot precedes theirs (never a later one)."""
     folder = tmp_path / "in"
     folder.mkdir()
     write_table(folder / ITEM_TABLE, ["a", "b"], np.eye(2, dtype=np.float32))
-    times = [1000 + n for n in range(18)] + [2000, 2000]
-    write_table(folder / USER_TABLE, [f"u{n}" for n in range(20)], np.ones((20, 2), np.float32), as_of=times)
+    times = [1000 + (n * 7) % 200 for n in range(200)]
+    users = np.arange(1, 401, dtype=np.float32).reshape(200, 2)
+    write_table(folder / USER_TABLE, [f"u{n}" for n in range(200)], users, as_of=times)
     (folder / "embed_config.json").write_text("{}")
-    with pytest.raises(SystemExit, match="only 2 of 20 users share their snapshot time"):
-        shuffle_users(folder, tmp_path / "out", seed=0)
+    shuffle_users(folder, tmp_path / "out", seed=0)
+    ids, moved = read_table(tmp_path / "out" / USER_TABLE)
+    assert table_user_times(tmp_path / "out") == dict(zip(ids, times))
+    source_time = {tuple(v): t for v, t in zip(users, times)}
+    first = int(np.argmin(times))
+    assert not moved[first].any()  # the earliest user has no earlier donor
+    donors = [source_time[tuple(v)] for n, v in enumerate(moved) if n != first]
+    assert all(d < t for d, t in zip(donors, [t for n, t in enumerate(times) if n != first]))
+    assert len({tuple(v) for v in moved}) > 100  # spread over many donors, not a few early ones
+
+
+def test_earlier_donors_stay_within_the_window():
+    times = np.arange(500)
+    donor = B.earlier_donors(times, np.random.default_rng(1), window=10)
+    assert donor[0] == -1 and all(n - 10 <= donor[n] < n for n in range(1, 500))
 
 
 def test_permute_within_keeps_every_position_in_its_group():

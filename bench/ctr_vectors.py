@@ -12,8 +12,9 @@
         negative control: the same vectors, permuted across the item ids (and no user table).
     python -m bench.ctr_vectors shuffle-users --knowledge EMB -o OUT [--seed 0]
         negative control of a user table (`distill embed --users`, say over the teacher's user knowledge): its
-        user vectors permuted across the users of the same snapshot time, so each user keeps their time and a row
-        still sees only a vector made before it; its item vectors kept.
+        user vectors permuted across the users of the same snapshot time (per-user times, `--snapshot-clicks`: each
+        user gets the vector of a random one of the 50 users whose snapshots precede theirs), so each user keeps
+        their time and a row still sees only a vector made before it; its item vectors kept.
     python -m bench.ctr_vectors random --data PREPARED -o OUT [--dim 64] [--seed 0]
         negative control: a N(0, 1) vector per item; the user level built from them (the history mean) is a
         random-projection sketch of the history: collaborative signal, no knowledge.

@@ -50,13 +50,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.common import record
+from bench.common import RESULTS, record
 
 from ctr.metrics import mean_std, rela_impr
 from ctr.paired import RARE, rare_rows, test_predictions, with_rare
 from ctr.runs import METRICS, PREDICTIONS
 from ctr.slices import auc_text
 from ctr.train_config import FUSIONS, MASK_BY, CTRConfig
+from ctr.tune import SPACE
 
 ROOT = Path(__file__).resolve().parents[1]
 TUNED = {"DeepFM": "deepfm", "DIN": "din", "MSD-DIN": "msd", "MSD-DeepFM": "msd-deepfm", "ELEC": "elec"}
@@ -228,7 +229,7 @@ def retrain(args: argparse.Namespace, seeds: list[int]) -> None:
     RUNS/tune/<model>/best/seed-N (where `ctr tune` would put them)."""
     if not args.from_record:
         raise SystemExit("--stages retrain needs --from-record DATE (a tuned table's date in bench/results/ctr.jsonl)")
-    path = ROOT / "bench" / "results" / "ctr.jsonl"
+    path = RESULTS / "ctr.jsonl"
     found = [r for r in map(json.loads, path.read_text().splitlines())
              if r.get("table") == "tuned" and r.get("date") == args.from_record and r.get("dataset") == title(args)]
     if not found:
@@ -239,7 +240,7 @@ def retrain(args: argparse.Namespace, seeds: list[int]) -> None:
             continue
         row = record_rows[label]
         folder = args.runs / "tune" / model
-        chosen = {k: row["chosen"][k] for k in ("embed_dim", "hidden", "dropout", "weight_decay", "learning_rate")}
+        chosen = {k: row["chosen"][k] for k in SPACE}  # the searched values of a model without knowledge knobs
         yaml_path = write_yaml(folder / "best" / "config.yaml", chosen)
         (folder / RETRAINED).write_text(json.dumps({"record": args.from_record, "trials": row["trials"],
                                                     "chosen_trial": row["chosen_trial"],

@@ -162,7 +162,7 @@ def test_retrain_trains_a_recorded_tables_deepfm_and_din_configs(tmp_path, monke
     (tmp_path / "bench" / "results" / "ctr.jsonl").write_text(json.dumps(record) + "\n")
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "card.json").write_text(json.dumps({"title": "toy", "dataset": "toy"}))
-    monkeypatch.setattr(B, "ROOT", tmp_path)
+    monkeypatch.setattr(B, "RESULTS", tmp_path / "bench" / "results")
     trained = []
     monkeypatch.setattr(B, "train_run", lambda run, args, skip_busy=False: trained.append((run, args)))
     args = argparse.Namespace(runs=tmp_path / "runs", data=tmp_path / "data", models="deepfm,din,msd-deepfm",

@@ -11,9 +11,10 @@ Stages (each resumable: a run folder holding metrics.json, a trial in trials.jso
               elec`; the knowledge vectors, the chosen fusion): the same number
               of seeded random-search trials each, chosen on validation, then the chosen config per seed
               (test scored there only).
-    retrain   DeepFM and DIN (those of --models) at the configs a recorded tuned table chose (`--from-record DATE`, a
-              `"table": "tuned"` row of bench/results/ctr.jsonl on this dataset), per seed, in place of their tune
-              stage: the rows a new MSD-DeepFM or ELEC is paired with, trained in the same session.
+    retrain   the models of --models at the configs a recorded tuned table chose (`--from-record DATE`, a
+              `"table": "tuned"` row of bench/results/ctr.jsonl on this dataset; the chosen trial drawn again from
+              its number), per seed, in place of their tune stage: more seeds, or the runs a new row is paired
+              with, on a machine that no longer holds the search.
     controls  MSD-DIN at MSD's chosen config with the vectors swapped: shuffled across items, random N(0, 1)
               (the user level built from them included), and the oracle (positive control); per seed.
     ablation  MSD-DIN at its chosen config without the user level, and without item fusion; per seed.
@@ -57,7 +58,7 @@ from ctr.paired import RARE, rare_rows, test_predictions, with_rare
 from ctr.runs import METRICS, PREDICTIONS
 from ctr.slices import auc_text
 from ctr.train_config import FUSIONS, MASK_BY, CTRConfig
-from ctr.tune import SPACE
+from ctr.tune import SPACE, TuneConfig, draw, space
 
 ROOT = Path(__file__).resolve().parents[1]
 TUNED = {"DeepFM": "deepfm", "DIN": "din", "MSD-DIN": "msd", "MSD-DeepFM": "msd-deepfm", "ELEC": "elec"}
@@ -206,7 +207,6 @@ def msd_settings(args: argparse.Namespace) -> list[str]:
 
 
 RETRAINED = "retrained.json"  # tune/<model>/RETRAINED: the record a retrained row's config came from
-RETRAINABLE = ("deepfm", "din")  # no knowledge knobs (a record keeps only the searched values it printed)
 
 
 def tune(args: argparse.Namespace, seeds: list[int]) -> None:
@@ -220,13 +220,33 @@ def tune(args: argparse.Namespace, seeds: list[int]) -> None:
 
 
 def chosen_config(args: argparse.Namespace, model: str) -> dict:
-    summary = json.loads((args.runs / "tune" / model / "tune.json").read_text())
-    return summary["chosen"]
+    """The whole config `model`'s tuned runs trained with (a retrained model's: its first seed's ctr_config.json)."""
+    folder = args.runs / "tune" / model
+    if (folder / RETRAINED).exists():
+        return json.loads(next((folder / "best").glob("seed-*/ctr_config.json")).read_text())
+    return json.loads((folder / "tune.json").read_text())["chosen"]
+
+
+def redrawn(args: argparse.Namespace, model: str, row: dict) -> dict:
+    """The settings `ctr tune` drew for a recorded row's chosen trial, drawn again (the draws are seeded by trial
+    number), checked against the values the record printed; SystemExit if they differ (another search space)."""
+    fixed = {a[2:].split("=")[0].replace("-", "_") for a in args.train_args.split() if a.startswith("--")}
+    base = CTRConfig(data=str(args.data), model=model, knowledge=str(args.knowledge or ""), output=str(args.runs))
+    params = draw(space(base, fixed), TuneConfig().search_seed, row["chosen_trial"])
+    printed = row["chosen"]
+    made = {**params, **(choice(args) if model in KNOWLEDGE_MODELS else {})}  # choice.json: MSD's fusion, mask_by
+    differ = {k: (v, printed[k]) for k, v in made.items() if k in printed and json.dumps(v) != json.dumps(printed[k])}
+    if differ:
+        raise SystemExit(f"{RESULTS / 'ctr.jsonl'}: {model}'s trial {row['chosen_trial']} of {args.from_record} draws "
+                         f"again as {differ} (now, recorded): the search space or RUNS/choice.json differs; tune again")
+    return {**{k: v for k, v in printed.items() if k in SPACE}, **params}
 
 
 def retrain(args: argparse.Namespace, seeds: list[int]) -> None:
-    """DeepFM / DIN at the configs of the recorded tuned table `--from-record`, one run per seed in
-    RUNS/tune/<model>/best/seed-N (where `ctr tune` would put them)."""
+    """Each model of --models at the config the recorded tuned table `--from-record` chose for it, one run per seed in
+    RUNS/tune/<model>/best/seed-N (where `ctr tune` would put them). The chosen trial's settings are drawn again
+    from its number (a record prints only some of them: not MSD's standardize_vectors) and must match those
+    printed; a knowledge model reads --knowledge and RUNS/choice.json, as its search did."""
     if not args.from_record:
         raise SystemExit("--stages retrain needs --from-record DATE (a tuned table's date in bench/results/ctr.jsonl)")
     path = RESULTS / "ctr.jsonl"
@@ -236,19 +256,22 @@ def retrain(args: argparse.Namespace, seeds: list[int]) -> None:
         raise SystemExit(f"{path}: no tuned table of {title(args)!r} dated {args.from_record!r}")
     record_rows = found[-1]["rows"]
     for label, model in TUNED.items():
-        if model not in args.models.split(",") or model not in RETRAINABLE:
+        if model not in args.models.split(","):
             continue
+        if label not in record_rows:
+            raise SystemExit(f"{path}: the tuned table of {args.from_record} has no {label} row to retrain")
         row = record_rows[label]
         folder = args.runs / "tune" / model
-        chosen = {k: row["chosen"][k] for k in SPACE}  # the searched values of a model without knowledge knobs
-        yaml_path = write_yaml(folder / "best" / "config.yaml", chosen)
+        yaml_path = write_yaml(folder / "best" / "config.yaml", redrawn(args, model, row))
         (folder / RETRAINED).write_text(json.dumps({"record": args.from_record, "trials": row["trials"],
                                                     "chosen_trial": row["chosen_trial"],
                                                     "search_wall_s": row["search_wall_s"], "chosen": row["chosen"]},
                                                    indent=2))
+        extra = ["--knowledge", str(args.knowledge), *msd_settings(args)] if model in KNOWLEDGE_MODELS else []
         for seed in seeds:
             train_run(folder / "best" / f"seed-{seed}",
-                      [*common(args), "--model", model, "--config", str(yaml_path), "--seed", str(seed)])
+                      [*common(args), "--model", model, *extra, "--config", str(yaml_path), "--seed", str(seed)],
+                      skip_busy=True)
 
 
 def slug(label: str) -> str:

@@ -9,6 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ctr.train_config import CTRConfig
+
 from bench import bench_ctr as B
 
 SEEDS = [0, 1]
@@ -153,11 +155,22 @@ def test_elec_is_tuned_with_the_knowledge_and_paired_with_din(runs, monkeypatch)
     assert "--knowledge" not in din and elec[elec.index("--knowledge") + 1] == str(runs / "v")
 
 
-def test_retrain_trains_a_recorded_tables_deepfm_and_din_configs(tmp_path, monkeypatch):
+def test_retrain_trains_each_model_at_its_recorded_trial_drawn_again(tmp_path, monkeypatch):
+    """The chosen trial's settings come back from its number (the record prints only some), checked against the
+    record; a knowledge model gets the vectors and MSD's fusion choice its search had."""
+    from ctr.tune import TuneConfig, draw, space
+
+    def drawn(model, trial):
+        base = CTRConfig(data=str(tmp_path / "data"), model=model, knowledge=str(tmp_path / "v"), output="x")
+        return draw(space(base, {"epochs"}), TuneConfig().search_seed, trial)
+
+    printed = {"deepfm": drawn("deepfm", 3), "din": drawn("din", 0) | {"embed_dim": 8, "hidden": [200, 80],
+                                                                       "dropout": 0.0, "learning_rate": 0.001,
+                                                                       "weight_decay": 0.0},
+               "elec": {k: v for k, v in drawn("elec", 2).items() if k != "standardize_vectors"} | {"fusion": "gate"}}
     record = {"table": "tuned", "date": "2026-12-07 05:05:45", "dataset": "toy", "rows": {
-        label: {"trials": 4, "chosen_trial": 3, "search_wall_s": 9.0,
-                "chosen": {"embed_dim": 8, "hidden": [64], "dropout": 0.1, "weight_decay": 0.0, "learning_rate": 0.01,
-                           "top_k": 3}} for label in ("DeepFM", "DIN")}}
+        label: {"trials": 4, "chosen_trial": {"deepfm": 3, "din": 0, "elec": 2}[model], "search_wall_s": 9.0,
+                "chosen": printed[model]} for label, model in (("DeepFM", "deepfm"), ("DIN", "din"), ("ELEC", "elec"))}}
     (tmp_path / "bench" / "results").mkdir(parents=True)
     (tmp_path / "bench" / "results" / "ctr.jsonl").write_text(json.dumps(record) + "\n")
     (tmp_path / "data").mkdir()
@@ -165,21 +178,40 @@ def test_retrain_trains_a_recorded_tables_deepfm_and_din_configs(tmp_path, monke
     monkeypatch.setattr(B, "RESULTS", tmp_path / "bench" / "results")
     trained = []
     monkeypatch.setattr(B, "train_run", lambda run, args, skip_busy=False: trained.append((run, args)))
-    args = argparse.Namespace(runs=tmp_path / "runs", data=tmp_path / "data", models="deepfm,din,msd-deepfm",
-                              train_args="--epochs 3", from_record="2026-12-07 05:05:45")
+    args = argparse.Namespace(runs=tmp_path / "runs", data=tmp_path / "data", models="deepfm,din,elec",
+                              knowledge=tmp_path / "v", train_args="--epochs 3", from_record="2026-12-07 05:05:45")
+    args.runs.mkdir()
+    (args.runs / "choice.json").write_text(json.dumps({"fusion": "gate"}))
     B.retrain(args, [0, 1])
     assert [run.relative_to(args.runs).as_posix() for run, _ in trained] == [
-        "tune/deepfm/best/seed-0", "tune/deepfm/best/seed-1", "tune/din/best/seed-0", "tune/din/best/seed-1"]
+        f"tune/{m}/best/seed-{s}" for m in ("deepfm", "din", "elec") for s in (0, 1)]
     import yaml
 
-    config = yaml.safe_load((args.runs / "tune/din/best/config.yaml").read_text())
-    assert config == {"embed_dim": 8, "hidden": [64], "dropout": 0.1, "weight_decay": 0.0, "learning_rate": 0.01}
+    def config(model):
+        return yaml.safe_load((args.runs / "tune" / model / "best" / "config.yaml").read_text())
+
+    assert config("deepfm") == drawn("deepfm", 3)
+    assert config("din") == {"embed_dim": 8, "hidden": [200, 80], "dropout": 0.0, "learning_rate": 0.001,
+                             "weight_decay": 0.0}  # trial 0: the defaults, as printed
+    assert config("elec") == drawn("elec", 2)  # standardize_vectors too, which the record does not print
     assert trained[2][1][:4] == ["--data", str(args.data), "--epochs", "3"] and "din" in trained[2][1]
+    assert "--knowledge" not in trained[2][1]
+    elec = trained[4][1]
+    assert elec[elec.index("--knowledge") + 1] == str(tmp_path / "v") and "--fusion=gate" in elec
     assert B.tune_facts(args, "DIN")["config_from_record"] == "2026-12-07 05:05:45"
+    (args.runs / "tune/elec/best/seed-0").mkdir(parents=True)
+    (args.runs / "tune/elec/best/seed-0/ctr_config.json").write_text(json.dumps({"model": "elec", "top_k": 5}))
+    assert B.chosen_config(args, "elec") == {"model": "elec", "top_k": 5}  # variants start from the run's config
+    (args.runs / "choice.json").write_text(json.dumps({"fusion": "concat"}))
+    with pytest.raises(SystemExit, match="elec's trial 2 of 2026-12-07 05:05:45 draws again as .*fusion"):
+        B.retrain(args, [0])  # RUNS/choice.json is not what the recorded search had
+    args.models = "msd"
+    with pytest.raises(SystemExit, match="has no MSD-DIN row to retrain"):
+        B.retrain(args, [0])
     args.from_record = "2026-01-01"
     with pytest.raises(SystemExit, match="no tuned table of 'toy' dated '2026-01-01'"):
         B.retrain(args, [0])
     monkeypatch.setattr(B, "ctr", lambda *a: trained.append(a))
-    args.models, args.knowledge, args.trials = "deepfm,din,elec", tmp_path / "v", 4
+    args.models, args.trials, before = "deepfm,din,elec,msd", 4, len(trained)
     B.tune(args, [0])  # the retrained models are not searched again
-    assert [a[a.index("--model") + 1] for a in trained[4:]] == ["elec", "elec"]
+    assert [a[a.index("--model") + 1] for a in trained[before:]] == ["msd", "msd"]

@@ -290,9 +290,9 @@ def variant_runs(args: argparse.Namespace, group: str, label: str, changes: dict
 
 
 def controls(args: argparse.Namespace, seeds: list[int]) -> None:
-    for seed_list in ([seeds[0]], seeds):
+    for seed in seeds:  # seed by seed, as `vectors`
         for name, folder in control_vectors(args).items():
-            variant_runs(args, "controls", name, {"knowledge": str(folder)}, seed_list)
+            variant_runs(args, "controls", name, {"knowledge": str(folder)}, [seed])
 
 
 def vector_sets(args: argparse.Namespace, model: str = "msd") -> dict[str, dict]:
@@ -315,10 +315,10 @@ def vector_sets(args: argparse.Namespace, model: str = "msd") -> dict[str, dict]
 def vectors(args: argparse.Namespace, seeds: list[int]) -> None:
     """Each vector set's rows for every MSD model of --models (msd, msd-deepfm), at that model's tuned config."""
     models = [m for m in args.models.split(",") if m in MSD]
-    for seed_list in ([seeds[0]], seeds):
+    for seed in seeds:  # seed by seed: a run cut short has every row at its first seeds
         for model in models:
             for label, changes in vector_sets(args, model).items():
-                variant_runs(args, "vectors", label, changes, seed_list, model)
+                variant_runs(args, "vectors", label, changes, [seed], model)
 
 
 def ablations(args: argparse.Namespace) -> dict[str, dict]:
@@ -335,8 +335,9 @@ def ablation(args: argparse.Namespace, seeds: list[int]) -> None:
     kept = ablations(args)
     for name in ABLATIONS.keys() - kept.keys():
         print(f"{name}: MSD-DIN's tuned config already has {ABLATIONS[name]}, no row of its own", flush=True)
-    for name, changes in kept.items():
-        variant_runs(args, "ablation", name, changes, seeds)
+    for seed in seeds:  # seed by seed, as `vectors`
+        for name, changes in kept.items():
+            variant_runs(args, "ablation", name, changes, [seed])
 
 
 # ReChorus 2.0's figures on the full ML-1M under its CTR protocol (ID features, its own tuning).

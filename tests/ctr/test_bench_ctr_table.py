@@ -215,3 +215,14 @@ def test_retrain_trains_each_model_at_its_recorded_trial_drawn_again(tmp_path, m
     args.models, args.trials, before = "deepfm,din,elec,msd", 4, len(trained)
     B.tune(args, [0])  # the retrained models are not searched again
     assert [a[a.index("--model") + 1] for a in trained[before:]] == ["msd", "msd"]
+
+
+def test_the_variant_stages_train_seed_by_seed(tmp_path, monkeypatch):
+    """A bench cut short (the session ends) has every row at its first seeds, so its table keeps them all."""
+    trained = []
+    monkeypatch.setattr(B, "variant_runs", lambda args, group, label, changes, seeds, model="msd":
+                        trained.append((label, seeds)))
+    args = argparse.Namespace(**vars(args_for(tmp_path, None)), models="din,msd")
+    args.vectors, args.user_vectors = [f"a={tmp_path}/a"], [f"b={tmp_path}/b"]
+    B.vectors(args, [0, 1, 2])
+    assert trained == [(label, [seed]) for seed in (0, 1, 2) for label in ("MSD-DIN, a", "MSD-DIN, b")]

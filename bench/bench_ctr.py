@@ -55,7 +55,7 @@ from bench.common import RESULTS, record
 
 from ctr.metrics import mean_std, rela_impr
 from ctr.paired import RARE, rare_rows, test_predictions, with_rare
-from ctr.runs import METRICS, PREDICTIONS
+from ctr.runs import CONFIG, METRICS, PREDICTIONS
 from ctr.slices import auc_text
 from ctr.train_config import FUSIONS, MASK_BY, CTRConfig
 from ctr.tune import SPACE, TuneConfig, draw, space
@@ -223,7 +223,10 @@ def chosen_config(args: argparse.Namespace, model: str) -> dict:
     """The whole config `model`'s tuned runs trained with (a retrained model's: its first seed's ctr_config.json)."""
     folder = args.runs / "tune" / model
     if (folder / RETRAINED).exists():
-        return json.loads(next((folder / "best").glob("seed-*/ctr_config.json")).read_text())
+        written = sorted((folder / "best").glob(f"seed-*/{CONFIG}"))
+        if not written:
+            raise SystemExit(f"{folder / 'best'}: no retrained run of {model} has started yet (its stage first)")
+        return json.loads(written[0].read_text())
     return json.loads((folder / "tune.json").read_text())["chosen"]
 
 
